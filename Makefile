@@ -1,0 +1,54 @@
+# The two commands of the README: `make demo` and `make test`. Both build .venv from scratch when needed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# No model or dataset is fetched from the Hub at run time: everything the demo and tests use is local.
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+PYTEST_ARGS ?=
+
+.PHONY: demo test quality style install system-deps bench clean
+
+install: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first and pinned: 2.13.0 is the local CPU build; an unpinned torch pulls GBs of CUDA wheels.
+# open_clip_torch only ships the real CLIP BPE vocabulary the tests use: installed without its deps (it wants
+# torchvision) and never imported.
+$(STAMP): setup.cfg pyproject.toml | $(PY)
+	@$(MAKE) --no-print-directory system-deps
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[video,demo,test,dev]"
+	$(PY) -m pip install -q --no-deps open_clip_torch==3.3.0
+	touch $(STAMP)
+
+# torchcodec (datasets.Video) needs the system FFmpeg libraries; PyAV bundles its own.
+system-deps:
+	@if command -v ffmpeg >/dev/null 2>&1; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then echo "ffmpeg is missing: install it with your package manager"; exit 0; fi; \
+	SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	echo "Installing ffmpeg with apt-get"; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg >/dev/null
+
+demo: $(STAMP)
+	$(OFFLINE) $(PY) demo.py
+
+test: $(STAMP)
+	$(OFFLINE) $(PY) -m pytest $(PYTEST_ARGS)
+
+quality: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+style: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+bench: $(STAMP)
+	$(OFFLINE) $(PY) benchmarks/bench_metric.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .cache

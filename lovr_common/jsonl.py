@@ -1,0 +1,136 @@
+"""JSON Lines that survive a hard kill: whole lines, flushed and synced; a torn last line is ignored.
+
+Every record written by the pipeline is one JSON object per line. A process killed mid-write can leave a last
+line without its newline; such a line is never valid JSON for an object, so readers drop it and writers cut it
+off before appending.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+class JsonlError(ValueError):
+    """A line of a JSON Lines file is not a JSON object (the message names the file and line)."""
+
+
+@dataclass
+class ReadStats:
+    """What a tolerant read skipped, for the caller to report."""
+
+    skipped: list[str] = field(default_factory=list)
+    torn_tail: bool = False
+
+
+def read_jsonl(
+    path: str | os.PathLike, *, skip_malformed: bool = False, stats: ReadStats | None = None
+) -> Iterator[dict]:
+    """Yield the objects of `path`, one per line; blank lines are ignored.
+
+    A malformed line raises `JsonlError` naming the file and line, or is skipped and recorded in `stats` when
+    `skip_malformed=True`. A last line that has no newline and does not parse is a torn write: dropped with a
+    warning.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw.decode("utf-8"))
+                if not isinstance(record, dict):
+                    raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+            except (UnicodeDecodeError, ValueError) as err:
+                if not raw.endswith(b"\n"):  # only the last line can lack its newline
+                    logger.warning("%s:%d: ignoring a torn last line (an interrupted write)", path, lineno)
+                    if stats is not None:
+                        stats.torn_tail = True
+                    return
+                message = f"{path}:{lineno}: malformed JSON Lines record ({err}): {raw[:80]!r}"
+                if not skip_malformed:
+                    raise JsonlError(message) from err
+                logger.warning(message)
+                if stats is not None:
+                    stats.skipped.append(message)
+                continue
+            yield record
+
+
+def cut_torn_tail(path: str | os.PathLike) -> None:
+    """Truncate `path` after its last newline, so that the next append starts on a fresh line."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        chunk = 1 << 16
+        end = size
+        while end > 0:
+            start = max(0, end - chunk)
+            f.seek(start)
+            newline = f.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                f.truncate(start + newline + 1)
+                return
+            end = start
+        f.truncate(0)
+
+
+class JsonlWriter:
+    """Append records to a JSON Lines file, one flushed line each; `close()` syncs to disk.
+
+    Use as a context manager. An existing torn last line is cut first.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        cut_torn_tail(self.path)
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> int:
+    """Write `records` to `path` through a temporary file and an atomic rename; return the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    count = 0
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return count
