@@ -1,0 +1,89 @@
+"""Tiny random-weight models that stand in for real checkpoints offline.
+
+They exercise the real transformers code paths (configs, processors, `from_pretrained`) in well under a second,
+but their outputs are meaningless: everything produced with them is labelled `random_weights`.
+
+    python -m lovr_common.tiny_models --cache-dir .cache/tiny-models
+
+builds every registered model into the cache folder (skipping those already built); code and tests call
+`tiny_model_path(name)`, which builds on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+DEFAULT_CACHE_DIR = Path(os.environ.get("LOVR_TINY_MODELS", ".cache/tiny-models"))
+# Each marker file makes the built folder recognisable as random weights wherever it travels.
+RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS"
+
+_BUILDERS: dict[str, Callable[[Path], None]] = {}
+
+
+def register(name: str) -> Callable[[Callable[[Path], None]], Callable[[Path], None]]:
+    """Register `builder(out_dir)` as the recipe of tiny model `name`."""
+
+    def decorator(builder: Callable[[Path], None]) -> Callable[[Path], None]:
+        _BUILDERS[name] = builder
+        return builder
+
+    return decorator
+
+
+def _load_builders() -> None:
+    # The recipes live beside this file, one module per family; importing them registers them.
+    from lovr_common import _tiny_vision, _tiny_vlm  # noqa: F401
+
+
+def available() -> list[str]:
+    """Names of the tiny models that can be built."""
+    _load_builders()
+    return sorted(_BUILDERS)
+
+
+def is_random_weights(path: str | os.PathLike) -> bool:
+    """Whether the model folder at `path` was built here with random weights."""
+    return (Path(path) / RANDOM_WEIGHTS_MARKER).exists()
+
+
+def tiny_model_path(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The folder of tiny model `name`, built on first use (safe against concurrent builders)."""
+    _load_builders()
+    if name not in _BUILDERS:
+        raise ValueError(f"Unknown tiny model name={name!r}: expected one of {sorted(_BUILDERS)}")
+    out = Path(cache_dir or DEFAULT_CACHE_DIR).resolve() / name
+    if (out / RANDOM_WEIGHTS_MARKER).exists():
+        return out
+    tmp = out.with_name(f".{name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        _BUILDERS[name](tmp)
+        (tmp / RANDOM_WEIGHTS_MARKER).write_text(
+            f"Tiny model '{name}' with random weights, built by lovr_common.tiny_models: its outputs are meaningless.\n"
+        )
+        try:
+            os.replace(tmp, out)
+        except OSError:  # another process finished first
+            if not (out / RANDOM_WEIGHTS_MARKER).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
+    parser.add_argument("names", nargs="*", help="models to build (default: all)")
+    args = parser.parse_args(argv)
+    for name in args.names or available():
+        print(f"{name}: {tiny_model_path(name, args.cache_dir)}")
+
+
+if __name__ == "__main__":
+    main()
