@@ -1,0 +1,23 @@
+"""Fixtures shared by every area of the suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The suite never reaches the Hub, whoever runs it (the Makefile sets these too).
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_name, "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Built once and reused across runs: the tiny random-weight models are deterministic recipes.
+os.environ.setdefault("LOVR_TINY_MODELS", str(REPO_ROOT / ".cache" / "tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir() -> Path:
+    """Where `lovr_common.tiny_models` builds and keeps the tiny models for this suite."""
+    return Path(os.environ["LOVR_TINY_MODELS"])

@@ -1,0 +1,114 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from generation._stage import load_records, run_sharded, stage_output
+
+ECHO_STAGE = Path(__file__).with_name("echo_stage.py")
+
+
+def _ids(path):
+    return [json.loads(line)["id"] for line in Path(path).read_text().splitlines()]
+
+
+def test_run_sharded_skips_done_ids_and_keeps_item_order(tmp_path):
+    calls = []
+
+    def process(batch):
+        calls.append([item["id"] for item in batch])
+        return [{"id": item["id"], "n": item["n"], "status": "ok"} for item in batch]
+
+    items = [{"id": f"v{n}", "n": n} for n in (3, 1, 2)]
+    run_sharded(workdir=tmp_path, stage="s", key="id", items=items[:2], process_batch=process, batch_size=2)
+    records = run_sharded(workdir=tmp_path, stage="s", key="id", items=items, process_batch=process, batch_size=2)
+    assert calls == [["v3", "v1"], ["v2"]]
+    assert list(records) == ["v3", "v1", "v2"]
+    assert _ids(stage_output(tmp_path, "s")) == ["v3", "v1", "v2"]
+    assert not list((tmp_path / ".shards").glob("*.jsonl"))
+
+
+def test_is_done_retries_failed_records_and_later_record_wins(tmp_path):
+    outcome = {"a": "failed", "b": "ok"}
+
+    def process(batch):
+        return [{"id": item["id"], "status": outcome[item["id"]]} for item in batch]
+
+    items = [{"id": "a"}, {"id": "b"}]
+    run_sharded(workdir=tmp_path, stage="s", key="id", items=items, process_batch=process)
+    outcome["a"] = "ok"
+    seen = []
+
+    def process_again(batch):
+        seen.extend(item["id"] for item in batch)
+        return process(batch)
+
+    records = run_sharded(
+        workdir=tmp_path,
+        stage="s",
+        key="id",
+        items=items,
+        process_batch=process_again,
+        is_done=lambda r: r["status"] == "ok",
+    )
+    assert seen == ["a"]
+    assert {k: r["status"] for k, r in records.items()} == {"a": "ok", "b": "ok"}
+    assert _ids(stage_output(tmp_path, "s")) == ["a", "b"]
+
+
+def test_leftover_shard_of_a_killed_run_counts_as_done(tmp_path):
+    shards = tmp_path / ".shards"
+    shards.mkdir()
+    # a crash left one whole record and a torn line behind
+    (shards / "s-00001.jsonl").write_text('{"id": "b", "status": "ok"}\n{"id": "c", "sta')
+    done = []
+
+    def process(batch):
+        done.extend(item["id"] for item in batch)
+        return [{"id": item["id"], "status": "ok"} for item in batch]
+
+    run_sharded(workdir=tmp_path, stage="s", key="id", items=[{"id": x} for x in "abc"], process_batch=process)
+    assert done == ["a", "c"]
+    assert _ids(stage_output(tmp_path, "s")) == ["a", "b", "c"]
+
+
+def _launch(workdir, count, *extra, processes=2):
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ECHO_STAGE),
+        str(workdir),
+        str(count),
+        *map(str, extra),
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_processes_then_resume_after_sigkill(tmp_path):
+    # Real `accelerate launch` with two processes: each writes its own shard, the main process merges.
+    crashed = _launch(tmp_path / "w", 20, 4)
+    assert crashed.returncode != 0
+    partial = load_records(tmp_path / "w", "echo", "id")
+    assert 0 < len(partial) < 20
+    resumed = _launch(tmp_path / "w", 20)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    records = [json.loads(line) for line in stage_output(tmp_path / "w", "echo").read_text().splitlines()]
+    assert [r["id"] for r in records] == [f"i-{n:03d}" for n in range(20)]
+    assert all(r["text"] == r["id"].upper() for r in records)
+
+    single = _launch(tmp_path / "single", 20, processes=1)
+    assert single.returncode == 0, single.stderr[-2000:]
+    assert stage_output(tmp_path / "single", "echo").read_text() == stage_output(tmp_path / "w", "echo").read_text()
