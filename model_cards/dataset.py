@@ -1,0 +1,163 @@
+"""The LoVR dataset card: the export's YAML (configs, features) completed with licence, tasks and size, and a body
+with the construction settings actually used, statistics computed from the data, the evaluation protocol, the
+licence note on videos and the citation.
+
+    from model_cards.dataset import dataset_card
+    dataset_card("lovr", workdir="runs/demo", repo_id="ORG/LoVR").save("lovr/README.md")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+from datasets.info import DatasetInfosDict
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from model_cards.pipeline import RunSummary, summarise_run
+from model_cards.stats import DatasetStatistics, compute_statistics, size_category
+
+TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md"
+LICENSE = "cc-by-nc-sa-4.0"
+TASK_CATEGORIES = ["text-retrieval", "video-text-to-text"]
+TAGS = ["video-retrieval", "text-video-retrieval", "long-video", "video-captioning", "lovr"]
+# Author names are not restated here: the arXiv record is the authority on them.
+CITATION = """@misc{lovr2025,
+  title         = {LoVR: A Benchmark for Long Video Retrieval in Multimodal Contexts},
+  author        = {{LoVR authors}},
+  year          = {2025},
+  eprint        = {2505.13928},
+  archivePrefix = {arXiv},
+  url           = {https://arxiv.org/abs/2505.13928}
+}"""
+_DISTRIBUTIONS = [
+    ("clips per video", "clips_per_video"),
+    ("clip duration (s)", "clip_duration_s"),
+    ("video duration (s)", "video_duration_s"),
+    ("clip caption words", "clip_caption_words"),
+    ("video caption words", "video_caption_words"),
+]
+
+
+def _fmt(value: float | None) -> str:
+    """Integers as integers, other numbers with two decimals, missing as a dash."""
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _export_metadata(export_dir: Path) -> DatasetCardData:
+    """The YAML of the export's README.md, which declares its `configs` (and usually `dataset_info`)."""
+    if not export_dir.is_dir():
+        raise ValueError(f"dataset dir {str(export_dir)!r} is not a directory; expected a LoVR export folder")
+    readme = export_dir / "README.md"
+    if not readme.is_file():
+        raise ValueError(
+            f"dataset dir {str(export_dir)!r} has no README.md; expected the output of `python -m lovr_dataset export`"
+        )
+    data = DatasetCard.load(readme).data
+    if not data.get("configs"):
+        raise ValueError(f"{readme} declares no `configs:` in its YAML; expected clips and videos configs")
+    return data
+
+
+def _load_configs(export_dir: Path, names: list[str], cache_dir: str | None) -> dict[str, datasets.DatasetDict]:
+    missing = {"clips", "videos"} - set(names)
+    if missing:
+        raise ValueError(
+            f"dataset dir {str(export_dir)!r} declares configs {names}; expected at least {sorted(missing)}"
+        )
+    return {name: datasets.load_dataset(str(export_dir), name, cache_dir=cache_dir) for name in names}
+
+
+def _all_rows(dataset_dict: datasets.DatasetDict) -> datasets.Dataset:
+    return datasets.concatenate_datasets(list(dataset_dict.values()))
+
+
+def build_card_data(metadata: DatasetCardData, loaded: dict[str, datasets.DatasetDict]) -> DatasetCardData:
+    """The export's YAML plus licence, tasks, tags and the size category of the largest config."""
+    yaml = metadata.to_dict()
+    for key in ("license", "task_categories", "tags", "size_categories", "pretty_name", "language"):
+        yaml.pop(key, None)
+    card_data = DatasetCardData(
+        pretty_name="LoVR",
+        license=LICENSE,
+        language=["en"],
+        task_categories=TASK_CATEGORIES,
+        tags=TAGS,
+        size_categories=[size_category(max(sum(d.num_rows.values()) for d in loaded.values()))],
+        annotations_creators=["machine-generated"],
+        language_creators=["machine-generated"],
+        multilinguality=["monolingual"],
+        **yaml,
+    )
+    if not card_data.get("dataset_info"):
+        # The features, as `datasets.push_to_hub` would write them.
+        infos = {name: next(iter(d.values())).info for name, d in loaded.items()}
+        for name, info in infos.items():
+            info.config_name = name
+            info.splits = datasets.SplitDict(
+                {s: datasets.SplitInfo(s, num_examples=len(d)) for s, d in loaded[name].items()}
+            )
+        DatasetInfosDict(infos).to_dataset_card_data(card_data)
+    return card_data
+
+
+def _split_rows(loaded: dict[str, datasets.DatasetDict]) -> list[dict]:
+    return [
+        {"config": name, "split": split, "num_examples": len(ds)}
+        for name, dataset_dict in loaded.items()
+        for split, ds in dataset_dict.items()
+    ]
+
+
+def render_dataset_card(
+    card_data: DatasetCardData,
+    stats: DatasetStatistics,
+    split_rows: list[dict],
+    run: RunSummary | None = None,
+    repo_id: str = "lovr",
+) -> DatasetCard:
+    """Fill `templates/dataset_card.md` through `DatasetCard.from_template`."""
+    return DatasetCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        repo_id=repo_id,
+        split_rows=split_rows,
+        has_themes=any(row["config"] == "themes" for row in split_rows),
+        stats=stats,
+        distributions=[(label, getattr(stats, name)) for label, name in _DISTRIBUTIONS],
+        run=run,
+        citation=CITATION,
+        fmt=_fmt,
+    )
+
+
+def dataset_card(
+    export_dir: str | Path,
+    workdir: str | Path | None = None,
+    repo_id: str = "lovr",
+    cache_dir: str | None = None,
+) -> DatasetCard:
+    """The card of an exported LoVR folder, loading it with `datasets.load_dataset` to compute its statistics.
+
+    Args:
+        export_dir (`str` or `Path`): the output of `python -m lovr_dataset export`.
+        workdir (`str` or `Path`, *optional*): the pipeline run folder it was built from, for the settings used.
+        repo_id (`str`, defaults to `"lovr"`): the id shown in the card's `load_dataset` example.
+        cache_dir (`str`, *optional*): the `datasets` cache used to load the export.
+    """
+    export_dir = Path(export_dir)
+    metadata = _export_metadata(export_dir)
+    names = [config["config_name"] for config in metadata["configs"]]
+    loaded = _load_configs(export_dir, names, cache_dir)
+    stats = compute_statistics(
+        _all_rows(loaded["clips"]),
+        _all_rows(loaded["videos"]),
+        _all_rows(loaded["themes"]) if "themes" in loaded else None,
+    )
+    run = summarise_run(workdir) if workdir is not None else None
+    return render_dataset_card(build_card_data(metadata, loaded), stats, _split_rows(loaded), run, repo_id)
+
+
+__all__ = ["dataset_card", "render_dataset_card", "build_card_data", "CITATION", "LICENSE", "TASK_CATEGORIES"]

@@ -1,0 +1,124 @@
+"""Tiny LoVR exports, run folders and results for the card tests, written by hand so every number is checkable.
+
+The export mirrors `python -m lovr_dataset export`: Parquet per config and split plus a README.md whose YAML
+declares `configs:`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from datasets import Dataset
+from huggingface_hub import DatasetCard, DatasetCardData
+
+# Two videos: "vidA" (3 clips) and "-vidB" (1 clip; ids may start with '-').
+CLIPS = {
+    "video_id": ["vidA", "vidA", "vidA", "-vidB"],
+    "clip_id": ["vidA-Scene-001", "vidA-Scene-002", "vidA-Scene-003", "-vidB-Scene-001"],
+    "clip_index": [1, 2, 3, 1],
+    "start": [0.0, 5.0, 12.0, 0.0],
+    "end": [5.0, 12.0, 30.0, 6.0],
+    # 4, 2, 6 and 3 words
+    "caption": ["a man rides bikes", "red car", "the dog runs across the street", "a rabbit wakes"],
+    "path": ["vidA.mp4", "vidA.mp4", "vidA.mp4", "-vidB.mp4"],
+    "is_query": [True, False, True, True],
+}
+VIDEOS = {
+    "video_id": ["vidA", "-vidB"],
+    # 11 and 5 words
+    "caption": ["a man rides bikes then a red car passes by fast", "a rabbit wakes up slowly"],
+    "duration": [30.0, 6.0],
+    "num_clips": [3, 1],
+    "clip_ids": [["vidA-Scene-001", "vidA-Scene-002", "vidA-Scene-003"], ["-vidB-Scene-001"]],
+}
+
+
+def write_export(root: Path, clips: dict = CLIPS, videos: dict = VIDEOS) -> Path:
+    """Write the two configs as Parquet (`clips` split in two) and the README.md YAML declaring them."""
+    root.mkdir(parents=True, exist_ok=True)
+    clip_ds = Dataset.from_dict(clips)
+    (root / "clips").mkdir()
+    clip_ds.select(range(2)).to_parquet(root / "clips" / "test-00000-of-00001.parquet")
+    clip_ds.select(range(2, len(clip_ds))).to_parquet(root / "clips" / "gallery-00000-of-00001.parquet")
+    (root / "videos").mkdir()
+    Dataset.from_dict(videos).to_parquet(root / "videos" / "test-00000-of-00001.parquet")
+    card_data = DatasetCardData(
+        configs=[
+            {
+                "config_name": "clips",
+                "default": True,
+                "data_files": [
+                    {"split": "test", "path": "clips/test-*.parquet"},
+                    {"split": "gallery", "path": "clips/gallery-*.parquet"},
+                ],
+            },
+            {"config_name": "videos", "data_files": [{"split": "test", "path": "videos/test-*.parquet"}]},
+        ]
+    )
+    DatasetCard(f"---\n{card_data.to_yaml()}\n---\n").save(root / "README.md")
+    return root
+
+
+def write_run(workdir: Path) -> Path:
+    """A run folder with one record per stage file, settings as the stages write them (CONTRIBUTING.md)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    segments = {
+        "video_id": "vidA",
+        "clips": [],
+        "status": "ok",
+        "settings": {"detector": "content", "threshold": 34.0, "min_scene_len_s": 5.0, "downscale": 3},
+    }
+    caption_settings = {"model": "Qwen/Qwen2.5-VL-7B-Instruct", "prompt_version": "lovr-code-v1", "attempt": 1}
+    captions = [
+        {
+            "clip_id": "vidA-Scene-001",
+            "video_id": "vidA",
+            "caption": "x",
+            "status": "ok",
+            "settings": caption_settings,
+            "score": 0.8,
+            "scorer": {"name": "evqascore", "threshold": 0.5},
+            "review": None,
+        },
+        {
+            "clip_id": "vidA-Scene-002",
+            "video_id": "vidA",
+            "caption": "y",
+            "status": "ok",
+            "settings": {**caption_settings, "attempt": 2},
+            "score": 0.2,
+            "scorer": {"name": "evqascore", "threshold": 0.5},
+            "review": "pending",
+        },
+    ]
+    videos = {
+        "video_id": "vidA",
+        "caption": "x y",
+        "clip_ids": ["vidA-Scene-001", "vidA-Scene-002"],
+        "num_clips": 2,
+        "duration": 30.0,
+        "status": "ok",
+        "boundaries": [{"after": "vidA-Scene-001", "status": "fallback", "reason": "timeout"}],
+        "settings": {"model": "gpt-4o", "cluster_size": 10, "temperature": 0.5},
+    }
+    (workdir / "segments.jsonl").write_text(json.dumps(segments) + "\n")
+    (workdir / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in captions))
+    (workdir / "videos.jsonl").write_text(json.dumps(videos) + "\n")
+    return workdir
+
+
+@pytest.fixture
+def export_dir(tmp_path) -> Path:
+    return write_export(tmp_path / "lovr")
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    return write_run(tmp_path / "run")
+
+
+@pytest.fixture
+def hf_cache(tmp_path) -> str:
+    return str(tmp_path / "hf_cache")
