@@ -1,0 +1,243 @@
+"""Video probing and frame decoding by time, shared by every stage that looks at pixels.
+
+Frames come out as RGB `uint8` arrays of shape (H, W, 3), exactly as the decoder gives them: never flipped to
+BGR (the original LoVR code did, so its baselines saw BGR images). Decoding goes through PyAV in one sequential
+pass per call: frames that are not needed are decoded (a codec cannot skip them) but never converted to RGB.
+
+Times are seconds from the first frame of the video's first video stream (its `start_time` is subtracted), the
+clock PySceneDetect and `W/segments.jsonl` use.
+
+Example:
+    >>> from lovr_common.samples import sample_video
+    >>> from lovr_common.video import decode_frames_at, probe, uniform_times
+    >>> info = probe(sample_video("bikes"))
+    >>> (info.num_frames, info.fps, info.width, info.height)
+    (250, 25.0, 640, 272)
+    >>> decode_frames_at(info.path, uniform_times(0.0, 2.0, 4), size=(224, 224)).shape
+    (4, 224, 224, 3)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+# LoVR's captioning rule (LOVR_REFERENCE.md, stage 2).
+LOVR_MIN_CLIP_FRAMES = 5
+LOVR_MIN_CAPTION_FRAMES = 8
+LOVR_MAX_CAPTION_FRAMES = 64
+LOVR_SHORT_CLIP_CAPTION_FRAMES = 2
+
+
+class VideoError(ValueError):
+    """A file is not a decodable video; the message names the file and the reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What `probe` reads from a video's first video stream."""
+
+    path: Path
+    duration: float
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    """Open `path` for reading, turning every way this can fail into a `VideoError`."""
+    if not path.exists():
+        raise VideoError(path, "unreadable: no such file (or a dangling link)")
+    if path.is_dir():
+        raise VideoError(path, "not a video: it is a directory")
+    if path.stat().st_size == 0:
+        raise VideoError(path, "zero-byte file")
+    try:
+        container = av.open(str(path))
+    except PermissionError as err:
+        raise VideoError(path, f"unreadable: {err.strerror}") from err
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as err:
+        raise VideoError(path, f"not a video or corrupt: FFmpeg cannot open it ({err})") from err
+    if not container.streams.video:
+        kinds = sorted({stream.type for stream in container.streams}) or ["none"]
+        container.close()
+        raise VideoError(path, f"no video stream (streams: {', '.join(kinds)}); audio-only or not a video")
+    return container
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Read the duration, frame rate, frame count and size of `path`'s first video stream.
+
+    The first frame is decoded, so a file whose header parses but whose data does not (a truncated or corrupt
+    file) raises `VideoError` here rather than half-way through a later stage. When the container stores no
+    frame count (Matroska, WebM), the packets are counted: a demux pass, no decoding.
+    """
+    path = Path(path)
+    container = _open(path)
+    with container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate:
+            raise VideoError(path, "the video stream has no frame rate")
+        fps = float(rate)
+        try:
+            first = next(container.decode(stream), None)
+        except av.FFmpegError as err:
+            raise VideoError(path, f"corrupt: the first frame does not decode ({err})") from err
+        if first is None:
+            raise VideoError(path, "the video stream holds no decodable frame")
+        num_frames = stream.frames or _count_packets(path)
+        if stream.duration is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        else:
+            duration = num_frames / fps
+    return VideoInfo(path, duration, fps, num_frames, first.width, first.height)
+
+
+def _count_packets(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for packet in container.demux(video=0) if packet.size)
+
+
+def iter_frames_at(
+    path: str | os.PathLike, times: Sequence[float], size: tuple[int, int] | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield `(i, frame)` for every requested `times[i]`, in time order, in one sequential decode pass.
+
+    Rule: `times[i]` gets the frame whose timestamp is nearest to it (the earlier one on a tie); a time before
+    the first frame gets the first frame, one after the last gets the last. Equal times (or times nearest to the
+    same frame) share one array: copy it before writing to it.
+
+    Args:
+        path: the video file.
+        times: seconds from the start of the video, in any order.
+        size: `(width, height)` to resize to (FFmpeg's scaler), or `None` for the native size.
+    """
+    path = Path(path)
+    times = np.asarray(times, dtype=np.float64)
+    if times.ndim != 1 or not np.isfinite(times).all() or (times < 0).any():
+        raise ValueError(f"iter_frames_at: times must be a 1-D sequence of finite seconds >= 0, got {times!r}")
+    width, height = size if size is not None else (None, None)
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise ValueError(f"iter_frames_at: size={size} must be (width, height), both >= 1")
+    if len(times) == 0:
+        return
+    order = np.argsort(times, kind="stable")
+
+    container = _open(path)
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        offset = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        first_time = times[order[0]]
+        if first_time > 0:
+            # Lands on the keyframe at or before the first needed time; decoding goes on from there.
+            container.seek(int((first_time + offset) / stream.time_base), stream=stream, backward=True)
+
+        def rgb(frame: av.VideoFrame) -> np.ndarray:
+            return frame.to_ndarray(format="rgb24", width=width, height=height)
+
+        k = 0  # position in `order` of the next time to serve
+        previous, previous_time = None, -math.inf
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                frame_time = float(frame.pts * stream.time_base) - offset
+                # Every pending time at or before this frame is served now, by this frame or the previous one.
+                array, array_of = None, None
+                while k < len(order) and times[order[k]] <= frame_time:
+                    t = times[order[k]]
+                    chosen = previous if previous is not None and t - previous_time <= frame_time - t else frame
+                    if array_of is not chosen:
+                        array, array_of = rgb(chosen), chosen
+                    yield int(order[k]), array
+                    k += 1
+                if k == len(order):
+                    return
+                previous, previous_time = frame, frame_time
+        except av.FFmpegError as err:
+            raise VideoError(path, f"corrupt: decoding failed near {previous_time:.3f} s ({err})") from err
+        if previous is None:
+            raise VideoError(path, f"no frame decodes at or after {first_time:.3f} s")
+        # Times past the last frame get the last frame.
+        last = rgb(previous)
+        for position in order[k:]:
+            yield int(position), last
+
+
+def decode_frames_at(
+    path: str | os.PathLike, times: Sequence[float], size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """The frames nearest to `times` (the rule of `iter_frames_at`) as one `(len(times), H, W, 3)` uint8 array,
+    in the order of `times`."""
+    frames: np.ndarray | None = None
+    for i, frame in iter_frames_at(path, times, size):
+        if frames is None:
+            frames = np.empty((len(times), *frame.shape), dtype=np.uint8)
+        frames[i] = frame
+    if frames is None:
+        width, height = size if size is not None else (0, 0)
+        return np.empty((0, height, width, 3), dtype=np.uint8)
+    return frames
+
+
+def uniform_times(start: float, end: float, n: int) -> list[float]:
+    """The centres of `n` equal segments of `[start, end)`: n frames spread evenly over a clip."""
+    if not end > start or n < 1:
+        raise ValueError(f"uniform_times: expected start < end and n >= 1, got start={start}, end={end}, n={n}")
+    step = (end - start) / n
+    return [start + (i + 0.5) * step for i in range(n)]
+
+
+def interval_times(start: float, end: float, fps: float, interval: int) -> list[float]:
+    """The times of every `interval`-th frame of `[start, end)`, starting with its first frame.
+
+    LoVR's evaluation embeds frames `0, interval, 2 * interval, ...` of a clip; frame k of the video is at
+    `k / fps`.
+    """
+    if fps <= 0 or interval < 1 or not end > start:
+        raise ValueError(
+            f"interval_times: expected fps > 0, interval >= 1, start < end; "
+            f"got fps={fps}, interval={interval}, start={start}, end={end}"
+        )
+    first, stop = round(start * fps), round(end * fps)
+    return [k / fps for k in range(first, max(stop, first + 1), interval)]
+
+
+def lovr_caption_num_frames(frame_count: int, fps: float) -> int:
+    """LoVR's number of frames to caption a clip of `frame_count` frames at `fps`: one per second, 8 to 64,
+    and 2 when the clip has fewer than 8 frames.
+
+    Clips with fewer than `LOVR_MIN_CLIP_FRAMES` (5) frames are skipped by LoVR: check `is_captionable` first;
+    this raises `ValueError` for them.
+    """
+    if not is_captionable(frame_count):
+        raise ValueError(
+            f"lovr_caption_num_frames: frame_count={frame_count} is below LoVR's minimum of "
+            f"{LOVR_MIN_CLIP_FRAMES} frames; such clips are skipped (check is_captionable first)"
+        )
+    if fps <= 0:
+        raise ValueError(f"lovr_caption_num_frames: fps={fps} must be > 0")
+    if frame_count < LOVR_MIN_CAPTION_FRAMES:
+        return LOVR_SHORT_CLIP_CAPTION_FRAMES
+    return min(LOVR_MAX_CAPTION_FRAMES, max(LOVR_MIN_CAPTION_FRAMES, int(frame_count / fps)))
+
+
+def is_captionable(frame_count: int) -> bool:
+    """Whether LoVR captions a clip of `frame_count` frames (at least `LOVR_MIN_CLIP_FRAMES`)."""
+    return frame_count >= LOVR_MIN_CLIP_FRAMES
