@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from generation.backends import ChatRequest, GenerationParams
+
 KEYWORDS_VERSION = "stopwords-v1"
 MAX_KEYWORDS = 32
 # English function words plus words every clip caption uses, which say nothing about this clip's content.
@@ -73,6 +75,8 @@ JUDGE_PROMPT = (
     "empty) to 10 (accurate, complete and specific). Answer with the number only.\n\nDescription:\n{caption}"
 )
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+# Keywords and ratings are short answers that should not vary from run to run.
+GREEDY_SHORT = GenerationParams(do_sample=False, repetition_penalty=1.0, max_new_tokens=128)
 
 
 @dataclass
@@ -148,7 +152,7 @@ def _pooled(output: torch.Tensor | Any) -> torch.Tensor:
 
 
 class LlmKeywords:
-    """Keywords of each caption asked from an LLM through a chat backend (`generate(conversations) -> results`)."""
+    """Keywords of each caption asked from an LLM through a `generation.backends` chat backend."""
 
     def __init__(self, backend: Any, max_keywords: int = MAX_KEYWORDS):
         self.backend = backend
@@ -156,14 +160,11 @@ class LlmKeywords:
 
     def __call__(self, captions: Sequence[str]) -> list[list[str] | str]:
         """Per caption, its keywords or the reason they could not be extracted."""
-        conversations = [
-            [{"role": "user", "content": [{"type": "text", "text": KEYWORD_PROMPT.format(caption=caption)}]}]
-            for caption in captions
-        ]
+        requests = [ChatRequest(user=KEYWORD_PROMPT.format(caption=caption)) for caption in captions]
         out: list[list[str] | str] = []
-        for result in self.backend.generate(conversations):
+        for result in self.backend.generate(requests, GREEDY_SHORT):
             if not result.ok:
-                out.append(f"keyword extraction failed: {result.reason}")
+                out.append(f"keyword extraction failed: {result.error}")
                 continue
             keywords = [k.strip(" .;:\"'").lower() for k in re.split(r"[,\n]", result.text)]
             keywords = list(dict.fromkeys(k for k in keywords if k))[: self.max_keywords]
@@ -303,22 +304,20 @@ class JudgeScorer:
         }
 
     def score(self, items: Sequence[ScoringItem]) -> list[ScoreResult]:
-        conversations = []
-        for item in items:
-            images = [{"type": "image", "image": Image.fromarray(f)} for f in item.frames] if self.with_frames else []
-            text = {"type": "text", "text": JUDGE_PROMPT.format(caption=item.caption)}
-            conversations.append(
-                [
-                    {"role": "system", "content": [{"type": "text", "text": JUDGE_SYSTEM_PROMPT}]},
-                    {"role": "user", "content": [*images, text]},
-                ]
+        requests = [
+            ChatRequest(
+                user=JUDGE_PROMPT.format(caption=item.caption),
+                system=JUDGE_SYSTEM_PROMPT,
+                images=item.frames if self.with_frames else (),
             )
-        return [self._parse(result) for result in self.backend.generate(conversations)]
+            for item in items
+        ]
+        return [self._parse(result) for result in self.backend.generate(requests, GREEDY_SHORT)]
 
     @staticmethod
     def _parse(result: Any) -> ScoreResult:
         if not result.ok:
-            return ScoreResult(None, reason=f"judge call failed: {result.reason}")
+            return ScoreResult(None, reason=f"judge call failed: {result.error}")
         match = _NUMBER.search(result.text)
         rating = float(match.group()) if match else None
         if rating is None or not 0 <= rating <= 10:

@@ -2,9 +2,12 @@ import numpy as np
 import pytest
 import torch
 
+from generation.backends import ChatResult, TransformersBackend
 from generation.scoring import (
     STOPWORDS,
     EvqaScorer,
+    JudgeScorer,
+    LlmKeywords,
     ScoringItem,
     extract_keywords,
     frame_regions,
@@ -124,3 +127,34 @@ def test_evqa_refuses_a_model_without_dual_encoder_methods():
     # X-CLIP embeds videos, not images: it has no get_image_features
     with pytest.raises(ValueError, match="xclip.*no get_image_features: expected a CLIP-like"):
         EvqaScorer(str(tiny_model_path("xclip")))
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [("8", 0.8), ("Score: 7.5/10", 0.75), ("0", 0.0), ("10.", 1.0), ("I'd say 11", None), ("great!", None)],
+)
+def test_judge_parses_the_first_number_and_fails_cleanly_otherwise(reply, expected):
+    result = JudgeScorer._parse(ChatResult(text=reply))
+    assert result.score == (pytest.approx(expected) if expected is not None else None)
+    if expected is None:
+        assert result.reason.startswith("no rating 0-10 in") and result.details["reply"] == reply
+    failed = JudgeScorer._parse(ChatResult(error="HTTP 500: boom"))
+    assert failed.score is None and failed.reason == "judge call failed: HTTP 500: boom"
+
+
+def test_judge_with_a_real_tiny_vlm_gives_one_result_per_clip():
+    # Random weights: the replies are gibberish, so most scores fail to parse; what matters is one result per clip,
+    # each either a rating in range or a failure quoting the reply, never an exception.
+    backend = TransformersBackend(str(tiny_model_path("vlm")))
+    scorer = JudgeScorer(backend, model="tiny-vlm", num_frames=2)
+    results = scorer.score([ScoringItem("a", _frames(4), "A dog runs."), ScoringItem("b", _frames(5), "A cat.")])
+    assert len(results) == 2
+    for result in results:
+        assert (result.score is not None and 0 <= result.score <= 1) or result.reason.startswith("no rating")
+
+
+def test_llm_keywords_with_a_real_tiny_causal_lm():
+    keywords = LlmKeywords(TransformersBackend(str(tiny_model_path("causal-lm"))), max_keywords=5)
+    (out,) = keywords(["A dog runs across a field."])
+    # random weights: any comma-separated text is a keyword list; at most 5, lower-cased, no empty entries
+    assert isinstance(out, str) or (0 < len(out) <= 5 and all(k and k == k.lower() for k in out))
