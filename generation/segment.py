@@ -1,0 +1,194 @@
+"""Stage 1: cut every video of a folder into clips at scene changes, with LoVR's settings as defaults.
+
+    accelerate launch -m generation.segment --videos DIR --workdir W [--write_clips] [--adaptive]
+    python -m generation.segment --videos DIR --workdir W --low_dynamic_threshold 1.0
+
+Writes one record per video to `W/segments.jsonl` (CONTRIBUTING.md, "Run folder"): its clips as time ranges of the
+source video, numbered `<video_id>-Scene-NNN` in time order. Videos are shared between processes; a rerun skips
+videos already done and retries failed ones. A file that is not a usable video (zero bytes, corrupt, audio only,
+fewer than 5 frames, unreadable, not a video) gets a failed record and a line in `W/failures.jsonl`; the other
+videos go on, and the command exits with status 1 after printing a summary.
+
+`--write_clips` also writes each clip to `W/clips/<video_id>/<clip_id>.mp4`, the official release's layout. The
+default `--clip_mode reencode` re-encodes (libx264), so clip files start and end on the detected frames;
+`--clip_mode copy` copies the streams, which is fast but keyframe-accurate only (a clip starts at the keyframe
+at or before its start).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import av
+import cv2
+import scenedetect
+from accelerate import PartialState
+from transformers import HfArgumentParser
+
+from generation._failures import record_failure
+from generation._scenes import (
+    DetectionSettings,
+    choose_scenes,
+    low_dynamic_mark,
+    score_video,
+    settings_record,
+    write_clip_files,
+)
+from generation._stage import run_sharded
+from lovr_common.video import LOVR_MIN_CLIP_FRAMES, VideoError, probe
+
+logger = logging.getLogger(__name__)
+
+STAGE = "segments"
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".webm", ".mov")
+# What a broken file can raise on its way through PyAV, OpenCV and PySceneDetect; anything else is a bug.
+_VIDEO_FAILURES = (VideoError, scenedetect.VideoOpenFailure, av.FFmpegError, cv2.error, OSError)
+
+
+@dataclass
+class SegmentConfig:
+    """Where the videos are, where the run folder is, and whether to write clip files."""
+
+    videos: str = field(metadata={"help": f"Folder of source videos ({', '.join(VIDEO_EXTENSIONS)})."})
+    workdir: str = field(metadata={"help": "Run folder W; segments go to W/segments.jsonl."})
+    write_clips: bool = field(default=False, metadata={"help": "Also write W/clips/<video_id>/<clip_id>.mp4."})
+    clip_mode: Literal["reencode", "copy"] = field(
+        default="reencode", metadata={"help": "reencode: frame-accurate cuts; copy: fast, keyframe-accurate."}
+    )
+
+
+def list_videos(videos_dir: str | os.PathLike) -> list[dict]:
+    """One item per video file of `videos_dir` (not recursive), sorted by name: `{"video_id", "video_path"}`.
+
+    Files with another suffix are ignored (with a warning); two videos with the same stem would get the same
+    `video_id`, so they are an error.
+    """
+    folder = Path(videos_dir)
+    if not folder.is_dir():
+        raise ValueError(f"--videos {videos_dir!r} is not a folder; expected a folder of video files")
+    files = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and not p.is_dir())
+    videos = [p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS]
+    ignored = [p.name for p in files if p not in videos]
+    if ignored:
+        logger.warning("Ignoring %d file(s) without a video suffix %s: %s", len(ignored), VIDEO_EXTENSIONS, ignored)
+    by_stem = defaultdict(list)
+    for path in videos:
+        by_stem[path.stem].append(path.name)
+    duplicates = {stem: names for stem, names in by_stem.items() if len(names) > 1}
+    if duplicates:
+        raise ValueError(
+            f"--videos {videos_dir!r}: video ids are file stems and must be unique, but these files share one: "
+            f"{duplicates}; rename or move all but one of each"
+        )
+    if not videos:
+        raise ValueError(f"--videos {videos_dir!r} holds no video file (expected suffixes {VIDEO_EXTENSIONS})")
+    return [{"video_id": path.stem, "video_path": path.name} for path in videos]
+
+
+def segment_video(item: dict, config: SegmentConfig, settings: DetectionSettings) -> dict:
+    """The segments record of one video (raises `VideoError` for a file that is not a usable video)."""
+    videos_dir = Path(config.videos).resolve()
+    path = videos_dir / item["video_path"]
+    info = probe(path)
+    if info.num_frames < LOVR_MIN_CLIP_FRAMES:
+        raise VideoError(path, f"too short: {info.num_frames} frame(s), a clip needs {LOVR_MIN_CLIP_FRAMES}")
+    track = score_video(path, info.fps, settings)
+    scenes, detection = choose_scenes(track, settings)
+    video_id = item["video_id"]
+    clip_ids = [f"{video_id}-Scene-{n:03d}" for n in range(1, len(scenes) + 1)]
+    clip_paths = [None] * len(scenes)
+    if config.write_clips:
+        workdir = Path(config.workdir).resolve()
+        files = write_clip_files(path, scenes, clip_ids, workdir / "clips" / video_id, config.clip_mode)
+        clip_paths = [str(file.relative_to(workdir)) for file in files]
+
+    clips = []
+    for n, ((start, end), clip_id, clip_path) in enumerate(zip(scenes, clip_ids, clip_paths, strict=True), 1):
+        mark = None
+        if settings.low_dynamic_threshold is not None:
+            mark = low_dynamic_mark(track, start.frame_num, end.frame_num, settings.low_dynamic_threshold)
+        clips.append(
+            {
+                "clip_id": clip_id,
+                "clip_index": n,
+                "start": round(start.seconds, 6),
+                "end": round(end.seconds, 6),
+                "start_frame": start.frame_num,
+                "end_frame": end.frame_num,
+                "clip_path": clip_path,
+                "low_dynamic": mark,
+            }
+        )
+    return {
+        "video_id": video_id,
+        "video_path": item["video_path"],
+        "videos_dir": str(videos_dir),
+        "duration": info.duration,
+        "fps": info.fps,
+        "num_frames": info.num_frames,
+        "width": info.width,
+        "height": info.height,
+        "clips": clips,
+        "settings": {
+            **settings_record(settings, track),
+            **detection,
+            "decoded_frames": len(track.positions),
+            "write_clips": config.clip_mode if config.write_clips else None,
+        },
+        "status": "ok",
+    }
+
+
+def segment_all(config: SegmentConfig, settings: DetectionSettings) -> dict[str, dict]:
+    """Segment every video of `config.videos` not done yet, sharing them between processes; returns all records."""
+    items = list_videos(config.videos)
+
+    def process_batch(batch: list[dict]):
+        for item in batch:
+            try:
+                yield segment_video(item, config, settings)
+            except _VIDEO_FAILURES as err:
+                reason = err.reason if isinstance(err, VideoError) else f"{type(err).__name__}: {err}"
+                path = Path(config.videos).resolve() / item["video_path"]
+                record_failure(config.workdir, STAGE, item["video_id"], path, reason)
+                logger.warning("%s failed: %s", item["video_id"], reason)
+                yield {**item, "videos_dir": str(Path(config.videos).resolve()), "status": "failed", "reason": reason}
+
+    return run_sharded(
+        workdir=config.workdir,
+        stage=STAGE,
+        key="video_id",
+        items=items,
+        process_batch=process_batch,
+        is_done=lambda record: record["status"] == "ok",
+        desc="segment",
+    )
+
+
+def summarize(records: dict[str, dict]) -> str:
+    """One line of counts, then one line per failed video."""
+    ok = [r for r in records.values() if r["status"] == "ok"]
+    failed = [r for r in records.values() if r["status"] != "ok"]
+    lines = [f"segments: {len(ok)} video(s) ok, {sum(len(r['clips']) for r in ok)} clip(s); {len(failed)} failed"]
+    lines += [f"  FAILED {r['video_id']} ({r['video_path']}): {r['reason']}" for r in failed]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = HfArgumentParser((SegmentConfig, DetectionSettings))
+    config, settings = parser.parse_args_into_dataclasses(args=argv)
+    records = segment_all(config, settings)
+    if PartialState().is_main_process:
+        print(summarize(records))
+    return 1 if any(r["status"] != "ok" for r in records.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
