@@ -22,8 +22,9 @@ CLIPS = {
     "end": [5.0, 12.0, 30.0, 6.0],
     # 4, 2, 6 and 3 words
     "caption": ["a man rides bikes", "red car", "the dog runs across the street", "a rabbit wakes"],
-    "path": ["vidA.mp4", "vidA.mp4", "vidA.mp4", "-vidB.mp4"],
-    "is_query": [True, False, True, True],
+    "clip_path": [None, None, None, None],
+    "video_path": ["vidA.mp4", "vidA.mp4", "vidA.mp4", "-vidB.mp4"],
+    "split": ["test", "test", "gallery", "gallery"],
 }
 VIDEOS = {
     "video_id": ["vidA", "-vidB"],
@@ -32,7 +33,59 @@ VIDEOS = {
     "duration": [30.0, 6.0],
     "num_clips": [3, 1],
     "clip_ids": [["vidA-Scene-001", "vidA-Scene-002", "vidA-Scene-003"], ["-vidB-Scene-001"]],
+    "video_path": ["vidA.mp4", "-vidB.mp4"],
 }
+METRIC_CARD = """---
+title: LoVR retrieval
+tags:
+- evaluate
+- metric
+sdk: gradio
+app_file: app.py
+---
+# Metric Card for LoVR retrieval
+"""
+
+
+def write_metric_dir(root: Path, card: str = METRIC_CARD) -> Path:
+    """An evaluate module folder as `lovr_metric/lovr_retrieval` lays it out, plus a stray bytecode cache."""
+    root.mkdir(parents=True)
+    (root / "README.md").write_text(card)
+    (root / "app.py").write_text("import evaluate\n")
+    (root / "requirements.txt").write_text("evaluate\n")
+    (root / "lovr_retrieval.py").write_text("import evaluate\n")
+    (root / "__pycache__").mkdir()
+    (root / "__pycache__" / "lovr_retrieval.cpython-311.pyc").write_bytes(b"\0")
+    return root
+
+
+def write_results(root: Path, model: str = "openai/clip-vit-base-patch32", random_weights: bool = False) -> Path:
+    """A runner results.json with clip and video metrics (values chosen by hand)."""
+    root.mkdir(parents=True, exist_ok=True)
+    clip = {
+        "text_to_video_pass@1": 0.5,
+        "text_to_video_pass@5": 0.75,
+        "text_to_video_mrr": 0.625,
+        "video_to_text_pass@1": 0.25,
+        "video_to_text_median_rank": 3.0,
+        "text_to_video_num_queries": 4,
+    }
+    video = {"text_to_video_pass@1": 1.0, "video_to_text_pass@1": 0.5}
+    results = {
+        "model": model,
+        "text_model": None,
+        "revision": None,
+        "random_weights": random_weights,
+        "dataset": "lovr",
+        "settings": {"interval": 10, "random_weights": random_weights},
+        "metrics": {"clip": clip, "video": video},
+        "cost_ms": {"clip": {}, "video": {}},
+        "num_failed_videos": 0,
+        "failed_videos": [],
+        "toolkit_version": "0.1.0",
+    }
+    (root / "results.json").write_text(json.dumps(results))
+    return root
 
 
 def write_export(root: Path, clips: dict = CLIPS, videos: dict = VIDEOS) -> Path:
@@ -117,6 +170,11 @@ def export_dir(tmp_path) -> Path:
 @pytest.fixture
 def run_dir(tmp_path) -> Path:
     return write_run(tmp_path / "run")
+
+
+@pytest.fixture
+def metric_dir(tmp_path) -> Path:
+    return write_metric_dir(tmp_path / "lovr_retrieval")
 
 
 @pytest.fixture

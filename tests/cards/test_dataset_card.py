@@ -1,0 +1,79 @@
+import pytest
+from huggingface_hub import DatasetCard
+
+from model_cards.dataset import CITATION, dataset_card
+
+from .conftest import write_export
+
+
+def test_dataset_card_yaml_parses_back_with_exact_fields(export_dir, run_dir, hf_cache):
+    export_yaml = DatasetCard.load(export_dir / "README.md").data
+    card = DatasetCard(str(dataset_card(export_dir, run_dir, repo_id="org/LoVR", cache_dir=hf_cache)))
+    data = card.data
+    assert data.license == "cc-by-nc-sa-4.0"
+    assert data.task_categories == ["text-retrieval", "video-text-to-text"]
+    assert data.size_categories == ["n<1K"]  # the largest config has 4 rows
+    assert data.pretty_name == "LoVR"
+    assert data["configs"] == export_yaml["configs"]
+    infos = {info["config_name"]: info for info in data["dataset_info"]}
+    assert [f["name"] for f in infos["clips"]["features"]] == [
+        "video_id",
+        "clip_id",
+        "clip_index",
+        "start",
+        "end",
+        "caption",
+        "clip_path",
+        "video_path",
+        "split",
+    ]
+    assert {s["name"]: s["num_examples"] for s in infos["clips"]["splits"]} == {"test": 2, "gallery": 2}
+    assert {s["name"]: s["num_examples"] for s in infos["videos"]["splits"]} == {"test": 2}
+
+
+def test_dataset_card_body_states_run_settings_statistics_and_licence(export_dir, run_dir, hf_cache):
+    text = DatasetCard(str(dataset_card(export_dir, run_dir, repo_id="org/LoVR", cache_dir=hf_cache))).text
+    assert 'load_dataset("org/LoVR", "clips")' in text
+    # settings read from the run folder's records
+    for row in [
+        "| `threshold` | `34.0` |",
+        "| `model` | `Qwen/Qwen2.5-VL-7B-Instruct` |",
+        "| `attempt` | `1`, `2` |",
+        "| `name` | `evqascore` |",
+        "| `threshold` | `0.5` |",
+        "| `cluster_size` | `10` |",
+        "| `model` | `gpt-4o` |",
+    ]:
+        assert row in text
+    assert "Human review: pending: 1." in text
+    assert "In this build: 1 boundaries `fallback`." in text
+    # statistics: 2 videos, 4 clips; clip durations 5 6 7 18; clip caption words 2 3 4 6
+    assert "| long videos | 2 |" in text and "| clips | 4 |" in text
+    assert "| clip duration (s) | 4 | 5 | 6.50 | 9 | 18 |" in text
+    assert "| clip caption words | 4 | 2 | 3.50 | 3.75 | 6 |" in text
+    assert "| `clips` | `gallery` | 2 |" in text
+    assert "**not** re-hosted" in text and "LongVideoBench" in text
+    assert CITATION in text and "2505.13928" in CITATION
+
+
+def test_dataset_card_without_run_folder_says_so(export_dir, hf_cache):
+    text = DatasetCard(str(dataset_card(export_dir, cache_dir=hf_cache))).text
+    assert "run folder that built this dataset was not given" in text
+    assert "### segment" not in text
+
+
+def test_dataset_card_errors_name_the_input(tmp_path, hf_cache):
+    with pytest.raises(ValueError, match="is not a directory"):
+        dataset_card(tmp_path / "missing", cache_dir=hf_cache)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="has no README.md"):
+        dataset_card(tmp_path / "empty", cache_dir=hf_cache)
+    (tmp_path / "noconf").mkdir()
+    (tmp_path / "noconf" / "README.md").write_text("---\nlicense: mit\n---\n")
+    with pytest.raises(ValueError, match="declares no `configs:`"):
+        dataset_card(tmp_path / "noconf", cache_dir=hf_cache)
+    export = write_export(tmp_path / "lovr")
+    with pytest.raises(ValueError, match="is not a directory; expected a pipeline run folder"):
+        dataset_card(export, workdir=tmp_path / "nope", cache_dir=hf_cache)
+    with pytest.raises(ValueError, match="holds none of"):
+        dataset_card(export, workdir=tmp_path / "empty", cache_dir=hf_cache)

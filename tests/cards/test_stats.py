@@ -1,0 +1,53 @@
+import pytest
+from datasets import Dataset
+
+from model_cards.stats import Distribution, compute_statistics, size_category
+
+from .conftest import CLIPS, VIDEOS
+
+
+def test_statistics_of_hand_made_dataset():
+    # The query split repeats two gallery clips: unique clip ids count once.
+    clips = Dataset.from_dict({k: v + v[:2] for k, v in CLIPS.items()})
+    stats = compute_statistics(clips, Dataset.from_dict(VIDEOS))
+    assert (stats.num_videos, stats.num_clips, stats.num_themes) == (2, 4, None)
+    # vidA has 3 clips, -vidB 1 -> median 2, mean 2
+    assert stats.clips_per_video == Distribution(count=2, min=1, median=2, mean=2, max=3)
+    # durations 5, 7, 18, 6 -> sorted 5 6 7 18: median 6.5, mean 36 / 4 = 9
+    assert stats.clip_duration_s == Distribution(count=4, min=5.0, median=6.5, mean=9.0, max=18.0)
+    # caption words 4, 2, 6, 3 -> median 3.5, mean 15 / 4 = 3.75
+    assert stats.clip_caption_words == Distribution(count=4, min=2, median=3.5, mean=3.75, max=6)
+    # video captions 11 and 5 words; durations 30 s and 6 s -> 36 s = 0.01 h
+    assert stats.video_caption_words == Distribution(count=2, min=5, median=8.0, mean=8.0, max=11)
+    assert stats.video_duration_s == Distribution(count=2, min=6.0, median=18.0, mean=18.0, max=30.0)
+    assert stats.total_video_hours == pytest.approx(36 / 3600)
+
+
+def test_statistics_skip_missing_timings_and_captions_and_count_themes():
+    clips = Dataset.from_dict({**CLIPS, "start": [0.0, None, 1.0, None], "caption": [None, "a b", "c", None]})
+    themes = Dataset.from_dict(
+        {"clip_id": ["vidA-Scene-001", "vidA-Scene-002"], "video_id": ["vidA"] * 2, "theme": ["cycling", "cycling"]}
+    )
+    stats = compute_statistics(clips, Dataset.from_dict(VIDEOS), themes)
+    # only clips 1 (0..5) and 3 (1..30) have timings -> 5 and 29
+    assert stats.clip_duration_s == Distribution(count=2, min=5.0, median=17.0, mean=17.0, max=29.0)
+    assert stats.clip_caption_words == Distribution(count=2, min=1, median=1.5, mean=1.5, max=2)
+    assert stats.num_themes == 2
+
+
+def test_statistics_name_missing_columns():
+    with pytest.raises(ValueError, match=r"clips dataset lacks columns \['caption'\]"):
+        compute_statistics(Dataset.from_dict({"video_id": ["a"], "clip_id": ["a-1"]}), Dataset.from_dict(VIDEOS))
+
+
+@pytest.mark.parametrize(
+    "rows, expected",
+    [(0, "n<1K"), (999, "n<1K"), (1_000, "1K<n<10K"), (40_804, "10K<n<100K"), (100_000, "100K<n<1M")],
+)
+def test_size_category(rows, expected):
+    assert size_category(rows) == expected
+
+
+def test_size_category_rejects_negative():
+    with pytest.raises(ValueError, match="num_rows=-1"):
+        size_category(-1)
