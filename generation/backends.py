@@ -88,6 +88,7 @@ class ChatBackend(Protocol):
     """What captioning, refinement and fusion need from a model."""
 
     model: str
+    revision: str | None
 
     def generate(self, requests: Sequence[ChatRequest], params: GenerationParams) -> list[ChatResult]:
         """One result per request, in order; never raises for a failing request."""
@@ -109,6 +110,7 @@ class BackendArguments:
     )
     request_timeout: float = field(default=120.0, metadata={"help": "Seconds before an endpoint request times out."})
     max_retries: int = field(default=3, metadata={"help": "Endpoint retries on timeouts, 5xx and lost connections."})
+    retry_backoff: float = field(default=1.0, metadata={"help": "Seconds before the first retry, doubling after."})
     concurrency: int = field(default=8, metadata={"help": "Endpoint requests in flight at once."})
 
     def __post_init__(self):
@@ -129,6 +131,7 @@ def load_backend(args: BackendArguments, device: str | torch.device | None = Non
             api_key=os.environ.get(args.api_key_env),
             timeout=args.request_timeout,
             max_retries=args.max_retries,
+            backoff=args.retry_backoff,
             concurrency=args.concurrency,
         )
     return TransformersBackend(
@@ -176,6 +179,7 @@ class TransformersBackend:
         from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
         self.model = model
+        self.revision = revision
         kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
         config = AutoConfig.from_pretrained(model, **kwargs)
         self.is_vision = config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
@@ -268,6 +272,7 @@ class EndpointBackend:
             raise ValueError(f"endpoint must be an http(s) URL such as http://localhost:8000/v1, but got {url!r}")
         self.url = url.rstrip("/") + "/chat/completions"
         self.model = model
+        self.revision = None  # the server decides
         self.max_retries = max_retries
         self.backoff = backoff
         self.concurrency = concurrency

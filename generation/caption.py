@@ -1,0 +1,246 @@
+"""Stage 2: caption every clip of `W/segments.jsonl` with a vision-language model into `W/captions.jsonl`.
+
+    accelerate launch -m generation.caption --workdir runs/demo --model Qwen/Qwen2.5-VL-7B-Instruct
+    python -m generation.caption --workdir runs/demo --model Qwen/Qwen2.5-VL-72B-Instruct --endpoint http://localhost:8000/v1
+
+Frames are decoded straight from the source video by the clip's time range (no temporary clip files), spread
+evenly over the clip; how many follows LoVR's rule (one per second, 8 to 64, 2 for clips under 8 frames; clips
+under 5 frames are not captioned), capped by `--max_frames`. They reach the model as a list of images through its
+processor, the path that works without torchvision. Prompts and sampling settings default to LoVR's and are
+recorded with every caption. Records are keyed by clip id: a clip that fails gets `status: failed` with the
+reason (also in `W/failures.jsonl`) and can never shift a caption onto another clip. A rerun skips clips already
+captioned and retries failed ones; the exit status is non-zero when clips failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from accelerate import PartialState
+from transformers import HfArgumentParser
+
+from generation._stage import run_sharded
+from generation.backends import BackendArguments, ChatBackend, ChatRequest, GenerationParams, load_backend
+from lovr_common.jsonl import JsonlWriter, read_jsonl
+from lovr_common.tiny_models import is_random_weights
+from lovr_common.video import (
+    LOVR_MAX_CAPTION_FRAMES,
+    LOVR_MIN_CLIP_FRAMES,
+    decode_frames_at,
+    is_captionable,
+    lovr_caption_num_frames,
+    uniform_times,
+)
+
+logger = logging.getLogger(__name__)
+
+STAGE = "captions"
+LOVR_SYSTEM_PROMPT = (
+    "You are a video analysis assistant, and your task is to provide a detailed and structured description of the "
+    "provided video."
+)
+# The user prompt of the original code, and the one shown in the paper's figure.
+PROMPTS = {
+    "lovr-code-v1": (
+        LOVR_SYSTEM_PROMPT,
+        "Please provide a detailed and comprehensive description of the video content. Your description should "
+        "cover the events, scenes, character actions, overall style, emotional atmosphere, narrative elements, and "
+        "any noteworthy details. Ensure that your description is clear, coherent, and thorough, with as much detail "
+        "as possible.",
+    ),
+    "lovr-paper-v1": (
+        LOVR_SYSTEM_PROMPT,
+        "Please describe the content of the video, including key events, scene settings, character actions, and "
+        "overall style. Your description should be clear, coherent, and thorough, with as much detail as possible.",
+    ),
+}
+
+
+@dataclass
+class CaptionSettings:
+    """How a clip is captioned (besides the model and the sampling settings).
+
+    prompt_version (`str`, defaults to "lovr-code-v1"): a key of `PROMPTS`.
+    num_frames (`int`, *optional*): frames per clip; by default LoVR's rule.
+    max_frames (`int`, defaults to 64): cap on frames per clip (lower it on small machines).
+    max_side (`int`, *optional*): decode frames with their longer side at most this many pixels.
+    attempt (`int`, defaults to 1): recorded with the caption; refinement counts its rounds with it.
+    """
+
+    prompt_version: str = field(default="lovr-code-v1", metadata={"help": f"One of {sorted(PROMPTS)}."})
+    num_frames: int | None = field(default=None, metadata={"help": "Frames per clip (default: LoVR's rule)."})
+    max_frames: int = field(default=LOVR_MAX_CAPTION_FRAMES, metadata={"help": "Cap on frames per clip."})
+    max_side: int | None = field(default=None, metadata={"help": "Decode frames with this longer side at most."})
+    attempt: int = field(default=1, metadata={"help": "Attempt number recorded with each caption."})
+
+    def __post_init__(self):
+        if self.prompt_version not in PROMPTS:
+            raise ValueError(f"prompt_version must be one of {sorted(PROMPTS)}, but got {self.prompt_version!r}")
+        for name in ("num_frames", "max_frames", "max_side", "attempt"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, but got {name}={value}")
+
+
+@dataclass
+class CaptionArguments:
+    """The run: which folder, how many clips per generation call."""
+
+    workdir: Path = field(metadata={"help": "Run folder holding segments.jsonl."})
+    batch_size: int = field(default=8, metadata={"help": "Clips per generation call (per process)."})
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, but got batch_size={self.batch_size}")
+
+
+def clips_from_segments(workdir: str | Path) -> list[dict]:
+    """Every clip of the videos segmented without error, with what captioning needs to find its frames."""
+    path = Path(workdir) / "segments.jsonl"
+    if not path.exists():
+        raise ValueError(f"No segments in workdir={str(workdir)!r}: expected {path} (run generation.segment first)")
+    clips = []
+    for video in read_jsonl(path):
+        if video.get("status") != "ok":
+            continue
+        video_path = Path(video["videos_dir"]) / video["video_path"]
+        for clip in video["clips"]:
+            clips.append(
+                {
+                    "clip_id": clip["clip_id"],
+                    "video_id": video["video_id"],
+                    "video_path": str(video_path),
+                    "start": clip["start"],
+                    "end": clip["end"],
+                    "frame_count": clip["end_frame"] - clip["start_frame"],
+                    "fps": video["fps"],
+                    "duration": video["duration"],
+                    "size": (video["width"], video["height"]),
+                }
+            )
+    return clips
+
+
+def clip_frame_count(clip: dict, settings: CaptionSettings) -> int:
+    """How many frames caption `clip`: `settings.num_frames`, else LoVR's rule, capped at `settings.max_frames`."""
+    if settings.num_frames is not None:
+        return min(settings.num_frames, settings.max_frames)
+    return min(lovr_caption_num_frames(clip["frame_count"], clip["fps"]), settings.max_frames)
+
+
+def _decode_size(clip: dict, max_side: int | None) -> tuple[int, int] | None:
+    width, height = clip["size"]
+    if max_side is None or max(width, height) <= max_side:
+        return None
+    scale = max_side / max(width, height)
+    # Even sizes keep FFmpeg's scaler happy with chroma-subsampled sources.
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def _clip_frames(clip: dict, settings: CaptionSettings):
+    """The clip's frames, or raise `ValueError` (a `VideoError` for unreadable sources) saying why not."""
+    if not is_captionable(clip["frame_count"]):
+        raise ValueError(
+            f"clip has {clip['frame_count']} frames, fewer than LoVR's minimum of {LOVR_MIN_CLIP_FRAMES} to caption"
+        )
+    if not 0 <= clip["start"] < clip["end"] <= clip["duration"] + 1 / clip["fps"]:
+        raise ValueError(
+            f"clip time range [{clip['start']}, {clip['end']}) s is not inside its video of {clip['duration']} s"
+        )
+    times = uniform_times(clip["start"], clip["end"], clip_frame_count(clip, settings))
+    return decode_frames_at(clip["video_path"], times, size=_decode_size(clip, settings.max_side))
+
+
+def caption_settings_record(
+    backend: ChatBackend, settings: CaptionSettings, params: GenerationParams, num_frames: int | None
+) -> dict:
+    """The `settings` dict stored with a caption (see CONTRIBUTING.md)."""
+    return {
+        "model": backend.model,
+        "revision": backend.revision,
+        "backend": type(backend).__name__,
+        "prompt_version": settings.prompt_version,
+        "num_frames": num_frames,
+        **params.to_dict(),
+        "attempt": settings.attempt,
+        "random_weights": is_random_weights(backend.model),
+    }
+
+
+def caption_clips(
+    clips: Sequence[dict], backend: ChatBackend, settings: CaptionSettings, params: GenerationParams
+) -> dict[str, dict]:
+    """Caption `clips` (dicts as made by `clips_from_segments`) in one generation call: one record per clip id,
+    in the order of `clips`, with `status` "ok" and the caption, or "failed" and the reason."""
+    system, user = PROMPTS[settings.prompt_version]
+    requests, outcomes = [], []
+    for clip in clips:
+        try:
+            frames = _clip_frames(clip, settings)
+        except (ValueError, OSError) as err:  # VideoError is a ValueError
+            outcomes.append((clip, None, str(err)))
+            continue
+        outcomes.append((clip, len(requests), len(frames)))
+        requests.append(ChatRequest(user=user, system=system, images=list(frames)))
+    results = backend.generate(requests, params) if requests else []
+    records = {}
+    for clip, index, detail in outcomes:
+        record = {"clip_id": clip["clip_id"], "video_id": clip["video_id"]}
+        num_frames = detail if index is not None else None
+        result = results[index] if index is not None else None
+        if result is not None and result.ok:
+            record.update(caption=result.text, status="ok")
+        else:
+            reason = detail if result is None else result.error
+            record.update(caption=None, status="failed", reason=reason)
+        record["settings"] = caption_settings_record(backend, settings, params, num_frames)
+        records[clip["clip_id"]] = record
+    return records
+
+
+def _record_failures(workdir: Path, clips: Sequence[dict], records: dict[str, dict]) -> int:
+    """Append a `failures.jsonl` line per clip whose caption failed in this run; return how many failed."""
+    failed = [clip for clip in clips if records.get(clip["clip_id"], {}).get("status") == "failed"]
+    if failed:
+        with JsonlWriter(workdir / "failures.jsonl") as writer:
+            for clip in failed:
+                reason = records[clip["clip_id"]]["reason"]
+                writer.write({"stage": STAGE, "id": clip["clip_id"], "path": clip["video_path"], "reason": reason})
+    return len(failed)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = HfArgumentParser((CaptionArguments, CaptionSettings, GenerationParams, BackendArguments))
+    run, settings, params, backend_args = parser.parse_args_into_dataclasses(args=argv)
+    state = PartialState()
+    logging.basicConfig(level=logging.INFO if state.is_main_process else logging.WARNING)
+
+    clips = clips_from_segments(run.workdir)
+    backend = load_backend(backend_args, device=state.device)
+    if is_random_weights(backend_args.model) and state.is_main_process:
+        logger.warning("%s has random weights: its captions are meaningless", backend_args.model)
+    records = run_sharded(
+        workdir=run.workdir,
+        stage=STAGE,
+        key="clip_id",
+        items=clips,
+        process_batch=lambda batch: caption_clips(batch, backend, settings, params).values(),
+        batch_size=run.batch_size,
+        is_done=lambda record: record.get("status") == "ok",
+        desc="caption",
+    )
+    failed = sum(record["status"] == "failed" for record in records.values())
+    if state.is_main_process:
+        _record_failures(run.workdir, clips, records)
+        logger.info("captions: %d of %d clips captioned, %d failed", len(records) - failed, len(clips), failed)
+        if failed:
+            print(f"captions: {failed} of {len(clips)} clips failed; reasons in {run.workdir / 'failures.jsonl'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
