@@ -30,13 +30,17 @@ class ReadStats:
 
 
 def read_jsonl(
-    path: str | os.PathLike, *, skip_malformed: bool = False, stats: ReadStats | None = None
+    path: str | os.PathLike,
+    *,
+    skip_malformed: bool = False,
+    stats: ReadStats | None = None,
+    tolerate_torn_tail: bool = True,
 ) -> Iterator[dict]:
     """Yield the objects of `path`, one per line; blank lines are ignored.
 
     A malformed line raises `JsonlError` naming the file and line, or is skipped and recorded in `stats` when
     `skip_malformed=True`. A last line that has no newline and does not parse is a torn write: dropped with a
-    warning.
+    warning, unless `tolerate_torn_tail=False` (files not written by this pipeline, where it is plain damage).
     """
     path = Path(path)
     with open(path, "rb") as f:
@@ -48,7 +52,7 @@ def read_jsonl(
                 if not isinstance(record, dict):
                     raise ValueError(f"expected a JSON object, got {type(record).__name__}")
             except (UnicodeDecodeError, ValueError) as err:
-                if not raw.endswith(b"\n"):  # only the last line can lack its newline
+                if tolerate_torn_tail and not raw.endswith(b"\n"):  # only the last line can lack its newline
                     logger.warning("%s:%d: ignoring a torn last line (an interrupted write)", path, lineno)
                     if stats is not None:
                         stats.torn_tail = True

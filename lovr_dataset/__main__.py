@@ -1,0 +1,71 @@
+"""Command line of `lovr_dataset`: export a LoVR source to a Hub dataset folder, and push that folder.
+
+python -m lovr_dataset export DATA_DIR OUT_DIR [--num-queries 1000] [--query-seed 0]
+    [--missing-clip-files keep|drop|error] [--skip-malformed] [--overwrite]
+python -m lovr_dataset push OUT_DIR --repo-id ORG/NAME [--private] [--dry-run]
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+
+from transformers import HfArgumentParser
+
+from .export import export
+from .push import push
+
+
+@dataclass
+class ExportArguments:
+    num_queries: int = field(
+        default=1000,
+        metadata={"aliases": ["--num-queries"], "help": "Query clips to draw when the source names no split."},
+    )
+    query_seed: int = field(default=0, metadata={"aliases": ["--query-seed"], "help": "Seed of that draw."})
+    missing_clip_files: str = field(
+        default="keep",
+        metadata={
+            "aliases": ["--missing-clip-files"],
+            "choices": ["keep", "drop", "error"],
+            "help": "Policy for clips whose file is missing.",
+        },
+    )
+    skip_malformed: bool = field(
+        default=False, metadata={"aliases": ["--skip-malformed"], "help": "Skip and count malformed JSON Lines lines."}
+    )
+    overwrite: bool = field(
+        default=False, metadata={"help": "Replace an existing OUT_DIR once the new export is complete."}
+    )
+
+
+@dataclass
+class PushArguments:
+    repo_id: str = field(metadata={"aliases": ["--repo-id"], "help": "The dataset repo, ORG/NAME."})
+    private: bool = field(default=False, metadata={"help": "Create the repo private."})
+    dry_run: bool = field(
+        default=False, metadata={"aliases": ["--dry-run"], "help": "Print the plan; touch no network."}
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {"export": (ExportArguments, ["data_dir", "out_dir"]), "push": (PushArguments, ["out_dir"])}
+    if not argv or argv[0] not in commands:
+        raise SystemExit(f"usage: python -m lovr_dataset {{{','.join(commands)}}} ... (got {argv[:1]})")
+    arguments_class, positionals = commands[argv[0]]
+    parser = HfArgumentParser(arguments_class, prog=f"python -m lovr_dataset {argv[0]}")
+    for name in positionals:
+        parser.add_argument(name)
+    arguments, paths = parser.parse_args_into_dataclasses(args=argv[1:])
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if argv[0] == "export":
+        options = vars(arguments)
+        print(export(paths.data_dir, paths.out_dir, overwrite=options.pop("overwrite"), **options))
+    else:
+        print(push(paths.out_dir, arguments.repo_id, private=arguments.private, dry_run=arguments.dry_run))
+
+
+if __name__ == "__main__":
+    main()

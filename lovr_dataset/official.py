@@ -1,0 +1,141 @@
+"""Reader for the official LoVR release layout (source 1), and the parts of it the Hub Parquet copy shares.
+
+    caption_data/all_clip.jsonl        {"vid", "slice_num", "path": "<vid>/<vid>-Scene-NNN.mp4", "cap", ...}
+    caption_data/all_video.jsonl       {"vid", "cap", ...}
+    caption_data/clip_cap_theme.jsonl  {"vid": <clip id>, "cap": <theme>}  (optional; `vid` holds a clip id)
+    video_data/long_video_clip/<vid>/<vid>-Scene-NNN.mp4
+    video_data/merged/<vid>.mp4
+
+The clips are every clip listed in `all_clip.jsonl` or found under `long_video_clip/` (the evaluation layout lists
+only the query captions), with the caption where one is known. Extra fields are ignored; ids may start with '-'.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+from .records import (
+    VIDEO_EXTENSIONS,
+    ReadOptions,
+    SourceData,
+    SourceReport,
+    apply_missing_clip_policy,
+    finish,
+    read_records,
+    safe_relpath,
+    split_clip_id,
+    unique_by,
+)
+
+CLIP_CAPTIONS = "caption_data/all_clip.jsonl"
+VIDEO_CAPTIONS = "caption_data/all_video.jsonl"
+THEMES = "caption_data/clip_cap_theme.jsonl"
+CLIP_DIR = "video_data/long_video_clip"
+MERGED_DIR = "video_data/merged"
+
+
+def matches(root: Path) -> bool:
+    return (root / CLIP_CAPTIONS).is_file() or (root / CLIP_DIR).is_dir()
+
+
+def list_clip_files(root: Path) -> dict[str, str]:
+    """Clip id -> file path relative to `root`, for every video file under `video_data/long_video_clip/<vid>/`."""
+    found: dict[str, str] = {}
+    clip_dir = root / CLIP_DIR
+    if not clip_dir.is_dir():
+        return found
+    for path in sorted(clip_dir.glob("*/*")):
+        if path.suffix.lower() not in VIDEO_EXTENSIONS:
+            continue
+        relpath = path.relative_to(root).as_posix()
+        try:
+            relpath.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"{path!r}: file name is not valid UTF-8; rename it") from err
+        video_id, _ = split_clip_id(path.stem, str(path))
+        if video_id != path.parent.name:
+            raise ValueError(f"{path}: clip {path.stem!r} lies in the folder of another video {path.parent.name!r}")
+        found[path.stem] = relpath
+    return found
+
+
+def clip_row(clip_id: str, where: str, *, caption=None, clip_path=None, split=None) -> dict:
+    video_id, clip_index = split_clip_id(clip_id, where)
+    return {
+        "clip_id": clip_id,
+        "video_id": video_id,
+        "clip_index": clip_index,
+        "start": None,
+        "end": None,
+        "caption": caption,
+        "clip_path": clip_path,
+        "video_path": None,
+        "split": split,
+        "score": None,
+        "review": None,
+    }
+
+
+def merge_clip_files(root: Path, clips: dict[str, dict], options: ReadOptions, report: SourceReport) -> list[dict]:
+    """Add the clip files that have no caption record, point clips at their full video where `merged/` has it, and
+    apply the missing-file policy to the clips whose file is absent."""
+    files = list_clip_files(root)
+    for clip_id, relpath in files.items():
+        if clip_id not in clips:
+            clips[clip_id] = clip_row(clip_id, str(root / relpath), clip_path=relpath)
+    merged = {path.stem: path.relative_to(root).as_posix() for path in (root / MERGED_DIR).glob("*.mp4")}
+    for clip in clips.values():
+        clip["video_path"] = merged.get(clip["video_id"])
+    missing = [clip_id for clip_id in clips if clip_id not in files]
+    return apply_missing_clip_policy(list(clips.values()), sorted(missing), options, report)
+
+
+def read_video_captions(root: Path, options: ReadOptions, report: SourceReport) -> dict[str, dict]:
+    path = root / VIDEO_CAPTIONS
+    if not path.is_file():
+        return {}
+    rows = []
+    for where, record in read_records(path, options, report):
+        video_id = _text_field(record, "vid", where)
+        rows.append((where, {"video_id": video_id, "caption": _text_field(record, "cap", where)}))
+    return {video_id: row for video_id, (_, row) in unique_by(rows, "video_id").items()}
+
+
+def read_themes(root: Path, options: ReadOptions, report: SourceReport) -> list[dict]:
+    path = root / THEMES
+    if not path.is_file():
+        return []
+    rows = []
+    for where, record in read_records(path, options, report):
+        clip_id = _text_field(record, "vid", where)  # the release names the clip id `vid` here
+        video_id, _ = split_clip_id(clip_id, where)
+        rows.append((where, {"clip_id": clip_id, "video_id": video_id, "theme": _text_field(record, "cap", where)}))
+    return [row for _, row in unique_by(rows, "clip_id").values()]
+
+
+def read(root: Path, options: ReadOptions) -> SourceData:
+    report = SourceReport(source="official LoVR release (JSON Lines)")
+    rows = []
+    path = root / CLIP_CAPTIONS
+    if path.is_file():
+        for where, record in read_records(path, options, report):
+            relpath = safe_relpath(_text_field(record, "path", where), where)
+            clip_id = PurePosixPath(relpath).stem
+            row = clip_row(
+                clip_id, where, caption=_text_field(record, "cap", where), clip_path=f"{CLIP_DIR}/{relpath}"
+            )
+            if "vid" in record and record["vid"] != row["video_id"]:
+                raise ValueError(f"{where}: vid {record['vid']!r} does not match clip id {clip_id!r}")
+            rows.append((where, row))
+    clips = {clip_id: row for clip_id, (_, row) in unique_by(rows, "clip_id").items()}
+    clips = merge_clip_files(root, clips, options, report)
+    return finish(
+        clips, read_video_captions(root, options, report), read_themes(root, options, report), options, report
+    )
+
+
+def _text_field(record: dict, name: str, where: str) -> str:
+    value = record.get(name)
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: field {name!r} is {value!r}, expected a string")
+    return value
