@@ -65,7 +65,7 @@ class EvaluationResults:
 def load_results(results_dir: str | Path) -> EvaluationResults:
     """Read and validate `results_dir/results.json` (or the file itself)."""
     path = Path(results_dir)
-    if path.is_dir():
+    if path.suffix != ".json":
         path = path / "results.json"
     if not path.is_file():
         raise ResultsError(f"results file {str(path)!r} does not exist; expected the runner's results.json")

@@ -1,0 +1,171 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from huggingface_hub import DatasetCard, ModelCard, SpaceCard
+
+import model_cards.publish
+from model_cards.__main__ import main
+from model_cards.model import ResultsError
+
+from .conftest import METRIC_CARD, write_metric_dir, write_results
+
+
+@pytest.fixture(autouse=True)
+def no_hub(monkeypatch):
+    """A dry run must not even create the API client."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("HfApi was instantiated during a dry run")
+
+    monkeypatch.setattr(model_cards.publish, "HfApi", refuse)
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_dry_run_stages_exact_folders_and_prints_every_operation(
+    tmp_path, export_dir, run_dir, metric_dir, hf_cache, capsys
+):
+    (export_dir / "videos" / "vidA.mp4").write_bytes(b"not for the Hub")
+    hub_model = write_results(tmp_path / "eval-hub")
+    local_model = write_results(tmp_path / "eval-local", model=str(tmp_path), random_weights=True)
+    out = tmp_path / "staged"
+    main(
+        [
+            "publish",
+            "--org",
+            "org",
+            "--dataset",
+            str(export_dir),
+            "--workdir",
+            str(run_dir),
+            "--metric",
+            "--metric_dir",
+            str(metric_dir),
+            "--results",
+            str(hub_model),
+            str(local_model),
+            "--allow_random_weights",
+            "--dry-run",
+            "--out",
+            str(out),
+            "--cache_dir",
+            hf_cache,
+        ]
+    )
+
+    assert _files(out / "dataset") == [
+        "README.md",
+        "clips/gallery-00000-of-00001.parquet",
+        "clips/test-00000-of-00001.parquet",
+        "videos/test-00000-of-00001.parquet",
+    ]
+    assert DatasetCard.load(out / "dataset" / "README.md").data.license == "cc-by-nc-sa-4.0"
+    assert _files(out / "space") == ["README.md", "app.py", "lovr_retrieval.py", "requirements.txt"]
+    assert SpaceCard.load(out / "space" / "README.md").data.sdk == "gradio"
+    local_card_dir = str(tmp_path).strip("/").replace("/", "--")
+    assert _files(out / "model-cards") == sorted(
+        [f"{local_card_dir}/README.md", "openai--clip-vit-base-patch32/README.md"]
+    )
+    assert ModelCard.load(out / "model-cards" / "openai--clip-vit-base-patch32" / "README.md").data.eval_results
+
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [
+        "[dry-run] create_repo dataset org/LoVR exist_ok=True private=False",
+        "[dry-run] upload_folder dataset org/LoVR",
+        f"    from {out / 'dataset'}: README.md, clips/gallery-00000-of-00001.parquet, "
+        "clips/test-00000-of-00001.parquet, videos/test-00000-of-00001.parquet",
+        "[dry-run] create_repo space org/lovr_retrieval exist_ok=True private=False space_sdk='gradio'",
+        "[dry-run] upload_folder space org/lovr_retrieval",
+        f"    from {out / 'space'}: README.md, app.py, lovr_retrieval.py, requirements.txt",
+        "[dry-run] create_commit model openai/clip-vit-base-patch32 create_pr=True "
+        'merge="LoVR results into the model\'s current README.md"',
+        f"    from {out / 'model-cards' / 'openai--clip-vit-base-patch32'}: README.md",
+        f"[dry-run] skipped: {out / 'model-cards' / local_card_dir / 'README.md'}: model {str(tmp_path)!r} is not "
+        "a Hub repo id, so no pull request",
+        f"Staged folders are in {out}; nothing was sent to the Hub.",
+    ]
+
+
+def test_dry_run_rerun_replaces_its_own_staging(tmp_path, metric_dir, capsys):
+    out = tmp_path / "staged"
+    args = ["publish", "--org", "org", "--metric", "--metric_dir", str(metric_dir), "--dry-run", "--out", str(out)]
+    main(args)
+    (metric_dir / "extra.py").write_text("")
+    main(args)
+    assert _files(out / "space") == ["README.md", "app.py", "extra.py", "lovr_retrieval.py", "requirements.txt"]
+
+
+def test_out_folder_not_made_by_publish_is_refused(tmp_path, metric_dir):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="was not made by this command"):
+        main(["publish", "--org", "org", "--metric", "--metric_dir", str(metric_dir), "--dry-run", "--out", str(out)])
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_random_weight_results_refused_without_flag(tmp_path):
+    results = write_results(tmp_path / "eval", random_weights=True)
+    with pytest.raises(ResultsError, match="random_weights=true"):
+        main(["publish", "--org", "org", "--results", str(results), "--dry-run", "--out", str(tmp_path / "o")])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--org", "org"], "nothing to publish"),
+        (["--org", "bad org!", "--metric"], "make no valid repo id"),
+        (["--org", "org", "--dataset", "/nonexistent/lovr"], "'/nonexistent/lovr' is not a directory"),
+        (["--org", "org", "--results", "/nonexistent/eval"], "results.json' does not exist"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(tmp_path, args, message):
+    with pytest.raises(ValueError, match=message):
+        main(["publish", *args, "--dry-run", "--out", str(tmp_path / "o")])
+
+
+def test_metric_folder_checks(tmp_path):
+    incomplete = write_metric_dir(tmp_path / "a")
+    (incomplete / "app.py").unlink()
+    with pytest.raises(ValueError, match=r"lacks \['app.py'\]"):
+        main(["publish", "--org", "org", "--metric", "--metric_dir", str(incomplete), "--dry-run"])
+    wrong_sdk = write_metric_dir(tmp_path / "b", card=METRIC_CARD.replace("sdk: gradio", "sdk: static"))
+    with pytest.raises(ValueError, match=r"YAML has \{'sdk': 'static'\}"):
+        main(["publish", "--org", "org", "--metric", "--metric_dir", str(wrong_sdk), "--dry-run"])
+
+
+def test_the_real_metric_folder_publishes_when_present(tmp_path):
+    from model_cards.metric import default_metric_dir, load_metric_card
+
+    if not (default_metric_dir() / "README.md").exists():
+        pytest.skip("lovr_metric/lovr_retrieval is not written yet")
+    assert load_metric_card(default_metric_dir()).data.sdk == "gradio"
+
+
+def test_cli_entry_point_runs(tmp_path, metric_dir):
+    out = tmp_path / "staged"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "model_cards",
+            "publish",
+            "--org",
+            "org",
+            "--metric",
+            "--metric_dir",
+            str(metric_dir),
+            "--dry-run",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "[dry-run] upload_folder space org/lovr_retrieval" in done.stdout
+    assert (out / "space" / "README.md").is_file()
