@@ -4,8 +4,8 @@ Frames come out as RGB `uint8` arrays of shape (H, W, 3), exactly as the decoder
 BGR (the original LoVR code did, so its baselines saw BGR images). Decoding goes through PyAV in one sequential
 pass per call: frames that are not needed are decoded (a codec cannot skip them) but never converted to RGB.
 
-Times are seconds from the first frame of the video's first video stream (its `start_time` is subtracted), the
-clock PySceneDetect and `W/segments.jsonl` use.
+Times are seconds from the first frame of the video's first video stream (its timestamp is subtracted: containers
+such as AVI may start at a non-zero one), the clock PySceneDetect and `W/segments.jsonl` use.
 
 Example:
     >>> from lovr_common.samples import sample_video
@@ -33,6 +33,8 @@ LOVR_MIN_CLIP_FRAMES = 5
 LOVR_MIN_CAPTION_FRAMES = 8
 LOVR_MAX_CAPTION_FRAMES = 64
 LOVR_SHORT_CLIP_CAPTION_FRAMES = 2
+
+_TIE_SECONDS = 1e-6
 
 
 class VideoError(ValueError):
@@ -118,7 +120,8 @@ def iter_frames_at(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield `(i, frame)` for every requested `times[i]`, in time order, in one sequential decode pass.
 
-    Rule: `times[i]` gets the frame whose timestamp is nearest to it (the earlier one on a tie); a time before
+    Rule: `times[i]` gets the frame whose timestamp is nearest to it (the earlier one on a tie, within
+    `_TIE_SECONDS` to absorb float error: 8.3 s is halfway between frames 207 and 208 at 25 fps); a time before
     the first frame gets the first frame, one after the last gets the last. Equal times (or times nearest to the
     same frame) share one array: copy it before writing to it.
 
@@ -142,11 +145,10 @@ def iter_frames_at(
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        offset = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        offset = _first_frame_time(path, container, stream)
         first_time = times[order[0]]
-        if first_time > 0:
-            # Lands on the keyframe at or before the first needed time; decoding goes on from there.
-            container.seek(int((first_time + offset) / stream.time_base), stream=stream, backward=True)
+        # Lands on the keyframe at or before the first needed time; decoding goes on from there.
+        container.seek(int((first_time + offset) / stream.time_base), stream=stream, backward=True)
 
         def rgb(frame: av.VideoFrame) -> np.ndarray:
             return frame.to_ndarray(format="rgb24", width=width, height=height)
@@ -162,7 +164,8 @@ def iter_frames_at(
                 array, array_of = None, None
                 while k < len(order) and times[order[k]] <= frame_time:
                     t = times[order[k]]
-                    chosen = previous if previous is not None and t - previous_time <= frame_time - t else frame
+                    earlier = t - previous_time <= frame_time - t + _TIE_SECONDS
+                    chosen = previous if previous is not None and earlier else frame
                     if array_of is not chosen:
                         array, array_of = rgb(chosen), chosen
                     yield int(order[k]), array
@@ -178,6 +181,17 @@ def iter_frames_at(
         last = rgb(previous)
         for position in order[k:]:
             yield int(position), last
+
+
+def _first_frame_time(path: Path, container: av.container.InputContainer, stream: av.VideoStream) -> float:
+    """The timestamp of the first frame, in seconds; leaves the container to be sought before decoding on."""
+    try:
+        for frame in container.decode(stream):
+            if frame.pts is not None:
+                return float(frame.pts * stream.time_base)
+    except av.FFmpegError as err:
+        raise VideoError(path, f"corrupt: the first frame does not decode ({err})") from err
+    raise VideoError(path, "the video stream holds no decodable frame")
 
 
 def decode_frames_at(
