@@ -1,0 +1,186 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from generation._llm import LlmCall, call_with_retries
+from generation.backends import BackendArguments, ChatResult, EndpointBackend, GenerationParams
+from generation.fuse import FuseConfig, fuse, main, parse_two_paragraphs, split_paragraphs
+from lovr_common.jsonl import read_jsonl
+from lovr_common.tiny_models import tiny_model_path
+
+SERVER = Path(__file__).with_name("openai_server.py")
+
+
+class ScriptedSummarizer:
+    """A deterministic chat backend that follows the fusion prompts, for checking the layout.
+
+    The tiny random-weight LLM cannot follow an instruction, so its replies are unusable and every boundary falls
+    back; this backend answers in the requested shape (and fails on request) to exercise the successful path.
+    """
+
+    model = "scripted"
+
+    def __init__(self, fail_first=0):
+        self.fail_first = fail_first
+        self.calls = []
+
+    def generate(self, requests, params):
+        self.calls.append((len(requests), params.seed))
+        results = []
+        for request in requests:
+            if "[fail]" in request.user or params.seed < self.fail_first:
+                results.append(ChatResult(error="scripted failure"))
+            elif request.user.startswith("The two paragraphs"):
+                body = request.user.split("Paragraph 1:\n", 1)[1]
+                before, after = body.split("\n\nParagraph 2:\n")
+                results.append(ChatResult(text=f"{before} Then,\n\nnext {after}"))
+            elif request.user.startswith("The first paragraph"):
+                results.append(ChatResult(text="The story moves on."))
+            else:
+                results.append(ChatResult(text="Overall, the video\nis scripted."))
+        return results
+
+
+def _write_run(workdir, n_clips, captions=None, video_id="v"):
+    clips = [{"clip_id": f"{video_id}-Scene-{n:03d}", "clip_index": n, "start": 5.0 * (n - 1), "end": 5.0 * n}
+             for n in range(1, n_clips + 1)]  # fmt: skip
+    segment = {"video_id": video_id, "duration": 5.0 * n_clips, "clips": clips, "status": "ok"}
+    with open(workdir / "segments.jsonl", "a") as f:
+        f.write(json.dumps(segment) + "\n")
+    with open(workdir / "captions.jsonl", "a") as f:
+        for clip in clips:
+            caption = (captions or {}).get(clip["clip_index"], f"Scene {clip['clip_index']} text.")
+            record = {"clip_id": clip["clip_id"], "video_id": video_id, "caption": caption, "status": "ok"}
+            if caption is None:
+                record.update(caption=None, status="failed", reason="decode error")
+            f.write(json.dumps(record) + "\n")
+
+
+def test_parsing_helpers():
+    assert split_paragraphs("a\n\n  b\nc \n\n\n") == ["a", "b\nc"]
+    assert parse_two_paragraphs("one\n\ntwo") == ("one", "two")
+    assert parse_two_paragraphs("one\ntwo\n") == ("one", "two")
+    with pytest.raises(ValueError, match="expected two paragraphs"):
+        parse_two_paragraphs("one\ntwo\nthree")
+
+
+def test_layout_clusters_linkage_and_summary(tmp_path):
+    # 5 clips, clusters of 2: [1, 2] [3, 4] [5]; clip 4 has two paragraphs; clip 3 failed and is skipped,
+    # so the clusters are [1, 2] [4, 5].
+    _write_run(tmp_path, 5, captions={3: None, 4: "Four a.\n\nFour b."})
+    backend = ScriptedSummarizer()
+    records = fuse(FuseConfig(str(tmp_path), cluster_size=2, call_backoff=0), BackendArguments(model="m"), backend)
+    record = records["v"]
+    assert record["status"] == "ok" and record["clip_ids"] == [
+        "v-Scene-001",
+        "v-Scene-002",
+        "v-Scene-004",
+        "v-Scene-005",
+    ]
+    assert record["clusters"] == [["v-Scene-001", "v-Scene-002"], ["v-Scene-004", "v-Scene-005"]]
+    assert record["skipped_clips"] == [{"clip_id": "v-Scene-003", "reason": "caption failed: decode error"}]
+    assert record["caption"] == (
+        "Clip 1: Scene 1 text. Then,\n\n"
+        "Clip 2: next Scene 2 text.\n\n"
+        "Linkage: The story moves on.\n\n"
+        "Clip 4: Four a.\nFour b. Then,\n\n"
+        "Clip 5: next Scene 5 text.\n\n"
+        "Summary: Overall, the video is scripted."
+    )
+    assert [(b["after"], b["kind"], b["status"]) for b in record["boundaries"]] == [
+        ("v-Scene-001", "rewrite", "ok"), ("v-Scene-004", "rewrite", "ok"),
+        ("v-Scene-002", "linkage", "ok"), ("v-Scene-005", "summary", "ok"),
+    ]  # fmt: skip
+    # three batched passes: odd boundaries (2 calls), even boundaries (none), linkage + summary (2 calls)
+    assert backend.calls == [(2, 0), (2, 0)]
+    assert record["settings"]["prompt_version"] == "lovr-fuse-v1" and record["settings"]["temperature"] == 0.5
+
+
+def test_one_paragraph_clip_is_rewritten_at_both_ends_in_two_passes(tmp_path):
+    _write_run(tmp_path, 3)
+    record = fuse(FuseConfig(str(tmp_path), call_backoff=0), BackendArguments(model="m"), ScriptedSummarizer())["v"]
+    # pass 1 rewrites boundary 1-2, pass 2 boundary 2-3, on clip 2's already rewritten paragraph
+    assert record["caption"].split("\n\n")[:3] == [
+        "Clip 1: Scene 1 text. Then,",
+        "Clip 2: next Scene 2 text. Then,",
+        "Clip 3: next Scene 3 text.",
+    ]
+
+
+def test_failed_calls_are_retried_with_new_seeds_then_fall_back(tmp_path):
+    calls = [LlmCall("s", "The first paragraph [fail]", str), LlmCall("s", "The first paragraph", str)]
+    backend = ScriptedSummarizer(fail_first=1)  # every call fails at seed 0
+    outcomes = call_with_retries(backend, calls, GenerationParams(seed=0), max_retries=2, backoff=0)
+    assert [o.ok for o in outcomes] == [False, True]
+    assert outcomes[0].reason == "call failed: scripted failure (after 3 tries)" and outcomes[1].tries == 2
+    # both fail at seed 0 and are sent again with seed 1; only the still failing one is sent with seed 2
+    assert backend.calls == [(2, 0), (2, 1), (1, 2)]
+
+
+def test_a_video_never_fails_because_calls_fail(tmp_path):
+    _write_run(tmp_path, 3, captions={2: "Two [fail]."})
+    record = fuse(FuseConfig(str(tmp_path), call_backoff=0), BackendArguments(model="m"), ScriptedSummarizer())["v"]
+    assert record["status"] == "ok"
+    statuses = {(b["after"], b["kind"]): (b["status"], b["reason"]) for b in record["boundaries"]}
+    assert statuses[("v-Scene-001", "rewrite")] == ("fallback", "call failed: scripted failure (after 3 tries)")
+    # every call mentions clip 2 (the summary reads every clip's first sentence): all fall back, the video stays
+    assert [b["status"] for b in record["boundaries"]] == ["fallback"] * 3
+    assert record["caption"] == "Clip 1: Scene 1 text.\n\nClip 2: Two [fail].\n\nClip 3: Scene 3 text."
+
+
+def test_video_without_usable_captions_fails_alone_and_is_retried(tmp_path):
+    _write_run(tmp_path, 2, captions={1: None, 2: None}, video_id="bad")
+    _write_run(tmp_path, 1, video_id="good")
+    records = fuse(FuseConfig(str(tmp_path), call_backoff=0), BackendArguments(model="m"), ScriptedSummarizer())
+    assert records["good"]["status"] == "ok"
+    assert records["bad"]["status"] == "failed" and "none of the video's 2 clips" in records["bad"]["reason"]
+    failures = list(read_jsonl(tmp_path / "failures.jsonl"))
+    assert [(f["stage"], f["id"]) for f in failures] == [("fuse", "bad")]
+    backend = ScriptedSummarizer()
+    fuse(FuseConfig(str(tmp_path), call_backoff=0), BackendArguments(model="m"), backend)
+    assert backend.calls == []  # only the failed video was redone, and it has nothing to call the LLM for
+
+
+@pytest.fixture(scope="module")
+def server():
+    process = subprocess.Popen(
+        [sys.executable, str(SERVER), "--model", str(tiny_model_path("causal-lm"))], stdout=subprocess.PIPE, text=True
+    )
+    url = process.stdout.readline().strip().removeprefix("listening on ")
+    yield url
+    process.kill()
+    process.wait()
+
+
+def test_endpoint_server_errors_fall_back_per_boundary(tmp_path, server):
+    # A real HTTP server with the tiny random LLM: [fail-500] makes every call about clip 2 answer HTTP 500;
+    # the other calls reach the model, whose random replies are unusable or (rarely) usable, never a crash.
+    _write_run(tmp_path, 4, captions={2: "Two [fail-500]."})
+    backend = EndpointBackend(server, "tiny", max_retries=0, timeout=30)
+    config = FuseConfig(str(tmp_path), cluster_size=2, call_retries=1, call_backoff=0, max_new_tokens=8)
+    record = fuse(config, BackendArguments(model=str(tiny_model_path("causal-lm"))), backend)["v"]
+    assert record["status"] == "ok" and record["num_clips"] == 4
+    by_kind = {(b["after"], b["kind"]): b for b in record["boundaries"]}
+    assert set(by_kind) == {("v-Scene-001", "rewrite"), ("v-Scene-003", "rewrite"), ("v-Scene-002", "linkage"),
+                            ("v-Scene-004", "summary")}  # fmt: skip
+    failed = by_kind[("v-Scene-001", "rewrite")]
+    assert failed["status"] == "fallback" and failed["reason"].startswith("call failed: HTTP 500")
+    assert "(after 2 tries)" in failed["reason"]
+    for boundary in record["boundaries"]:
+        assert boundary["status"] == "ok" or "HTTP 500" in boundary["reason"] or "unusable reply" in boundary["reason"]
+    assert "Clip 2: Two [fail-500]." in record["caption"]
+    assert record["settings"]["random_weights"] is True
+
+
+def test_cli_exit_status(tmp_path):
+    with pytest.raises(ValueError, match="segments.jsonl: run generation.segment first"):
+        main(["--workdir", str(tmp_path), "--model", "m"])
+    _write_run(tmp_path, 3)
+    _write_run(tmp_path, 1, captions={1: None}, video_id="bad")
+    args = ["--workdir", str(tmp_path), "--model", str(tiny_model_path("causal-lm")), "--max_new_tokens", "8"]
+    assert main([*args, "--call_backoff", "0"]) == 1  # "bad" has no usable caption
+    records = {r["video_id"]: r for r in read_jsonl(tmp_path / "videos.jsonl")}
+    assert records["v"]["status"] == "ok" and records["bad"]["status"] == "failed"
