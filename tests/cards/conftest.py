@@ -117,9 +117,29 @@ def write_export(root: Path, clips: dict = CLIPS, videos: dict = VIDEOS) -> Path
 def write_run(workdir: Path) -> Path:
     """A run folder with one record per stage file, settings as the stages write them (CONTRIBUTING.md)."""
     workdir.mkdir(parents=True, exist_ok=True)
+    clips = [
+        {
+            "clip_id": f"vidA-Scene-{n:03d}",
+            "clip_index": n,
+            "start": start,
+            "end": end,
+            "start_frame": int(start * 25),
+            "end_frame": int(end * 25),
+            "clip_path": None,
+            "low_dynamic": None,
+        }
+        for n, (start, end) in enumerate([(0.0, 5.0), (5.0, 12.0)], start=1)
+    ]
     segments = {
         "video_id": "vidA",
-        "clips": [],
+        "video_path": "vidA.mp4",
+        "videos_dir": str(workdir / "videos"),
+        "duration": 30.0,
+        "fps": 25.0,
+        "num_frames": 750,
+        "width": 640,
+        "height": 272,
+        "clips": clips,
         "status": "ok",
         "settings": {"detector": "content", "threshold": 34.0, "min_scene_len_s": 5.0, "downscale": 3},
     }
@@ -128,7 +148,7 @@ def write_run(workdir: Path) -> Path:
         {
             "clip_id": "vidA-Scene-001",
             "video_id": "vidA",
-            "caption": "x",
+            "caption": "a red bike",
             "status": "ok",
             "settings": caption_settings,
             "score": 0.8,
@@ -138,7 +158,7 @@ def write_run(workdir: Path) -> Path:
         {
             "clip_id": "vidA-Scene-002",
             "video_id": "vidA",
-            "caption": "y",
+            "caption": "a car",
             "status": "ok",
             "settings": {**caption_settings, "attempt": 2},
             "score": 0.2,
@@ -148,7 +168,7 @@ def write_run(workdir: Path) -> Path:
     ]
     videos = {
         "video_id": "vidA",
-        "caption": "x y",
+        "caption": "a red bike then a car",
         "clip_ids": ["vidA-Scene-001", "vidA-Scene-002"],
         "num_clips": 2,
         "duration": 30.0,

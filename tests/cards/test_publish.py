@@ -169,3 +169,25 @@ def test_cli_entry_point_runs(tmp_path, metric_dir):
     )
     assert "[dry-run] upload_folder space org/lovr_retrieval" in done.stdout
     assert (out / "space" / "README.md").is_file()
+
+
+def test_dry_run_on_a_real_lovr_dataset_export(tmp_path, run_dir, hf_cache, capsys):
+    """The run folder goes through `lovr_dataset.export`, then the staged dataset loads back with `datasets`."""
+    import datasets
+
+    from lovr_dataset.export import export
+
+    exported = export(run_dir, tmp_path / "lovr", cache_dir=hf_cache, num_queries=1)
+    out = tmp_path / "staged"
+    main(["publish", "--org", "org", "--dataset", str(exported), "--workdir", str(run_dir), "--dry-run",
+          "--out", str(out), "--cache_dir", hf_cache])  # fmt: skip
+    parquet = sorted(p for p in _files(exported) if p.endswith(".parquet"))
+    assert _files(out / "dataset") == sorted(["README.md", *parquet])
+    card = DatasetCard.load(out / "dataset" / "README.md")
+    assert card.data["configs"] == DatasetCard.load(exported / "README.md").data["configs"]
+    # 2 clips of 5 s and 7 s, captions of 3 and 2 words, one video of 30 s
+    assert "| clip duration (s) | 2 | 5 | 6 | 6 | 7 |" in card.text
+    assert "| clip caption words | 2 | 2 | 2.50 | 2.50 | 3 |" in card.text
+    staged = datasets.load_dataset(str(out / "dataset"), "clips", cache_dir=hf_cache + "-staged")
+    original = datasets.load_dataset(str(exported), "clips", cache_dir=hf_cache)
+    assert {s: d.to_list() for s, d in staged.items()} == {s: d.to_list() for s, d in original.items()}
