@@ -1,2 +1,14 @@
 """LoVR retrieval evaluation: the metric maths (pure torch, no `evaluate` import), the `evaluate` module
 `lovr_retrieval`, and the encoders that turn transformers / sentence-transformers models into embeddings."""
+
+from pathlib import Path
+
+from .retrieval import retrieval_metrics
+
+
+def lovr_retrieval_path() -> str:
+    """Folder of the `evaluate` module shipped in this package: `evaluate.load(lovr_retrieval_path())`."""
+    return str(Path(__file__).parent / "lovr_retrieval")
+
+
+__all__ = ["lovr_retrieval_path", "retrieval_metrics"]
