@@ -48,4 +48,5 @@ def attach_video_root(dataset, root: str | os.PathLike, path_column: str = "clip
         logger.warning(
             "%d of %d %s files are missing under %s: their %r is null", missing, len(paths), path_column, root, column
         )
-    return dataset.add_column(column, paths, feature=datasets.Video())
+    # Video stores {"bytes", "path"}; casting a column of paths fills `path` and leaves the bytes out.
+    return dataset.add_column(column, paths).cast_column(column, datasets.Video())

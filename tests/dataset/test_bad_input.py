@@ -1,0 +1,142 @@
+"""Bad input: each case fails with a ValueError naming the input, or is tolerated, counted and reported."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dataset_layouts import make_official, make_run, write_jsonl
+
+from lovr_common.jsonl import JsonlError
+from lovr_dataset import LoVR, export, read_source
+from lovr_dataset.records import ReadOptions
+
+
+@pytest.fixture
+def official(tmp_path, clip_files):
+    return make_official(tmp_path / "LoVR", clip_files)
+
+
+def clips_of(root, cache_dir, **kwargs):
+    builder = LoVR(config_name="clips", data_dir=root, cache_dir=cache_dir, **kwargs)
+    builder.download_and_prepare()
+    return builder.as_dataset()
+
+
+def append(path, text: bytes):
+    with open(path, "ab") as f:
+        f.write(text)
+
+
+def test_malformed_line_fails_with_file_and_line_or_is_skipped_and_counted(official, cache_dir):
+    path = official / "caption_data/all_clip.jsonl"
+    append(path, b'{"vid": "bikes", "path": \n')  # line 5
+    with pytest.raises(JsonlError, match=r"all_clip\.jsonl:5: malformed"):
+        clips_of(official, cache_dir)
+    data = read_source(official, ReadOptions(skip_malformed=True))
+    assert len(data.report.skipped_lines) == 1 and ":5:" in data.report.skipped_lines[0]
+    assert len(clips_of(official, cache_dir, skip_malformed=True)["test"]) == 4
+
+
+def test_damaged_last_line_of_a_release_file_is_not_taken_for_a_torn_write(official):
+    append(official / "caption_data/all_video.jsonl", b'{"vid": "x", "ca')  # no newline
+    with pytest.raises(JsonlError, match=r"all_video\.jsonl:3"):
+        read_source(official, ReadOptions())
+
+
+def test_non_utf8_text_is_refused_with_its_line(official):
+    append(
+        official / "caption_data/all_clip.jsonl",
+        b'{"vid": "bikes", "path": "bikes/bikes-Scene-009.mp4", "cap": "\xff\xfe"}\n',
+    )
+    with pytest.raises(JsonlError, match=r"all_clip\.jsonl:5.*utf-8"):
+        read_source(official, ReadOptions())
+
+
+def test_missing_clip_files_policy(official, cache_dir):
+    # -dash-Scene-002 is listed with a caption, but its file is absent.
+    kept = clips_of(official, cache_dir)
+    assert "-dash-Scene-002" in kept["test"]["clip_id"]
+    assert read_source(official, ReadOptions()).report.missing_clip_files == ["-dash-Scene-002"]
+    dropped = clips_of(official, cache_dir, missing_clip_files="drop")
+    assert "-dash-Scene-002" not in dropped["test"]["clip_id"] and dropped["test"].num_rows == 3
+    with pytest.raises(ValueError, match=r"1 clip file\(s\) are missing.*-dash-Scene-002"):
+        clips_of(official, cache_dir, missing_clip_files="error")
+    with pytest.raises(ValueError, match=r"missing_clip_files='ignore'"):
+        LoVR(config_name="clips", data_dir=official, cache_dir=cache_dir, missing_clip_files="ignore")
+
+
+def test_duplicate_ids_are_refused(official, tmp_path, clip_files):
+    append(
+        official / "caption_data/all_clip.jsonl",
+        b'{"vid": "bikes", "path": "bikes/bikes-Scene-001.mp4", "cap": "Again."}\n',
+    )
+    with pytest.raises(ValueError, match=r"all_clip\.jsonl, record 5: duplicate clip_id 'bikes-Scene-001'.*record 3"):
+        read_source(official, ReadOptions())
+    run = make_run(tmp_path / "W", clip_files)
+    append(
+        run / "videos.jsonl", json.dumps({"video_id": "bikes", "caption": "Twice.", "status": "ok"}).encode() + b"\n"
+    )
+    with pytest.raises(ValueError, match=r"videos\.jsonl, record 2: duplicate video_id 'bikes'"):
+        read_source(run, ReadOptions())
+
+
+def test_clips_whose_video_has_no_caption_are_kept_and_reported(official):
+    write_jsonl(official / "caption_data/all_video.jsonl", [{"vid": "bikes", "cap": "A race."}])
+    data = read_source(official, ReadOptions())
+    assert data.report.videos_without_caption == ["-dash"]
+    assert [(video["video_id"], video["caption"], video["num_clips"]) for video in data.videos] == [
+        ("-dash", None, 2),
+        ("bikes", "A race.", 3),
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad_path", ["../outside/bikes-Scene-001.mp4", "/etc/bikes-Scene-001.mp4", "a/../../x-Scene-001.mp4"]
+)
+def test_paths_escaping_the_root_are_refused(official, tmp_path, clip_files, bad_path):
+    append(
+        official / "caption_data/all_clip.jsonl",
+        json.dumps({"vid": "x", "path": bad_path, "cap": "c"}).encode() + b"\n",
+    )
+    with pytest.raises(ValueError, match=r"all_clip\.jsonl, record 5: path .* escapes the data root"):
+        read_source(official, ReadOptions())
+
+
+def test_run_folder_clip_path_escaping_is_refused(tmp_path, clip_files):
+    run = make_run(tmp_path / "W", clip_files)
+    text = (run / "segments.jsonl").read_text().replace('"clips/bikes/bikes-Scene-001.mp4"', '"../../etc/passwd"')
+    (run / "segments.jsonl").write_text(text)
+    with pytest.raises(ValueError, match=r"segments\.jsonl.*'\.\./\.\./etc/passwd' escapes the data root"):
+        read_source(run, ReadOptions())
+
+
+def test_empty_folder_names_what_was_looked_for(tmp_path, cache_dir):
+    with pytest.raises(
+        ValueError, match=r"holds no LoVR data: looked for segments\.jsonl.*clip_train\.parquet.*all_clip"
+    ):
+        LoVR(config_name="clips", data_dir=tmp_path, cache_dir=cache_dir)
+    with pytest.raises(ValueError, match="is not a folder"):
+        LoVR(config_name="clips", data_dir=tmp_path / "nowhere", cache_dir=cache_dir)
+    with pytest.raises(ValueError, match="needs data_dir"):
+        LoVR(config_name="clips", cache_dir=cache_dir)
+
+
+def test_failed_export_leaves_no_output_folder(official, tmp_path, cache_dir):
+    # The clips config builds; the videos config then fails on a malformed line.
+    append(official / "caption_data/all_video.jsonl", b"not json\n")
+    out = tmp_path / "lovr"
+    with pytest.raises(JsonlError):
+        export(official, out, cache_dir=cache_dir)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["LoVR", "hf-cache"]
+
+
+def test_export_refuses_to_overwrite_unless_asked(official, tmp_path, cache_dir):
+    out = tmp_path / "lovr"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="already exists"):
+        export(official, out, cache_dir=cache_dir)
+    assert (out / "keep.txt").read_text() == "mine"
+    export(official, out, cache_dir=cache_dir, overwrite=True)
+    assert not (out / "keep.txt").exists() and (out / "clips").is_dir()

@@ -1,0 +1,111 @@
+"""The export loads through `load_dataset` exactly as the builder builds it; push --dry-run prints the plan."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import datasets
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from lovr_dataset import LoVR, card_yaml, export, upload_plan
+
+
+@pytest.fixture(scope="module")
+def exported(official_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    return export(official_root, root / "lovr", cache_dir=str(root / "hf-cache"), num_queries=3, query_seed=1)
+
+
+def test_layout_and_card_yaml(exported):
+    files = sorted(path.relative_to(exported).as_posix() for path in exported.rglob("*") if path.is_file())
+    assert files == [
+        "README.md",
+        "clips/test-00000-of-00001.parquet",
+        "clips/train-00000-of-00001.parquet",
+        "themes/test-00000-of-00001.parquet",
+        "videos/test-00000-of-00001.parquet",
+    ]
+    header = yaml.safe_load(exported.joinpath("README.md").read_text().split("---")[1])
+    assert header["configs"][0] == {
+        "config_name": "clips",
+        "data_files": [
+            {"split": "train", "path": "clips/train-*.parquet"},
+            {"split": "test", "path": "clips/test-*.parquet"},
+        ],
+        "default": True,
+    }
+    assert [config["config_name"] for config in header["dataset_info"]] == ["clips", "themes", "videos"]
+    schema = pq.read_schema(exported / "clips/test-00000-of-00001.parquet")
+    assert "video" not in schema.names and not any("bytes" in str(field.type) for field in schema)
+
+
+@pytest.mark.parametrize("config", ["clips", "videos", "themes"])
+def test_load_dataset_of_the_export_equals_the_builder(exported, official_root, config, tmp_path):
+    loaded = datasets.load_dataset(str(exported), config, cache_dir=str(tmp_path / "c1"))
+    builder = LoVR(
+        config_name=config, data_dir=official_root, cache_dir=str(tmp_path / "c2"), num_queries=3, query_seed=1
+    )
+    builder.download_and_prepare()
+    built = builder.as_dataset()
+    assert list(loaded) == list(built)
+    for split in built:
+        assert loaded[split].features == built[split].features
+        assert loaded[split].to_list() == built[split].to_list()
+
+
+def test_load_dataset_lovr_by_name_from_the_working_directory(exported, tmp_path, monkeypatch):
+    monkeypatch.chdir(exported.parent)
+    clips = datasets.load_dataset("lovr", cache_dir=str(tmp_path / "c"))  # the default config is clips
+    assert clips["test"].num_rows == 3 and clips["train"].num_rows == 2  # 3 of 4 captioned clips drawn as queries
+    named = datasets.load_dataset("lovr", "clips", cache_dir=str(tmp_path / "c"))
+    assert named["test"]["clip_id"] == clips["test"]["clip_id"]
+
+
+def test_card_yaml_is_reusable(exported, official_root, tmp_path):
+    builder = LoVR(config_name="videos", data_dir=official_root, cache_dir=str(tmp_path / "c"))
+    builder.download_and_prepare()
+    header = card_yaml({"videos": builder.info})
+    assert header["configs"] == [
+        {"config_name": "videos", "data_files": [{"split": "test", "path": "videos/test-*.parquet"}]}
+    ]
+    assert header["license"] == "cc-by-nc-sa-4.0"
+
+
+def test_push_dry_run_prints_the_plan_without_network(exported, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_never_printed")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lovr_dataset",
+            "push",
+            str(exported),
+            "--repo-id",
+            "org/lovr",
+            "--private",
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
+    plan = upload_plan(exported)
+    assert result.stdout.splitlines()[:3] == ["repo_id: org/lovr", "repo_type: dataset", "private: True"]
+    for path, size in plan:
+        assert f"{size:>12}  {path}" in result.stdout
+    assert "hf_secret" not in result.stdout + result.stderr
+
+
+def test_export_command_line(official_root, tmp_path):
+    out = tmp_path / "lovr"
+    subprocess.run(
+        [sys.executable, "-m", "lovr_dataset", "export", str(official_root), str(out), "--num-queries", "2"],
+        check=True,
+        capture_output=True,
+        env={**__import__("os").environ, "HF_DATASETS_CACHE": str(tmp_path / "c")},
+    )
+    assert pq.read_metadata(out / "clips/test-00000-of-00001.parquet").num_rows == 2
