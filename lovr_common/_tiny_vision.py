@@ -180,6 +180,8 @@ def _train_siglip_tokenizer():
         eos_token="</s>",
         pad_token="</s>",  # SigLIP pads with its end-of-sequence token
         model_max_length=SIGLIP_TEXT_LENGTH,
+        # Like SiglipTokenizer: SigLIP's text tower was trained without an attention mask.
+        model_input_names=["input_ids"],
     )
 
 

@@ -1,0 +1,305 @@
+"""Text, frame and video encoders from any transformers or sentence-transformers model.
+
+    >>> from lovr_metric.encoders import EncoderConfig, load_encoder
+    >>> encoder = load_encoder(EncoderConfig(model="openai/clip-vit-base-patch32"))  # doctest: +SKIP
+    >>> encoder.encode_text(["a dog runs on a beach"]).shape  # doctest: +SKIP
+    torch.Size([1, 512])
+
+An encoder is chosen by family (`FAMILIES`), detected from the model unless `EncoderConfig.family` names one:
+
+- `dual`: CLIP-like dual encoders (`get_text_features` / `get_image_features`: CLIP, SigLIP, SigLIP2, MetaCLIP,
+  ALIGN, ...). Frames are embedded one by one; the caller pools them.
+- `video`: models with a video tower (`get_video_features`, X-CLIP) that take a fixed number of frames at once.
+  X-CLIP's own score also conditions the text on the video (its prompt generator); that cannot be precomputed per
+  side, so retrieval here uses the plain text and video embeddings, as dual-encoder retrieval must.
+- `text`: any other `AutoModel` with a `last_hidden_state`, as a text encoder (attention-masked mean pooling).
+- `sentence-transformers`: a folder or repo with `modules.json`; text, and frames when the model takes images.
+- anything else: pass an object implementing `TextEncoder` and `FrameEncoder` or `VideoEncoder` (the adapter
+  interface below) to the runner.
+
+Every encoder counts its model calls in `calls`, so callers (and tests) can see that a cache hit did no work.
+Outputs are float32 on the CPU and not normalised: pooling and L2 normalisation are the caller's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+FAMILIES = {
+    "dual": "CLIP-like dual encoders: get_text_features / get_image_features (CLIP, SigLIP, SigLIP2, MetaCLIP, ...)",
+    "video": "models with a video tower: get_video_features on a fixed number of frames (X-CLIP)",
+    "text": "plain AutoModel text encoders with a last_hidden_state (mean pooling; text only)",
+    "sentence-transformers": "sentence-transformers models (modules.json): text, and frames when they take images",
+}
+# SigLIP was trained on text padded to its full length; it must be embedded the same way.
+PAD_TO_MAX_LENGTH = ("siglip", "siglip2")
+
+
+class UnsupportedModelError(ValueError):
+    """A model fits none of the supported families; the message lists them."""
+
+    def __init__(self, model: str, reason: str):
+        families = "\n".join(f"  - {name}: {text}" for name, text in FAMILIES.items())
+        super().__init__(
+            f"model={model!r}: {reason}. Supported families:\n{families}\n"
+            "  - anything else: an adapter implementing lovr_metric.encoders.TextEncoder and FrameEncoder or "
+            "VideoEncoder"
+        )
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Embeds texts: `encode_text(texts)` returns an (n, d) float tensor, one row per text."""
+
+    calls: int
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class FrameEncoder(Protocol):
+    """Embeds single RGB uint8 frames (H, W, 3): `preprocess_frames` turns them into model inputs (CPU work, timed
+    as preprocessing), `encode_frames` returns an (n, d) float tensor (timed as encoding)."""
+
+    calls: int
+
+    def preprocess_frames(self, frames: list[np.ndarray]) -> Any: ...
+
+    def encode_frames(self, inputs: Any) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class VideoEncoder(Protocol):
+    """Embeds clips of exactly `num_frames` RGB uint8 frames each: (n, d) for n clips."""
+
+    calls: int
+    num_frames: int
+
+    def preprocess_videos(self, videos: list[list[np.ndarray]]) -> Any: ...
+
+    def encode_videos(self, inputs: Any) -> torch.Tensor: ...
+
+
+@dataclass
+class EncoderConfig:
+    """How to load an encoder.
+
+    Args:
+        model (`str`): a Hub repo id or a local folder.
+        revision (`str`, *optional*): the Hub revision (branch, tag or commit).
+        family (`str`, *optional*): one of `FAMILIES`; detected from the model when not given.
+        dtype (`str`, defaults to `"auto"`): `auto` (bfloat16 or float16 on a GPU, float32 on the CPU), `float32`,
+            `float16` or `bfloat16`.
+        device (`str`, *optional*): defaults to the accelerate process's device.
+        text_max_length (`int`, *optional*): token limit (the registry's value for known baselines, else the
+            tokenizer's, capped by the model's position embeddings).
+        trust_remote_code (`bool`, defaults to `False`): run code shipped with the model. Only when you trust it.
+    """
+
+    model: str
+    revision: str | None = None
+    family: str | None = None
+    dtype: str = "auto"
+    device: str | None = None
+    text_max_length: int | None = None
+    trust_remote_code: bool = False
+
+    def __post_init__(self):
+        if self.family is not None and self.family not in FAMILIES:
+            raise ValueError(f"family={self.family!r}, expected one of {sorted(FAMILIES)} (or None to detect it)")
+        if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
+            raise ValueError(f"dtype={self.dtype!r}, expected auto, float32, float16 or bfloat16")
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto` is half precision on a GPU (bfloat16 where supported) and float32 elsewhere."""
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _features(output: Any) -> torch.Tensor:
+    # transformers 5 returns a BaseModelOutputWithPooling from get_*_features (the projected embedding is its
+    # pooler_output); older releases returned the tensor itself.
+    tensor = output if isinstance(output, torch.Tensor) else output.pooler_output
+    return tensor.float().cpu()
+
+
+def mean_pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the token states that the attention mask keeps."""
+    mask = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)
+    return (last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+class TransformersEncoder:
+    """A transformers model of family `dual`, `video` or `text` with its tokenizer and image processor."""
+
+    def __init__(self, model, tokenizer, image_processor, *, family: str, text_max_length: int, padding):
+        self.model, self.tokenizer, self.image_processor = model, tokenizer, image_processor
+        self.family, self.text_max_length, self.padding = family, text_max_length, padding
+        self.device, self.dtype = model.device, model.dtype
+        self.calls = 0
+        if family == "video":
+            self.num_frames = model.config.vision_config.num_frames
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(
+            texts, padding=self.padding, truncation=True, max_length=self.text_max_length, return_tensors="pt"
+        ).to(self.device)
+        self.calls += 1
+        with torch.inference_mode():
+            if self.family == "text":
+                output = self.model(**tokens)
+                return mean_pool(output.last_hidden_state, tokens["attention_mask"]).float().cpu()
+            return _features(self.model.get_text_features(**tokens))
+
+    def preprocess_frames(self, frames: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        return dict(self.image_processor(images=frames, return_tensors="pt"))
+
+    def encode_frames(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        self.calls += 1
+        with torch.inference_mode():
+            return _features(self.model.get_image_features(**self._to_device(inputs)))
+
+    def preprocess_videos(self, videos: list[list[np.ndarray]]) -> dict[str, torch.Tensor]:
+        flat = [frame for video in videos for frame in video]
+        pixels = self.image_processor(images=flat, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixels.reshape(len(videos), self.num_frames, *pixels.shape[1:])}
+
+    def encode_videos(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        self.calls += 1
+        with torch.inference_mode():
+            return _features(self.model.get_video_features(**self._to_device(inputs)))
+
+    def _to_device(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {
+            key: value.to(self.device, self.dtype if value.is_floating_point() else None)
+            for key, value in inputs.items()
+        }
+
+
+class SentenceTransformersEncoder:
+    """A sentence-transformers model: texts, and frames (as PIL images) when the model supports images."""
+
+    def __init__(self, model):
+        self.model = model
+        self.calls = 0
+
+    @property
+    def takes_images(self) -> bool:
+        return self.model.supports("image")
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        self.calls += 1
+        return self.model.encode(texts, convert_to_tensor=True, batch_size=len(texts)).float().cpu()
+
+    def preprocess_frames(self, frames: list[np.ndarray]) -> list:
+        from PIL import Image
+
+        return [Image.fromarray(frame) for frame in frames]
+
+    def encode_frames(self, images: list) -> torch.Tensor:
+        self.calls += 1
+        return self.model.encode(images, convert_to_tensor=True, batch_size=len(images)).float().cpu()
+
+
+def is_sentence_transformers(model: str, revision: str | None = None) -> bool:
+    """Whether `model` (folder or repo id) is a sentence-transformers model (it has `modules.json`)."""
+    if os.path.isdir(model):
+        return os.path.isfile(os.path.join(model, "modules.json"))
+    from transformers.utils import cached_file
+
+    found = cached_file(
+        model,
+        "modules.json",
+        revision=revision,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+    )
+    return found is not None
+
+
+def load_encoder(config: EncoderConfig, *, need: str = "text") -> TextEncoder:
+    """Load `config.model` as an encoder; `need` is `"text"` or `"visual"` (frames or videos).
+
+    Raises `UnsupportedModelError` when the model cannot serve `need`, listing the supported families.
+    """
+    from accelerate import PartialState
+
+    device = torch.device(config.device) if config.device else PartialState().device
+    family = config.family
+    if family is None and is_sentence_transformers(config.model, config.revision):
+        family = "sentence-transformers"
+    if family == "sentence-transformers":
+        return _load_sentence_transformers(config, device, need)
+    return _load_transformers(config, device, need, family)
+
+
+def _load_sentence_transformers(config: EncoderConfig, device: torch.device, need: str) -> SentenceTransformersEncoder:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(
+        config.model,
+        device=str(device),
+        revision=config.revision,
+        trust_remote_code=config.trust_remote_code,
+        model_kwargs={"dtype": resolve_dtype(config.dtype, device)},
+    )
+    if config.text_max_length:
+        model.max_seq_length = config.text_max_length
+    encoder = SentenceTransformersEncoder(model)
+    if need == "visual" and not encoder.takes_images:
+        raise UnsupportedModelError(
+            config.model, f"this sentence-transformers model takes only {model.modalities}, not images or video"
+        )
+    return encoder
+
+
+def _load_transformers(config: EncoderConfig, device: torch.device, need: str, family: str | None):
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+
+    options = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
+    try:
+        model_config = AutoConfig.from_pretrained(config.model, **options)
+    except (OSError, ValueError, KeyError) as err:
+        raise UnsupportedModelError(config.model, f"transformers cannot load its configuration ({err})") from err
+    dtype = resolve_dtype(config.dtype, device)
+    model = AutoModel.from_pretrained(config.model, config=model_config, dtype=dtype, **options).to(device).eval()
+    family = family or _detect_family(model)
+    if family is None or (need == "visual" and family == "text"):
+        what = "text" if family == "text" else "text, image or video"
+        raise UnsupportedModelError(
+            config.model, f"{type(model).__name__} (model_type={model_config.model_type!r}) has no {what} features"
+        )
+    if need == "visual" and family == "dual" and not hasattr(model, "get_image_features"):
+        raise UnsupportedModelError(config.model, f"{type(model).__name__} has no get_image_features")
+
+    tokenizer = AutoTokenizer.from_pretrained(config.model, **options)
+    image_processor = AutoImageProcessor.from_pretrained(config.model, **options) if family != "text" else None
+    text_config = getattr(model_config, "text_config", model_config)
+    limits = [getattr(text_config, "max_position_embeddings", None), tokenizer.model_max_length]
+    max_length = config.text_max_length or min(n for n in limits if isinstance(n, int) and n > 0)
+    padding = "max_length" if model_config.model_type in PAD_TO_MAX_LENGTH else True
+    return TransformersEncoder(
+        model, tokenizer, image_processor, family=family, text_max_length=max_length, padding=padding
+    )
+
+
+def _detect_family(model) -> str | None:
+    if hasattr(model, "get_video_features") and hasattr(model, "get_text_features"):
+        return "video"
+    if hasattr(model, "get_image_features") and hasattr(model, "get_text_features"):
+        return "dual"
+    if getattr(model.config, "vision_config", None) is None:
+        return "text"
+    return None

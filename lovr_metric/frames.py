@@ -1,0 +1,245 @@
+"""Clip and video embeddings from one decode pass per video file, following the LoVR protocol.
+
+A `VideoJob` is one file and the segments to embed from it: every clip of a long video (time ranges) and the video
+itself, or a single clip file. `embed_job` plans the frame times of every segment (every `interval`-th frame, or
+`num_frames` uniform frames), decodes the union of those frames in one sequential pass (`lovr_common.video`),
+and streams them through the encoder in batches:
+
+- a frame encoder (`dual`, sentence-transformers) embeds each frame once, however many segments use it; a
+  segment's embedding is the mean of its L2-normalised frame features, L2-normalised (LoVR's clip rule, and the
+  same over the whole video for the video embedding);
+- a video encoder (X-CLIP) receives each segment's `num_frames` frames as soon as they are all decoded.
+
+Frames are RGB, as decoded. The original LoVR code flipped decord's RGB frames "to RGB" and so fed BGR to every
+baseline; `FrameSampling(bgr=True)` reproduces that defect, for comparison only. Decoding runs in a background
+thread, overlapped with preprocessing and the model; only a batch of frames is held in memory at a time.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lovr_common.video import interval_times, iter_frames_at, probe, uniform_times
+from lovr_metric.encoders import FrameEncoder, VideoEncoder
+
+COST_PARTS = ("decode", "preprocess", "encode", "total_with_io", "total_without_io")
+
+
+@dataclass(frozen=True)
+class FrameSampling:
+    """Which frames represent a clip (and, by the same rule over its whole length, a video).
+
+    Args:
+        interval (`int`, *optional*, defaults to 10): embed every `interval`-th frame (LoVR: 10, or 30).
+        num_frames (`int`, *optional*): embed `num_frames` uniformly spread frames instead (set for video towers).
+        bgr (`bool`, defaults to `False`): reverse the channels, reproducing the original code's defect.
+        batch_size (`int`, defaults to 32): frames (or clips, for a video tower) per model call.
+    """
+
+    interval: int | None = 10
+    num_frames: int | None = None
+    bgr: bool = False
+    batch_size: int = 32
+
+    def __post_init__(self):
+        if (self.interval is None) == (self.num_frames is None):
+            raise ValueError(f"set exactly one of interval={self.interval} and num_frames={self.num_frames}")
+        if (self.interval or self.num_frames) < 1 or self.batch_size < 1:
+            raise ValueError(f"interval, num_frames and batch_size must be >= 1, got {self}")
+
+    def times(self, start: float, end: float, fps: float) -> list[float]:
+        if not end > start:  # a segment at or past the end of the file: its nearest frame
+            return [start] * (self.num_frames or 1)
+        if self.num_frames is not None:
+            return uniform_times(start, end, self.num_frames)
+        return interval_times(start, end, fps, self.interval)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A clip or a whole video to embed from a job's file: `end=None` means to the end of the file."""
+
+    key: str
+    kind: str  # "clip" or "video"
+    start: float = 0.0
+    end: float | None = None
+
+
+@dataclass
+class VideoJob:
+    """One file to decode once, and the segments to embed from it."""
+
+    job_id: str
+    path: Path
+    segments: list[Segment]
+
+
+@dataclass
+class JobResult:
+    """The embeddings of a job's segments (key -> float32 vector) and its cost in seconds by kind and part."""
+
+    embeddings: dict[str, np.ndarray]
+    seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    num_frames: int = 0
+
+
+def _prefetch(iterator: Iterator, maxsize: int, decode_seconds: list[float]) -> Iterator:
+    """Run `iterator` in a thread (PyAV decodes without the GIL), adding the time it spends to `decode_seconds`."""
+    items: queue.Queue = queue.Queue(maxsize)
+    done = object()
+
+    def produce():
+        try:
+            while True:
+                start = time.perf_counter()
+                item = next(iterator, done)
+                decode_seconds[0] += time.perf_counter() - start
+                items.put(item)
+                if item is done:
+                    return
+        except BaseException as err:  # handed to the consumer, which re-raises it
+            items.put(err)
+
+    threading.Thread(target=produce, daemon=True).start()
+    while (item := items.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+class _Pooler:
+    """Sums of L2-normalised frame features per segment, filled batch by batch."""
+
+    def __init__(self, num_segments: int):
+        self.sums: torch.Tensor | None = None
+        self.counts = torch.zeros(num_segments)
+
+    def add(self, features: torch.Tensor, owners: list[list[int]]) -> None:
+        features = torch.nn.functional.normalize(features.float(), dim=-1)
+        if self.sums is None:
+            self.sums = torch.zeros(len(self.counts), features.shape[1])
+        rows = torch.tensor([row for row, segs in enumerate(owners) for _ in segs])
+        segments = torch.tensor([seg for segs in owners for seg in segs])
+        self.sums.index_add_(0, segments, features[rows])
+        self.counts.index_add_(0, segments, torch.ones(len(segments)))
+
+    def embeddings(self) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.sums / self.counts.clamp(min=1).unsqueeze(1), dim=-1)
+
+
+def embed_job(job: VideoJob, encoder: FrameEncoder | VideoEncoder, sampling: FrameSampling) -> JobResult:
+    """Embed every segment of `job` in one decode pass; raises `lovr_common.video.VideoError` for a bad file."""
+    started = time.perf_counter()
+    info = probe(job.path)
+    video_tower = isinstance(encoder, VideoEncoder)
+    if video_tower and sampling.num_frames != encoder.num_frames:
+        raise ValueError(
+            f"sampling.num_frames={sampling.num_frames}, but this video tower takes exactly {encoder.num_frames} frames"
+        )
+
+    # Frames are identified by their index in the file, so a frame shared by segments is decoded and embedded once.
+    frame_owners: dict[int, list[int]] = {}
+    segment_frames: list[list[int]] = []
+    for position, segment in enumerate(job.segments):
+        end = info.duration if segment.end is None else min(segment.end, info.duration)
+        frames = [round(t * info.fps) for t in sampling.times(segment.start, end, info.fps)]
+        segment_frames.append(frames)
+        for frame in dict.fromkeys(frames):
+            frame_owners.setdefault(frame, []).append(position)
+    order = sorted(frame_owners)
+    times = [frame / info.fps for frame in order]
+
+    decode_seconds = [0.0]
+    frames = _prefetch(iter_frames_at(job.path, times), 2 * sampling.batch_size, decode_seconds)
+    run = _run_video_tower if video_tower else _run_frame_encoder
+    vectors, work = run(encoder, sampling, frames, order, frame_owners, segment_frames)
+    wall = time.perf_counter() - started
+
+    embeddings = {segment.key: vectors[i].numpy() for i, segment in enumerate(job.segments)}
+    return JobResult(embeddings, _cost_by_kind(job, work, decode_seconds[0], wall, frame_owners), len(order))
+
+
+def _run_frame_encoder(encoder, sampling, frames, order, frame_owners, segment_frames):
+    pooler = _Pooler(len(segment_frames))
+    work = {"preprocess": 0.0, "encode": 0.0}
+    batch, owners = [], []
+
+    def flush():
+        start = time.perf_counter()
+        inputs = encoder.preprocess_frames(batch)
+        middle = time.perf_counter()
+        pooler.add(encoder.encode_frames(inputs), owners)
+        work["preprocess"] += middle - start
+        work["encode"] += time.perf_counter() - middle
+        batch.clear()
+        owners.clear()
+
+    for position, frame in frames:
+        batch.append(_channels(frame, sampling.bgr))
+        owners.append(frame_owners[order[position]])
+        if len(batch) == sampling.batch_size:
+            flush()
+    if batch:
+        flush()
+    return pooler.embeddings(), work
+
+
+def _run_video_tower(encoder, sampling, frames, order, frame_owners, segment_frames):
+    """Hand each segment its frames once they are all decoded; frames stream in time order."""
+    pending = [dict.fromkeys(needed) for needed in segment_frames]
+    vectors: list[torch.Tensor | None] = [None] * len(segment_frames)
+    work = {"preprocess": 0.0, "encode": 0.0}
+    ready: list[int] = []
+
+    def flush():
+        start = time.perf_counter()
+        inputs = encoder.preprocess_videos([[pending[s][f] for f in segment_frames[s]] for s in ready])
+        middle = time.perf_counter()
+        features = torch.nn.functional.normalize(encoder.encode_videos(inputs).float(), dim=-1)
+        work["preprocess"] += middle - start
+        work["encode"] += time.perf_counter() - middle
+        for row, segment in enumerate(ready):
+            vectors[segment] = features[row]
+            pending[segment] = None  # its frames can go
+        ready.clear()
+
+    for position, frame in frames:
+        index = order[position]
+        for segment in frame_owners[index]:
+            pending[segment][index] = _channels(frame, sampling.bgr)
+            if all(value is not None for value in pending[segment].values()):
+                ready.append(segment)
+        if len(ready) >= sampling.batch_size:
+            flush()
+    if ready:
+        flush()
+    return torch.stack(vectors), work
+
+
+def _channels(frame: np.ndarray, bgr: bool) -> np.ndarray:
+    return np.ascontiguousarray(frame[..., ::-1]) if bgr else frame
+
+
+def _cost_by_kind(job, work, decode, wall, frame_owners) -> dict[str, dict[str, float]]:
+    """Split the job's seconds between clips and the video by their share of its frames (a shared frame counts
+    fully for both: it is part of the cost of either embedding on its own)."""
+    total = max(len(frame_owners), 1)
+    shares: dict[str, float] = {}
+    for owners in frame_owners.values():
+        for kind in {job.segments[s].kind for s in owners}:
+            shares[kind] = shares.get(kind, 0.0) + 1 / total
+    costs = {}
+    for kind, share in shares.items():
+        parts = {"decode": decode * share, "preprocess": work["preprocess"] * share, "encode": work["encode"] * share}
+        parts["total_without_io"] = parts["preprocess"] + parts["encode"]
+        parts["total_with_io"] = wall * share
+        costs[kind] = parts
+    return costs

@@ -1,0 +1,80 @@
+"""A tiny LoVR dataset with real video files for the encoder, cache and runner tests.
+
+A run folder (`generation`'s layout) with two synthetic long videos cut into virtual clips and one video file that
+is corrupt, exported with `lovr_dataset`'s own export, so the runner reads it through `load_dataset` like any user.
+Import the fixtures into a test module: `from encode_data import lovr_export, tiny_models  # noqa: F401`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lovr_common.samples import make_synthetic_video
+from lovr_common.tiny_models import tiny_model_path
+from lovr_dataset.export import export
+
+SCENES = [1.0, 1.2, 0.8]  # seconds; each scene is one clip
+FPS = 25
+VIDEOS = ("alpha", "beta")
+BROKEN = "gamma"  # listed with clips, but its file does not decode
+
+
+def _segments(video_id: str, videos_dir: Path) -> dict:
+    clips, start = [], 0.0
+    for n, seconds in enumerate(SCENES, start=1):
+        end = round(start + seconds, 3)
+        clips.append({"clip_id": f"{video_id}-Scene-{n:03d}", "clip_index": n, "start": start, "end": end,
+                      "start_frame": round(start * FPS), "end_frame": round(end * FPS), "clip_path": None,
+                      "low_dynamic": None})  # fmt: skip
+        start = end
+    return {"video_id": video_id, "video_path": f"{video_id}.mp4", "videos_dir": str(videos_dir),
+            "duration": start, "fps": FPS, "clips": clips, "settings": {}, "status": "ok"}  # fmt: skip
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+
+
+def make_lovr_run(root: Path) -> tuple[Path, Path]:
+    """Write the run folder `root` and its videos folder; return both."""
+    videos_dir = root.parent / f"{root.name}-videos"
+    videos_dir.mkdir(parents=True)
+    root.mkdir(parents=True)
+    for seed, video_id in enumerate(VIDEOS):
+        make_synthetic_video(videos_dir / f"{video_id}.mp4", scene_seconds=SCENES, fps=FPS, size=(64, 48), seed=seed)
+    (videos_dir / f"{BROKEN}.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    segments = [_segments(video_id, videos_dir) for video_id in (*VIDEOS, BROKEN)]
+    ok = {"status": "ok", "settings": {"model": "hand-written"}}
+    captions = [
+        {"clip_id": clip["clip_id"], "video_id": s["video_id"], "caption": f"Scene {clip['clip_index']} of {s['video_id']}.", **ok}
+        for s in segments
+        for clip in s["clips"]
+    ]  # fmt: skip
+    videos = [
+        {"video_id": s["video_id"], "caption": f"The whole {s['video_id']} video.", "clip_ids": [c["clip_id"] for c in s["clips"]],
+         "num_clips": len(s["clips"]), "duration": s["duration"], **ok}
+        for s in segments
+    ]  # fmt: skip
+    _write_jsonl(root / "segments.jsonl", segments)
+    _write_jsonl(root / "captions.jsonl", captions)
+    _write_jsonl(root / "videos.jsonl", videos)
+    return root, videos_dir
+
+
+@pytest.fixture(scope="session")
+def lovr_export(tmp_path_factory) -> tuple[Path, Path]:
+    """(export folder, video root) of the tiny dataset: 9 clips (5 queries), 3 videos, one of them corrupt."""
+    base = tmp_path_factory.mktemp("lovr")
+    run, videos_dir = make_lovr_run(base / "W")
+    out = export(run, base / "lovr", num_queries=5, cache_dir=str(base / "hf-cache"))
+    return out, videos_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """The tiny random-weight CLIP, SigLIP and X-CLIP folders."""
+    cache = tmp_path_factory.mktemp("tiny-models")
+    return {name: tiny_model_path(name, cache) for name in ("clip", "siglip", "xclip")}
