@@ -1,0 +1,144 @@
+"""Stage 5: the whole LoVR construction pipeline, segment -> caption -> refine -> fuse, in one process group.
+
+    accelerate launch -m generation.run --videos DIR --workdir W --model Qwen/Qwen2.5-VL-7B-Instruct \
+        --scorer_model openai/clip-vit-base-patch32 --threshold 0.25 --fuse_model Qwen/Qwen2.5-7B-Instruct
+    python -m generation.run --videos DIR --workdir W --model Qwen/Qwen2.5-VL-72B-Instruct --endpoint http://localhost:8000/v1 \
+        --threshold 0.25 --scorer_model openai/clip-vit-base-patch32
+
+Each stage runs through its own `main`, so each behaves exactly as its own command (sharded over the processes
+of `accelerate launch`, resumable): a rerun skips what is done and retries what failed. `--model` / `--endpoint`
+caption and re-caption; `--fuse_model` / `--fuse_endpoint` fuse (default: the captioning model, which also
+answers text-only requests). Refinement runs when `--threshold` and `--scorer_model` are given, else it is
+skipped and said so. A stage whose items partly fail does not stop the run (later stages skip what is missing);
+a stage that cannot run at all (bad arguments, missing input) stops it. The run ends with a summary read from
+`W` and exits with status 1 when anything failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from accelerate import PartialState
+from transformers import HfArgumentParser
+
+from generation import caption, fuse, refine, segment
+from generation._stage import load_records
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunConfig:
+    """Arguments of `generation.run`; each stage's other options keep their defaults.
+
+    Args:
+        videos (`str`): the folder of source videos.
+        workdir (`str`): the run folder.
+        model (`str`): the captioning VLM (Hub id or local folder; the model name at `endpoint`).
+        endpoint (`str`, *optional*): an OpenAI-compatible server for the captioning model.
+        threshold (`float`, *optional*): refinement threshold; refinement is skipped without it.
+        scorer (`str`, *optional*, defaults to "evqa"): "evqa" or "judge".
+        scorer_model (`str`, *optional*): the scorer's model; refinement is skipped without it.
+        fuse_model (`str`, *optional*): the fusion LLM (default: `model`).
+        fuse_endpoint (`str`, *optional*): an OpenAI-compatible server for the fusion LLM.
+        max_new_tokens (`int`, *optional*, defaults to 1024): most tokens per caption and per fusion call.
+        batch_size (`int`, *optional*, defaults to 8): clips per captioning call.
+    """
+
+    videos: str = field(metadata={"help": "Folder of source videos."})
+    workdir: str = field(metadata={"help": "Run folder W."})
+    model: str = field(metadata={"help": "Captioning VLM: Hub id or local folder (the model name at --endpoint)."})
+    endpoint: str | None = field(default=None, metadata={"help": "OpenAI-compatible server of the captioning model."})
+    threshold: float | None = field(default=None, metadata={"help": "Refinement threshold (no refinement without)."})
+    scorer: str = field(default="evqa", metadata={"help": "evqa or judge."})
+    scorer_model: str | None = field(default=None, metadata={"help": "Scorer model (no refinement without)."})
+    fuse_model: str | None = field(default=None, metadata={"help": "Fusion LLM (default: --model)."})
+    fuse_endpoint: str | None = field(default=None, metadata={"help": "OpenAI-compatible server of the fusion LLM."})
+    max_new_tokens: int = field(default=1024, metadata={"help": "Most tokens per caption and per fusion call."})
+    batch_size: int = field(default=8, metadata={"help": "Clips per captioning call."})
+
+
+def _opt(name: str, value) -> list[str]:
+    return [] if value is None else [f"--{name}", str(value)]
+
+
+def stage_commands(config: RunConfig) -> list[tuple[str, Callable[[list[str]], int] | None, list[str]]]:
+    """(name, stage main or None when skipped, its arguments), in order."""
+    w = ["--workdir", config.workdir]
+    model = ["--model", config.model, *_opt("endpoint", config.endpoint)]
+    tokens = ["--max_new_tokens", str(config.max_new_tokens)]
+    refining = config.threshold is not None and config.scorer_model is not None
+    fuse_model = ["--model", config.fuse_model or config.model, *_opt("endpoint", config.fuse_endpoint)]
+    if config.fuse_model is None and config.fuse_endpoint is None:
+        fuse_model += _opt("endpoint", config.endpoint)
+    return [
+        ("segment", segment.main, ["--videos", config.videos, *w]),
+        ("caption", caption.main, [*w, *model, *tokens, "--batch_size", str(config.batch_size)]),
+        (
+            "refine",
+            refine.main if refining else None,
+            [
+                *w,
+                *model,
+                *tokens,
+                "--scorer",
+                config.scorer,
+                *_opt("scorer_model", config.scorer_model),
+                *_opt("threshold", config.threshold),
+            ],
+        ),  # fmt: skip
+        ("fuse", fuse.main, [*w, *fuse_model, *tokens]),
+    ]
+
+
+def summarize(workdir: str | Path) -> str:
+    """Counts of what the run folder holds, stage by stage."""
+    videos = load_records(workdir, "segments", "video_id")
+    captions = load_records(workdir, "captions", "clip_id")
+    fused = load_records(workdir, "videos", "video_id")
+    n_clips = sum(len(v.get("clips") or []) for v in videos.values())
+    ok = lambda records: sum(r.get("status") == "ok" for r in records.values())  # noqa: E731
+    fallbacks = sum(b["status"] == "fallback" for r in fused.values() for b in r.get("boundaries", []))
+    return "\n".join(
+        [
+            f"segment: {ok(videos)} of {len(videos)} videos cut into {n_clips} clips",
+            f"caption: {ok(captions)} of {n_clips} clips captioned",
+            f"refine:  {sum('score' in r for r in captions.values())} scored, "
+            f"{sum(r.get('review') == 'pending' for r in captions.values())} pending human review",
+            f"fuse:    {ok(fused)} of {len(videos)} videos fused, {fallbacks} boundaries fell back to concatenation",
+        ]
+    )
+
+
+def run(config: RunConfig) -> int:
+    """Run every stage in order; 0 when nothing failed."""
+    state = PartialState()
+    statuses = {}
+    for name, stage_main, args in stage_commands(config):
+        if stage_main is None:
+            statuses[name] = "skipped (needs --threshold and --scorer_model)"
+            continue
+        try:
+            code = stage_main(args)
+        except ValueError as err:
+            statuses[name] = f"could not run: {err}"
+            break
+        statuses[name] = "ok" if code == 0 else "some items failed (see failures.jsonl)"
+    if state.is_main_process:
+        print("\n".join(f"{name}: {status}" for name, status in statuses.items()))
+        print(summarize(config.workdir))
+    return 0 if all(s == "ok" or s.startswith("skipped") for s in statuses.values()) and "fuse" in statuses else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    (config,) = HfArgumentParser(RunConfig).parse_args_into_dataclasses(args=argv)
+    return run(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+import pytest
+
+from generation.run import main
+from lovr_common.jsonl import read_jsonl
+from lovr_common.samples import make_synthetic_video
+from lovr_common.tiny_models import tiny_model_path
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end_on_a_tiny_video_then_a_rerun_does_nothing(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    cuts = make_synthetic_video(videos / "tiny.mp4", scene_seconds=[5, 6], fps=10, size=(64, 48))
+    (videos / "broken.mp4").write_bytes(b"")  # fails in segment, recorded, the rest goes on
+    workdir = tmp_path / "run"
+    args = ["--videos", str(videos), "--workdir", str(workdir), "--model", str(tiny_model_path("vlm")),
+            "--scorer_model", str(tiny_model_path("clip")), "--threshold", "2.0", "--max_new_tokens", "4"]  # fmt: skip
+    assert main(args) == 1  # the broken video failed
+    out = capsys.readouterr().out
+    assert "segment: some items failed" in out and "fuse: ok" in out
+
+    segments = {r["video_id"]: r for r in read_jsonl(workdir / "segments.jsonl")}
+    assert segments["broken"]["status"] == "failed"
+    clip_ids = [c["clip_id"] for c in segments["tiny"]["clips"]]
+    assert clip_ids == ["tiny-Scene-001", "tiny-Scene-002"] and segments["tiny"]["clips"][1]["start"] == cuts[0]
+    captions = list(read_jsonl(workdir / "captions.jsonl"))
+    assert [c["clip_id"] for c in captions] == clip_ids
+    # threshold 2.0 is never reached: every clip has three attempts and waits for review
+    assert all(len(c["attempts"]) == 3 and c["review"] == "pending" for c in captions)
+    assert [q["clip_id"] for q in read_jsonl(workdir / "review.jsonl")] == clip_ids
+    (video,) = read_jsonl(workdir / "videos.jsonl")
+    assert video["video_id"] == "tiny" and video["status"] == "ok" and video["clip_ids"] == clip_ids
+    assert video["caption"].startswith("Clip 1: ") and video["settings"]["random_weights"] is True
+
+    before = {name: (workdir / name).read_text() for name in ("captions.jsonl", "videos.jsonl", "review.jsonl")}
+    assert main(args) == 1  # the broken video is retried, and fails again
+    for name, text in before.items():
+        assert (workdir / name).read_text() == text
