@@ -30,6 +30,7 @@ import logging
 from dataclasses import dataclass
 
 import datasets
+import pyarrow as pa
 from datasets.builder import Key
 
 from .records import OTHER_SPLIT, QUERY_SPLIT, ReadOptions
@@ -86,6 +87,7 @@ THEME_FEATURES = datasets.Features(
 )
 FEATURES = {"clips": CLIP_FEATURES, "videos": VIDEO_FEATURES, "themes": THEME_FEATURES}
 CONFIG_NAMES = tuple(FEATURES)
+TABLE_ROWS = 1000  # rows per Arrow table handed to the writer
 
 
 @dataclass
@@ -113,7 +115,7 @@ class LoVRConfig(datasets.BuilderConfig):
         return ReadOptions(self.num_queries, self.query_seed, self.missing_clip_files, self.skip_malformed)
 
 
-class LoVR(datasets.GeneratorBasedBuilder):
+class LoVR(datasets.ArrowBasedBuilder):
     """LoVR clips, videos and theme texts, from an official release folder, its Hub Parquet copy or a run folder."""
 
     VERSION = datasets.Version("1.0.0")
@@ -162,6 +164,9 @@ class LoVR(datasets.GeneratorBasedBuilder):
             if rows
         ]
 
-    def _generate_examples(self, rows):
-        for index, row in enumerate(rows):
-            yield Key(0, index), row
+    def _generate_tables(self, rows):
+        # Whole Arrow tables rather than one dict per row: LoVR's captions are long, and per-row encoding through
+        # `Features.encode_example` costs more than the Parquet writing itself.
+        schema = self.info.features.arrow_schema
+        for batch, start in enumerate(range(0, len(rows), TABLE_ROWS)):
+            yield Key(0, batch), pa.Table.from_pylist(list(rows[start : start + TABLE_ROWS]), schema=schema)
