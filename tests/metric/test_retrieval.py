@@ -1,0 +1,245 @@
+"""Tests of `lovr_metric.retrieval_metrics` against a naive full-matrix stable argsort and sentence-transformers.
+
+    python -m pytest tests/metric/test_retrieval.py -q
+
+Exactness: the naive reference ranks a full `texts @ videos.T` product, the core ranks products of row blocks.
+The property tests use vectors with four entries of +-1 (norm 2, so normalised entries are exactly +-0.5) whose
+scores are exact in any summation order: the two agree by construction, ties included.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lovr_metric import retrieval_metrics
+from lovr_metric._sample_captions import SAMPLE_CAPTION_PAIRS
+from lovr_metric.retrieval import pair_ranks
+
+
+def naive_metrics(texts, text_ids, videos, video_ids, k_values):
+    """Full score matrix, stable argsort per query, metrics from plain Python loops."""
+    texts = torch.nn.functional.normalize(torch.as_tensor(texts, dtype=torch.float32), dim=1)
+    videos = torch.nn.functional.normalize(torch.as_tensor(videos, dtype=torch.float32), dim=1)
+    scores = texts @ videos.T
+    row = {video_id: i for i, video_id in enumerate(video_ids)}
+    text_relevant = [{row[v] for v in ([ids] if isinstance(ids, str) else ids)} for ids in text_ids]
+    video_relevant = [{t for t, rel in enumerate(text_relevant) if v in rel} for v in range(len(video_ids))]
+    results = _naive_direction("text_to_video", scores, text_relevant, k_values)
+    results.update(_naive_direction("video_to_text", scores.T, video_relevant, k_values))
+    return results
+
+
+def _naive_direction(prefix, scores, relevant, k_values):
+    ranks = []
+    for query, rel in enumerate(relevant):
+        if rel:
+            order = torch.argsort(-scores[query], stable=True).tolist()
+            ranks.append(sorted(order.index(item) + 1 for item in rel))
+    first = [r[0] for r in ranks]
+    out = {f"{prefix}_pass@{k}": sum(f <= k for f in first) / len(first) for k in k_values}
+    out.update(
+        {f"{prefix}_recall@{k}": sum(sum(x <= k for x in r) / len(r) for r in ranks) / len(ranks) for k in k_values}
+    )
+    out[f"{prefix}_mrr"] = sum(1 / f for f in first) / len(first)
+    dcg = [sum(1 / math.log2(x + 1) for x in r if x <= 10) for r in ranks]
+    ideal = [sum(1 / math.log2(i + 2) for i in range(min(len(r), 10))) for r in ranks]
+    out[f"{prefix}_ndcg@10"] = sum(d / i for d, i in zip(dcg, ideal, strict=True)) / len(ranks)
+    out[f"{prefix}_median_rank"] = float(np.median(first))
+    out[f"{prefix}_mean_rank"] = sum(first) / len(first)
+    out[f"{prefix}_num_queries"] = len(first)
+    return out
+
+
+def assert_same(results, expected):
+    assert set(results) == set(expected) | {"num_skipped_texts"}
+    for key, value in expected.items():
+        assert results[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+
+
+def exact_vectors(rng, n, dim=6):
+    """Rows with four entries of +-1: every score is a multiple of 1/4, exact in float32."""
+    x = np.zeros((n, dim), dtype=np.float32)
+    for row in x:
+        row[rng.choice(dim, 4, replace=False)] = rng.choice([-1.0, 1.0], 4)
+    return x
+
+
+def test_hand_example_with_a_tie():
+    # Videos a and b are the same vector; c is orthogonal to them.
+    # text 0 (relevant b): scores a=1, b=1, c=0; the tie goes to a (earlier), so b has rank 2.
+    # text 1 (relevant c): c first, rank 1.
+    # text_to_video: pass@1 = 1/2, MRR = (1/2 + 1) / 2 = 0.75, mean rank 1.5,
+    # nDCG@10 = (1/log2(3) + 1) / 2 = 0.8155. video_to_text: video b ranks text 0 first, c ranks text 1 first.
+    videos = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    texts = np.array([[2.0, 0.0], [0.0, 3.0]])
+    results = retrieval_metrics(texts, ["b", "c"], videos, ["a", "b", "c"], k_values=(1, 2))
+    assert results["text_to_video_pass@1"] == 0.5
+    assert results["text_to_video_pass@2"] == 1.0
+    assert results["text_to_video_mrr"] == 0.75
+    assert results["text_to_video_mean_rank"] == 1.5
+    assert results["text_to_video_ndcg@10"] == pytest.approx((1 / math.log2(3) + 1) / 2)
+    assert results["video_to_text_pass@1"] == 1.0
+    assert results["video_to_text_num_queries"] == 2
+    assert results["num_skipped_texts"] == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    num_texts=st.integers(1, 12),
+    num_videos=st.integers(1, 12),
+    pool=st.integers(1, 6),
+    chunk_size=st.integers(1, 13),
+    max_relevant=st.integers(1, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_matches_naive_reference(num_texts, num_videos, pool, chunk_size, max_relevant, seed):
+    # Rows drawn from a small pool of exact vectors: many duplicated rows, hence many exact ties.
+    rng = np.random.default_rng(seed)
+    vectors = exact_vectors(rng, pool)
+    texts = vectors[rng.integers(pool, size=num_texts)]
+    videos = vectors[rng.integers(pool, size=num_videos)]
+    video_ids = [f"v{i}" for i in rng.permutation(num_videos)]
+    text_ids = []
+    for _ in range(num_texts):
+        chosen = rng.choice(video_ids, size=min(rng.integers(1, max_relevant + 1), num_videos), replace=False)
+        text_ids.append(str(chosen[0]) if len(chosen) == 1 else [str(v) for v in chosen])
+    k_values = (1, min(num_texts, num_videos))
+    results = retrieval_metrics(texts, text_ids, videos, video_ids, k_values=k_values, chunk_size=chunk_size)
+    assert_same(results, naive_metrics(texts, text_ids, videos, video_ids, k_values))
+
+
+def test_random_floats_with_duplicated_rows_rank_like_full_argsort():
+    generator = torch.Generator().manual_seed(0)
+    texts = torch.nn.functional.normalize(torch.randn(53, 32, generator=generator), dim=1)
+    videos = torch.nn.functional.normalize(torch.randn(41, 32, generator=generator), dim=1)
+    texts[7], videos[30], videos[31] = texts[2], videos[4], videos[4]
+    pair_text = torch.arange(53)
+    pair_video = torch.randint(0, 41, (53,), generator=generator)
+    pair_video[0], pair_video[2], pair_video[7] = 31, 4, 4
+    text_ranks, video_ranks = pair_ranks(texts, videos, pair_text, pair_video, chunk_size=7)
+    scores = texts @ videos.T
+    by_text = torch.argsort(torch.argsort(-scores, dim=1, stable=True), dim=1) + 1
+    by_video = torch.argsort(torch.argsort(-scores.T, dim=1, stable=True), dim=1) + 1
+    assert torch.equal(text_ranks, by_text[pair_text, pair_video])
+    assert torch.equal(video_ranks, by_video[pair_video, pair_text])
+
+
+def test_single_query_and_float_dtypes():
+    rng = np.random.default_rng(1)
+    videos = rng.normal(size=(9, 8))
+    texts = videos[[4]] + 0.01 * rng.normal(size=(1, 8))
+    ids = [f"clip-{i}" for i in range(9)]
+    reference = retrieval_metrics(texts, ["clip-4"], videos, ids, k_values=(1,))
+    assert reference["text_to_video_pass@1"] == 1.0 and reference["text_to_video_num_queries"] == 1
+    assert reference["video_to_text_num_queries"] == 1  # only clip-4 has a relevant text
+    for dtype in (torch.float16, torch.bfloat16, torch.float32):
+        lowered = retrieval_metrics(
+            torch.tensor(texts, dtype=dtype), ["clip-4"], torch.tensor(videos), ids, k_values=(1,)
+        )
+        assert lowered["text_to_video_pass@1"] == 1.0
+
+
+def test_skip_missing_reports_the_skipped_texts():
+    videos = np.eye(3)
+    texts = np.eye(3)
+    results = retrieval_metrics(
+        texts, ["a", "gone", ["c", "lost"]], videos, ["a", "b", "c"], k_values=(1,), skip_missing=True
+    )
+    assert results["num_skipped_texts"] == 2
+    assert results["text_to_video_num_queries"] == 1 and results["text_to_video_pass@1"] == 1.0
+
+
+def test_agrees_with_sentence_transformers_information_retrieval(minilm):
+    # Real captions embedded by the real all-MiniLM-L6-v2: scores are tie-free, so both libraries rank alike.
+    # The gallery holds 8 paraphrases, so MRR@8 is the untruncated MRR.
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    from sentence_transformers.util import cos_sim
+
+    pairs = SAMPLE_CAPTION_PAIRS[:8]
+    queries = {f"q{i}": caption for i, (caption, _) in enumerate(pairs)}
+    corpus = {f"c{i}": paraphrase for i, (_, paraphrase) in enumerate(pairs)}
+    relevant = {f"q{i}": {f"c{i}"} for i in range(8)}
+    relevant["q0"] = {"c0", "c4"}  # a multi-positive query
+    evaluator = InformationRetrievalEvaluator(
+        queries,
+        corpus,
+        relevant,
+        accuracy_at_k=[1, 3],
+        precision_recall_at_k=[1, 3],
+        mrr_at_k=[8],
+        ndcg_at_k=[10],
+        map_at_k=[8],
+        write_csv=False,
+        score_functions={"cosine": cos_sim},
+    )
+    theirs = evaluator.compute_all_metrics(minilm)
+    theirs = theirs["cosine"]
+    text_emb = minilm.encode(list(queries.values()), convert_to_numpy=True)
+    video_emb = minilm.encode(list(corpus.values()), convert_to_numpy=True)
+    text_ids = [sorted(relevant[q]) for q in queries]
+    ours = retrieval_metrics(text_emb, text_ids, video_emb, list(corpus), k_values=(1, 3))
+    for k in (1, 3):
+        assert ours[f"text_to_video_pass@{k}"] == pytest.approx(theirs["accuracy@k"][k])
+        assert ours[f"text_to_video_recall@{k}"] == pytest.approx(theirs["recall@k"][k])
+    assert ours["text_to_video_mrr"] == pytest.approx(theirs["mrr@k"][8])
+    assert ours["text_to_video_ndcg@10"] == pytest.approx(theirs["ndcg@k"][10])
+
+
+def _valid():
+    return {
+        "text_embeddings": np.eye(3, 4),
+        "text_ids": ["a", ["b", "c"], "c"],
+        "video_embeddings": np.eye(3, 4),
+        "video_ids": ["a", "b", "c"],
+        "k_values": (1, 2),
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"text_embeddings": np.ones(3)}, r"`text_embeddings` must be 2-D .* got shape \(3,\)"),
+        ({"video_embeddings": np.ones((3, 5))}, r"same dimension, but got 4 and 5"),
+        ({"video_embeddings": np.array([[1.0, 0, 0, 0], [np.nan, 0, 0, 0], [0, 0, 1, 0]])}, r"finite, but rows \[1\]"),
+        ({"text_embeddings": np.array([[np.inf, 0, 0, 0]] * 3)}, r"`text_embeddings` must be finite"),
+        ({"video_embeddings": np.zeros((0, 4)), "video_ids": []}, r"non-empty, but got shape \(0, 4\)"),
+        ({"text_embeddings": np.eye(3, 4, dtype=np.int64)}, r"must hold floats, but got dtype torch.int64"),
+        ({"text_embeddings": [[1.0, 0.0]]}, r"numpy array or a torch tensor, but got list"),
+        ({"video_ids": ["a", "b", "a"]}, r"`video_ids` must be unique, .* \['a'\]"),
+        ({"video_ids": ["a", "b"]}, r"`video_ids` has 2 entries but `video_embeddings` has 3 rows"),
+        ({"text_ids": ["a", "b"]}, r"`text_ids` has 2 entries but `text_embeddings` has 3 rows"),
+        ({"text_ids": ["a", "zz", ["c", "yy"]]}, r"2 texts name video ids that are not in `video_ids` .*'zz'.*'yy'"),
+        ({"text_ids": ["a", [], "c"]}, r"`text_ids\[1\]` must be a video id .* got \[\]"),
+        ({"text_ids": ["a", 7, "c"]}, r"`text_ids\[1\]` must be a video id .* got 7"),
+        ({"k_values": (0, 1)}, r"`k_values` must be integers in \[1, 3\] .* got 0"),
+        ({"k_values": (4,)}, r"`k_values` must be integers in \[1, 3\] .* got 4"),
+        ({"k_values": ()}, r"at least one k"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_it(change, message):
+    with pytest.raises(ValueError, match=message):
+        retrieval_metrics(**{**_valid(), **change})
+
+
+def test_bad_block_options_and_all_texts_skipped():
+    with pytest.raises(ValueError, match=r"`chunk_size` must be a positive int, but got 0"):
+        retrieval_metrics(**_valid(), chunk_size=0)
+    with pytest.raises(ValueError, match=r"`max_block_bytes` must be a positive int, but got -1"):
+        retrieval_metrics(**_valid(), max_block_bytes=-1)
+    with pytest.raises(ValueError, match=r"No text is left to evaluate: all 3 texts"):
+        retrieval_metrics(**{**_valid(), "text_ids": ["x", "y", "z"]}, skip_missing=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_gpu_tensors_rank_on_gpu_like_cpu():
+    rng = np.random.default_rng(3)
+    texts, videos = exact_vectors(rng, 40), exact_vectors(rng, 30)
+    text_ids = [f"v{i}" for i in rng.integers(30, size=40)]
+    video_ids = [f"v{i}" for i in range(30)]
+    cpu = retrieval_metrics(texts, text_ids, videos, video_ids, chunk_size=7)
+    gpu = retrieval_metrics(torch.tensor(texts).cuda(), text_ids, torch.tensor(videos).cuda(), video_ids, chunk_size=7)
+    assert gpu == cpu
