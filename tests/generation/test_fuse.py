@@ -159,7 +159,7 @@ def test_endpoint_server_errors_fall_back_per_boundary(tmp_path, server):
     # A real HTTP server with the tiny random LLM: [fail-500] makes every call about clip 2 answer HTTP 500;
     # the other calls reach the model, whose random replies are unusable or (rarely) usable, never a crash.
     _write_run(tmp_path, 4, captions={2: "Two [fail-500]."})
-    backend = EndpointBackend(server, "tiny", max_retries=0, timeout=30)
+    backend = EndpointBackend(server, "tiny", max_retries=0, timeout=120)  # generous: 2 shared cores
     config = FuseConfig(str(tmp_path), cluster_size=2, call_retries=1, call_backoff=0, max_new_tokens=8)
     record = fuse(config, BackendArguments(model=str(tiny_model_path("causal-lm"))), backend)["v"]
     assert record["status"] == "ok" and record["num_clips"] == 4
