@@ -21,7 +21,7 @@ import logging
 import os
 import sys
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -158,7 +158,14 @@ def segment_all(config: SegmentConfig, settings: DetectionSettings) -> dict[str,
                 path = Path(config.videos).resolve() / item["video_path"]
                 record_failure(config.workdir, STAGE, item["video_id"], path, reason)
                 logger.warning("%s failed: %s", item["video_id"], reason)
-                yield {**item, "videos_dir": str(Path(config.videos).resolve()), "status": "failed", "reason": reason}
+                videos_dir = str(Path(config.videos).resolve())
+                yield {
+                    **item,
+                    "videos_dir": videos_dir,
+                    "settings": asdict(settings),
+                    "status": "failed",
+                    "reason": reason,
+                }
 
     return run_sharded(
         workdir=config.workdir,
