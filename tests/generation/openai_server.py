@@ -73,7 +73,10 @@ def make_handler(backend: TransformersBackend, options: argparse.Namespace):
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (timeout tests)
+                pass
 
         def do_GET(self):
             if self.path != "/stats":
