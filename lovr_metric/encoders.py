@@ -277,7 +277,7 @@ def _load_transformers(config: EncoderConfig, device: torch.device, need: str, f
     model = AutoModel.from_pretrained(config.model, config=model_config, dtype=dtype, **options).to(device).eval()
     family = family or _detect_family(model)
     if family is None or (need == "visual" and family == "text"):
-        what = "text" if family == "text" else "text, image or video"
+        what = "image or video" if family == "text" else "text, image or video"
         raise UnsupportedModelError(
             config.model, f"{type(model).__name__} (model_type={model_config.model_type!r}) has no {what} features"
         )
