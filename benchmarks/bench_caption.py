@@ -1,0 +1,127 @@
+"""Caption throughput with the tiny random-weight VLM: batch 1 vs batch 8, one process vs two.
+
+    nice -n 5 python benchmarks/bench_caption.py [--clips 32] [--max-new-tokens 32]
+
+`bikes.mp4` is cut into equal clips (hand-made segments, no segment stage). The in-process rows time
+`generation.caption.caption_clips` alone (model loaded once); the command rows time whole
+`python -m generation.caption` / `accelerate launch --num_processes 2 -m generation.caption` runs, start-up
+(imports, model loading) included. Captions from random weights are meaningless; only the speed counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from generation.backends import GenerationParams, TransformersBackend
+from generation.caption import CaptionSettings, caption_clips, clips_from_segments
+from lovr_common.samples import sample_video
+from lovr_common.tiny_models import tiny_model_path
+from lovr_common.video import probe
+
+MAX_FRAMES = 4
+
+
+def write_segments(workdir: Path, num_clips: int) -> None:
+    video = probe(sample_video("bikes"))
+    step = video.duration / num_clips
+    clips = [
+        {
+            "clip_id": f"bikes-Scene-{n + 1:03d}",
+            "clip_index": n + 1,
+            "start": round(n * step, 3),
+            "end": round((n + 1) * step, 3),
+            "start_frame": round(n * step * video.fps),
+            "end_frame": round((n + 1) * step * video.fps),
+            "clip_path": None,
+            "low_dynamic": None,
+        }
+        for n in range(num_clips)
+    ]
+    record = {
+        "video_id": "bikes",
+        "video_path": video.path.name,
+        "videos_dir": str(video.path.parent),
+        "duration": video.duration,
+        "fps": video.fps,
+        "num_frames": video.num_frames,
+        "width": video.width,
+        "height": video.height,
+        "clips": clips,
+        "settings": {},
+        "status": "ok",
+    }
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "segments.jsonl").write_text(json.dumps(record) + "\n")
+
+
+def time_in_process(clips: list[dict], backend, params: GenerationParams, batch_size: int) -> float:
+    settings = CaptionSettings(max_frames=MAX_FRAMES)
+    start = time.perf_counter()
+    for i in range(0, len(clips), batch_size):
+        caption_clips(clips[i : i + batch_size], backend, settings, params)
+    return time.perf_counter() - start
+
+
+def time_command(prefix: list[str], workdir: Path, model: Path, batch_size: int, max_new_tokens: int) -> float:
+    args = ["--workdir", str(workdir), "--model", str(model), "--max_frames", str(MAX_FRAMES), "--do_sample", "false"]
+    args += ["--batch_size", str(batch_size), "--max_new_tokens", str(max_new_tokens)]
+    start = time.perf_counter()
+    subprocess.run([*prefix, *args], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    args = parser.parse_args()
+    model = tiny_model_path("vlm")
+    params = GenerationParams(max_new_tokens=args.max_new_tokens, do_sample=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_segments(tmp / "segments", args.clips)
+        clips = clips_from_segments(tmp / "segments")
+        backend = TransformersBackend(str(model))
+        time_in_process(clips[:2], backend, params, 2)  # warm-up
+        rows = [
+            ("in-process, batch 1", time_in_process(clips, backend, params, 1)),
+            ("in-process, batch 8", time_in_process(clips, backend, params, 8)),
+        ]
+        single = [sys.executable, "-m", "generation.caption"]
+        launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
+        launch += [
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "generation.caption",
+        ]
+        for name, prefix in [
+            ("python -m, 1 process, batch 8", single),
+            ("accelerate launch, 2 processes, batch 8", launch),
+        ]:
+            workdir = tmp / name.replace(" ", "_").replace(",", "")
+            write_segments(workdir, args.clips)
+            rows.append((name, time_command(prefix, workdir, model, 8, args.max_new_tokens)))
+
+    print(f"Caption throughput, tiny random-weight VLM (outputs meaningless), {args.clips} clips of bikes.mp4, ")
+    print(f"{MAX_FRAMES} frames per clip, {args.max_new_tokens} new tokens at most, greedy")
+    print(f"| {'setting':<42} | {'seconds':>8} | {'clips/s':>8} | {'vs batch 1':>10} |")
+    print(f"|{'-' * 44}|{'-' * 10}|{'-' * 10}|{'-' * 12}|")
+    base = rows[0][1]
+    for name, seconds in rows:
+        print(f"| {name:<42} | {seconds:>8.2f} | {args.clips / seconds:>8.2f} | {base / seconds:>9.2f}x |")
+    print("Command rows include start-up (imports, model loading) in every process.")
+
+
+if __name__ == "__main__":
+    main()
