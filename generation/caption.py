@@ -23,9 +23,10 @@ from pathlib import Path
 from accelerate import PartialState
 from transformers import HfArgumentParser
 
+from generation._failures import record_failure
 from generation._stage import run_sharded
 from generation.backends import BackendArguments, ChatBackend, ChatRequest, GenerationParams, load_backend
-from lovr_common.jsonl import JsonlWriter, read_jsonl
+from lovr_common.jsonl import read_jsonl
 from lovr_common.tiny_models import is_random_weights
 from lovr_common.video import (
     LOVR_MAX_CAPTION_FRAMES,
@@ -205,11 +206,8 @@ def caption_clips(
 def _record_failures(workdir: Path, clips: Sequence[dict], records: dict[str, dict]) -> int:
     """Append a `failures.jsonl` line per clip whose caption failed in this run; return how many failed."""
     failed = [clip for clip in clips if records.get(clip["clip_id"], {}).get("status") == "failed"]
-    if failed:
-        with JsonlWriter(workdir / "failures.jsonl") as writer:
-            for clip in failed:
-                reason = records[clip["clip_id"]]["reason"]
-                writer.write({"stage": STAGE, "id": clip["clip_id"], "path": clip["video_path"], "reason": reason})
+    for clip in failed:
+        record_failure(workdir, STAGE, clip["clip_id"], clip["video_path"], records[clip["clip_id"]]["reason"])
     return len(failed)
 
 
