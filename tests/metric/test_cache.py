@@ -1,0 +1,114 @@
+"""The embedding cache: round trip, per-process shards merged, cache hits cost no model call, a killed run resumes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from encode_data import lovr_export, tiny_models  # noqa: F401
+
+from lovr_metric.cache import EmbeddingCache
+from lovr_metric.encoders import EncoderConfig, load_encoder
+from lovr_metric.runner import EvaluateConfig, evaluate_model
+
+SETTINGS = {"model": "m", "interval": 4}
+
+
+def test_round_trip_across_processes_and_merge(tmp_path):
+    rank0 = EmbeddingCache(tmp_path, "org/model", SETTINGS, rank=0)
+    rank1 = EmbeddingCache(tmp_path, "org/model", SETTINGS, rank=1)
+    rank0.put("clip", {"a": np.array([1.0, 0.0]), "b": np.array([0.0, 1.0])})
+    rank1.put("clip", {"c": np.array([0.5, 0.5])})
+    rank1.put_records([{"kind": "job", "key": "v1", "status": "ok"}])
+    assert sorted(p.name for p in rank0.folder.glob("index-*.jsonl")) == ["index-00000.jsonl", "index-00001.jsonl"]
+
+    rank0.merge()
+    assert [p.name for p in rank0.folder.glob("index*.jsonl")] == ["index.jsonl"]
+    fresh = EmbeddingCache(tmp_path, "org/model", SETTINGS)
+    np.testing.assert_array_equal(fresh.get("clip", ["c", "a"]), [[0.5, 0.5], [1.0, 0.0]])
+    assert fresh.has("job", "v1") and not fresh.has("clip", "v1")
+    # Other settings, other folder: nothing is shared.
+    assert not EmbeddingCache(tmp_path, "org/model", {**SETTINGS, "interval": 10}).has("clip", "a")
+
+
+def _config(model, export, videos_dir, output, cache_dir) -> EvaluateConfig:
+    return EvaluateConfig(
+        dataset=str(export),
+        video_root=str(videos_dir),
+        model=str(model),  # names the passed-in encoder in the cache key and the results
+        output=str(output),
+        cache_dir=str(cache_dir),
+        interval=4,
+        batch_size=4,
+    )
+
+
+def test_second_run_makes_no_model_call(tmp_path, lovr_export, tiny_models):  # noqa: F811
+    export, videos_dir = lovr_export
+    encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
+    first = evaluate_model(
+        _config(tiny_models["clip"], export, videos_dir, tmp_path / "one", tmp_path / "cache"), encoder=encoder
+    )
+    calls = encoder.calls
+    assert calls > 0
+    second = evaluate_model(
+        _config(tiny_models["clip"], export, videos_dir, tmp_path / "two", tmp_path / "cache"), encoder=encoder
+    )
+    assert encoder.calls == calls  # texts and videos all served from the cache
+    assert second["metrics"] == first["metrics"]
+    assert second["cost_ms"] == first["cost_ms"]  # the cost measured when the embeddings were made
+
+
+KILLED_RUN = """
+import os, signal, sys
+from lovr_metric.encoders import EncoderConfig, load_encoder
+from lovr_metric.runner import EvaluateConfig, evaluate_model
+
+encoder = load_encoder(EncoderConfig(model=sys.argv[1]), need="visual")
+encode_frames = encoder.encode_frames
+
+def encode_frames_then_die(inputs):
+    # Die hard in the middle of the second video: texts (1 call) and video alpha (8 calls) are done.
+    if encoder.calls == 10:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return encode_frames(inputs)
+
+encoder.encode_frames = encode_frames_then_die
+evaluate_model(EvaluateConfig(dataset=sys.argv[2], video_root=sys.argv[3], model=sys.argv[1], output=sys.argv[4],
+                              cache_dir=sys.argv[5], interval=4, batch_size=4), encoder=encoder)
+"""
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_where_it_stopped(tmp_path, lovr_export, tiny_models):  # noqa: F811
+    export, videos_dir = lovr_export
+    cache = tmp_path / "cache"
+    script = tmp_path / "killed_run.py"
+    script.write_text(textwrap.dedent(KILLED_RUN))
+    args = [str(tiny_models["clip"]), str(export), str(videos_dir), str(tmp_path / "killed"), str(cache)]
+    killed = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (tmp_path / "killed" / "results.json").exists()
+    index = [
+        json.loads(line) for path in sorted(cache.rglob("index*.jsonl")) for line in path.read_text().splitlines()
+    ]
+    assert [r["key"] for r in index if r["kind"] == "job"] == ["alpha"]
+
+    encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
+    resumed = evaluate_model(
+        _config(tiny_models["clip"], export, videos_dir, tmp_path / "resumed", cache), encoder=encoder
+    )
+    # Only video beta is embedded again: clips 0-24, 25-53, 55-71 and the video 0-72, every 4th frame, share 7
+    # frames -> 7 + 8 + 5 + 19 - 7 = 32 frames = 8 batches of 4. The texts and video alpha come from the cache.
+    assert encoder.calls == 8
+    clean_encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
+    clean = evaluate_model(
+        _config(tiny_models["clip"], export, videos_dir, tmp_path / "clean", tmp_path / "clean-cache"),
+        encoder=clean_encoder,
+    )
+    assert resumed["metrics"] == clean["metrics"]
+    assert resumed["num_failed_videos"] == clean["num_failed_videos"] == 1
