@@ -1,0 +1,80 @@
+"""`python -m lovr_metric evaluate` end to end on a tiny exported dataset: outputs, failed videos, a video tower,
+and the same numbers under a real `accelerate launch` with two processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from datasets import load_dataset
+from encode_data import BROKEN, lovr_export, tiny_models  # noqa: F401
+
+from lovr_metric.__main__ import main
+from lovr_metric.report import RANDOM_WEIGHTS_WARNING
+
+TOP_KEYS = {"model", "text_model", "revision", "random_weights", "dataset", "settings", "metrics", "cost_ms",
+            "num_failed_videos", "failed_videos", "toolkit_version"}  # fmt: skip
+COST_KEYS = {"decode", "preprocess", "encode", "total_with_io", "total_without_io"}
+
+
+def _args(model, export, videos_dir, out, cache) -> list[str]:
+    return ["evaluate", "--dataset", str(export), "--video-root", str(videos_dir), "--model", str(model),
+            "--output", str(out), "--cache-dir", str(cache), "--interval", "4", "--k-values", "1", "2"]  # fmt: skip
+
+
+def test_evaluate_writes_results_table_and_plot(tmp_path, lovr_export, tiny_models):  # noqa: F811
+    export, videos_dir = lovr_export
+    main(_args(tiny_models["clip"], export, videos_dir, tmp_path / "out", tmp_path / "cache"))
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+
+    assert set(results) == TOP_KEYS
+    assert results["random_weights"] is True and results["text_model"] is None
+    assert results["settings"]["interval"] == 4 and results["settings"]["bgr"] is False
+    assert set(results["cost_ms"]) == {"clip", "video"}
+    assert all(set(parts) == COST_KEYS for parts in results["cost_ms"].values())
+    # The corrupt video is reported; its clips and caption are left out of the rankings and counted.
+    assert results["num_failed_videos"] == 1 and results["failed_videos"][0]["id"] == BROKEN
+    queries = load_dataset(str(export), "clips")["test"]
+    lost = sum(row["video_id"] == BROKEN for row in queries)
+    clip = results["metrics"]["clip"]
+    assert clip["text_to_video_num_queries"] == clip["video_to_text_num_queries"] == len(queries) - lost
+    assert clip["num_skipped_texts"] == lost
+    video = results["metrics"]["video"]
+    assert video["text_to_video_num_queries"] == 2 and video["num_skipped_texts"] == 1  # alpha, beta; not gamma
+    for values in results["metrics"].values():
+        assert {"text_to_video_pass@1", "text_to_video_pass@2", "video_to_text_mrr"} <= set(values)
+        assert 0.0 <= values["text_to_video_pass@1"] <= values["text_to_video_pass@2"] <= 1.0
+
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert RANDOM_WEIGHTS_WARNING in table and "| text → clip |" in table and "| video → text |" in table
+    assert (tmp_path / "out" / "pass_at_k.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_video_tower_model(tmp_path, lovr_export, tiny_models):  # noqa: F811
+    export, videos_dir = lovr_export
+    main(_args(tiny_models["xclip"], export, videos_dir, tmp_path / "out", tmp_path / "cache"))
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["settings"]["num_frames"] == 8 and results["settings"]["interval"] is None
+    assert results["settings"]["encoder"]["family"] == "video"
+    assert results["metrics"]["clip"]["text_to_video_num_queries"] > 0
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_processes_gives_the_same_results(tmp_path, lovr_export, tiny_models):  # noqa: F811
+    export, videos_dir = lovr_export
+    main(_args(tiny_models["clip"], export, videos_dir, tmp_path / "single", tmp_path / "cache-single"))
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lovr_metric",
+               *_args(tiny_models["clip"], export, videos_dir, tmp_path / "multi", tmp_path / "cache-multi")]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    single = json.loads((tmp_path / "single" / "results.json").read_text())
+    multi = json.loads((tmp_path / "multi" / "results.json").read_text())
+    assert multi["metrics"] == single["metrics"]
+    assert multi["num_failed_videos"] == 1
+    # Both processes wrote shards; the main process merged their index files.
+    cache_folder = next((tmp_path / "cache-multi").glob("*/*/shards")).parent
+    assert [p.name for p in cache_folder.glob("index*.jsonl")] == ["index.jsonl"]
