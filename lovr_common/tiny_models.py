@@ -12,8 +12,11 @@ builds every registered model into the cache folder (skipping those already buil
 from __future__ import annotations
 
 import argparse
+import hashlib
+import inspect
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,26 +53,41 @@ def is_random_weights(path: str | os.PathLike) -> bool:
     return (Path(path) / RANDOM_WEIGHTS_MARKER).exists()
 
 
+def _recipe_fingerprint(name: str) -> str:
+    """A hash of the source of the module holding `name`'s recipe: a changed recipe invalidates cached builds."""
+    module = sys.modules[_BUILDERS[name].__module__]
+    return hashlib.sha256(inspect.getsource(module).encode()).hexdigest()[:16]
+
+
+def _marker_text(name: str) -> str:
+    return (
+        f"Tiny model '{name}' with random weights, built by lovr_common.tiny_models: its outputs are meaningless.\n"
+        f"recipe: {_recipe_fingerprint(name)}\n"
+    )
+
+
 def tiny_model_path(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """The folder of tiny model `name`, built on first use (safe against concurrent builders)."""
+    """The folder of tiny model `name`, built on first use or when its recipe changed (safe against concurrent
+    builders)."""
     _load_builders()
     if name not in _BUILDERS:
         raise ValueError(f"Unknown tiny model name={name!r}: expected one of {sorted(_BUILDERS)}")
     out = Path(cache_dir or DEFAULT_CACHE_DIR).resolve() / name
-    if (out / RANDOM_WEIGHTS_MARKER).exists():
+    marker = out / RANDOM_WEIGHTS_MARKER
+    if marker.exists() and marker.read_text() == _marker_text(name):
         return out
     tmp = out.with_name(f".{name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         _BUILDERS[name](tmp)
-        (tmp / RANDOM_WEIGHTS_MARKER).write_text(
-            f"Tiny model '{name}' with random weights, built by lovr_common.tiny_models: its outputs are meaningless.\n"
-        )
+        (tmp / RANDOM_WEIGHTS_MARKER).write_text(_marker_text(name))
+        if marker.exists() and marker.read_text() != _marker_text(name):
+            shutil.rmtree(out)  # a build of an older recipe
         try:
             os.replace(tmp, out)
         except OSError:  # another process finished first
-            if not (out / RANDOM_WEIGHTS_MARKER).exists():
+            if not marker.exists():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
