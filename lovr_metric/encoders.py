@@ -163,6 +163,18 @@ class TransformersEncoder:
                 return mean_pool(output.last_hidden_state, tokens["attention_mask"]).float().cpu()
             return _features(self.model.get_text_features(**tokens))
 
+    def decode_size(self, width: int, height: int) -> tuple[int, int] | None:
+        """The (width, height) the image processor resizes a `width` x `height` frame to, or None if unknown."""
+        size = getattr(self.image_processor, "size", None) or {}
+        if "shortest_edge" in size:
+            short = size["shortest_edge"]
+            if width <= height:
+                return short, int(short * height / width)
+            return int(short * width / height), short
+        if "height" in size and "width" in size:
+            return size["width"], size["height"]
+        return None
+
     def preprocess_frames(self, frames: list[np.ndarray]) -> dict[str, torch.Tensor]:
         return dict(self.image_processor(images=frames, return_tensors="pt"))
 

@@ -8,6 +8,7 @@ Import the fixtures into a test module: `from encode_data import lovr_export, ti
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,44 @@ def lovr_export(tmp_path_factory) -> tuple[Path, Path]:
     run, videos_dir = make_lovr_run(base / "W")
     out = export(run, base / "lovr", num_queries=5, cache_dir=str(base / "hf-cache"))
     return out, videos_dir
+
+
+def make_official_release(root: Path) -> Path:
+    """The official layout: one file per clip, the merged videos, clip and video captions, theme texts."""
+    clips, videos, themes = [], [], []
+    for seed, video_id in enumerate(("-dash", "echo")):  # ids may start with '-'
+        parts = []
+        for n, seconds in enumerate(SCENES, start=1):
+            clip_id = f"{video_id}-Scene-{n:03d}"
+            path = root / "video_data/long_video_clip" / video_id / f"{clip_id}.mp4"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            make_synthetic_video(path, scene_seconds=[seconds], fps=FPS, size=(64, 48), seed=10 * seed + n)
+            parts.append(path)
+            clips.append(
+                {"vid": video_id, "slice_num": n, "path": f"{video_id}/{clip_id}.mp4", "cap": f"Clip {clip_id}."}
+            )
+            themes.append({"vid": clip_id, "cap": f"Theme of {clip_id}."})
+        merged = root / "video_data/merged" / f"{video_id}.mp4"
+        merged.parent.mkdir(parents=True, exist_ok=True)
+        listing = root / f"{video_id}.txt"
+        listing.write_text("".join(f"file '{part.resolve()}'\n" for part in parts))
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy",
+                        str(merged)], check=True)  # fmt: skip
+        listing.unlink()
+        videos.append({"vid": video_id, "cap": f"The whole {video_id} video."})
+    (root / "caption_data").mkdir(parents=True)
+    _write_jsonl(root / "caption_data/all_clip.jsonl", clips)
+    _write_jsonl(root / "caption_data/all_video.jsonl", videos)
+    _write_jsonl(root / "caption_data/clip_cap_theme.jsonl", themes)
+    return root
+
+
+@pytest.fixture(scope="session")
+def official_export(tmp_path_factory) -> tuple[Path, Path]:
+    """(export folder, release root) of a tiny official release: 6 clip files, 2 merged videos, 6 themes."""
+    base = tmp_path_factory.mktemp("official")
+    release = make_official_release(base / "LoVR")
+    return export(release, base / "lovr", num_queries=4, cache_dir=str(base / "hf-cache")), release
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from datasets import load_dataset
-from encode_data import BROKEN, lovr_export, tiny_models  # noqa: F401
+from encode_data import BROKEN, lovr_export, official_export, tiny_models  # noqa: F401
 
 from lovr_metric.__main__ import main
 from lovr_metric.report import RANDOM_WEIGHTS_WARNING
@@ -60,6 +60,19 @@ def test_video_tower_model(tmp_path, lovr_export, tiny_models):  # noqa: F811
     assert results["settings"]["num_frames"] == 8 and results["settings"]["interval"] is None
     assert results["settings"]["encoder"]["family"] == "video"
     assert results["metrics"]["clip"]["text_to_video_num_queries"] > 0
+
+
+def test_official_release_clip_files_merged_videos_and_themes(tmp_path, official_export, tiny_models):  # noqa: F811
+    export, release = official_export
+    main(_args(tiny_models["siglip"], export, release, tmp_path / "out", tmp_path / "cache"))
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["num_failed_videos"] == 0
+    assert set(results["metrics"]) == {"clip", "video", "theme"}
+    assert results["metrics"]["clip"]["text_to_video_num_queries"] == 4  # the frozen query split
+    theme = results["metrics"]["theme"]
+    assert theme["text_to_video_num_queries"] == 6  # one theme per clip, against all 6 clips; theme -> clip only
+    assert not any(key.startswith("video_to_text") for key in theme)
+    assert "| theme → clip |" in (tmp_path / "out" / "results.md").read_text()
 
 
 @pytest.mark.slow
