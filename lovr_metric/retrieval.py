@@ -22,6 +22,8 @@ argsort wherever the BLAS gives the same numbers for a row whichever block compu
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
@@ -32,6 +34,8 @@ from ._retrieval_inputs import check_inputs, check_k_values
 # GPUs want large blocks to keep their cores busy.
 DEFAULT_BLOCK_BYTES = {"cpu": 4 * 2**20, "cuda": 512 * 2**20}
 NDCG_CUTOFF = 10
+# Rows per block of the pair-score product that precedes the pass: few, cheap products.
+GUESS_ROWS = 256
 
 
 def retrieval_metrics(
@@ -94,17 +98,23 @@ def _chunk_size(chunk_size, max_block_bytes, videos: torch.Tensor) -> int:
 def pair_ranks(texts, videos, pair_text, pair_video, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """1-based stable ranks of every relevant (text, video) pair: of the video among all videos for the text,
     and of the text among all texts for the video. `texts`, `videos` are normalised; pairs are sorted by text."""
-    guess = _pair_scores(texts, videos, pair_text, pair_video, chunk_size)
-    text_ranks, exact, video_ahead = _scan(texts, videos, pair_text, pair_video, guess, chunk_size, rows=True)
-    stale = torch.nonzero(exact != guess).flatten()
-    if stale.numel():
-        _, _, recount = _scan(texts, videos, pair_text[stale], pair_video[stale], exact[stale], chunk_size, rows=False)
-        video_ahead[stale] = recount
+    # On CPU, threads scan whole blocks with single-threaded ops: the small counting ops that follow each product
+    # then never wait on a thread-pool barrier, which costs more than the ops themselves on a busy machine.
+    workers = torch.get_num_threads() if texts.device.type == "cpu" else 1
+    with _single_threaded_ops() if workers > 1 else nullcontext():
+        guess = _pair_scores(texts, videos, pair_text, pair_video, chunk_size)
+        text_ranks, exact, video_ahead = _scan(texts, videos, pair_text, pair_video, guess, chunk_size, workers)
+        stale = torch.nonzero(exact != guess).flatten()
+        if stale.numel():
+            recount = _scan(texts, videos, pair_text[stale], pair_video[stale], exact[stale], chunk_size, workers)
+            video_ahead[stale] = recount[2]
     return text_ranks, video_ahead + 1
 
 
 def _pair_scores(texts, videos, pair_text, pair_video, chunk_size: int) -> torch.Tensor:
-    """Each pair's score from the same text rows as the main pass, against the chunk's relevant videos only."""
+    """Each pair's score from a product of its text rows against the relevant videos only: the value the main
+    pass will compute, as far as the BLAS gives the same number whichever block holds a row (`pair_ranks` checks)."""
+    chunk_size = max(chunk_size, GUESS_ROWS)
     scores = torch.empty(pair_text.shape[0], dtype=texts.dtype, device=texts.device)
     for start, lo, hi in _chunks(pair_text, texts.shape[0], chunk_size):
         columns, position = torch.unique(pair_video[lo:hi], return_inverse=True)
@@ -122,35 +132,63 @@ def _chunks(pair_text, num_texts: int, chunk_size: int):
             yield start, bounds[i], bounds[i + 1]
 
 
-def _scan(texts, videos, pair_text, pair_video, thresholds, chunk_size: int, rows: bool):
-    """One pass over the score blocks. Returns text -> video ranks and exact pair scores (when `rows`), and for
-    every pair the number of texts ranked ahead of its text for its video, counted against `thresholds`."""
+def _scan(texts, videos, pair_text, pair_video, thresholds, chunk_size: int, workers: int):
+    """One pass over the score blocks, split over `workers` threads. Returns text -> video ranks and exact pair
+    scores, and for every pair the number of texts ranked ahead of its text for its video, counted against
+    `thresholds`. Pairs must be sorted by text; a recount (pairs a subset) runs with the same blocks."""
     num_texts, num_videos = texts.shape[0], videos.shape[0]
     device = texts.device
     video_index = torch.arange(num_videos, device=device)
     text_index = torch.arange(num_texts, device=device)
-    # When every video is queried exactly once in gallery order, blocks are counted in place without a gather.
+    # One pair per text (per video) in order: blocks are counted in place, without gathering rows (columns).
+    identity_rows = pair_text.shape[0] == num_texts and torch.equal(pair_text, text_index)
     identity_columns = pair_video.shape[0] == num_videos and torch.equal(pair_video, video_index)
-    text_ranks = torch.empty(pair_text.shape[0] if rows else 0, dtype=torch.long, device=device)
-    exact = torch.empty_like(thresholds) if rows else None
-    video_ahead = torch.zeros(pair_text.shape[0], dtype=torch.long, device=device)
-    for start, lo, hi in _chunks(pair_text, num_texts, chunk_size) if rows else _all_chunks(num_texts, chunk_size):
-        scores = texts[start : start + chunk_size] @ videos.T
-        if rows:
-            local = pair_text[lo:hi] - start
-            own_rows = (
-                scores
-                if local.shape[0] == scores.shape[0] and torch.equal(local, text_index[: len(local)])
-                else scores[local]
-            )
+    count_dtype = texts.dtype if max(num_videos, chunk_size) < 2**24 else torch.float64
+    text_ranks = torch.empty(pair_text.shape[0], dtype=torch.long, device=device)
+    exact = torch.empty_like(thresholds)
+
+    def scan_chunks(chunks) -> torch.Tensor:
+        block = torch.empty(min(chunk_size, num_texts), num_videos, dtype=texts.dtype, device=device)
+        scratch = _Scratch(count_dtype, device)
+        video_ahead = torch.zeros(pair_text.shape[0], dtype=torch.long, device=device)
+        for start, lo, hi in chunks:
+            chunk = texts[start : start + chunk_size]
+            scores = torch.mm(chunk, videos.T, out=block[: chunk.shape[0]])
+            own_rows = scores if identity_rows else scores[pair_text[lo:hi] - start]
             own = own_rows.gather(1, pair_video[lo:hi, None])
-            text_ranks[lo:hi] = _count_ahead(own_rows, own, pair_video[lo:hi], video_index) + 1
+            text_ranks[lo:hi] = _count_ahead(own_rows, own, pair_video[lo:hi], video_index, scratch) + 1
             exact[lo:hi] = own[:, 0]
-        columns = (scores if identity_columns else scores[:, pair_video]).T
-        video_ahead += _count_ahead(
-            columns, thresholds[:, None], pair_text, text_index[start : start + scores.shape[0]]
-        )
-    return text_ranks, exact, video_ahead
+            columns = (scores if identity_columns else scores[:, pair_video]).T
+            chunk_texts = text_index[start : start + chunk.shape[0]]
+            video_ahead += _count_ahead(columns, thresholds[:, None], pair_text, chunk_texts, scratch)
+        return video_ahead
+
+    chunks = list(_chunks(pair_text, num_texts, chunk_size))
+    if workers == 1 or len(chunks) == 1:
+        return text_ranks, exact, scan_chunks(chunks)
+    with ThreadPoolExecutor(workers) as pool:
+        partials = list(pool.map(scan_chunks, [chunks[i::workers] for i in range(workers)]))
+    return text_ranks, exact, sum(partials)
+
+
+@contextmanager
+def _single_threaded_ops():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@contextmanager
+def _single_threaded_ops():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _all_chunks(num_texts: int, chunk_size: int):
@@ -158,13 +196,30 @@ def _all_chunks(num_texts: int, chunk_size: int):
         yield start, None, None
 
 
-def _count_ahead(block, own_score, own_index, index) -> torch.Tensor:
+class _Scratch:
+    """A reused float buffer the comparisons are written to: summing 0.0/1.0 floats is several times faster than
+    summing bools in torch, and exact while counts stay below 2**24 (float64 beyond that)."""
+
+    def __init__(self, dtype, device):
+        self.buffer = torch.empty(0, dtype=dtype, device=device)
+
+    def like(self, block: torch.Tensor) -> torch.Tensor:
+        if self.buffer.numel() < block.numel():
+            self.buffer = torch.empty(block.numel(), dtype=self.buffer.dtype, device=self.buffer.device)
+        # Same layout as `block` (a transposed view for the column counts), so the sums run along memory.
+        if block.stride(0) == 1 and block.shape[0] > 1:
+            return self.buffer[: block.numel()].view(block.shape[1], block.shape[0]).T
+        return self.buffer[: block.numel()].view(block.shape)
+
+
+def _count_ahead(block, own_score, own_index, index, scratch: _Scratch) -> torch.Tensor:
     """Per row of `block`: entries above `own_score`, plus entries equal to it at an `index` before `own_index`."""
-    above = (block > own_score).sum(1, dtype=torch.int32)
-    equal = (block >= own_score).sum(1, dtype=torch.int32) - above
+    out = scratch.like(block)
+    above = torch.gt(block, own_score, out=out).sum(1)
+    equal = torch.ge(block, own_score, out=out).sum(1) - above
     # The relevant item itself equals its own score wherever this block holds it; only further equals are ties.
     holds_own = (own_index >= index[0]) & (own_index <= index[-1])
-    tied = torch.nonzero(equal > holds_own.int()).flatten()
+    tied = torch.nonzero(equal > holds_own).flatten()
     ahead = above.long()
     if tied.numel():
         earlier = index[None, :] < own_index[tied, None]

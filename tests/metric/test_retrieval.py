@@ -243,3 +243,23 @@ def test_gpu_tensors_rank_on_gpu_like_cpu():
     cpu = retrieval_metrics(texts, text_ids, videos, video_ids, chunk_size=7)
     gpu = retrieval_metrics(torch.tensor(texts).cuda(), text_ids, torch.tensor(videos).cuda(), video_ids, chunk_size=7)
     assert gpu == cpu
+
+
+def test_recount_when_pair_scores_differ_from_the_blocks(monkeypatch):
+    # Force every pre-computed pair score one float step off, as a BLAS that computes a row differently in
+    # another block would: the second pass must recount video -> text with the block values and still be exact.
+    import lovr_metric.retrieval as retrieval
+
+    exact_pair_scores = retrieval._pair_scores
+    monkeypatch.setattr(
+        retrieval,
+        "_pair_scores",
+        lambda *args: torch.nextafter(exact_pair_scores(*args), torch.tensor(float("inf"))),
+    )
+    rng = np.random.default_rng(5)
+    vectors = exact_vectors(rng, 4)
+    texts, videos = vectors[rng.integers(4, size=17)], vectors[rng.integers(4, size=13)]
+    video_ids = [f"v{i}" for i in range(13)]
+    text_ids = [[f"v{i}", f"v{(i + 5) % 13}"] for i in rng.integers(13, size=17)]
+    results = retrieval_metrics(texts, text_ids, videos, video_ids, k_values=(1, 5), chunk_size=4)
+    assert_same(results, naive_metrics(texts, text_ids, videos, video_ids, (1, 5)))

@@ -1,0 +1,155 @@
+"""Benchmark of the LoVR retrieval metric at full clip scale: 40,804 texts x 40,804 clips, d = 512, both directions.
+
+    nice -n 5 python benchmarks/bench_metric.py               # full scale
+    python benchmarks/bench_metric.py --scale 0.05            # quick run
+
+Every case runs in its own subprocess on the same synthetic L2-normalised embeddings (seeded), so each peak memory
+(VmHWM: the whole process, Python, torch and the inputs included) belongs to that case alone:
+(a) floor: a bare chunked matrix-product pass with the core's block shape; (b) the core `retrieval_metrics`;
+(c) the `evaluate` module's `compute` (loading excluded); (d) a port of the original LoVR evaluation (whole
+similarity matrix, `torch.topk`, Python loops) at its 1000-query protocol, next to (e) the core on the same
+1000 queries.
+"""
+
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import torch
+from transformers import HfArgumentParser
+
+from lovr_metric import lovr_retrieval_path, retrieval_metrics
+from lovr_metric.retrieval import DEFAULT_BLOCK_BYTES
+
+NUM_CLIPS = 40_804
+DIM = 512
+PROTOCOL_QUERIES = 1000
+K_VALUES = (1, 5, 10)
+CASES = {
+    "floor": "(a) chunked matmul pass, torch threads (floor)",
+    "floor_workers": "(a') chunked matmul pass, core's worker threads",
+    "core": "(b) core retrieval_metrics",
+    "evaluate": "(c) evaluate module compute",
+    "original": "(d) original LoVR port, 1000 queries",
+    "core_protocol": "(e) core, same 1000 queries",
+}
+
+
+@dataclass
+class BenchConfig:
+    """Options of the metric benchmark."""
+
+    scale: float = 1.0  # fraction of the 40,804 clips (and texts) to use
+    repeats: int = 1  # runs per case (each in a fresh process); the fastest counts, as the CPU is shared
+    case: str | None = None  # run one case in this process and print its JSON (used by the parent)
+
+
+def make_data(num: int):
+    """Clip embeddings and noisy text copies of them (so ranks are neither trivial nor random), normalised."""
+    generator = torch.Generator().manual_seed(0)
+    videos = torch.nn.functional.normalize(torch.randn(num, DIM, generator=generator), dim=1)
+    texts = torch.nn.functional.normalize(videos + 1.5 * torch.randn(num, DIM, generator=generator) / DIM**0.5, dim=1)
+    ids = [f"video{i // 87:03d}-Scene-{i % 87 + 1:03d}" for i in range(num)]
+    return texts, ids, videos, ids
+
+
+def floor_pass(texts, videos, workers: int = 1):
+    """The matrix products alone, block by block, with the core's default block shape; with `workers`, split
+    over threads running single-threaded products as the core does on CPU."""
+    rows = max(1, DEFAULT_BLOCK_BYTES["cpu"] // (videos.shape[0] * videos.element_size()))
+    starts = list(range(0, texts.shape[0], rows))
+
+    def products(assigned):
+        block = torch.empty(rows, videos.shape[0])
+        for start in assigned:
+            chunk = texts[start : start + rows]
+            torch.mm(chunk, videos.T, out=block[: chunk.shape[0]])
+
+    if workers == 1:
+        return products(starts)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(products, [starts[i::workers] for i in range(workers)]))
+    torch.set_num_threads(threads)
+
+
+def original_lovr(texts, text_ids, videos, video_ids):
+    """Port of the original evaluation: whole matrix, topk per k, Python loops over queries, both directions."""
+    position = {video_id: i for i, video_id in enumerate(video_ids)}
+    targets = [position[t] for t in text_ids]
+    similarity = texts @ videos.T
+    results = {}
+    for k in K_VALUES:
+        topk = torch.topk(similarity, k, dim=1).indices.tolist()
+        results[f"text_to_video_pass@{k}"] = sum(targets[i] in topk[i] for i in range(len(targets))) / len(targets)
+    clip_to_text = similarity[:, targets].T
+    for k in K_VALUES:
+        topk = torch.topk(clip_to_text, k, dim=1).indices.tolist()
+        results[f"video_to_text_pass@{k}"] = sum(i in topk[i] for i in range(len(targets))) / len(targets)
+    return results
+
+
+def run_case(case: str, scale: float) -> dict:
+    num = max(10, round(NUM_CLIPS * scale))
+    texts, text_ids, videos, video_ids = make_data(num)
+    if case in ("original", "core_protocol"):
+        queries = torch.randperm(num, generator=torch.Generator().manual_seed(1))[: min(PROTOCOL_QUERIES, num)]
+        texts, text_ids = texts[queries], [text_ids[i] for i in queries.tolist()]
+    if case == "evaluate":
+        import evaluate
+
+        metric = evaluate.load(lovr_retrieval_path())
+    start = time.perf_counter()
+    if case == "floor":
+        floor_pass(texts, videos)
+    elif case == "floor_workers":
+        floor_pass(texts, videos, workers=torch.get_num_threads())
+    elif case in ("core", "core_protocol"):
+        retrieval_metrics(texts, text_ids, videos, video_ids, k_values=K_VALUES)
+    elif case == "evaluate":
+        metric.compute(
+            text_embeddings=texts, text_ids=text_ids, video_embeddings=videos, video_ids=video_ids, k_values=K_VALUES
+        )
+    else:
+        original_lovr(texts, text_ids, videos, video_ids)
+    seconds = time.perf_counter() - start
+    with open("/proc/self/status") as status:
+        peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+    return {"case": case, "texts": texts.shape[0], "videos": num, "seconds": seconds, "peak_mib": peak_kib / 1024}
+
+
+def main(config: BenchConfig) -> None:
+    if config.case is not None:
+        print(json.dumps(run_case(config.case, config.scale)))
+        return
+    rows = {}
+    for _ in range(config.repeats):
+        for case in CASES:
+            command = [sys.executable, __file__, "--case", case, "--scale", str(config.scale)]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            row = json.loads(output.strip().splitlines()[-1])
+            if case not in rows or row["seconds"] < rows[case]["seconds"]:
+                rows[case] = row
+    rows["best_floor"] = min(rows["floor"], rows["floor_workers"], key=lambda row: row["seconds"])
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, d={DIM}, scale {config.scale}, "
+        f"fastest of {config.repeats} run(s) per case"
+    )
+    print("| case | texts x videos | seconds | ratio | peak memory (MiB) |\n|---|---|---|---|---|")
+    reference = {"core": "best_floor", "evaluate": "core", "core_protocol": "original"}
+    for case, label in CASES.items():
+        row = rows[case]
+        base = reference.get(case)
+        ratio = f"{row['seconds'] / rows[base]['seconds']:.2f}x {base}" if base else ""
+        print(
+            f"| {label} | {row['texts']} x {row['videos']} | {row['seconds']:.2f} | {ratio} | {row['peak_mib']:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    (config,) = HfArgumentParser(BenchConfig).parse_args_into_dataclasses()
+    main(config)
