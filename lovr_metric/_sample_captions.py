@@ -46,3 +46,14 @@ SAMPLE_CAPTION_PAIRS = (
     ("A mechanic repairs the engine of a truck.", "A technician fixes a lorry's motor in a garage."),
     ("An old man feeds pigeons in a town square.", "An elderly person throws bread to birds in a plaza."),
 )
+
+# Theme texts that fit several clips (positions in SAMPLE_CAPTION_PAIRS): multi-positive queries, like LoVR's
+# theme -> clip task, where pass@k (any relevant clip) and recall@k (all of them) part ways.
+SAMPLE_THEMES = (
+    ("Sports and physical exercise.", (0, 9, 17, 33, 36)),
+    ("Wild animals in nature.", (7, 22, 27, 34)),
+    ("Music and dance performances.", (5, 19, 30)),
+    ("Cooking and baking food.", (2, 11)),
+    ("Vehicles and transportation.", (3, 16, 23, 28)),
+    ("Fire, lava and dangerous heat.", (8, 31)),
+)
