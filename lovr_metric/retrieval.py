@@ -173,27 +173,13 @@ def _scan(texts, videos, pair_text, pair_video, thresholds, chunk_size: int, wor
 
 @contextmanager
 def _single_threaded_ops():
+    """Run torch ops on the calling thread only, restoring the thread count afterwards."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-@contextmanager
-def _single_threaded_ops():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _all_chunks(num_texts: int, chunk_size: int):
-    for start in range(0, num_texts, chunk_size):
-        yield start, None, None
 
 
 class _Scratch:
