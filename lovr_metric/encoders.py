@@ -15,7 +15,15 @@ An encoder is chosen by family (`FAMILIES`), detected from the model unless `Enc
 - `text`: any other `AutoModel` with a `last_hidden_state`, as a text encoder (attention-masked mean pooling).
 - `sentence-transformers`: a folder or repo with `modules.json`; text, and frames when the model takes images.
 - anything else: pass an object implementing `TextEncoder` and `FrameEncoder` or `VideoEncoder` (the adapter
-  interface below) to the runner.
+  interface below) to the runner:
+
+      class MyAdapter:  # e.g. around a model with its own API
+          calls = 0
+          def encode_text(self, texts): return my_model.embed_texts(texts)            # (n, d) tensor
+          def preprocess_frames(self, frames): return my_transform(frames)             # RGB uint8 (H, W, 3) each
+          def encode_frames(self, inputs): return my_model.embed_images(inputs)       # (n, d) tensor
+
+      evaluate_model(EvaluateConfig(dataset="./lovr", model="my-model", output="runs/my"), encoder=MyAdapter())
 
 Every encoder counts its model calls in `calls`, so callers (and tests) can see that a cache hit did no work.
 Outputs are float32 on the CPU and not normalised: pooling and L2 normalisation are the caller's.

@@ -55,6 +55,25 @@ BASELINES = [
     Baseline("xclip-base-p32", "microsoft/xclip-base-patch32", "video", frame_interval=None, num_frames=8),
     Baseline("xclip-base-p16", "microsoft/xclip-base-patch16", "video", frame_interval=None, num_frames=8),
     Baseline(
+        "eva02-clip-b16",
+        "QuanSun/EVA-CLIP",
+        "unsupported",
+        unsupported_reason="an open_clip / timm checkpoint: transformers has no EVA02-CLIP architecture",
+    ),
+    Baseline(
+        "pe-core-b16-224",
+        "facebook/PE-Core-B16-224",
+        "unsupported",
+        unsupported_reason="a perception_models (open_clip style) checkpoint, not a transformers model",
+    ),
+    Baseline(
+        "jina-clip-v2",
+        "jinaai/jina-clip-v2",
+        "unsupported",
+        needs_remote_code=True,
+        unsupported_reason="its remote code exposes encode_text / encode_image, not get_*_features: use an adapter",
+    ),
+    Baseline(
         "languagebind-video",
         "LanguageBind/LanguageBind_Video_FT",
         "unsupported",
@@ -69,8 +88,15 @@ BASELINES = [
         unsupported_reason="a raw PyTorch checkpoint loaded by the authors' own code; no transformers config",
     ),
     Baseline(
-        "gme-qwen2-vl-2b",
-        "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct",
+        "videoclip-xl-v2",
+        "alibaba-pai/VideoCLIP-XL-v2",
+        "unsupported",
+        needs_remote_code=True,
+        unsupported_reason="a raw PyTorch checkpoint loaded by the authors' own code; no transformers config",
+    ),
+    Baseline(
+        "gme-qwen2-vl-7b",
+        "Alibaba-NLP/gme-Qwen2-VL-7B-Instruct",
         "unsupported",
         needs_remote_code=True,
         unsupported_reason="an instruction-prompted VLM embedder (remote code); wrap it with an adapter",

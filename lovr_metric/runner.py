@@ -55,6 +55,9 @@ class EvaluateConfig:
     interval: int | None = field(default=None, metadata={"help": "Embed every interval-th frame (default: 10)."})
     num_frames: int | None = field(default=None, metadata={"help": "Embed N uniform frames per clip instead."})
     bgr: bool = field(default=False, metadata={"help": "Feed BGR frames, reproducing the original code's defect."})
+    resize_in_decoder: bool = field(
+        default=False, metadata={"help": "Resize frames with FFmpeg while decoding (faster, slightly other pixels)."}
+    )
     batch_size: int = field(default=32, metadata={"help": "Frames (clips for a video tower) per model call."})
     text_batch_size: int = field(default=256, metadata={"help": "Texts per model call."})
     text_max_length: int | None = field(default=None, metadata={"help": "Token limit (default: registry/tokenizer)."})
@@ -85,15 +88,14 @@ def _encoder_config(config: EvaluateConfig, model: str, revision: str | None) ->
 
 
 def _sampling(config: EvaluateConfig, encoder) -> FrameSampling:
-    baseline = get_baseline(config.model)
-    if isinstance(encoder, VideoEncoder):
-        return FrameSampling(
-            interval=None, num_frames=encoder.num_frames, bgr=config.bgr, batch_size=config.batch_size
-        )
+    common = {"bgr": config.bgr, "resize_in_decoder": config.resize_in_decoder, "batch_size": config.batch_size}
+    if isinstance(encoder, VideoEncoder):  # a video tower takes exactly its number of frames
+        return FrameSampling(interval=None, num_frames=encoder.num_frames, **common)
     if config.num_frames:
-        return FrameSampling(interval=None, num_frames=config.num_frames, bgr=config.bgr, batch_size=config.batch_size)
+        return FrameSampling(interval=None, num_frames=config.num_frames, **common)
+    baseline = get_baseline(config.model)
     interval = config.interval or (baseline.frame_interval if baseline and baseline.frame_interval else 10)
-    return FrameSampling(interval=interval, bgr=config.bgr, batch_size=config.batch_size)
+    return FrameSampling(interval=interval, **common)
 
 
 def _identity(encoder_config: EncoderConfig, encoder) -> dict:

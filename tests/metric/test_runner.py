@@ -8,12 +8,15 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 from datasets import load_dataset
 from encode_data import BROKEN, lovr_export, official_export, tiny_models  # noqa: F401
 
 from lovr_metric.__main__ import main
 from lovr_metric.report import RANDOM_WEIGHTS_WARNING
+from lovr_metric.runner import EvaluateConfig, evaluate_model
 
 TOP_KEYS = {"model", "text_model", "revision", "random_weights", "dataset", "settings", "metrics", "cost_ms",
             "num_failed_videos", "failed_videos", "toolkit_version"}  # fmt: skip
@@ -59,6 +62,34 @@ def test_video_tower_model(tmp_path, lovr_export, tiny_models):  # noqa: F811
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["settings"]["num_frames"] == 8 and results["settings"]["interval"] is None
     assert results["settings"]["encoder"]["family"] == "video"
+    assert results["metrics"]["clip"]["text_to_video_num_queries"] > 0
+
+
+class MeanColourAdapter:
+    """A model-free adapter: a frame is its mean colour, a text its counts of the words red, green and blue."""
+
+    calls = 0
+
+    def encode_text(self, texts):
+        self.calls += 1
+        return torch.tensor([[t.lower().count(c) + 0.1 for c in ("red", "green", "blue")] for t in texts])
+
+    def preprocess_frames(self, frames):
+        return np.stack(frames).astype(np.float32)
+
+    def encode_frames(self, inputs):
+        self.calls += 1
+        return torch.from_numpy(inputs.mean(axis=(1, 2)))
+
+
+def test_adapter_for_anything_else(tmp_path, lovr_export):  # noqa: F811
+    export, videos_dir = lovr_export
+    config = EvaluateConfig(dataset=str(export), video_root=str(videos_dir), model="mean-colour",
+                            output=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"), k_values=[1])  # fmt: skip
+    adapter = MeanColourAdapter()
+    results = evaluate_model(config, encoder=adapter)
+    assert adapter.calls > 0 and results["random_weights"] is False
+    assert results["settings"]["encoder"]["family"] == "MeanColourAdapter"
     assert results["metrics"]["clip"]["text_to_video_num_queries"] > 0
 
 
