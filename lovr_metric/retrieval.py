@@ -30,9 +30,9 @@ import torch
 
 from ._retrieval_inputs import check_inputs, check_k_values
 
-# A score block fits the CPU's L2 cache, so the counting passes that follow the product read it from cache;
-# GPUs want large blocks to keep their cores busy.
-DEFAULT_BLOCK_BYTES = {"cpu": 4 * 2**20, "cuda": 512 * 2**20}
+# CPU: 16 MiB blocks (about 100 texts x 40,804 videos) ran faster than 4 MiB ones here: larger products and fewer
+# per-block vector ops outweigh the L2 cache misses of the counting passes. GPUs want large blocks.
+DEFAULT_BLOCK_BYTES = {"cpu": 16 * 2**20, "cuda": 512 * 2**20}
 NDCG_CUTOFF = 10
 # Rows per block of the pair-score product that precedes the pass: few, cheap products.
 GUESS_ROWS = 256
@@ -59,7 +59,7 @@ def retrieval_metrics(
         video_ids (`list[str]`): V unique ids, one per row of `video_embeddings`.
         k_values (`tuple[int]`, defaults to `(1, 5, 10)`): cut-offs for pass@k and recall@k.
         chunk_size (`int`, *optional*): texts per score block; by default derived from `max_block_bytes`.
-        max_block_bytes (`int`, *optional*): memory budget of one score block (defaults to 4 MiB on CPU, 512 MiB
+        max_block_bytes (`int`, *optional*): memory budget of one score block (defaults to 16 MiB on CPU, 512 MiB
             on GPU); peak memory is a small multiple of it on top of the inputs.
         skip_missing (`bool`, defaults to `False`): skip texts naming ids absent from `video_ids` instead of raising;
             the count is returned as `num_skipped_texts`.
