@@ -28,6 +28,7 @@ NUM_CLIPS = 40_804
 DIM = 512
 PROTOCOL_QUERIES = 1000
 K_VALUES = (1, 5, 10)
+TEXT_NOISE = 6.0  # norm of the noise added to each clip embedding to make its text
 CASES = {
     "floor": "(a) chunked matmul pass, torch threads (floor)",
     "floor_workers": "(a') chunked matmul pass, core's worker threads",
@@ -48,10 +49,12 @@ class BenchConfig:
 
 
 def make_data(num: int):
-    """Clip embeddings and noisy text copies of them (so ranks are neither trivial nor random), normalised."""
+    """Clip embeddings and noisy text copies of them, normalised. The noise puts text -> clip pass@1 near 0.33 at
+    full scale, like a mid-range model on LoVR: the core's strict-count pass only visits queries not ranked first."""
     generator = torch.Generator().manual_seed(0)
     videos = torch.nn.functional.normalize(torch.randn(num, DIM, generator=generator), dim=1)
-    texts = torch.nn.functional.normalize(videos + 1.5 * torch.randn(num, DIM, generator=generator) / DIM**0.5, dim=1)
+    noise = TEXT_NOISE * torch.randn(num, DIM, generator=generator) / DIM**0.5
+    texts = torch.nn.functional.normalize(videos + noise, dim=1)
     ids = [f"video{i // 87:03d}-Scene-{i % 87 + 1:03d}" for i in range(num)]
     return texts, ids, videos, ids
 

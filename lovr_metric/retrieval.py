@@ -200,16 +200,20 @@ class _Scratch:
 
 def _count_ahead(block, own_score, own_index, index, scratch: _Scratch) -> torch.Tensor:
     """Per row of `block`: entries above `own_score`, plus entries equal to it at an `index` before `own_index`."""
-    out = scratch.like(block)
-    above = torch.gt(block, own_score, out=out).sum(1)
-    equal = torch.ge(block, own_score, out=out).sum(1) - above
-    # The relevant item itself equals its own score wherever this block holds it; only further equals are ties.
+    at_least = torch.ge(block, own_score, out=scratch.like(block)).sum(1)
+    # The relevant item itself reaches its own score wherever this block holds it. Rows where nothing else does
+    # (every query ranked first) are done; only the others need the strict count and the tie rule.
     holds_own = (own_index >= index[0]) & (own_index <= index[-1])
-    tied = torch.nonzero(equal > holds_own).flatten()
-    ahead = above.long()
-    if tied.numel():
-        earlier = index[None, :] < own_index[tied, None]
-        ahead[tied] += ((block[tied] == own_score[tied]) & earlier).sum(1)
+    ahead = torch.zeros(block.shape[0], dtype=torch.long, device=block.device)
+    crowded = torch.nonzero(at_least > holds_own).flatten()
+    if crowded.numel():
+        rows, score = block[crowded], own_score[crowded]
+        above = torch.gt(rows, score, out=scratch.like(rows)).sum(1)
+        tied = torch.nonzero(at_least[crowded] - above > holds_own[crowded]).flatten()
+        ahead[crowded] = above.long()
+        if tied.numel():
+            earlier = index[None, :] < own_index[crowded[tied], None]
+            ahead[crowded[tied]] += ((rows[tied] == score[tied]) & earlier).sum(1)
     return ahead
 
 
