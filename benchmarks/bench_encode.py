@@ -117,14 +117,16 @@ def original(long_video: Path, clips: list[Path], encoder, interval: int) -> int
     return count
 
 
-def _timed(repeat: int, function, *args) -> tuple[int, float]:
-    """Frames and the best wall time of `repeat` runs (the CPU is shared: the best run is the least disturbed)."""
-    best = float("inf")
+def _best_times(approaches: dict, repeat: int) -> dict[str, tuple[int, float]]:
+    """Frames and best wall time of each approach, run round-robin `repeat` times: the CPU is shared, so every
+    approach meets the same disturbances and the best run is the least disturbed."""
+    best = {name: (0, float("inf")) for name in approaches}
     for _ in range(repeat):
-        start = time.perf_counter()
-        frames = function(*args)
-        best = min(best, time.perf_counter() - start)
-    return frames, best
+        for name, run in approaches.items():
+            start = time.perf_counter()
+            frames = run()
+            best[name] = (frames, min(best[name][1], time.perf_counter() - start))
+    return best
 
 
 def main() -> None:
@@ -135,10 +137,14 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", default="clip", help="a tiny model name, or a model id/folder")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per approach; the best is reported")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per approach; the best is reported")
+    parser.add_argument(
+        "--torch-threads", type=int, default=1, help="the tiny model gains nothing from more; decoding needs a core"
+    )
     parser.add_argument("--workdir", type=Path, default=Path(".cache/bench-encode"))
     args = parser.parse_args()
 
+    torch.set_num_threads(args.torch_threads)
     size = tuple(int(n) for n in args.size.split("x"))
     started = time.perf_counter()
     long_video, clips = make_inputs(args.workdir, args.minutes, args.scene_seconds, size)
@@ -152,33 +158,30 @@ def main() -> None:
     embed_job(job_for(long_video, clips[:1]), encoder, sampling)  # warm-up: first model call, allocator
 
     small = encoder.decode_size(*_frame_size(long_video))
-    # (approach, its floor: the decode-only row it is compared with) -> (frames, best seconds)
-    rows = {
-        ("decode only", None): _timed(args.repeat, decode_only, job, sampling),
-        (f"decode only, resized to {small[0]}x{small[1]} by FFmpeg", None): _timed(
-            args.repeat, decode_only, job, sampling, small
-        ),
-    }
-    floors = [name for name, _ in rows]
-    rows[("lovr_metric embed_job (image processor resizes)", floors[0])] = _timed(
-        args.repeat, lambda: embed_job(job, encoder, sampling).num_frames
-    )
-    rows[("lovr_metric embed_job --resize-in-decoder", floors[1])] = _timed(
-        args.repeat, lambda: embed_job(job, encoder, resized).num_frames
+    floor, small_floor = "decode only", f"decode only, resized to {small[0]}x{small[1]} by FFmpeg"
+    rows = _best_times(
+        {
+            floor: lambda: decode_only(job, sampling),
+            small_floor: lambda: decode_only(job, sampling, small),
+            "lovr_metric embed_job (image processor resizes)": lambda: embed_job(job, encoder, sampling).num_frames,
+            "lovr_metric embed_job --resize-in-decoder": lambda: embed_job(job, encoder, resized).num_frames,
+        },
+        args.repeat,
     )
     # Once: it is two orders of magnitude slower (the growing np.concatenate is quadratic in a video's frames).
-    rows[("original (tmp copy, decord, concat)", floors[0])] = _timed(
-        1, original, long_video, clips, encoder, args.interval
-    )
+    original_name = "original (tmp copy, decord, concat)"
+    rows.update(_best_times({original_name: lambda: original(long_video, clips, encoder, args.interval)}, 1))
+    floors = {name: floor for name in rows} | {small_floor: None, floor: None}
+    floors["lovr_metric embed_job --resize-in-decoder"] = small_floor
 
-    rates = {name: frames / seconds for (name, _), (frames, seconds) in rows.items()}
+    rates = {name: frames / seconds for name, (frames, seconds) in rows.items()}
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"\n{len(clips)} clips + 1 video, every {args.interval}th frame, model {args.model}, {device}, "
           f"torch threads {torch.get_num_threads()}, best of {args.repeat}\n")  # fmt: skip
     print("| approach | frames | seconds | frames/s | vs its decode-only floor |")
     print("|---|---:|---:|---:|---:|")
-    for (name, floor), (frames, seconds) in rows.items():
-        ratio = f"{rates[name] / rates[floor]:.2f}x" if floor else "floor"
+    for name, (frames, seconds) in rows.items():
+        ratio = f"{rates[name] / rates[floors[name]]:.2f}x" if floors[name] else "floor"
         print(f"| {name} | {frames} | {seconds:.1f} | {rates[name]:.0f} | {ratio} |")
 
 
