@@ -207,14 +207,26 @@ def _count_ahead(block, own_score, own_index, index, scratch: _Scratch) -> torch
     ahead = torch.zeros(block.shape[0], dtype=torch.long, device=block.device)
     crowded = torch.nonzero(at_least > holds_own).flatten()
     if crowded.numel():
-        rows, score = block[crowded], own_score[crowded]
-        above = torch.gt(rows, score, out=scratch.like(rows)).sum(1)
-        tied = torch.nonzero(at_least[crowded] - above > holds_own[crowded]).flatten()
+        if 4 * crowded.numel() > block.shape[0]:
+            # Many rows: one strict pass over the whole block costs less than gathering them first.
+            above = torch.gt(block, own_score, out=scratch.like(block)).sum(1)[crowded]
+        else:
+            rows = _select_rows(block, crowded)
+            above = torch.gt(rows, own_score[crowded], out=scratch.like(rows)).sum(1)
         ahead[crowded] = above.long()
+        tied = crowded[at_least[crowded] - above > holds_own[crowded]]
         if tied.numel():
-            earlier = index[None, :] < own_index[crowded[tied], None]
-            ahead[crowded[tied]] += ((rows[tied] == score[tied]) & earlier).sum(1)
+            earlier = index[None, :] < own_index[tied, None]
+            ahead[tied] += ((_select_rows(block, tied) == own_score[tied]) & earlier).sum(1)
     return ahead
+
+
+def _select_rows(block: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """`block[rows]`, gathered in memory order: the rows of a transposed view are columns of its base, and picking
+    them one strided element at a time would touch a cache line per score."""
+    if block.stride(0) == 1 and block.shape[0] > 1:
+        return block.T.index_select(1, rows).T
+    return block.index_select(0, rows)
 
 
 def _direction_metrics(prefix: str, query, ranks, k_values) -> dict[str, float]:

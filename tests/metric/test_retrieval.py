@@ -263,3 +263,16 @@ def test_recount_when_pair_scores_differ_from_the_blocks(monkeypatch):
     text_ids = [[f"v{i}", f"v{(i + 5) % 13}"] for i in rng.integers(13, size=17)]
     results = retrieval_metrics(texts, text_ids, videos, video_ids, k_values=(1, 5), chunk_size=4)
     assert_same(results, naive_metrics(texts, text_ids, videos, video_ids, (1, 5)))
+
+
+def test_few_queries_off_first_place_match_reference():
+    # Texts equal their videos, so nearly every query ranks first and only a few rows need the strict count
+    # (the gathered path); duplicated vectors still make exact ties among them.
+    rng = np.random.default_rng(7)
+    videos = exact_vectors(rng, 40)
+    videos[11] = videos[3]
+    video_ids = [f"v{i}" for i in range(40)]
+    text_ids = list(video_ids)
+    text_ids[5], text_ids[17], text_ids[11] = "v9", ["v2", "v30"], "v3"
+    results = retrieval_metrics(videos.copy(), text_ids, videos, video_ids, k_values=(1, 5), chunk_size=20)
+    assert_same(results, naive_metrics(videos, text_ids, videos, video_ids, (1, 5)))
