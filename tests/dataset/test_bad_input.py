@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from dataset_layouts import make_official, make_run, write_jsonl
+from .dataset_layouts import make_official, make_run, write_jsonl
 
 from lovr_common.jsonl import JsonlError
 from lovr_dataset import LoVR, export, read_source

@@ -112,7 +112,7 @@ def test_streaming_equals_prepared(source, config, cache_dir, request):
 
 
 def test_changed_source_is_rebuilt(tmp_path, clip_files, cache_dir):
-    from dataset_layouts import make_official, write_jsonl
+    from .dataset_layouts import make_official, write_jsonl
 
     root = make_official(tmp_path / "LoVR", clip_files)
     _, before = build(root, "videos", cache_dir)

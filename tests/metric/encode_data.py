@@ -2,7 +2,7 @@
 
 A run folder (`generation`'s layout) with two synthetic long videos cut into virtual clips and one video file that
 is corrupt, exported with `lovr_dataset`'s own export, so the runner reads it through `load_dataset` like any user.
-Import the fixtures into a test module: `from encode_data import lovr_export, tiny_models  # noqa: F401`.
+Import the fixtures into a test module: `from .encode_data import lovr_export, tiny_models  # noqa: F401`.
 """
 
 from __future__ import annotations

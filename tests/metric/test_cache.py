@@ -9,7 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from encode_data import lovr_export, tiny_models  # noqa: F401
+from .encode_data import lovr_export, tiny_models  # noqa: F401
 
 from lovr_metric.cache import EmbeddingCache
 from lovr_metric.encoders import EncoderConfig, load_encoder

