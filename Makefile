@@ -33,8 +33,14 @@ system-deps:
 	echo "Installing ffmpeg with apt-get"; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg >/dev/null
 
+# `make demo` runs offline on tiny random-weight models; naming real models (any of CAPTIONER, SCORER, FUSER,
+# EMBEDDER, TEXT_EMBEDDER) lets them download from the Hub.
+DEMO_MODELS := $(if $(CAPTIONER),--captioner $(CAPTIONER)) $(if $(SCORER),--scorer $(SCORER)) \
+	$(if $(FUSER),--fuser $(FUSER)) $(if $(EMBEDDER),--embedder $(EMBEDDER)) \
+	$(if $(TEXT_EMBEDDER),--text-embedder $(TEXT_EMBEDDER))
+
 demo: $(STAMP)
-	$(OFFLINE) $(PY) demo.py
+	$(if $(strip $(DEMO_MODELS)),,$(OFFLINE)) $(PY) demo.py $(DEMO_MODELS)
 
 test: $(STAMP)
 	$(OFFLINE) $(PY) -m pytest $(PYTEST_ARGS)
