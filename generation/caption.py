@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from accelerate import PartialState
 from transformers import HfArgumentParser
 
@@ -142,8 +143,8 @@ def _decode_size(clip: dict, max_side: int | None) -> tuple[int, int] | None:
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
-def _clip_frames(clip: dict, settings: CaptionSettings):
-    """The clip's frames, or raise `ValueError` (a `VideoError` for unreadable sources) saying why not."""
+def _clip_times(clip: dict, settings: CaptionSettings) -> list[float]:
+    """The times of the clip's frames, or raise `ValueError` saying why it cannot be captioned."""
     if not is_captionable(clip["frame_count"]):
         raise ValueError(
             f"clip has {clip['frame_count']} frames, fewer than LoVR's minimum of {LOVR_MIN_CLIP_FRAMES} to caption"
@@ -152,8 +153,34 @@ def _clip_frames(clip: dict, settings: CaptionSettings):
         raise ValueError(
             f"clip time range [{clip['start']}, {clip['end']}) s is not inside its video of {clip['duration']} s"
         )
-    times = uniform_times(clip["start"], clip["end"], clip_frame_count(clip, settings))
-    return decode_frames_at(clip["video_path"], times, size=_decode_size(clip, settings.max_side))
+    return uniform_times(clip["start"], clip["end"], clip_frame_count(clip, settings))
+
+
+def _batch_frames(clips: Sequence[dict], settings: CaptionSettings) -> list[np.ndarray | str]:
+    """For each clip its frames, or the reason it has none. The clips of one source video are decoded in a single
+    pass: one call per clip would decode again from the keyframe before each clip."""
+    frames: list[np.ndarray | str] = [""] * len(clips)
+    wanted: dict[str, list[tuple[int, list[float]]]] = {}
+    for i, clip in enumerate(clips):
+        try:
+            times = _clip_times(clip, settings)
+        except ValueError as err:
+            frames[i] = str(err)
+            continue
+        wanted.setdefault(clip["video_path"], []).append((i, times))
+    for path, clip_times in wanted.items():
+        size = _decode_size(clips[clip_times[0][0]], settings.max_side)
+        try:
+            decoded = decode_frames_at(path, [t for _, times in clip_times for t in times], size=size)
+        except (ValueError, OSError) as err:  # VideoError is a ValueError
+            for i, _ in clip_times:
+                frames[i] = str(err)
+            continue
+        offset = 0
+        for i, times in clip_times:
+            frames[i] = decoded[offset : offset + len(times)]
+            offset += len(times)
+    return frames
 
 
 def caption_settings_record(
@@ -179,11 +206,9 @@ def caption_clips(
     in the order of `clips`, with `status` "ok" and the caption, or "failed" and the reason."""
     system, user = PROMPTS[settings.prompt_version]
     requests, outcomes = [], []
-    for clip in clips:
-        try:
-            frames = _clip_frames(clip, settings)
-        except (ValueError, OSError) as err:  # VideoError is a ValueError
-            outcomes.append((clip, None, str(err)))
+    for clip, frames in zip(clips, _batch_frames(clips, settings), strict=True):
+        if isinstance(frames, str):
+            outcomes.append((clip, None, frames))
             continue
         outcomes.append((clip, len(requests), len(frames)))
         requests.append(ChatRequest(user=user, system=system, images=list(frames)))
