@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from .dataset_layouts import cut_clip, make_hub, make_official, make_run
 
 from lovr_common.samples import sample_video
+
+from .dataset_layouts import cut_clip, make_hub, make_official, make_run
 
 
 @pytest.fixture(scope="session")

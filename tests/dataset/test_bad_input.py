@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from .dataset_layouts import make_official, make_run, write_jsonl
 
 from lovr_common.jsonl import JsonlError
 from lovr_dataset import LoVR, export, read_source
 from lovr_dataset.records import ReadOptions
+
+from .dataset_layouts import make_official, make_run, write_jsonl
 
 
 @pytest.fixture

@@ -9,11 +9,12 @@ import textwrap
 
 import numpy as np
 import pytest
-from .encode_data import lovr_export, tiny_models  # noqa: F401
 
 from lovr_metric.cache import EmbeddingCache
 from lovr_metric.encoders import EncoderConfig, load_encoder
 from lovr_metric.runner import EvaluateConfig, evaluate_model
+
+from .encode_data import lovr_export, tiny_models  # noqa: F401
 
 SETTINGS = {"model": "m", "interval": 4}
 

