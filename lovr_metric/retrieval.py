@@ -24,15 +24,18 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ._retrieval_inputs import check_inputs, check_k_values
 
-# CPU: 16 MiB blocks (about 100 texts x 40,804 videos) ran faster than 4 MiB ones here: larger products and fewer
-# per-block vector ops outweigh the L2 cache misses of the counting passes. GPUs want large blocks.
-DEFAULT_BLOCK_BYTES = {"cpu": 16 * 2**20, "cuda": 512 * 2**20}
+# CPU tiles of 256 texts x 1024 videos (1 MiB of scores) stay in the 2 MiB L2 cache of one core while they are
+# compared and summed four times; measured against other shapes in benchmarks/bench_metric.py. A GPU takes whole
+# rows of videos in large blocks.
+TILE_VIDEOS = {"cpu": 1024}
+DEFAULT_BLOCK_BYTES = {"cpu": 2**20, "cuda": 512 * 2**20}
 NDCG_CUTOFF = 10
 # Rows per block of the pair-score product that precedes the pass: few, cheap products.
 GUESS_ROWS = 256
@@ -92,83 +95,167 @@ def _chunk_size(chunk_size, max_block_bytes, videos: torch.Tensor) -> int:
         max_block_bytes = DEFAULT_BLOCK_BYTES["cpu" if videos.device.type == "cpu" else "cuda"]
     if isinstance(max_block_bytes, bool) or not isinstance(max_block_bytes, int) or max_block_bytes < 1:
         raise ValueError(f"`max_block_bytes` must be a positive int, but got {max_block_bytes!r}.")
-    return max(1, max_block_bytes // (videos.shape[0] * videos.element_size()))
+    tile_videos = min(videos.shape[0], TILE_VIDEOS["cpu"]) if videos.device.type == "cpu" else videos.shape[0]
+    return max(1, max_block_bytes // (tile_videos * videos.element_size()))
 
 
-def pair_ranks(texts, videos, pair_text, pair_video, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_ranks(
+    texts, videos, pair_text, pair_video, chunk_size: int, tile_videos: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """1-based stable ranks of every relevant (text, video) pair: of the video among all videos for the text,
-    and of the text among all texts for the video. `texts`, `videos` are normalised; pairs are sorted by text."""
-    # On CPU, threads scan whole blocks with single-threaded ops: the small counting ops that follow each product
-    # then never wait on a thread-pool barrier, which costs more than the ops themselves on a busy machine.
+    and of the text among all texts for the video. `texts`, `videos` are normalised; pairs are sorted by text.
+    Tiles hold `chunk_size` texts x `tile_videos` videos (by default per device, see `TILE_VIDEOS`)."""
+    if tile_videos is None:
+        tile_videos = TILE_VIDEOS["cpu"] if videos.device.type == "cpu" else videos.shape[0]
+    tiling = _Tiling(texts.shape[0], videos.shape[0], chunk_size, min(tile_videos, videos.shape[0]))
+    # On CPU, threads scan whole text chunks with single-threaded ops: the small counting ops that follow each
+    # product then never wait on a thread-pool barrier, which costs more than the ops themselves.
     workers = torch.get_num_threads() if texts.device.type == "cpu" else 1
     with _single_threaded_ops() if workers > 1 else nullcontext():
         guess = _pair_scores(texts, videos, pair_text, pair_video, chunk_size)
-        text_ranks, exact, video_ahead = _scan(texts, videos, pair_text, pair_video, guess, chunk_size, workers)
-        stale = torch.nonzero(exact != guess).flatten()
-        if stale.numel():
-            recount = _scan(texts, videos, pair_text[stale], pair_video[stale], exact[stale], chunk_size, workers)
-            video_ahead[stale] = recount[2]
-    return text_ranks, video_ahead + 1
+        pairs = _Pairs(pair_text, pair_video, guess, tiling)
+        text_ahead, text_reach, video_ahead, video_reach, exact = _scan(texts, videos, pairs, workers, ties=False)
+        # Counted against the wrong score, or tied with another item: recount these pairs with the tie rule.
+        unsure = (exact != guess) | (text_reach - text_ahead > 1) | (video_reach - video_ahead > 1)
+        unsure = torch.nonzero(unsure).flatten()
+        if unsure.numel():
+            pairs = _Pairs(pair_text[unsure], pair_video[unsure], exact[unsure], tiling)
+            text_ahead[unsure], _, video_ahead[unsure], _, _ = _scan(texts, videos, pairs, workers, ties=True)
+    return text_ahead.long() + 1, video_ahead.long() + 1
 
 
 def _pair_scores(texts, videos, pair_text, pair_video, chunk_size: int) -> torch.Tensor:
-    """Each pair's score from a product of its text rows against the relevant videos only: the value the main
-    pass will compute, as far as the BLAS gives the same number whichever block holds a row (`pair_ranks` checks)."""
+    """Each pair's score from a product of its text rows against the relevant videos only: the value its tile
+    will compute, as far as the BLAS gives the same number whichever product holds it (`pair_ranks` checks)."""
     chunk_size = max(chunk_size, GUESS_ROWS)
     scores = torch.empty(pair_text.shape[0], dtype=texts.dtype, device=texts.device)
-    for start, lo, hi in _chunks(pair_text, texts.shape[0], chunk_size):
+    starts = torch.arange(0, texts.shape[0] + chunk_size, chunk_size, device=texts.device)
+    bounds = torch.searchsorted(pair_text, starts).tolist()
+    for i, start in enumerate(starts[:-1].tolist()):
+        lo, hi = bounds[i], bounds[i + 1]
         columns, position = torch.unique(pair_video[lo:hi], return_inverse=True)
         block = texts[start : start + chunk_size] @ videos[columns].T
         scores[lo:hi] = block[pair_text[lo:hi] - start, position]
     return scores
 
 
-def _chunks(pair_text, num_texts: int, chunk_size: int):
-    """Yield (first text, first pair, end pair) per text chunk; pairs are sorted by text."""
-    starts = torch.arange(0, num_texts + chunk_size, chunk_size, device=pair_text.device).clamp_(max=num_texts)
-    bounds = torch.searchsorted(pair_text, starts).tolist()
-    for i, start in enumerate(starts[:-1].tolist()):
-        if start < num_texts:
-            yield start, bounds[i], bounds[i + 1]
+@dataclass(frozen=True)
+class _Tiling:
+    """The score matrix cut into tiles of `rows` texts x `columns` videos, in a fixed order: the same tile is
+    always the same product, so a recount sees the very numbers the first pass saw."""
+
+    num_texts: int
+    num_videos: int
+    rows: int
+    columns: int
+
+    @property
+    def chunk_starts(self) -> list[int]:
+        return list(range(0, self.num_texts, self.rows))
+
+    @property
+    def tile_starts(self) -> list[int]:
+        return list(range(0, self.num_videos, self.columns))
 
 
-def _scan(texts, videos, pair_text, pair_video, thresholds, chunk_size: int, workers: int):
-    """One pass over the score blocks, split over `workers` threads. Returns text -> video ranks and exact pair
-    scores, and for every pair the number of texts ranked ahead of its text for its video, counted against
-    `thresholds`. Pairs must be sorted by text; a recount (pairs a subset) runs with the same blocks."""
-    num_texts, num_videos = texts.shape[0], videos.shape[0]
-    device = texts.device
-    video_index = torch.arange(num_videos, device=device)
-    text_index = torch.arange(num_texts, device=device)
-    # One pair per text (per video) in order: blocks are counted in place, without gathering rows (columns).
-    identity_rows = pair_text.shape[0] == num_texts and torch.equal(pair_text, text_index)
-    identity_columns = pair_video.shape[0] == num_videos and torch.equal(pair_video, video_index)
-    count_dtype = texts.dtype if max(num_videos, chunk_size) < 2**24 else torch.float64
-    text_ranks = torch.empty(pair_text.shape[0], dtype=torch.long, device=device)
-    exact = torch.empty_like(thresholds)
+class _Pairs:
+    """Relevant pairs with their thresholds, indexed by tile: the pairs of each text chunk (rows to count), of
+    each video tile (columns to count, in video order) and of each single tile (whose score it computes)."""
 
-    def scan_chunks(chunks) -> torch.Tensor:
-        block = torch.empty(min(chunk_size, num_texts), num_videos, dtype=texts.dtype, device=device)
-        scratch = _Scratch(count_dtype, device)
-        video_ahead = torch.zeros(pair_text.shape[0], dtype=torch.long, device=device)
-        for start, lo, hi in chunks:
-            chunk = texts[start : start + chunk_size]
-            scores = torch.mm(chunk, videos.T, out=block[: chunk.shape[0]])
-            own_rows = scores if identity_rows else scores[pair_text[lo:hi] - start]
-            own = own_rows.gather(1, pair_video[lo:hi, None])
-            text_ranks[lo:hi] = _count_ahead(own_rows, own, pair_video[lo:hi], video_index, scratch) + 1
-            exact[lo:hi] = own[:, 0]
-            columns = (scores if identity_columns else scores[:, pair_video]).T
-            chunk_texts = text_index[start : start + chunk.shape[0]]
-            video_ahead += _count_ahead(columns, thresholds[:, None], pair_text, chunk_texts, scratch)
-        return video_ahead
+    def __init__(self, text, video, thresholds, tiling: _Tiling):
+        self.text, self.video, self.thresholds, self.tiling = text, video, thresholds, tiling
+        # One pair per text (per video) in order: tiles are counted in place, without gathering rows (columns).
+        count = torch.arange(text.shape[0], device=text.device)
+        self.identity_rows = text.shape[0] == tiling.num_texts and torch.equal(text, count)
+        self.identity_columns = video.shape[0] == tiling.num_videos and torch.equal(video, count)
+        self.chunk_bounds = _bounds(text, tiling.chunk_starts + [tiling.num_texts])
+        self.by_video = torch.argsort(video, stable=True)
+        self.tile_bounds = _bounds(video[self.by_video], tiling.tile_starts + [tiling.num_videos])
+        num_tiles = len(tiling.tile_starts)
+        tile_of = (text // tiling.rows) * num_tiles + video // tiling.columns
+        self.by_tile = torch.argsort(tile_of, stable=True)
+        self.own_bounds = _bounds(tile_of[self.by_tile], list(range(len(tiling.chunk_starts) * num_tiles + 1)))
+        # Position of each pair's score inside its tile, flattened (the last tile column may be narrower).
+        width = (tiling.num_videos - video // tiling.columns * tiling.columns).clamp(max=tiling.columns)
+        self.own_position = ((text % tiling.rows) * width + video % tiling.columns)[self.by_tile]
+        self.video_sorted, self.text_by_video = video[self.by_video], text[self.by_video]
+        self.thresholds_by_video = thresholds[self.by_video]
 
-    chunks = list(_chunks(pair_text, num_texts, chunk_size))
+
+def _bounds(sorted_values: torch.Tensor, starts: list[int]) -> list[int]:
+    return torch.searchsorted(sorted_values, torch.tensor(starts, device=sorted_values.device)).tolist()
+
+
+def _scan(texts, videos, pairs: _Pairs, workers: int, ties: bool):
+    """One pass over the tiles, text chunks split over `workers` threads. Per pair, against its threshold: the
+    videos ahead of its video for its text and the texts ahead of its text for its video, each with the number of
+    items that reach the threshold (`ties=False`: "ahead" counts only scores above it), or with the tie rule
+    applied (`ties=True`: reach counts are left at 0); and the pair's score as its tile computes it."""
+    scan = _TileCounter(texts, videos, pairs, ties)
+    chunks = range(len(pairs.tiling.chunk_starts))
     if workers == 1 or len(chunks) == 1:
-        return text_ranks, exact, scan_chunks(chunks)
-    with ThreadPoolExecutor(workers) as pool:
-        partials = list(pool.map(scan_chunks, [chunks[i::workers] for i in range(workers)]))
-    return text_ranks, exact, sum(partials)
+        video_counts = scan.chunks(chunks)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            video_counts = sum(pool.map(scan.chunks, [chunks[i::workers] for i in range(workers)]))
+    by_video, exact = torch.empty_like(video_counts), torch.empty_like(scan.exact)
+    by_video[:, pairs.by_video], exact[pairs.by_tile] = video_counts, scan.exact
+    return scan.text_counts[0], scan.text_counts[1], by_video[0], by_video[1], exact
+
+
+class _TileCounter:
+    """Counts of one pass: rows (text -> video) in place, columns (video -> text) per worker, in video order."""
+
+    def __init__(self, texts, videos, pairs: _Pairs, ties: bool):
+        self.texts, self.videos, self.pairs, self.ties = texts, videos, pairs, ties
+        # 0.0/1.0 floats sum several times faster than bools in torch, and exactly below 2**24.
+        tiling = pairs.tiling
+        self.dtype = torch.float32 if max(tiling.num_texts, tiling.num_videos) < 2**24 else torch.float64
+        self.text_counts = torch.zeros(2, pairs.text.shape[0], dtype=self.dtype, device=texts.device)
+        self.exact = torch.empty_like(pairs.thresholds)
+
+    def chunks(self, chunks) -> torch.Tensor:
+        tiling = self.pairs.tiling
+        video_counts = torch.zeros_like(self.text_counts)
+        tile = torch.empty(tiling.rows * tiling.columns, dtype=self.texts.dtype, device=self.texts.device)
+        scratch = _Scratch(self.dtype, self.texts.device)
+        for i in chunks:
+            for j in range(len(tiling.tile_starts)):
+                self.tile(i, j, tile, scratch, video_counts)
+        return video_counts
+
+    def tile(self, i: int, j: int, buffer, scratch, video_counts) -> None:
+        pairs, tiling = self.pairs, self.pairs.tiling
+        lo, hi, first, last = *pairs.chunk_bounds[i : i + 2], *pairs.tile_bounds[j : j + 2]
+        if lo == hi and first == last:
+            return  # a recount with no pair in this tile's rows or columns
+        start, left = i * tiling.rows, j * tiling.columns
+        chunk, gallery = self.texts[start : start + tiling.rows], self.videos[left : left + tiling.columns]
+        shape = (chunk.shape[0], gallery.shape[0])
+        scores = torch.mm(chunk, gallery.T, out=buffer[: shape[0] * shape[1]].view(shape))
+        own = pairs.own_bounds[i * len(tiling.tile_starts) + j : i * len(tiling.tile_starts) + j + 2]
+        if own[0] < own[1]:
+            self.exact[own[0] : own[1]] = scores.view(-1)[pairs.own_position[own[0] : own[1]]]
+        if lo < hi:
+            rows = scores if pairs.identity_rows else scores.index_select(0, pairs.text[lo:hi] - start)
+            self.count(rows, pairs.thresholds[lo:hi], pairs.video[lo:hi], left, scratch, self.text_counts[:, lo:hi])
+        if first < last:
+            columns = (
+                scores if pairs.identity_columns else scores.index_select(1, pairs.video_sorted[first:last] - left)
+            )
+            thresholds, texts = pairs.thresholds_by_video[first:last], pairs.text_by_video[first:last]
+            self.count(columns.T, thresholds, texts, start, scratch, video_counts[:, first:last])
+
+    def count(self, block, own_score, own_index, first_index: int, scratch, counts) -> None:
+        """Add to `counts` per row of `block` (items numbered from `first_index`): entries above `own_score`
+        and entries reaching it, or with `ties`, entries above it or equal to it at an index before `own_index`."""
+        own_score = own_score[:, None]
+        counts[0] += torch.gt(block, own_score, out=scratch.like(block)).sum(1)
+        if not self.ties:
+            counts[1] += torch.ge(block, own_score, out=scratch.like(block)).sum(1)
+            return
+        index = torch.arange(first_index, first_index + block.shape[1], device=block.device)
+        counts[0] += ((block == own_score) & (index < own_index[:, None])).sum(1)
 
 
 @contextmanager
@@ -196,37 +283,6 @@ class _Scratch:
         if block.stride(0) == 1 and block.shape[0] > 1:
             return self.buffer[: block.numel()].view(block.shape[1], block.shape[0]).T
         return self.buffer[: block.numel()].view(block.shape)
-
-
-def _count_ahead(block, own_score, own_index, index, scratch: _Scratch) -> torch.Tensor:
-    """Per row of `block`: entries above `own_score`, plus entries equal to it at an `index` before `own_index`."""
-    at_least = torch.ge(block, own_score, out=scratch.like(block)).sum(1)
-    # The relevant item itself reaches its own score wherever this block holds it. Rows where nothing else does
-    # (every query ranked first) are done; only the others need the strict count and the tie rule.
-    holds_own = (own_index >= index[0]) & (own_index <= index[-1])
-    ahead = torch.zeros(block.shape[0], dtype=torch.long, device=block.device)
-    crowded = torch.nonzero(at_least > holds_own).flatten()
-    if crowded.numel():
-        if 4 * crowded.numel() > block.shape[0]:
-            # Many rows: one strict pass over the whole block costs less than gathering them first.
-            above = torch.gt(block, own_score, out=scratch.like(block)).sum(1)[crowded]
-        else:
-            rows = _select_rows(block, crowded)
-            above = torch.gt(rows, own_score[crowded], out=scratch.like(rows)).sum(1)
-        ahead[crowded] = above.long()
-        tied = crowded[at_least[crowded] - above > holds_own[crowded]]
-        if tied.numel():
-            earlier = index[None, :] < own_index[tied, None]
-            ahead[tied] += ((_select_rows(block, tied) == own_score[tied]) & earlier).sum(1)
-    return ahead
-
-
-def _select_rows(block: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """`block[rows]`, gathered in memory order: the rows of a transposed view are columns of its base, and picking
-    them one strided element at a time would touch a cache line per score."""
-    if block.stride(0) == 1 and block.shape[0] > 1:
-        return block.T.index_select(1, rows).T
-    return block.index_select(0, rows)
 
 
 def _direction_metrics(prefix: str, query, ranks, k_values) -> dict[str, float]:
