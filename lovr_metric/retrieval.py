@@ -31,11 +31,13 @@ import torch
 
 from ._retrieval_inputs import check_inputs, check_k_values
 
-# CPU tiles of 256 texts x 1024 videos (1 MiB of scores) stay in the 2 MiB L2 cache of one core while they are
-# compared and summed four times; measured against other shapes in benchmarks/bench_metric.py. A GPU takes whole
-# rows of videos in large blocks.
-TILE_VIDEOS = {"cpu": 1024}
-DEFAULT_BLOCK_BYTES = {"cpu": 2**20, "cuda": 512 * 2**20}
+# CPU: products of 1024 texts x 2048 videos (8 MiB of scores) ran fastest here (few re-reads of the gallery, BLAS
+# packing amortised; 2048 x 1024, 512 x 2048 and 100-text row blocks were slower), and are counted in slices of
+# 256 texts (2 MiB) that a core's L2 cache mostly holds while they are compared and summed; shapes measured side
+# by side at 16,384 x 40,804. A GPU takes whole rows of videos in large blocks and counts them at once.
+TILE_VIDEOS = {"cpu": 2048}
+COUNT_ROWS = {"cpu": 256}
+DEFAULT_BLOCK_BYTES = {"cpu": 8 * 2**20, "cuda": 512 * 2**20}
 NDCG_CUTOFF = 10
 # Rows per block of the pair-score product that precedes the pass: few, cheap products.
 GUESS_ROWS = 256
@@ -100,27 +102,35 @@ def _chunk_size(chunk_size, max_block_bytes, videos: torch.Tensor) -> int:
 
 
 def pair_ranks(
-    texts, videos, pair_text, pair_video, chunk_size: int, tile_videos: int | None = None
+    texts,
+    videos,
+    pair_text,
+    pair_video,
+    chunk_size: int,
+    tile_videos: int | None = None,
+    count_rows: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """1-based stable ranks of every relevant (text, video) pair: of the video among all videos for the text,
     and of the text among all texts for the video. `texts`, `videos` are normalised; pairs are sorted by text.
-    Tiles hold `chunk_size` texts x `tile_videos` videos (by default per device, see `TILE_VIDEOS`)."""
+    Tiles hold `chunk_size` texts x `tile_videos` videos, counted `count_rows` texts at a time (by default per
+    device: `TILE_VIDEOS`, `COUNT_ROWS`)."""
+    on_cpu = videos.device.type == "cpu"
     if tile_videos is None:
-        tile_videos = TILE_VIDEOS["cpu"] if videos.device.type == "cpu" else videos.shape[0]
-    tiling = _Tiling(texts.shape[0], videos.shape[0], chunk_size, min(tile_videos, videos.shape[0]))
+        tile_videos = TILE_VIDEOS["cpu"] if on_cpu else videos.shape[0]
+    count_rows = min(chunk_size, count_rows or (COUNT_ROWS["cpu"] if on_cpu else chunk_size))
+    tiling = _Tiling(texts.shape[0], videos.shape[0], chunk_size, min(tile_videos, videos.shape[0]), count_rows)
     # On CPU, threads scan whole text chunks with single-threaded ops: the small counting ops that follow each
     # product then never wait on a thread-pool barrier, which costs more than the ops themselves.
     workers = torch.get_num_threads() if texts.device.type == "cpu" else 1
     with _single_threaded_ops() if workers > 1 else nullcontext():
         guess = _pair_scores(texts, videos, pair_text, pair_video, chunk_size)
         pairs = _Pairs(pair_text, pair_video, guess, tiling)
-        text_ahead, text_reach, video_ahead, video_reach, exact = _scan(texts, videos, pairs, workers, ties=False)
-        # Counted against the wrong score, or tied with another item: recount these pairs with the tie rule.
-        unsure = (exact != guess) | (text_reach - text_ahead > 1) | (video_reach - video_ahead > 1)
-        unsure = torch.nonzero(unsure).flatten()
-        if unsure.numel():
-            pairs = _Pairs(pair_text[unsure], pair_video[unsure], exact[unsure], tiling)
-            text_ahead[unsure], _, video_ahead[unsure], _, _ = _scan(texts, videos, pairs, workers, ties=True)
+        text_ahead, video_ahead, exact = _scan(texts, videos, pairs, workers)
+        # Pairs counted against a score their tile did not compute: recount them against the tile's.
+        stale = torch.nonzero(exact != guess).flatten()
+        if stale.numel():
+            pairs = _Pairs(pair_text[stale], pair_video[stale], exact[stale], tiling)
+            text_ahead[stale], video_ahead[stale], _ = _scan(texts, videos, pairs, workers)
     return text_ahead.long() + 1, video_ahead.long() + 1
 
 
@@ -142,12 +152,14 @@ def _pair_scores(texts, videos, pair_text, pair_video, chunk_size: int) -> torch
 @dataclass(frozen=True)
 class _Tiling:
     """The score matrix cut into tiles of `rows` texts x `columns` videos, in a fixed order: the same tile is
-    always the same product, so a recount sees the very numbers the first pass saw."""
+    always the same product, so a recount sees the very numbers the first pass saw. Each tile is counted in
+    slices of `count_rows` texts."""
 
     num_texts: int
     num_videos: int
     rows: int
     columns: int
+    count_rows: int
 
     @property
     def chunk_starts(self) -> list[int]:
@@ -156,6 +168,15 @@ class _Tiling:
     @property
     def tile_starts(self) -> list[int]:
         return list(range(0, self.num_videos, self.columns))
+
+    @property
+    def slices_per_chunk(self) -> int:
+        return -(-self.rows // self.count_rows)
+
+    @property
+    def slice_starts(self) -> list[int]:
+        slices = range(0, self.slices_per_chunk * self.count_rows, self.count_rows)
+        return [start + top for start in self.chunk_starts for top in slices if start + top < self.num_texts]
 
 
 class _Pairs:
@@ -168,7 +189,7 @@ class _Pairs:
         count = torch.arange(text.shape[0], device=text.device)
         self.identity_rows = text.shape[0] == tiling.num_texts and torch.equal(text, count)
         self.identity_columns = video.shape[0] == tiling.num_videos and torch.equal(video, count)
-        self.chunk_bounds = _bounds(text, tiling.chunk_starts + [tiling.num_texts])
+        self.slice_bounds = _bounds(text, tiling.slice_starts + [tiling.num_texts])
         self.by_video = torch.argsort(video, stable=True)
         self.tile_bounds = _bounds(video[self.by_video], tiling.tile_starts + [tiling.num_videos])
         num_tiles = len(tiling.tile_starts)
@@ -186,12 +207,11 @@ def _bounds(sorted_values: torch.Tensor, starts: list[int]) -> list[int]:
     return torch.searchsorted(sorted_values, torch.tensor(starts, device=sorted_values.device)).tolist()
 
 
-def _scan(texts, videos, pairs: _Pairs, workers: int, ties: bool):
-    """One pass over the tiles, text chunks split over `workers` threads. Per pair, against its threshold: the
-    videos ahead of its video for its text and the texts ahead of its text for its video, each with the number of
-    items that reach the threshold (`ties=False`: "ahead" counts only scores above it), or with the tie rule
-    applied (`ties=True`: reach counts are left at 0); and the pair's score as its tile computes it."""
-    scan = _TileCounter(texts, videos, pairs, ties)
+def _scan(texts, videos, pairs: _Pairs, workers: int):
+    """One pass over the tiles, text chunks split over `workers` threads. Per pair, counted against its threshold:
+    the videos ahead of its video for its text, the texts ahead of its text for its video, and the pair's score
+    as its tile computes it."""
+    scan = _TileCounter(texts, videos, pairs)
     chunks = range(len(pairs.tiling.chunk_starts))
     if workers == 1 or len(chunks) == 1:
         video_counts = scan.chunks(chunks)
@@ -199,19 +219,19 @@ def _scan(texts, videos, pairs: _Pairs, workers: int, ties: bool):
         with ThreadPoolExecutor(workers) as pool:
             video_counts = sum(pool.map(scan.chunks, [chunks[i::workers] for i in range(workers)]))
     by_video, exact = torch.empty_like(video_counts), torch.empty_like(scan.exact)
-    by_video[:, pairs.by_video], exact[pairs.by_tile] = video_counts, scan.exact
-    return scan.text_counts[0], scan.text_counts[1], by_video[0], by_video[1], exact
+    by_video[pairs.by_video], exact[pairs.by_tile] = video_counts, scan.exact
+    return scan.text_counts, by_video, exact
 
 
 class _TileCounter:
     """Counts of one pass: rows (text -> video) in place, columns (video -> text) per worker, in video order."""
 
-    def __init__(self, texts, videos, pairs: _Pairs, ties: bool):
-        self.texts, self.videos, self.pairs, self.ties = texts, videos, pairs, ties
+    def __init__(self, texts, videos, pairs: _Pairs):
+        self.texts, self.videos, self.pairs = texts, videos, pairs
         # 0.0/1.0 floats sum several times faster than bools in torch, and exactly below 2**24.
         tiling = pairs.tiling
         self.dtype = torch.float32 if max(tiling.num_texts, tiling.num_videos) < 2**24 else torch.float64
-        self.text_counts = torch.zeros(2, pairs.text.shape[0], dtype=self.dtype, device=texts.device)
+        self.text_counts = torch.zeros(pairs.text.shape[0], dtype=self.dtype, device=texts.device)
         self.exact = torch.empty_like(pairs.thresholds)
 
     def chunks(self, chunks) -> torch.Tensor:
@@ -226,8 +246,11 @@ class _TileCounter:
 
     def tile(self, i: int, j: int, buffer, scratch, video_counts) -> None:
         pairs, tiling = self.pairs, self.pairs.tiling
-        lo, hi, first, last = *pairs.chunk_bounds[i : i + 2], *pairs.tile_bounds[j : j + 2]
-        if lo == hi and first == last:
+        slices = range(
+            i * tiling.slices_per_chunk, min((i + 1) * tiling.slices_per_chunk, len(pairs.slice_bounds) - 1)
+        )
+        first, last = pairs.tile_bounds[j : j + 2]
+        if pairs.slice_bounds[slices[0]] == pairs.slice_bounds[slices[-1] + 1] and first == last:
             return  # a recount with no pair in this tile's rows or columns
         start, left = i * tiling.rows, j * tiling.columns
         chunk, gallery = self.texts[start : start + tiling.rows], self.videos[left : left + tiling.columns]
@@ -236,26 +259,38 @@ class _TileCounter:
         own = pairs.own_bounds[i * len(tiling.tile_starts) + j : i * len(tiling.tile_starts) + j + 2]
         if own[0] < own[1]:
             self.exact[own[0] : own[1]] = scores.view(-1)[pairs.own_position[own[0] : own[1]]]
-        if lo < hi:
-            rows = scores if pairs.identity_rows else scores.index_select(0, pairs.text[lo:hi] - start)
-            self.count(rows, pairs.thresholds[lo:hi], pairs.video[lo:hi], left, scratch, self.text_counts[:, lo:hi])
-        if first < last:
-            columns = (
-                scores if pairs.identity_columns else scores.index_select(1, pairs.video_sorted[first:last] - left)
-            )
-            thresholds, texts = pairs.thresholds_by_video[first:last], pairs.text_by_video[first:last]
-            self.count(columns.T, thresholds, texts, start, scratch, video_counts[:, first:last])
+        for k, top in zip(slices, range(0, shape[0], tiling.count_rows), strict=True):
+            self.slice(scores, k, start, top, left, scratch, video_counts)
 
-    def count(self, block, own_score, own_index, first_index: int, scratch, counts) -> None:
-        """Add to `counts` per row of `block` (items numbered from `first_index`): entries above `own_score`
-        and entries reaching it, or with `ties`, entries above it or equal to it at an index before `own_index`."""
+    def slice(self, scores, k: int, start: int, top: int, left: int, scratch, video_counts) -> None:
+        """Count the rows `top:top + count_rows` of the tile at text `start`, video `left`: slice `k`."""
+        pairs, part = self.pairs, scores[top : top + self.pairs.tiling.count_rows]
+        lo, hi = pairs.slice_bounds[k : k + 2]
+        first, last = pairs.tile_bounds[left // pairs.tiling.columns : left // pairs.tiling.columns + 2]
+        if lo < hi:
+            rows = part if pairs.identity_rows else scores.index_select(0, pairs.text[lo:hi] - start)
+            self.count(rows, pairs.thresholds[lo:hi], pairs.video[lo:hi], left, scratch, self.text_counts[lo:hi])
+        if first < last:
+            columns = part if pairs.identity_columns else part.index_select(1, pairs.video_sorted[first:last] - left)
+            thresholds, texts = pairs.thresholds_by_video[first:last], pairs.text_by_video[first:last]
+            self.count(columns.T, thresholds, texts, start + top, scratch, video_counts[first:last])
+
+    @staticmethod
+    def count(block, own_score, own_index, first_index: int, scratch, counts) -> None:
+        """Add to `counts` per row of `block` (items numbered from `first_index`) the entries above `own_score`
+        and those equal to it at an index before `own_index` (the tie rule)."""
         own_score = own_score[:, None]
-        counts[0] += torch.gt(block, own_score, out=scratch.like(block)).sum(1)
-        if not self.ties:
-            counts[1] += torch.ge(block, own_score, out=scratch.like(block)).sum(1)
-            return
-        index = torch.arange(first_index, first_index + block.shape[1], device=block.device)
-        counts[0] += ((block == own_score) & (index < own_index[:, None])).sum(1)
+        above = torch.gt(block, own_score, out=scratch.like(block)).sum(1)
+        counts += above
+        # A row whose scores reach its threshold more often than its own item can account for holds a tie. Ties
+        # are rare, so they are found with one more pass and resolved row by row.
+        extra = torch.ge(block, own_score, out=scratch.like(block)).sum(1) - above
+        holds_own = (own_index >= first_index) & (own_index < first_index + block.shape[1])
+        tied = torch.nonzero(extra > holds_own).flatten()
+        if tied.numel():
+            index = torch.arange(first_index, first_index + block.shape[1], device=block.device)
+            equal = block.index_select(0, tied) == own_score[tied]
+            counts[tied] += (equal & (index < own_index[tied, None])).sum(1).to(counts.dtype)
 
 
 @contextmanager

@@ -134,16 +134,20 @@ def test_random_floats_with_duplicated_rows_rank_like_full_argsort():
     num_videos=st.integers(1, 30),
     chunk_size=st.integers(1, 9),
     tile_videos=st.integers(1, 9),
+    count_rows=st.integers(1, 4),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_tiles_of_texts_and_videos_rank_like_full_argsort(num_texts, num_videos, chunk_size, tile_videos, seed):
-    # Tiles narrower than the gallery: counts add up across video tiles and text chunks, ties included.
+def test_tiles_of_texts_and_videos_rank_like_full_argsort(
+    num_texts, num_videos, chunk_size, tile_videos, count_rows, seed
+):
+    # Tiles narrower than the gallery, counted in slices of fewer texts: counts add up across video tiles, text
+    # chunks and slices, ties included.
     rng = np.random.default_rng(seed)
     vectors = torch.tensor(exact_vectors(rng, 5)) / 2
     texts, videos = vectors[rng.integers(5, size=num_texts)], vectors[rng.integers(5, size=num_videos)]
     pair_text = torch.tensor(np.sort(rng.integers(num_texts, size=num_texts + 3)))
     pair_video = torch.tensor(rng.integers(num_videos, size=num_texts + 3))
-    text_ranks, video_ranks = pair_ranks(texts, videos, pair_text, pair_video, chunk_size, tile_videos)
+    text_ranks, video_ranks = pair_ranks(texts, videos, pair_text, pair_video, chunk_size, tile_videos, count_rows)
     scores = texts @ videos.T
     by_text = torch.argsort(torch.argsort(-scores, dim=1, stable=True), dim=1) + 1
     by_video = torch.argsort(torch.argsort(-scores.T, dim=1, stable=True), dim=1) + 1
