@@ -5,18 +5,21 @@ from lovr_metric import retrieval_metrics
 scores = retrieval_metrics(text_embeddings, text_ids, video_embeddings, video_ids, k_values=(1, 5, 10))
 ```
 
-Both directions come from one chunked pass over the score matrix, which is never materialised: each block holds
-the cosine similarities of a few texts against every video. A relevant item's rank is that of a stable sort by
+Both directions come from one pass over the score matrix, which is never materialised: it is cut into tiles of
+a chunk of texts x a range of videos, each one matrix product. A relevant item's rank is that of a stable sort by
 descending score (a tie goes to the item earlier in the gallery), counted exactly as
-`1 + #(scores > own score) + #(earlier items with score == own score)`.
+`1 + #(scores > own score) + #(earlier items with score == own score)`. Counts add up across tiles: a text's
+videos ahead are summed over the video ranges, a video's texts ahead over the text chunks. Each tile is counted in
+slices that stay in the CPU's L2 cache: per pair, ">" counts, and ">=" counts that reveal the rare rows holding a
+tie, which are then resolved row by row with the tie rule.
 
-Exactness: a score is the value the block's matrix product computes. The text -> video threshold (the relevant
-video's score) is read from the block that is being counted, so it is always the same number. The video -> text
-threshold of a pair is needed in every block before the pair's own block is reached; it is first taken from a
-small product of the same text rows against the relevant videos only (bitwise equal on the BLAS libraries we
-tried), then checked against the block's value; any pair where they differ is recounted in a second pass with the
-exact value. The result therefore equals a stable argsort of the block-computed matrix, and a naive full-matrix
-argsort wherever the BLAS gives the same numbers for a row whichever block computes it (tests/metric checks both).
+Exactness: a score is the value its tile's product computes. Every pair's own score (the threshold) is needed in
+tiles before its own tile is reached; it is first taken from a small product of the same text rows against the
+relevant videos only (bitwise equal on the BLAS libraries we tried), then checked against its tile's value; any
+pair where they differ is recounted in a second pass with the tile's value (the same tiles, hence the same
+numbers). The result therefore equals a stable argsort of the tile-computed matrix, and a naive full-matrix
+argsort wherever the BLAS gives the same numbers for a score whichever product computes it (tests/metric checks
+both).
 """
 
 from __future__ import annotations
