@@ -23,7 +23,11 @@ import string
 from functools import cache
 from pathlib import Path
 
+import torch
+
 from lovr_common.tiny_models import register
+
+SEED = 0
 
 IMAGE_SIZE = 32
 PATCH_SIZE = 8
@@ -117,6 +121,7 @@ def build_clip(out_dir: Path) -> None:
     config.text_config.bos_token_id = tokenizer.bos_token_id
     config.text_config.eos_token_id = tokenizer.eos_token_id
     config.text_config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(SEED)  # the same weights on every machine: cached embeddings and test outputs agree
     CLIPModel(config).eval().save_pretrained(out_dir)
     CLIPProcessor(image_processor=_clip_image_processor(), tokenizer=tokenizer).save_pretrained(out_dir)
 
@@ -147,6 +152,7 @@ def build_xclip(out_dir: Path) -> None:
         projection_dim=PROJECTION,
         prompt_num_attention_heads=2,
     )
+    torch.manual_seed(SEED)  # the same weights on every machine: cached embeddings and test outputs agree
     XCLIPModel(config).eval().save_pretrained(out_dir)
     XCLIPProcessor(image_processor=_clip_image_processor(), tokenizer=tokenizer).save_pretrained(out_dir)
 
@@ -204,6 +210,7 @@ def build_siglip(out_dir: Path) -> None:
         ),
         vision_config=_tiny_encoder(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE),
     )
+    torch.manual_seed(SEED)  # the same weights on every machine: cached embeddings and test outputs agree
     SiglipModel(config).eval().save_pretrained(out_dir)
     image_processor = SiglipImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out_dir)

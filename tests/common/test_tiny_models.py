@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from lovr_common.tiny_models import RANDOM_WEIGHTS_MARKER, available, is_random_weights, tiny_model_path
 
@@ -22,3 +23,15 @@ def test_build_is_cached_and_rebuilt_when_the_recipe_changed(tmp_path):
     assert tiny_model_path("clip", tmp_path) == path
     assert not (path / "sentinel").exists()
     assert "recipe: old" not in marker.read_text()
+
+
+@pytest.mark.parametrize("name", available())
+def test_every_recipe_builds_the_same_weights_twice(tmp_path, name):
+    # Cached embeddings, resumed runs and expected test outputs all rely on a recipe being deterministic.
+    from safetensors.torch import load_file
+
+    first, second = (tiny_model_path(name, tmp_path / run) for run in ("a", "b"))
+    [weights_a], [weights_b] = (list(path.glob("*.safetensors")) for path in (first, second))
+    a, b = load_file(weights_a), load_file(weights_b)
+    assert a.keys() == b.keys()
+    assert [key for key in a if not torch.equal(a[key], b[key])] == []
