@@ -53,8 +53,11 @@ style: $(STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
+# Every benchmark, one after the other (about 10 minutes on 2 cores): each prints its table of ratios.
+BENCHMARKS := bench_metric bench_dataset bench_generation bench_caption bench_encode
 bench: $(STAMP)
-	$(OFFLINE) $(PY) benchmarks/bench_metric.py
+	$(PY) -m pip install -q -e ".[bench]"
+	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(OFFLINE) $(PY) benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .cache
