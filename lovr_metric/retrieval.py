@@ -10,8 +10,9 @@ a chunk of texts x a range of videos, each one matrix product. A relevant item's
 descending score (a tie goes to the item earlier in the gallery), counted exactly as
 `1 + #(scores > own score) + #(earlier items with score == own score)`. Counts add up across tiles: a text's
 videos ahead are summed over the video ranges, a video's texts ahead over the text chunks. Each tile is counted in
-slices that stay in the CPU's L2 cache: per pair, ">" counts, and ">=" counts that reveal the rare rows holding a
-tie, which are then resolved row by row with the tie rule.
+slices that stay in the CPU's L2 cache, in one ">=" pass per direction: against the own score where the slice lies
+before the own item, against the next float up (the same as ">" the own score) where it lies after. Only rows
+holding their own item split: a ">" count there, whose rare extra ties are resolved row by row with the tie rule.
 
 Exactness: a score is the value its tile's product computes. Every pair's own score (the threshold) is needed in
 tiles before its own tile is reached; it is first taken from a small product of the same text rows against the
@@ -203,7 +204,17 @@ class _Pairs:
         width = (tiling.num_videos - video // tiling.columns * tiling.columns).clamp(max=tiling.columns)
         self.own_position = ((text % tiling.rows) * width + video % tiling.columns)[self.by_tile]
         self.video_sorted, self.text_by_video = video[self.by_video], text[self.by_video]
-        self.thresholds_by_video = thresholds[self.by_video]
+        self.above = _next_up(thresholds)
+        self.thresholds_by_video, self.above_by_video = thresholds[self.by_video], self.above[self.by_video]
+
+
+def _next_up(thresholds: torch.Tensor) -> torch.Tensor:
+    """The least float above each threshold, so that `>= _next_up(s)` counts exactly `> s` (inputs are finite;
+    -0.0 and +0.0 both give the least denormal)."""
+    above = torch.nextafter(thresholds, torch.tensor(float("inf"), dtype=thresholds.dtype, device=thresholds.device))
+    # With denormals flushed (`torch.set_flush_denormal`), they compare as zero: the least normal float is next.
+    tiny = torch.finfo(thresholds.dtype).tiny
+    return torch.where(above > thresholds, above, torch.full_like(above, tiny))
 
 
 def _bounds(sorted_values: torch.Tensor, starts: list[int]) -> list[int]:
@@ -272,28 +283,41 @@ class _TileCounter:
         first, last = pairs.tile_bounds[left // pairs.tiling.columns : left // pairs.tiling.columns + 2]
         if lo < hi:
             rows = part if pairs.identity_rows else scores.index_select(0, pairs.text[lo:hi] - start)
-            self.count(rows, pairs.thresholds[lo:hi], pairs.video[lo:hi], left, scratch, self.text_counts[lo:hi])
+            thresholds, above = pairs.thresholds[lo:hi], pairs.above[lo:hi]
+            self.count(rows, thresholds, above, pairs.video[lo:hi], left, scratch, self.text_counts[lo:hi])
         if first < last:
             columns = part if pairs.identity_columns else part.index_select(1, pairs.video_sorted[first:last] - left)
-            thresholds, texts = pairs.thresholds_by_video[first:last], pairs.text_by_video[first:last]
-            self.count(columns.T, thresholds, texts, start + top, scratch, video_counts[first:last])
+            thresholds, above = pairs.thresholds_by_video[first:last], pairs.above_by_video[first:last]
+            texts = pairs.text_by_video[first:last]
+            self.count(columns.T, thresholds, above, texts, start + top, scratch, video_counts[first:last])
 
     @staticmethod
-    def count(block, own_score, own_index, first_index: int, scratch, counts) -> None:
-        """Add to `counts` per row of `block` (items numbered from `first_index`) the entries above `own_score`
-        and those equal to it at an index before `own_index` (the tie rule)."""
+    def count(block, own_score, own_above, own_index, first_index: int, scratch, counts) -> None:
+        """Add to `counts` per row of `block` (items numbered from `first_index`) the items ahead of the row's own
+        item by the tie rule: one ">=" pass against the own score where the block lies before the own item, against
+        the next float up (`own_above`: ">" the own score) where it lies after; rows holding their own item split."""
+        last_index = first_index + block.shape[1]
+        threshold = torch.where(own_index < first_index, own_above, own_score)[:, None]
+        ahead = torch.ge(block, threshold, out=scratch.like(block)).sum(1)
+        inside = torch.nonzero((own_index >= first_index) & (own_index < last_index)).flatten()
+        if inside.numel():
+            rows, position = block.index_select(0, inside), own_index[inside] - first_index
+            ahead[inside] = _TileCounter.split(rows, own_score[inside], position, ahead[inside], scratch)
+        counts += ahead
+
+    @staticmethod
+    def split(rows, own_score, position, at_least, scratch) -> torch.Tensor:
+        """The tie rule on rows that hold their own item at `position`, given their counts `at_least` of scores
+        >= the own score: scores above it, plus ties before the own item. A row tied only with its own item (the
+        common case) needs no more than the ">" count; other ties are rare and resolved row by row."""
         own_score = own_score[:, None]
-        above = torch.gt(block, own_score, out=scratch.like(block)).sum(1)
-        counts += above
-        # A row whose scores reach its threshold more often than its own item can account for holds a tie. Ties
-        # are rare, so they are found with one more pass and resolved row by row.
-        extra = torch.ge(block, own_score, out=scratch.like(block)).sum(1) - above
-        holds_own = (own_index >= first_index) & (own_index < first_index + block.shape[1])
-        tied = torch.nonzero(extra > holds_own).flatten()
+        above = torch.gt(rows, own_score, out=scratch.like(rows)).sum(1)
+        tied = torch.nonzero(at_least - above > 1).flatten()
         if tied.numel():
-            index = torch.arange(first_index, first_index + block.shape[1], device=block.device)
-            equal = block.index_select(0, tied) == own_score[tied]
-            counts[tied] += (equal & (index < own_index[tied, None])).sum(1).to(counts.dtype)
+            index = torch.arange(rows.shape[1], device=rows.device)
+            equal = rows.index_select(0, tied) == own_score[tied]
+            above[tied] += (equal & (index < position[tied, None])).sum(1).to(above.dtype)
+        return above
 
 
 @contextmanager

@@ -155,6 +155,63 @@ def test_tiles_of_texts_and_videos_rank_like_full_argsort(
     assert torch.equal(video_ranks, by_video[pair_video, pair_text])
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    num_items=st.integers(1, 20),
+    chunk_size=st.integers(1, 7),
+    tile_videos=st.integers(1, 7),
+    count_rows=st.integers(1, 3),
+    zero_sign=st.sampled_from([1.0, -1.0]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_own_items_at_every_tile_position_with_ties_on_both_sides(
+    num_items, chunk_size, tile_videos, count_rows, zero_sign, seed
+):
+    # Two vectors and their negation: every row ties with many others at its own score, before and after its own
+    # index, and scores of 0 are common. Each text's own video is its index (plus a shifted copy), so own items
+    # fall at every position of the tiles, edges included. Zero pair scores get the sign `zero_sign` (-0.0 ==
+    # 0.0, so no recount follows): "> -0.0" must count like "> 0.0".
+    import lovr_metric.retrieval as retrieval
+
+    def signed_zero_pair_scores(*args):
+        scores = exact_pair_scores(*args)
+        return torch.where(scores == 0, zero_sign * scores.abs(), scores)
+
+    exact_pair_scores = retrieval._pair_scores
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(retrieval, "_pair_scores", signed_zero_pair_scores)
+        _check_own_items_everywhere(seed, num_items, chunk_size, tile_videos, count_rows)
+
+
+def _check_own_items_everywhere(seed, num_items, chunk_size, tile_videos, count_rows):
+    rng = np.random.default_rng(seed)
+    pool = torch.tensor([[0.5, 0.5, 0.5, 0.5], [0.5, -0.5, 0.5, -0.5], [-0.5, -0.5, -0.5, -0.5]])
+    texts, videos = pool[rng.integers(3, size=num_items)], pool[rng.integers(3, size=num_items)]
+    own = torch.arange(num_items)
+    pair_text = torch.cat([own, own]).sort(stable=True).values
+    pair_video = torch.stack([own, (own + 1 + rng.integers(num_items)) % num_items], dim=1).flatten()
+    text_ranks, video_ranks = pair_ranks(texts, videos, pair_text, pair_video, chunk_size, tile_videos, count_rows)
+    scores = texts @ videos.T
+    by_text = torch.argsort(torch.argsort(-scores, dim=1, stable=True), dim=1) + 1
+    by_video = torch.argsort(torch.argsort(-scores.T, dim=1, stable=True), dim=1) + 1
+    assert torch.equal(text_ranks, by_text[pair_text, pair_video])
+    assert torch.equal(video_ranks, by_video[pair_video, pair_text])
+
+
+def test_one_pair_per_text_and_video_in_narrow_tiles():
+    # Identity pairs are counted in place (no gathered rows or columns); duplicated rows tie at the own score.
+    rng = np.random.default_rng(11)
+    vectors = torch.tensor(exact_vectors(rng, 3)) / 2
+    texts, videos = vectors[rng.integers(3, size=23)], vectors[rng.integers(3, size=23)]
+    own = torch.arange(23)
+    text_ranks, video_ranks = pair_ranks(texts, videos, own, own, chunk_size=5, tile_videos=4, count_rows=2)
+    scores = texts @ videos.T
+    by_text = torch.argsort(torch.argsort(-scores, dim=1, stable=True), dim=1) + 1
+    by_video = torch.argsort(torch.argsort(-scores.T, dim=1, stable=True), dim=1) + 1
+    assert torch.equal(text_ranks, by_text[own, own])
+    assert torch.equal(video_ranks, by_video[own, own])
+
+
 def test_single_query_and_float_dtypes():
     rng = np.random.default_rng(1)
     videos = rng.normal(size=(9, 8))
