@@ -17,6 +17,8 @@ thread, overlapped with preprocessing and the model; only a batch of frames is h
 
 from __future__ import annotations
 
+import hashlib
+import json
 import queue
 import threading
 import time
@@ -84,6 +86,19 @@ class VideoJob:
     job_id: str
     path: Path
     segments: list[Segment]
+
+    @property
+    def signature(self) -> str:
+        """What the job's embeddings depend on besides the model: the file (resolved path, size, modification
+        time) and the segments cut from it. Ids alone are not enough: a new run folder can reuse
+        `<video>-Scene-001` for another time range, or replace the file behind a path."""
+        try:
+            stat = self.path.stat()
+            file = [str(self.path.resolve()), stat.st_size, stat.st_mtime_ns]
+        except OSError:
+            file = [str(self.path)]
+        segments = [[s.key, s.kind, s.start, s.end] for s in self.segments]
+        return hashlib.sha1(json.dumps([file, segments]).encode()).hexdigest()[:16]
 
 
 @dataclass

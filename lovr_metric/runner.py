@@ -27,7 +27,7 @@ from lovr_common.tiny_models import is_random_weights
 from lovr_common.video import VideoError
 from lovr_metric.cache import EmbeddingCache, folder_fingerprint, text_key
 from lovr_metric.encoders import EncoderConfig, TextEncoder, VideoEncoder, load_encoder
-from lovr_metric.frames import COST_PARTS, FrameSampling, embed_job
+from lovr_metric.frames import COST_PARTS, FrameSampling, VideoJob, embed_job
 from lovr_metric.jobs import EvalData, plan
 from lovr_metric.registry import check_servable, get_baseline
 from lovr_metric.report import plot_pass_at_k, results_markdown
@@ -135,24 +135,30 @@ def encode_texts(encoder: TextEncoder, cache: EmbeddingCache, texts: list[str], 
             cache.put("text", {text_key(t): v for t, v in zip(batch, vectors.numpy(), strict=True)})
 
 
+def _job_record(cache: EmbeddingCache, job: VideoJob) -> dict:
+    """The cache's record of `job` if it was run on the same file and segments as now, else `{}`."""
+    record = cache.records().get(("job", job.job_id), {})
+    return record if record.get("signature") == job.signature else {}
+
+
 def encode_videos(encoder, cache: EmbeddingCache, data: EvalData, sampling: FrameSampling) -> None:
     """Embed (on this process's share) every job the cache has not finished; a file that fails is recorded."""
     state = PartialState()
-    todo = [job for job in data.jobs if cache.records().get(("job", job.job_id), {}).get("status") != "ok"]
+    todo = [job for job in data.jobs if _job_record(cache, job).get("status") != "ok"]
     with state.split_between_processes(todo) as mine:
         for job in tqdm(mine, desc="videos", disable=not state.is_main_process):
             try:
                 result = embed_job(job, encoder, sampling)
             except VideoError as err:
                 logger.warning("skipping %s: %s", job.job_id, err)
-                cache.put_records([{"kind": "job", "key": job.job_id, "status": "failed", "path": str(job.path),
-                                    "reason": err.reason}])  # fmt: skip
+                cache.put_records([{"kind": "job", "key": job.job_id, "signature": job.signature, "status": "failed",
+                                    "path": str(job.path), "reason": err.reason}])  # fmt: skip
                 continue
             for kind in ("clip", "video"):
                 cache.put(kind, {s.key: result.embeddings[s.key] for s in job.segments if s.kind == kind})
             counts = {kind: sum(s.kind == kind for s in job.segments) for kind in ("clip", "video")}
-            cache.put_records([{"kind": "job", "key": job.job_id, "status": "ok", "seconds": result.seconds,
-                                "counts": counts, "num_frames": result.num_frames}])  # fmt: skip
+            cache.put_records([{"kind": "job", "key": job.job_id, "signature": job.signature, "status": "ok",
+                                "seconds": result.seconds, "counts": counts, "num_frames": result.num_frames}])  # fmt: skip
 
 
 def _sync(cache: EmbeddingCache) -> None:
@@ -164,13 +170,18 @@ def _sync(cache: EmbeddingCache) -> None:
     cache.reload()
 
 
-def _metrics(text_cache, item_cache, queries, kind, gallery_ids, k_values, directions) -> dict:
+def _embedded_ids(cache: EmbeddingCache, data: EvalData) -> set[str]:
+    """Ids whose embeddings come from a job that succeeded on the current file and segments."""
+    return {s.key for job in data.jobs if _job_record(cache, job).get("status") == "ok" for s in job.segments}
+
+
+def _metrics(text_cache, item_cache, embedded_ids, queries, kind, gallery_ids, k_values, directions) -> dict:
     """Rank the embedded items of `gallery_ids` for the `queries` (text, relevant id) and back; texts whose item
     could not be embedded are skipped and counted."""
     from lovr_metric import retrieval_metrics
 
-    embedded = [key for key in gallery_ids if item_cache.has(kind, key)]
-    texts = [(text, target) for text, target in queries if item_cache.has(kind, target)]
+    embedded = [key for key in gallery_ids if key in embedded_ids]
+    texts = [(text, target) for text, target in queries if target in embedded_ids]
     if not texts or not embedded:
         return {}
     ks = [k for k in k_values if k <= min(len(embedded), len(texts))]
@@ -191,7 +202,7 @@ def _costs(cache: EmbeddingCache, data: EvalData) -> dict[str, dict[str, float]]
     totals: dict[str, dict[str, float]] = {}
     counts: dict[str, int] = {}
     for job in data.jobs:
-        record = cache.records().get(("job", job.job_id), {})
+        record = _job_record(cache, job)
         if record.get("status") != "ok":
             continue
         for kind, parts in record["seconds"].items():
@@ -240,12 +251,12 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
         "video": (data.video_queries, "video", data.video_ids, both),
         "theme": (data.theme_queries, "clip", data.clip_ids, text_to_item),  # theme -> clip only
     }
-    metrics = {}
+    metrics, embedded_ids = {}, _embedded_ids(visual_cache, data)
     for granularity in config.granularity:
         queries, kind, gallery, directions = tasks[granularity]
         if queries:
             metrics[granularity] = _metrics(
-                text_cache, visual_cache, queries, kind, gallery, config.k_values, directions
+                text_cache, visual_cache, embedded_ids, queries, kind, gallery, config.k_values, directions
             )
     return _write_outputs(config, visual_identity, text_identity, sampling_settings, metrics, visual_cache, data)
 
@@ -254,7 +265,7 @@ def _write_outputs(config, visual_identity, text_identity, sampling_settings, me
     failed = [
         {"id": record["key"], "path": record["path"], "reason": record["reason"]}
         for job in data.jobs
-        if (record := cache.records().get(("job", job.job_id), {})).get("status") == "failed"
+        if (record := _job_record(cache, job)).get("status") == "failed"
     ]
     random_weights = any(is_random_weights(m) for m in (visual_identity["model"], text_identity["model"]))
     results = {

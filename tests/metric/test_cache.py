@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -10,11 +11,12 @@ import textwrap
 import numpy as np
 import pytest
 
+from lovr_common.samples import make_synthetic_video
 from lovr_metric.cache import EmbeddingCache
 from lovr_metric.encoders import EncoderConfig, load_encoder
 from lovr_metric.runner import EvaluateConfig, evaluate_model
 
-from .encode_data import lovr_export, tiny_models  # noqa: F401
+from .encode_data import FPS, SCENES, lovr_export, tiny_models  # noqa: F401
 
 SETTINGS = {"model": "m", "interval": 4}
 
@@ -62,6 +64,27 @@ def test_second_run_makes_no_model_call(tmp_path, lovr_export, tiny_models):  # 
     assert encoder.calls == calls  # texts and videos all served from the cache
     assert second["metrics"] == first["metrics"]
     assert second["cost_ms"] == first["cost_ms"]  # the cost measured when the embeddings were made
+
+
+def test_a_file_changed_behind_the_same_ids_is_embedded_again(tmp_path, lovr_export, tiny_models):  # noqa: F811
+    # A new run folder reuses ids like alpha-Scene-001 for other pixels: the cache must not serve the old ones.
+    export, videos_dir = lovr_export
+    videos = tmp_path / "videos"
+    shutil.copytree(videos_dir, videos)
+    encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
+    evaluate_model(_config(tiny_models["clip"], export, videos, tmp_path / "one", tmp_path / "cache"), encoder=encoder)
+    make_synthetic_video(videos / "alpha.mp4", scene_seconds=SCENES, fps=FPS, size=(64, 48), seed=41)
+
+    calls = encoder.calls
+    again = evaluate_model(
+        _config(tiny_models["clip"], export, videos, tmp_path / "two", tmp_path / "cache"), encoder=encoder
+    )
+    # only alpha is embedded again: one batch of its frames, the texts and beta come from the cache
+    assert 0 < encoder.calls - calls < calls
+    fresh = evaluate_model(
+        _config(tiny_models["clip"], export, videos, tmp_path / "three", tmp_path / "fresh-cache"), encoder=encoder
+    )
+    assert again["metrics"] == fresh["metrics"]
 
 
 KILLED_RUN = """
