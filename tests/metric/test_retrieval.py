@@ -20,6 +20,15 @@ from lovr_metric._sample_captions import SAMPLE_CAPTION_PAIRS
 from lovr_metric.retrieval import pair_ranks
 
 
+def assert_ranks_like_full_argsort(texts, videos, pair_text, pair_video, text_ranks, video_ranks):
+    """The naive reference for `pair_ranks`: 1-based positions in a stable descending argsort of the full matrix."""
+    scores = texts @ videos.T
+    by_text = torch.argsort(torch.argsort(-scores, dim=1, stable=True), dim=1) + 1
+    by_video = torch.argsort(torch.argsort(-scores.T, dim=1, stable=True), dim=1) + 1
+    assert torch.equal(text_ranks, by_text[pair_text, pair_video])
+    assert torch.equal(video_ranks, by_video[pair_video, pair_text])
+
+
 def naive_metrics(texts, text_ids, videos, video_ids, k_values):
     """Full score matrix, stable argsort per query, metrics from plain Python loops."""
     texts = torch.nn.functional.normalize(torch.as_tensor(texts, dtype=torch.float32), dim=1)
@@ -121,11 +130,7 @@ def test_random_floats_with_duplicated_rows_rank_like_full_argsort():
     pair_video = torch.randint(0, 41, (53,), generator=generator)
     pair_video[0], pair_video[2], pair_video[7] = 31, 4, 4
     text_ranks, video_ranks = pair_ranks(texts, videos, pair_text, pair_video, chunk_size=7)
-    scores = texts @ videos.T
-    by_text = torch.argsort(torch.argsort(-scores, dim=1, stable=True), dim=1) + 1
-    by_video = torch.argsort(torch.argsort(-scores.T, dim=1, stable=True), dim=1) + 1
-    assert torch.equal(text_ranks, by_text[pair_text, pair_video])
-    assert torch.equal(video_ranks, by_video[pair_video, pair_text])
+    assert_ranks_like_full_argsort(texts, videos, pair_text, pair_video, text_ranks, video_ranks)
 
 
 @settings(max_examples=40, deadline=None)
@@ -148,11 +153,7 @@ def test_tiles_of_texts_and_videos_rank_like_full_argsort(
     pair_text = torch.tensor(np.sort(rng.integers(num_texts, size=num_texts + 3)))
     pair_video = torch.tensor(rng.integers(num_videos, size=num_texts + 3))
     text_ranks, video_ranks = pair_ranks(texts, videos, pair_text, pair_video, chunk_size, tile_videos, count_rows)
-    scores = texts @ videos.T
-    by_text = torch.argsort(torch.argsort(-scores, dim=1, stable=True), dim=1) + 1
-    by_video = torch.argsort(torch.argsort(-scores.T, dim=1, stable=True), dim=1) + 1
-    assert torch.equal(text_ranks, by_text[pair_text, pair_video])
-    assert torch.equal(video_ranks, by_video[pair_video, pair_text])
+    assert_ranks_like_full_argsort(texts, videos, pair_text, pair_video, text_ranks, video_ranks)
 
 
 @settings(max_examples=40, deadline=None)
@@ -191,11 +192,7 @@ def _check_own_items_everywhere(seed, num_items, chunk_size, tile_videos, count_
     pair_text = torch.cat([own, own]).sort(stable=True).values
     pair_video = torch.stack([own, (own + 1 + rng.integers(num_items)) % num_items], dim=1).flatten()
     text_ranks, video_ranks = pair_ranks(texts, videos, pair_text, pair_video, chunk_size, tile_videos, count_rows)
-    scores = texts @ videos.T
-    by_text = torch.argsort(torch.argsort(-scores, dim=1, stable=True), dim=1) + 1
-    by_video = torch.argsort(torch.argsort(-scores.T, dim=1, stable=True), dim=1) + 1
-    assert torch.equal(text_ranks, by_text[pair_text, pair_video])
-    assert torch.equal(video_ranks, by_video[pair_video, pair_text])
+    assert_ranks_like_full_argsort(texts, videos, pair_text, pair_video, text_ranks, video_ranks)
 
 
 def test_one_pair_per_text_and_video_in_narrow_tiles():
@@ -205,11 +202,7 @@ def test_one_pair_per_text_and_video_in_narrow_tiles():
     texts, videos = vectors[rng.integers(3, size=23)], vectors[rng.integers(3, size=23)]
     own = torch.arange(23)
     text_ranks, video_ranks = pair_ranks(texts, videos, own, own, chunk_size=5, tile_videos=4, count_rows=2)
-    scores = texts @ videos.T
-    by_text = torch.argsort(torch.argsort(-scores, dim=1, stable=True), dim=1) + 1
-    by_video = torch.argsort(torch.argsort(-scores.T, dim=1, stable=True), dim=1) + 1
-    assert torch.equal(text_ranks, by_text[own, own])
-    assert torch.equal(video_ranks, by_video[own, own])
+    assert_ranks_like_full_argsort(texts, videos, own, own, text_ranks, video_ranks)
 
 
 def test_single_query_and_float_dtypes():
