@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,20 +156,23 @@ def _clip_times(clip: dict, settings: CaptionSettings) -> list[float]:
     return uniform_times(clip["start"], clip["end"], clip_frame_count(clip, settings))
 
 
-def _batch_frames(clips: Sequence[dict], settings: CaptionSettings) -> list[np.ndarray | str]:
-    """For each clip its frames, or the reason it has none. The clips of one source video are decoded in a single
+def decode_clip_frames(
+    clips: Sequence[dict], times_of: Callable[[dict], list[float]], max_side: int | None = None
+) -> list[np.ndarray | str]:
+    """For each clip the frames nearest to `times_of(clip)`, or the reason it has none (a `ValueError` raised by
+    `times_of`, or the source video failing to decode). The clips of one source video are decoded in a single
     pass: one call per clip would decode again from the keyframe before each clip."""
     frames: list[np.ndarray | str] = [""] * len(clips)
     wanted: dict[str, list[tuple[int, list[float]]]] = {}
     for i, clip in enumerate(clips):
         try:
-            times = _clip_times(clip, settings)
+            times = times_of(clip)
         except ValueError as err:
             frames[i] = str(err)
             continue
         wanted.setdefault(clip["video_path"], []).append((i, times))
     for path, clip_times in wanted.items():
-        size = _decode_size(clips[clip_times[0][0]], settings.max_side)
+        size = _decode_size(clips[clip_times[0][0]], max_side)
         try:
             decoded = decode_frames_at(path, [t for _, times in clip_times for t in times], size=size)
         except (ValueError, OSError) as err:  # VideoError is a ValueError
@@ -206,7 +209,9 @@ def caption_clips(
     in the order of `clips`, with `status` "ok" and the caption, or "failed" and the reason."""
     system, user = PROMPTS[settings.prompt_version]
     requests, outcomes = [], []
-    for clip, frames in zip(clips, _batch_frames(clips, settings), strict=True):
+    for clip, frames in zip(
+        clips, decode_clip_frames(clips, lambda clip: _clip_times(clip, settings), settings.max_side), strict=True
+    ):
         if isinstance(frames, str):
             outcomes.append((clip, None, frames))
             continue

@@ -42,11 +42,11 @@ from transformers import HfArgumentParser
 from generation._failures import record_failure
 from generation._stage import load_records, run_sharded, stage_output
 from generation.backends import BackendArguments, GenerationParams, load_backend
-from generation.caption import PROMPTS, CaptionSettings, caption_clips, clips_from_segments
+from generation.caption import PROMPTS, CaptionSettings, caption_clips, clips_from_segments, decode_clip_frames
 from generation.scoring import EvqaScorer, JudgeScorer, Scorer, ScoringItem
 from lovr_common.jsonl import read_jsonl, write_jsonl_atomic
 from lovr_common.tiny_models import is_random_weights
-from lovr_common.video import decode_frames_at, uniform_times
+from lovr_common.video import uniform_times
 
 logger = logging.getLogger(__name__)
 
@@ -148,27 +148,36 @@ class Refiner:
             self._backend = load_backend(self.backend_args, self.device)
         return self._backend
 
-    def _frames(self, clip: dict):
-        times = uniform_times(clip["start"], clip["end"], self.scorer.num_frames) if self.scorer.num_frames else []
-        return list(decode_frames_at(clip["video_path"], times)) if times else []
+    def _frames(self, clips: Sequence[dict], decoded: dict) -> None:
+        """Fill `decoded` (clip id -> frames or the reason there are none) for the clips it lacks: the scorer's
+        frames of a clip are the same in every round, so a batch decodes them once, one pass per source video."""
+        missing = [clip for clip in clips if clip["clip_id"] not in decoded]
+        num_frames = self.scorer.num_frames
 
-    def _score(self, clips: Sequence[dict], captions: Sequence[str]) -> list:
+        def times_of(clip: dict) -> list[float]:
+            return uniform_times(clip["start"], clip["end"], num_frames) if num_frames else []
+
+        frames = decode_clip_frames(missing, times_of)
+        decoded.update((clip["clip_id"], f) for clip, f in zip(missing, frames, strict=True))
+
+    def _score(self, clips: Sequence[dict], captions: Sequence[str], decoded: dict) -> list:
+        self._frames(clips, decoded)
         items, results, errors = [], {}, {}
         for clip, caption in zip(clips, captions, strict=True):
-            try:
-                items.append(ScoringItem(clip["clip_id"], self._frames(clip), caption))
-            except (ValueError, OSError) as err:  # VideoError is a ValueError
-                errors[clip["clip_id"]] = f"cannot decode frames to score: {err}"
+            frames = decoded[clip["clip_id"]]
+            if isinstance(frames, str):
+                errors[clip["clip_id"]] = f"cannot decode frames to score: {frames}"
+            else:
+                items.append(ScoringItem(clip["clip_id"], list(frames), caption))
         results = dict(zip([i.clip_id for i in items], self.scorer.score(items) if items else [], strict=True))
         return [results.get(clip["clip_id"]) or errors[clip["clip_id"]] for clip in clips]
 
     def refine(self, batch: list[dict]) -> list[dict]:
         """One enriched captions record per item (`{"clip": ..., "record": ...}`), in order."""
-        threshold, out = self.config.threshold, {}
+        threshold, out, decoded = self.config.threshold, {}, {}
         states = []
-        for item, result in zip(
-            batch, self._score([i["clip"] for i in batch], [i["record"]["caption"] for i in batch]), strict=True
-        ):
+        first_scores = self._score([i["clip"] for i in batch], [i["record"]["caption"] for i in batch], decoded)
+        for item, result in zip(batch, first_scores, strict=True):
             record = item["record"]
             if isinstance(result, str) or result.score is None:
                 reason = result if isinstance(result, str) else result.reason
@@ -193,7 +202,7 @@ class Refiner:
                 records = caption_clips(clips, self.backend, settings, replace(self.params, **sampling))
                 new = [records[clip["clip_id"]] for clip in clips]
                 ok = [(clip, record) for clip, record in zip(clips, new, strict=True) if record["status"] == "ok"]
-                results = self._score([c for c, _ in ok], [r["caption"] for _, r in ok]) if ok else []
+                results = self._score([c for c, _ in ok], [r["caption"] for _, r in ok], decoded) if ok else []
                 scores = dict(zip([c["clip_id"] for c, _ in ok], results, strict=True))
                 for (_, attempts, *_), record in zip(group, new, strict=True):
                     attempts.append(_attempt(record, scores.get(record["clip_id"])))
