@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,9 @@ os.environ.setdefault("LOVR_TINY_MODELS", str(REPO_ROOT / ".cache" / "tiny-model
 def tiny_models_dir() -> Path:
     """Where `lovr_common.tiny_models` builds and keeps the tiny models for this suite."""
     return Path(os.environ["LOVR_TINY_MODELS"])
+
+
+def accelerate_launch(num_processes: int) -> list[str]:
+    """The start of a real `accelerate launch` command on this CPU machine, without a saved accelerate config."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(num_processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip

@@ -19,6 +19,7 @@ from generation.caption import CaptionSettings, caption_clips, clip_frame_count,
 from lovr_common.jsonl import read_jsonl
 from lovr_common.samples import sample_video
 from lovr_common.tiny_models import tiny_model_path
+from tests.conftest import accelerate_launch
 
 SERVER = Path(__file__).with_name("openai_server.py")
 FPS = 25.0
@@ -164,8 +165,7 @@ def test_sigkill_part_way_then_rerun_equals_an_uninterrupted_run(tmp_path, refer
 @pytest.mark.slow
 def test_accelerate_launch_two_processes_equals_one_process(tmp_path, reference):
     workdir = make_workdir(tmp_path / "w")
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
-    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m"]
+    launch = [*accelerate_launch(2), "-m"]
     cmd = caption_cmd(workdir, "--batch_size", "4")
     done = subprocess.run(launch + cmd[2:], capture_output=True, text=True, timeout=180)
     assert done.returncode != 0 and "2 of 14 clips failed" in done.stdout, done.stderr[-2000:]

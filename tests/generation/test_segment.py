@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 
 import av
 import pytest
@@ -17,6 +16,7 @@ from generation._scenes import DetectionSettings, choose_scenes, score_video
 from generation.segment import SegmentConfig, main, segment_video
 from lovr_common.jsonl import read_jsonl
 from lovr_common.samples import make_bad_videos, make_synthetic_video, sample_video
+from tests.conftest import accelerate_launch
 
 # Short test videos: a 1 s minimum clip length (25 frames) instead of LoVR's 5 s.
 FAST = ["--min_scene_seconds", "1.0"]
@@ -186,9 +186,8 @@ def test_accelerate_launch_two_processes_equals_one(tmp_path):
     outputs = {}
     for processes in (1, 2):
         workdir = tmp_path / f"W{processes}"
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(processes)]
-        cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-        cmd += ["-m", "generation.segment", "--videos", str(videos), "--workdir", str(workdir), *FAST]
+        stage = ["generation.segment", "--videos", str(videos), "--workdir", str(workdir), *FAST]
+        cmd = [*accelerate_launch(processes), "-m", *stage]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert result.returncode != 0, result.stderr  # broken.mp4 fails, the others do not
         assert "3 video(s) ok, 6 clip(s); 1 failed" in result.stdout

@@ -1,11 +1,11 @@
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from generation._stage import load_records, run_sharded, stage_output
+from tests.conftest import accelerate_launch
 
 ECHO_STAGE = Path(__file__).with_name("echo_stage.py")
 
@@ -75,24 +75,7 @@ def test_leftover_shard_of_a_killed_run_counts_as_done(tmp_path):
 
 
 def _launch(workdir, count, *extra, processes=2):
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--cpu",
-        "--num_processes",
-        str(processes),
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(ECHO_STAGE),
-        str(workdir),
-        str(count),
-        *map(str, extra),
-    ]
+    cmd = [*accelerate_launch(processes), str(ECHO_STAGE), str(workdir), str(count), *map(str, extra)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from datasets import load_dataset
 from lovr_metric.__main__ import main
 from lovr_metric.report import RANDOM_WEIGHTS_WARNING
 from lovr_metric.runner import EvaluateConfig, evaluate_model
+from tests.conftest import accelerate_launch
 
 from .encode_data import BROKEN, lovr_export, official_export, tiny_models  # noqa: F401
 
@@ -111,9 +111,8 @@ def test_official_release_clip_files_merged_videos_and_themes(tmp_path, official
 def test_accelerate_launch_two_processes_gives_the_same_results(tmp_path, lovr_export, tiny_models):  # noqa: F811
     export, videos_dir = lovr_export
     main(_args(tiny_models["clip"], export, videos_dir, tmp_path / "single", tmp_path / "cache-single"))
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lovr_metric",
-               *_args(tiny_models["clip"], export, videos_dir, tmp_path / "multi", tmp_path / "cache-multi")]  # fmt: skip
+    multi_args = _args(tiny_models["clip"], export, videos_dir, tmp_path / "multi", tmp_path / "cache-multi")
+    command = [*accelerate_launch(2), "-m", "lovr_metric", *multi_args]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     single = json.loads((tmp_path / "single" / "results.json").read_text())
