@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import PurePosixPath
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lovr_common.jsonl import JsonlError
 from lovr_dataset import LoVR, export, read_source
-from lovr_dataset.records import ReadOptions
+from lovr_dataset.records import ReadOptions, safe_relpath
 
 from .dataset_layouts import make_official, make_run, write_jsonl
 
@@ -102,6 +105,20 @@ def test_paths_escaping_the_root_are_refused(official, tmp_path, clip_files, bad
     )
     with pytest.raises(ValueError, match=r"all_clip\.jsonl, record 5: path .* escapes the data root"):
         read_source(official, ReadOptions())
+
+
+@given(st.lists(st.sampled_from(["a", "b.mp4", "", ".", "..", "C:", "x\\y", "-v"]), min_size=1, max_size=5))
+def test_safe_relpath_normalises_like_pathlib_and_refuses_escapes(parts):
+    value = "/".join(parts)
+    path = PurePosixPath(value.replace("\\", "/"))
+    escapes = path.is_absolute() or ".." in path.parts or (path.parts and path.parts[0].endswith(":"))
+    if not value:
+        escapes = True
+    if escapes:
+        with pytest.raises(ValueError, match="relative"):
+            safe_relpath(value, "where")
+    else:
+        assert safe_relpath(value, "where") == path.as_posix()
 
 
 def test_run_folder_clip_path_escaping_is_refused(tmp_path, clip_files):
