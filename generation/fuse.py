@@ -34,6 +34,10 @@ scene number (so a skipped clip leaves a gap):
     ...
     Summary: Overall, the video ...
 
+A rerun fuses only what is not done: a video counts as done when its record is ok and its `inputs_sha256`, a digest
+of the clip captions it was fused from (and of the skipped clips), still matches `W/captions.jsonl`. A video whose
+clip captions changed since, for example by a merged review (`generation.review`), is fused again.
+
 Every LLM call uses the system prompt "You are a helpful video summarizer." and temperature 0.5 (as the
 original). A call that fails or whose reply cannot be used (the rewrite must give exactly two paragraphs) is
 retried `--call_retries` times with exponential backoff and a new seed; then the boundary falls back to plain
@@ -44,6 +48,8 @@ Prompts are versioned by `PROMPT_VERSION`, recorded in each record's `settings`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -193,6 +199,15 @@ def _usable_clips(segment: dict, captions: dict[str, dict]) -> tuple[list[dict],
     return clips, skipped
 
 
+def inputs_digest(clips: list[dict], skipped: list[dict]) -> str:
+    """SHA-256 of what a video is fused from: its usable clips' captions, in order, and its skipped clips."""
+    inputs = {
+        "clips": [[clip["clip_id"], clip["paragraphs"]] for clip in clips],
+        "skipped": [[clip["clip_id"], clip["reason"]] for clip in skipped],
+    }
+    return hashlib.sha256(json.dumps(inputs, ensure_ascii=False).encode()).hexdigest()
+
+
 class Fuser:
     """Fuses batches of videos with one chat backend; all calls of a pass go to the backend together."""
 
@@ -216,10 +231,12 @@ class Fuser:
         videos = []
         for segment in segments:
             clips, skipped = _usable_clips(segment, self.captions)
+            digest = inputs_digest(clips, skipped)  # before the rewrites below change the paragraphs in place
             clusters = [
                 clips[i : i + self.config.cluster_size] for i in range(0, len(clips), self.config.cluster_size)
             ]
-            videos.append({"segment": segment, "clips": clips, "skipped": skipped, "clusters": clusters, "log": []})
+            video = {"segment": segment, "clips": clips, "skipped": skipped, "clusters": clusters, "log": []}
+            videos.append({**video, "inputs_sha256": digest})
 
         # Boundaries inside clusters, odd ones then even ones: no two calls of a pass share a paragraph.
         for parity in (0, 1):
@@ -276,6 +293,7 @@ class Fuser:
             "num_clips": len(video["clips"]),
             "duration": segment.get("duration"),
             "clusters": [[clip["clip_id"] for clip in cluster] for cluster in video["clusters"]],
+            "inputs_sha256": video["inputs_sha256"],
             "boundaries": video["log"],
             "skipped_clips": video["skipped"],
             "settings": self.settings,
@@ -305,6 +323,15 @@ def fuse(config: FuseConfig, backend_args: BackendArguments, backend=None) -> di
         "call_retries": config.call_retries,
         "random_weights": is_random_weights(backend_args.model),
     }
+    current = {segment["video_id"]: inputs_digest(*_usable_clips(segment, captions)) for segment in segments}
+
+    def up_to_date(record: dict) -> bool:
+        return record.get("status") == "ok" and record.get("inputs_sha256") == current.get(record["video_id"])
+
+    fused = load_records(workdir, "videos", "video_id")
+    stale = [v for v, r in fused.items() if v in current and r.get("status") == "ok" and not up_to_date(r)]
+    if stale and PartialState().is_main_process:
+        logger.info("fuse: %d video(s) fused again, their clip captions changed since: %s", len(stale), stale[:5])
     fuser = None
 
     def process(batch: list[dict]) -> list[dict]:
@@ -324,7 +351,7 @@ def fuse(config: FuseConfig, backend_args: BackendArguments, backend=None) -> di
         items=segments,
         process_batch=process,
         batch_size=config.batch_size,
-        is_done=lambda record: record.get("status") == "ok",
+        is_done=up_to_date,
         desc="fuse",
     )
 

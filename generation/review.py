@@ -14,7 +14,8 @@ sets `decision` on the lines they reviewed:
 The whole file is validated first: a malformed line, an unknown or repeated clip id, a clip that is not queued, a
 missing or unknown `decision`, or an empty edited caption is reported with its file and line, all problems at
 once, and nothing is merged. Otherwise the decisions are written into `W/captions.jsonl` with an atomic rename.
-Merging the same file twice gives the same result.
+Merging the same file twice gives the same result. Then run `generation.fuse` again: it fuses again exactly the
+videos whose clip captions the merge changed (an edit, or a rejection that drops a clip).
 """
 
 from __future__ import annotations

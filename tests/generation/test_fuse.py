@@ -8,6 +8,7 @@ import pytest
 from generation._llm import LlmCall, call_with_retries
 from generation.backends import BackendArguments, ChatResult, EndpointBackend, GenerationParams
 from generation.fuse import FuseConfig, fuse, main, parse_two_paragraphs, split_paragraphs
+from generation.review import merge_review
 from lovr_common.jsonl import read_jsonl
 from lovr_common.tiny_models import tiny_model_path
 
@@ -142,6 +143,32 @@ def test_video_without_usable_captions_fails_alone_and_is_retried(tmp_path):
     backend = ScriptedSummarizer()
     fuse(FuseConfig(str(tmp_path), call_backoff=0), BackendArguments(model="m"), backend)
     assert backend.calls == []  # only the failed video was redone, and it has nothing to call the LLM for
+
+
+def test_a_video_whose_clip_captions_changed_in_review_is_fused_again(tmp_path):
+    _write_run(tmp_path, 2, video_id="a")
+    _write_run(tmp_path, 2, video_id="b")
+    config, args = FuseConfig(str(tmp_path), call_backoff=0), BackendArguments(model="m")
+    first = fuse(config, args, ScriptedSummarizer())
+    # a human edits clip 2 of video b: refine queued it, the review merge rewrites captions.jsonl
+    captions = list(read_jsonl(tmp_path / "captions.jsonl"))
+    for record in captions:
+        record["review"] = "pending" if record["clip_id"] == "b-Scene-002" else None
+    (tmp_path / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in captions))
+    line = {"clip_id": "b-Scene-002", "decision": "edited", "reviewed_caption": "A person wrote this."}
+    (tmp_path / "review.jsonl").write_text(json.dumps(line) + "\n")
+    merge_review(tmp_path)
+
+    backend = ScriptedSummarizer()
+    second = fuse(config, args, backend)
+    assert second["a"] == first["a"]  # untouched: not fused again
+    assert backend.calls == [(1, 0), (1, 0)]  # one video: its one boundary, then its summary
+    assert "Clip 2: next A person wrote this." in second["b"]["caption"]
+    assert "Scene 2 text" not in second["b"]["caption"]
+    assert second["b"]["inputs_sha256"] != first["b"]["inputs_sha256"]
+    backend = ScriptedSummarizer()
+    fuse(config, args, backend)
+    assert backend.calls == []  # up to date now
 
 
 @pytest.fixture(scope="module")
