@@ -37,6 +37,7 @@ class RunConfig:
 
     Args:
         videos (`str`): the folder of source videos.
+        recursive (`bool`, *optional*, defaults to False): also take the videos of its subfolders.
         workdir (`str`): the run folder.
         model (`str`): the captioning VLM (Hub id or local folder; the model name at `endpoint`).
         endpoint (`str`, *optional*): an OpenAI-compatible server for the captioning model.
@@ -50,6 +51,7 @@ class RunConfig:
     """
 
     videos: str = field(metadata={"help": "Folder of source videos."})
+    recursive: bool = field(default=False, metadata={"help": "Also take the videos of its subfolders."})
     workdir: str = field(metadata={"help": "Run folder W."})
     model: str = field(metadata={"help": "Captioning VLM: Hub id or local folder (the model name at --endpoint)."})
     endpoint: str | None = field(default=None, metadata={"help": "OpenAI-compatible server of the captioning model."})
@@ -76,7 +78,7 @@ def stage_commands(config: RunConfig) -> list[tuple[str, Callable[[list[str]], i
     if config.fuse_model is None and config.fuse_endpoint is None:
         fuse_model += _opt("endpoint", config.endpoint)
     return [
-        ("segment", segment.main, ["--videos", config.videos, *w]),
+        ("segment", segment.main, ["--videos", config.videos, *w, *(["--recursive"] if config.recursive else [])]),
         ("caption", caption.main, [*w, *model, *tokens, "--batch_size", str(config.batch_size)]),
         (
             "refine",

@@ -1,10 +1,11 @@
 """Stage 1: cut every video of a folder into clips at scene changes, with LoVR's settings as defaults.
 
-    accelerate launch -m generation.segment --videos DIR --workdir W [--write_clips] [--adaptive]
+    accelerate launch -m generation.segment --videos DIR --workdir W [--write_clips] [--adaptive] [--recursive]
     python -m generation.segment --videos DIR --workdir W --low_dynamic_threshold 1.0
 
 Writes one record per video to `W/segments.jsonl` (CONTRIBUTING.md, "Run folder"): its clips as time ranges of the
-source video, numbered `<video_id>-Scene-NNN` in time order. Videos are shared between processes; a rerun skips
+source video, numbered `<video_id>-Scene-NNN` in time order. The videos are DIR's files (and, with `--recursive`,
+its subfolders' files, outside W and hidden folders); a video's id is its file stem. Videos are shared between processes; a rerun skips
 videos already done and retries failed ones. A file that is not a usable video (zero bytes, corrupt, audio only,
 fewer than 5 frames, unreadable, not a video) gets a failed record and a line in `W/failures.jsonl`; the other
 videos go on, and the command exits with status 1 after printing a summary.
@@ -58,28 +59,40 @@ class SegmentConfig:
     videos: str = field(metadata={"help": f"Folder of source videos ({', '.join(VIDEO_EXTENSIONS)})."})
     workdir: str = field(metadata={"help": "Run folder W; segments go to W/segments.jsonl."})
     write_clips: bool = field(default=False, metadata={"help": "Also write W/clips/<video_id>/<clip_id>.mp4."})
+    recursive: bool = field(
+        default=False, metadata={"help": "Also take the videos of subfolders (ids stay file stems, still unique)."}
+    )
     clip_mode: Literal["reencode", "copy"] = field(
         default="reencode", metadata={"help": "reencode: frame-accurate cuts; copy: fast, keyframe-accurate."}
     )
 
 
-def list_videos(videos_dir: str | os.PathLike) -> list[dict]:
-    """One item per video file of `videos_dir` (not recursive), sorted by name: `{"video_id", "video_path"}`.
+def list_videos(videos_dir: str | os.PathLike, *, recursive: bool = False, exclude: str | None = None) -> list[dict]:
+    """One item per video file of `videos_dir`, sorted by path: `{"video_id", "video_path"}` (relative to it).
 
-    Files with another suffix are ignored (with a warning); two videos with the same stem would get the same
-    `video_id`, so they are an error.
+    Only the folder's own files, unless `recursive`; hidden files and folders, and the folder `exclude` (the run
+    folder, whose clip files are videos too), are skipped. Files with another suffix are ignored (with a warning);
+    two videos with the same stem would get the same `video_id`, so they are an error.
     """
     folder = Path(videos_dir)
     if not folder.is_dir():
         raise ValueError(f"--videos {videos_dir!r} is not a folder; expected a folder of video files")
-    files = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and not p.is_dir())
+    skip = Path(exclude).resolve() if exclude is not None else None
+    files = []
+    for path in sorted(folder.rglob("*") if recursive else folder.iterdir()):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts) or path.is_dir():
+            continue
+        if skip is not None and path.resolve().is_relative_to(skip):
+            continue
+        files.append(path)
     videos = [p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS]
-    ignored = [p.name for p in files if p not in videos]
+    ignored = [p.relative_to(folder).as_posix() for p in files if p not in videos]
     if ignored:
         logger.warning("Ignoring %d file(s) without a video suffix %s: %s", len(ignored), VIDEO_EXTENSIONS, ignored)
     by_stem = defaultdict(list)
     for path in videos:
-        by_stem[path.stem].append(path.name)
+        by_stem[path.stem].append(path.relative_to(folder).as_posix())
     duplicates = {stem: names for stem, names in by_stem.items() if len(names) > 1}
     if duplicates:
         raise ValueError(
@@ -87,8 +100,11 @@ def list_videos(videos_dir: str | os.PathLike) -> list[dict]:
             f"{duplicates}; rename or move all but one of each"
         )
     if not videos:
-        raise ValueError(f"--videos {videos_dir!r} holds no video file (expected suffixes {VIDEO_EXTENSIONS})")
-    return [{"video_id": path.stem, "video_path": path.name} for path in videos]
+        hint = ""
+        if not recursive and any(p.suffix.lower() in VIDEO_EXTENSIONS for p in folder.rglob("*")):
+            hint = "; its subfolders hold videos: pass --recursive to take them"
+        raise ValueError(f"--videos {videos_dir!r} holds no video file (expected suffixes {VIDEO_EXTENSIONS}){hint}")
+    return [{"video_id": path.stem, "video_path": path.relative_to(folder).as_posix()} for path in videos]
 
 
 def segment_video(item: dict, config: SegmentConfig, settings: DetectionSettings) -> dict:
@@ -147,7 +163,7 @@ def segment_video(item: dict, config: SegmentConfig, settings: DetectionSettings
 
 def segment_all(config: SegmentConfig, settings: DetectionSettings) -> dict[str, dict]:
     """Segment every video of `config.videos` not done yet, sharing them between processes; returns all records."""
-    items = list_videos(config.videos)
+    items = list_videos(config.videos, recursive=config.recursive, exclude=config.workdir)
 
     def process_batch(batch: list[dict]):
         for item in batch:

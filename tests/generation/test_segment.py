@@ -13,7 +13,7 @@ from scenedetect import ContentDetector, SceneManager, StatsManager, detect, ope
 
 from generation._failures import read_failures
 from generation._scenes import DetectionSettings, choose_scenes, score_video
-from generation.segment import SegmentConfig, main, segment_video
+from generation.segment import SegmentConfig, list_videos, main, segment_video
 from lovr_common.jsonl import read_jsonl
 from lovr_common.samples import make_bad_videos, make_synthetic_video, sample_video
 from tests.conftest import accelerate_launch
@@ -195,3 +195,32 @@ def test_accelerate_launch_two_processes_equals_one(tmp_path):
         assert not list((workdir / ".shards").glob("*.jsonl"))
     assert outputs[1] == outputs[2]
     assert [json.loads(line)["video_id"] for line in outputs[2].splitlines()] == ["broken", "v0", "v1", "v2"]
+
+
+def test_video_discovery_flat_recursive_and_refusals(tmp_path):
+    videos = tmp_path / "videos"
+    for name in ("a.mp4", "notes.txt", ".hidden.mp4", "cats/b.MKV", "cats/.cache/c.mp4", "W/clips/a/a-Scene-001.mp4"):
+        (videos / name).parent.mkdir(parents=True, exist_ok=True)
+        (videos / name).touch()
+    assert list_videos(videos) == [{"video_id": "a", "video_path": "a.mp4"}]
+    # the run folder inside the videos folder holds clip files: never taken as source videos
+    assert list_videos(videos, recursive=True, exclude=str(videos / "W")) == [
+        {"video_id": "a", "video_path": "a.mp4"},
+        {"video_id": "b", "video_path": "cats/b.MKV"},
+    ]
+    (videos / "dogs").mkdir()
+    (videos / "dogs/a.webm").touch()
+    with pytest.raises(ValueError, match=r"must be unique.*'a': \['a.mp4', 'dogs/a.webm'\]"):
+        list_videos(videos, recursive=True, exclude=str(videos / "W"))
+    with pytest.raises(ValueError, match="holds no video file.*pass --recursive"):
+        list_videos(tmp_path)  # its only video files are in subfolders
+    with pytest.raises(ValueError, match="is not a folder"):
+        list_videos(videos / "a.mp4")
+
+
+def test_recursive_segmentation_keeps_the_relative_path(tmp_path):
+    videos = tmp_path / "videos"
+    make_synthetic_video(videos / "cats" / "v.mkv", scene_seconds=[1.2, 1.6], size=(96, 64))
+    assert main(["--videos", str(videos), "--workdir", str(tmp_path / "W"), "--recursive", *FAST]) == 0
+    (record,) = read_jsonl(tmp_path / "W" / "segments.jsonl")
+    assert record["video_path"] == "cats/v.mkv" and len(record["clips"]) == 2
