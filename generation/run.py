@@ -37,7 +37,6 @@ class RunConfig:
 
     Args:
         videos (`str`): the folder of source videos.
-        recursive (`bool`, *optional*, defaults to False): also take the videos of its subfolders.
         workdir (`str`): the run folder.
         model (`str`): the captioning VLM (Hub id or local folder; the model name at `endpoint`).
         endpoint (`str`, *optional*): an OpenAI-compatible server for the captioning model.
@@ -48,10 +47,10 @@ class RunConfig:
         fuse_endpoint (`str`, *optional*): an OpenAI-compatible server for the fusion LLM.
         max_new_tokens (`int`, *optional*, defaults to 1024): most tokens per caption and per fusion call.
         batch_size (`int`, *optional*, defaults to 8): clips per captioning call.
+        recursive (`bool`, *optional*, defaults to False): also take the videos of the subfolders of `videos`.
     """
 
     videos: str = field(metadata={"help": "Folder of source videos."})
-    recursive: bool = field(default=False, metadata={"help": "Also take the videos of its subfolders."})
     workdir: str = field(metadata={"help": "Run folder W."})
     model: str = field(metadata={"help": "Captioning VLM: Hub id or local folder (the model name at --endpoint)."})
     endpoint: str | None = field(default=None, metadata={"help": "OpenAI-compatible server of the captioning model."})
@@ -62,6 +61,7 @@ class RunConfig:
     fuse_endpoint: str | None = field(default=None, metadata={"help": "OpenAI-compatible server of the fusion LLM."})
     max_new_tokens: int = field(default=1024, metadata={"help": "Most tokens per caption and per fusion call."})
     batch_size: int = field(default=8, metadata={"help": "Clips per captioning call."})
+    recursive: bool = field(default=False, metadata={"help": "Also take the videos of its subfolders."})
 
 
 def _opt(name: str, value) -> list[str]:

@@ -9,18 +9,18 @@ from lovr_common.tiny_models import tiny_model_path
 @pytest.mark.slow
 def test_pipeline_end_to_end_on_a_tiny_video_then_a_rerun_does_nothing(tmp_path, capsys):
     videos = tmp_path / "videos"
-    videos.mkdir()
-    cuts = make_synthetic_video(videos / "tiny.mp4", scene_seconds=[5, 6], fps=10, size=(64, 48))
+    # in a subfolder, taken with --recursive: every stage finds the file through its relative path
+    cuts = make_synthetic_video(videos / "set1" / "tiny.mp4", scene_seconds=[5, 6], fps=10, size=(64, 48))
     (videos / "broken.mp4").write_bytes(b"")  # fails in segment, recorded, the rest goes on
     workdir = tmp_path / "run"
     args = ["--videos", str(videos), "--workdir", str(workdir), "--model", str(tiny_model_path("vlm")),
-            "--scorer_model", str(tiny_model_path("clip")), "--threshold", "2.0", "--max_new_tokens", "4"]  # fmt: skip
+            "--scorer_model", str(tiny_model_path("clip")), "--threshold", "2.0", "--max_new_tokens", "4", "--recursive"]  # fmt: skip
     assert main(args) == 1  # the broken video failed
     out = capsys.readouterr().out
     assert "segment: some items failed" in out and "fuse: ok" in out
 
     segments = {r["video_id"]: r for r in read_jsonl(workdir / "segments.jsonl")}
-    assert segments["broken"]["status"] == "failed"
+    assert segments["broken"]["status"] == "failed" and segments["tiny"]["video_path"] == "set1/tiny.mp4"
     clip_ids = [c["clip_id"] for c in segments["tiny"]["clips"]]
     assert clip_ids == ["tiny-Scene-001", "tiny-Scene-002"] and segments["tiny"]["clips"][1]["start"] == cuts[0]
     captions = list(read_jsonl(workdir / "captions.jsonl"))
