@@ -329,9 +329,13 @@ def fuse(config: FuseConfig, backend_args: BackendArguments, backend=None) -> di
         return record.get("status") == "ok" and record.get("inputs_sha256") == current.get(record["video_id"])
 
     fused = load_records(workdir, "videos", "video_id")
-    stale = [v for v, r in fused.items() if v in current and r.get("status") == "ok" and not up_to_date(r)]
+    stale = [r for v, r in fused.items() if v in current and r.get("status") == "ok" and not up_to_date(r)]
     if stale and PartialState().is_main_process:
-        logger.info("fuse: %d video(s) fused again, their clip captions changed since: %s", len(stale), stale[:5])
+        unknown = [r["video_id"] for r in stale if "inputs_sha256" not in r]
+        changed = [r["video_id"] for r in stale if "inputs_sha256" in r]
+        for ids, why in ((changed, "their clip captions changed"), (unknown, "their records predate input digests")):
+            if ids:
+                logger.info("fuse: %d video(s) to fuse again, %s: %s", len(ids), why, ids[:5])
     fuser = None
 
     def process(batch: list[dict]) -> list[dict]:

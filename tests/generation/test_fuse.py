@@ -145,7 +145,7 @@ def test_video_without_usable_captions_fails_alone_and_is_retried(tmp_path):
     assert backend.calls == []  # only the failed video was redone, and it has nothing to call the LLM for
 
 
-def test_a_video_whose_clip_captions_changed_in_review_is_fused_again(tmp_path):
+def test_a_video_whose_clip_captions_changed_in_review_is_fused_again(tmp_path, caplog):
     _write_run(tmp_path, 2, video_id="a")
     _write_run(tmp_path, 2, video_id="b")
     config, args = FuseConfig(str(tmp_path), call_backoff=0), BackendArguments(model="m")
@@ -169,6 +169,14 @@ def test_a_video_whose_clip_captions_changed_in_review_is_fused_again(tmp_path):
     backend = ScriptedSummarizer()
     fuse(config, args, backend)
     assert backend.calls == []  # up to date now
+    # a record written before input digests existed cannot be trusted: fused again, and the log says why
+    records = list(read_jsonl(tmp_path / "videos.jsonl"))
+    del records[0]["inputs_sha256"]
+    (tmp_path / "videos.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with caplog.at_level("INFO", logger="generation.fuse"):
+        third = fuse(config, args, ScriptedSummarizer())
+    assert "1 video(s) to fuse again, their records predate input digests: ['a']" in caplog.text
+    assert third["a"]["inputs_sha256"] == first["a"]["inputs_sha256"]
 
 
 @pytest.fixture(scope="module")
