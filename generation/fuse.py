@@ -231,12 +231,12 @@ class Fuser:
         videos = []
         for segment in segments:
             clips, skipped = _usable_clips(segment, self.captions)
-            digest = inputs_digest(clips, skipped)  # before the rewrites below change the paragraphs in place
             clusters = [
                 clips[i : i + self.config.cluster_size] for i in range(0, len(clips), self.config.cluster_size)
             ]
             video = {"segment": segment, "clips": clips, "skipped": skipped, "clusters": clusters, "log": []}
-            videos.append({**video, "inputs_sha256": digest})
+            video["inputs_sha256"] = inputs_digest(clips, skipped)  # before the rewrites change paragraphs in place
+            videos.append(video)
 
         # Boundaries inside clusters, odd ones then even ones: no two calls of a pass share a paragraph.
         for parity in (0, 1):

@@ -4,11 +4,11 @@
     python -m generation.segment --videos DIR --workdir W --low_dynamic_threshold 1.0
 
 Writes one record per video to `W/segments.jsonl` (CONTRIBUTING.md, "Run folder"): its clips as time ranges of the
-source video, numbered `<video_id>-Scene-NNN` in time order. The videos are DIR's files (and, with `--recursive`,
-its subfolders' files, outside W and hidden folders); a video's id is its file stem. Videos are shared between processes; a rerun skips
-videos already done and retries failed ones. A file that is not a usable video (zero bytes, corrupt, audio only,
-fewer than 5 frames, unreadable, not a video) gets a failed record and a line in `W/failures.jsonl`; the other
-videos go on, and the command exits with status 1 after printing a summary.
+source video, numbered `<video_id>-Scene-NNN` in time order. The videos are DIR's files (with `--recursive`, also
+those of its subfolders, except W and hidden ones); a video's id is its file stem. Videos are shared between
+processes; a rerun skips videos already done and retries failed ones. A file that is not a usable video (zero
+bytes, corrupt, audio only, fewer than 5 frames, unreadable, not a video) gets a failed record and a line in
+`W/failures.jsonl`; the other videos go on, and the command exits with status 1 after printing a summary.
 
 `--write_clips` also writes each clip to `W/clips/<video_id>/<clip_id>.mp4`, the official release's layout. The
 default `--clip_mode reencode` re-encodes (libx264), so clip files start and end on the detected frames;
@@ -67,6 +67,17 @@ class SegmentConfig:
     )
 
 
+def _files(folder: Path, recursive: bool, skip: Path | None) -> list[Path]:
+    """The files of `folder` (and of its subfolders when `recursive`), sorted, without hidden ones or `skip`."""
+    files = []
+    for path in sorted(folder.rglob("*") if recursive else folder.iterdir()):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts) or path.is_dir():
+            continue
+        if skip is None or not path.resolve().is_relative_to(skip):
+            files.append(path)
+    return files
+
+
 def list_videos(videos_dir: str | os.PathLike, *, recursive: bool = False, exclude: str | None = None) -> list[dict]:
     """One item per video file of `videos_dir`, sorted by path: `{"video_id", "video_path"}` (relative to it).
 
@@ -78,16 +89,13 @@ def list_videos(videos_dir: str | os.PathLike, *, recursive: bool = False, exclu
     if not folder.is_dir():
         raise ValueError(f"--videos {videos_dir!r} is not a folder; expected a folder of video files")
     skip = Path(exclude).resolve() if exclude is not None else None
-    files = []
-    for path in sorted(folder.rglob("*") if recursive else folder.iterdir()):
-        relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts) or path.is_dir():
-            continue
-        if skip is not None and path.resolve().is_relative_to(skip):
-            continue
-        files.append(path)
-    videos = [p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS]
-    ignored = [p.relative_to(folder).as_posix() for p in files if p not in videos]
+
+    def is_video(path: Path) -> bool:
+        return path.suffix.lower() in VIDEO_EXTENSIONS
+
+    files = _files(folder, recursive, skip)
+    videos = [path for path in files if is_video(path)]
+    ignored = [path.relative_to(folder).as_posix() for path in files if not is_video(path)]
     if ignored:
         logger.warning("Ignoring %d file(s) without a video suffix %s: %s", len(ignored), VIDEO_EXTENSIONS, ignored)
     by_stem = defaultdict(list)
@@ -101,7 +109,7 @@ def list_videos(videos_dir: str | os.PathLike, *, recursive: bool = False, exclu
         )
     if not videos:
         hint = ""
-        if not recursive and any(p.suffix.lower() in VIDEO_EXTENSIONS for p in folder.rglob("*")):
+        if not recursive and any(is_video(path) for path in _files(folder, True, skip)):
             hint = "; its subfolders hold videos: pass --recursive to take them"
         raise ValueError(f"--videos {videos_dir!r} holds no video file (expected suffixes {VIDEO_EXTENSIONS}){hint}")
     return [{"video_id": path.stem, "video_path": path.relative_to(folder).as_posix()} for path in videos]

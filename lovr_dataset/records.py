@@ -70,7 +70,7 @@ def split_clip_id(clip_id: str, where: str) -> tuple[str, int]:
 
 
 def safe_relpath(value: str, where: str) -> str:
-    """`value` as a normalised POSIX path relative to its root, refusing absolute paths and `..` (which would escape it).
+    """`value` as a normalised POSIX path relative to its root; absolute paths and `..` (they escape it) are refused.
 
     Plain string work rather than `PurePosixPath`: it runs once per clip, and pathlib took a fifth of a full-scale
     export. Normalises like `PurePosixPath(value).as_posix()`: backslashes become `/`, and empty and `.` parts go.

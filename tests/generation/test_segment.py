@@ -216,6 +216,9 @@ def test_video_discovery_flat_recursive_and_refusals(tmp_path):
         list_videos(tmp_path)  # its only video files are in subfolders
     with pytest.raises(ValueError, match="is not a folder"):
         list_videos(videos / "a.mp4")
+    # the run folder's clip files do not count as videos in subfolders either: no hint
+    with pytest.raises(ValueError, match=r"holds no video file \(expected suffixes \(.*\)\)$"):
+        list_videos(videos / "W", exclude=str(videos / "W" / "clips"))
 
 
 def test_recursive_segmentation_keeps_the_relative_path(tmp_path):
