@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lovr_common.model_source import check_model_source
+
 logger = logging.getLogger(__name__)
 
 
@@ -178,10 +180,16 @@ class TransformersBackend:
         from transformers import AutoConfig
         from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
+        check_model_source(model)
         self.model = model
         self.revision = revision
         kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
-        config = AutoConfig.from_pretrained(model, **kwargs)
+        try:
+            config = AutoConfig.from_pretrained(model, **kwargs)
+        except OSError as err:
+            raise ValueError(
+                f"model={model!r} is no local folder and could not be loaded from the Hub: {err}"
+            ) from err
         self.is_vision = config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
         if self.is_vision:
             from transformers import AutoModelForImageTextToText, AutoProcessor

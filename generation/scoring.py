@@ -39,6 +39,7 @@ import torch
 from PIL import Image
 
 from generation.backends import ChatRequest, GenerationParams
+from lovr_common.model_source import check_model_source
 
 KEYWORDS_VERSION = "stopwords-v1"
 MAX_KEYWORDS = 32
@@ -188,8 +189,14 @@ class EvqaScorer:
     ):
         from transformers import AutoModel, AutoProcessor
 
+        check_model_source(model_name_or_path, argument="scorer model")
         self.model_name_or_path = model_name_or_path
-        self.model = AutoModel.from_pretrained(model_name_or_path).to(device).eval()
+        try:
+            self.model = AutoModel.from_pretrained(model_name_or_path).to(device).eval()
+        except OSError as err:
+            raise ValueError(
+                f"scorer model {model_name_or_path!r} is no local folder and could not be loaded from the Hub: {err}"
+            ) from err
         for method in ("get_image_features", "get_text_features"):
             if not hasattr(self.model, method):
                 raise ValueError(

@@ -39,6 +39,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from lovr_common.model_source import check_model_source
+
 logger = logging.getLogger(__name__)
 
 FAMILIES = {
@@ -256,6 +258,7 @@ def load_encoder(config: EncoderConfig, *, need: str = "text") -> TextEncoder:
     """
     from accelerate import PartialState
 
+    check_model_source(config.model)
     device = torch.device(config.device) if config.device else PartialState().device
     family = config.family
     if family is None and is_sentence_transformers(config.model, config.revision):
