@@ -104,4 +104,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run as `-m`, this file is `__main__`, while the recipes register into `lovr_common.tiny_models`: use that.
+    from lovr_common import tiny_models
+
+    tiny_models.main()

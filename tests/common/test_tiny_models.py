@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -35,3 +38,15 @@ def test_every_recipe_builds_the_same_weights_twice(tmp_path, name):
     a, b = load_file(weights_a), load_file(weights_b)
     assert a.keys() == b.keys()
     assert [key for key in a if not torch.equal(a[key], b[key])] == []
+
+
+def test_the_documented_command_builds_every_tiny_model(tmp_path):
+    # Run as `-m`, the recipes once registered into another copy of the module and nothing was built.
+    done = subprocess.run(
+        [sys.executable, "-m", "lovr_common.tiny_models", "--cache-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert [line.split(":")[0] for line in done.stdout.splitlines()] == available()
+    assert all(is_random_weights(tmp_path / name) for name in available())
