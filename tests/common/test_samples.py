@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 
+import av
 import numpy as np
 import pytest
 
-from lovr_common.samples import make_synthetic_video, sample_video
+from lovr_common.samples import make_synthetic_video, make_truncated_video, sample_video
 from lovr_common.video import decode_frames_at, probe
 
 
@@ -64,3 +65,18 @@ def test_same_seed_same_video(tmp_path):
 def test_bad_arguments(tmp_path, kwargs, words):
     with pytest.raises(ValueError, match=words):
         make_synthetic_video(tmp_path / "x.mp4", **kwargs)
+
+
+def test_truncated_video_opens_and_claims_every_frame(tmp_path):
+    path = make_truncated_video(tmp_path / "t.mp4", 0.5)
+    # Half of the remuxed bikes.mp4 (its 509,868 bytes, give or take the remuxer's own header tags).
+    assert abs(path.stat().st_size - 509_868 // 2) < 1024
+    info = probe(path)  # the index is at the front, so the cut file opens, claiming all of bikes.mp4
+    assert (info.num_frames, info.duration, info.width, info.height) == (250, 10.0, 640, 272)
+    decoded = []
+    with av.open(str(path)) as container, pytest.raises(av.FFmpegError):
+        decoded.extend(frame.time for frame in container.decode(video=0))
+    # ... but PyAV raises at the cut, after 114 frames (up to 113 / 25 = 4.52 s): under half of the 250.
+    assert (len(decoded), decoded[-1]) == (114, 4.52)
+    with pytest.raises(ValueError, match="fraction=1"):
+        make_truncated_video(tmp_path / "x.mp4", 1)
