@@ -108,7 +108,12 @@ class ScoreTrack:
 
 
 def score_video(path: Path, fps: float, settings: DetectionSettings) -> ScoreTrack:
-    """Decode `path` once with PySceneDetect and keep every frame's content score."""
+    """Decode `path` once with PySceneDetect and keep every frame's content score.
+
+    PySceneDetect's decoders end silently at a run of undecodable packets, taking it for the end of the video
+    (OpenCV after 5 failed grabs, PyAV after 8 failed packets): the track holds what decoded, which may be less
+    than the container claims (`generation.segment.decoded_coverage` checks).
+    """
     min_scene_len = max(1, round(settings.min_scene_seconds * fps))
     detector = _ScoreRecorder(threshold=settings.threshold, min_scene_len=min_scene_len)
     manager = SceneManager()

@@ -7,8 +7,17 @@ Writes one record per video to `W/segments.jsonl` (CONTRIBUTING.md, "Run folder"
 source video, numbered `<video_id>-Scene-NNN` in time order. The videos are DIR's files (with `--recursive`, also
 those of its subfolders, except W and hidden ones); a video's id is its file stem. Videos are shared between
 processes; a rerun skips videos already done and retries failed ones. A file that is not a usable video (zero
-bytes, corrupt, audio only, fewer than 5 frames, unreadable, not a video) gets a failed record and a line in
-`W/failures.jsonl`; the other videos go on, and the command exits with status 1 after printing a summary.
+bytes, corrupt, audio only, fewer than 5 frames, unreadable: a dangling link or a link loop, not a video) gets a
+failed record and a line in `W/failures.jsonl`; the other videos go on, and the command exits with status 1 after
+printing a summary.
+
+Decoded coverage. PySceneDetect's decoders take a run of undecodable packets for the end of the video, and say
+nothing: a file cut short, or corrupt part-way, would be cut into clips of its first part only while its record
+claimed the container's whole duration. So what decoded is compared with what the container claims: a video is
+failed, with the numbers in its reason, when fewer than `MIN_DECODED_FRACTION` (90%) of its claimed frames decode,
+or when decoding stops more than `MAX_MISSING_END_SECONDS` (2 s) before its claimed duration. A smaller shortfall
+is ok, with a warning: its clips stop where decoding stopped, and the record's `decoded` (`{"frames", "end",
+"coverage"}`: frames decoded, the end in seconds of the last one, frames over `num_frames`) says how much.
 
 `--write_clips` also writes each clip to `W/clips/<video_id>/<clip_id>.mp4`, the official release's layout. The
 default `--clip_mode reencode` re-encodes (libx264), so clip files start and end on the detected frames;
@@ -35,6 +44,7 @@ from transformers import HfArgumentParser
 from generation._failures import record_failure
 from generation._scenes import (
     DetectionSettings,
+    ScoreTrack,
     choose_scenes,
     low_dynamic_mark,
     score_video,
@@ -42,7 +52,7 @@ from generation._scenes import (
     write_clip_files,
 )
 from generation._stage import run_sharded
-from lovr_common.video import LOVR_MIN_CLIP_FRAMES, VideoError, probe
+from lovr_common.video import LOVR_MIN_CLIP_FRAMES, VideoError, VideoInfo, probe
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +60,9 @@ STAGE = "segments"
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".webm", ".mov")
 # What a broken file can raise on its way through PyAV, OpenCV and PySceneDetect; anything else is a bug.
 _VIDEO_FAILURES = (VideoError, scenedetect.VideoOpenFailure, av.FFmpegError, cv2.error, OSError)
+# The decoded-coverage rule (module docstring): below either bound, a video is failed.
+MIN_DECODED_FRACTION = 0.9
+MAX_MISSING_END_SECONDS = 2.0
 
 
 @dataclass
@@ -73,7 +86,8 @@ def _files(folder: Path, recursive: bool, skip: Path | None) -> list[Path]:
     for path in sorted(folder.rglob("*") if recursive else folder.iterdir()):
         if any(part.startswith(".") for part in path.relative_to(folder).parts) or path.is_dir():
             continue
-        if skip is None or not path.resolve().is_relative_to(skip):
+        # realpath, not Path.resolve: resolve raises on a link loop, which is one bad file, not a bad folder.
+        if skip is None or not Path(os.path.realpath(path)).is_relative_to(skip):
             files.append(path)
     return files
 
@@ -115,6 +129,27 @@ def list_videos(videos_dir: str | os.PathLike, *, recursive: bool = False, exclu
     return [{"video_id": path.stem, "video_path": path.relative_to(folder).as_posix()} for path in videos]
 
 
+def decoded_coverage(info: VideoInfo, track: ScoreTrack) -> dict:
+    """`{"frames", "end", "coverage"}`: how much of the video decoded; raises `VideoError` when that falls short
+    of what its container claims by the rule of `MIN_DECODED_FRACTION` and `MAX_MISSING_END_SECONDS`."""
+    frames = len(track.positions)
+    end = (track.positions[-1] + 1).seconds  # the end of the last decoded frame
+    coverage = frames / info.num_frames
+    shortfall = (
+        f"{frames} of the {info.num_frames} frames its container claims decode ({coverage:.1%}), up to "
+        f"{end:.2f} s of {info.duration:.2f} s"
+    )
+    if coverage < MIN_DECODED_FRACTION or info.duration - end > MAX_MISSING_END_SECONDS:
+        raise VideoError(
+            info.path,
+            f"truncated or corrupt: only {shortfall}; a video is failed when under {MIN_DECODED_FRACTION:.0%} "
+            f"of its frames decode or decoding stops over {MAX_MISSING_END_SECONDS} s before its end",
+        )
+    if frames < info.num_frames:
+        logger.warning("%s: %s; its clips end there", info.path, shortfall)
+    return {"frames": frames, "end": round(end, 6), "coverage": round(coverage, 4)}
+
+
 def segment_video(item: dict, config: SegmentConfig, settings: DetectionSettings) -> dict:
     """The segments record of one video (raises `VideoError` for a file that is not a usable video)."""
     videos_dir = Path(config.videos).resolve()
@@ -123,6 +158,7 @@ def segment_video(item: dict, config: SegmentConfig, settings: DetectionSettings
     if info.num_frames < LOVR_MIN_CLIP_FRAMES:
         raise VideoError(path, f"too short: {info.num_frames} frame(s), a clip needs {LOVR_MIN_CLIP_FRAMES}")
     track = score_video(path, info.fps, settings)
+    decoded = decoded_coverage(info, track)
     scenes, detection = choose_scenes(track, settings)
     video_id = item["video_id"]
     clip_ids = [f"{video_id}-Scene-{n:03d}" for n in range(1, len(scenes) + 1)]
@@ -158,11 +194,11 @@ def segment_video(item: dict, config: SegmentConfig, settings: DetectionSettings
         "num_frames": info.num_frames,
         "width": info.width,
         "height": info.height,
+        "decoded": decoded,
         "clips": clips,
         "settings": {
             **settings_record(settings, track),
             **detection,
-            "decoded_frames": len(track.positions),
             "write_clips": config.clip_mode if config.write_clips else None,
         },
         "status": "ok",

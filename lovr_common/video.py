@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,11 +61,15 @@ class VideoInfo:
 
 def _open(path: Path) -> av.container.InputContainer:
     """Open `path` for reading, turning every way this can fail into a `VideoError`."""
-    if not path.exists():
-        raise VideoError(path, "unreadable: no such file (or a dangling link)")
-    if path.is_dir():
+    try:
+        status = path.stat()
+    except OSError as err:
+        # A missing file, a dangling link, a link loop: the OS's reason, and where a link points.
+        link = f"; it is a link to {os.readlink(path)!r}" if path.is_symlink() else ""
+        raise VideoError(path, f"unreadable: {err.strerror}{link}") from err
+    if stat.S_ISDIR(status.st_mode):
         raise VideoError(path, "not a video: it is a directory")
-    if path.stat().st_size == 0:
+    if status.st_size == 0:
         raise VideoError(path, "zero-byte file")
     try:
         container = av.open(str(path))
@@ -82,9 +87,11 @@ def _open(path: Path) -> av.container.InputContainer:
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Read the duration, frame rate, frame count and size of `path`'s first video stream.
 
-    The first frame is decoded, so a file whose header parses but whose data does not (a truncated or corrupt
-    file) raises `VideoError` here rather than half-way through a later stage. When the container stores no
-    frame count (Matroska, WebM), the packets are counted: a demux pass, no decoding.
+    The first frame is decoded, so a file whose header parses but whose data does not raises `VideoError` here
+    rather than half-way through a later stage. `duration` and `num_frames` are what the container claims: a
+    file truncated or corrupt after its first frames still probes as whole (`generation.segment` compares them
+    with what decodes). When the container stores no frame count (Matroska, WebM), the packets are counted: a
+    demux pass, no decoding.
     """
     path = Path(path)
     container = _open(path)

@@ -4,6 +4,8 @@ every container, broken files, resuming, and a real two-process `accelerate laun
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 import subprocess
 
@@ -13,9 +15,10 @@ from scenedetect import ContentDetector, SceneManager, StatsManager, detect, ope
 
 from generation._failures import read_failures
 from generation._scenes import DetectionSettings, choose_scenes, score_video
-from generation.segment import SegmentConfig, list_videos, main, segment_video
+from generation.segment import SegmentConfig, decoded_coverage, list_videos, main, segment_video
 from lovr_common.jsonl import read_jsonl
-from lovr_common.samples import make_bad_videos, make_synthetic_video, sample_video
+from lovr_common.samples import make_bad_videos, make_synthetic_video, make_truncated_video, sample_video
+from lovr_common.video import VideoError, VideoInfo
 from tests.conftest import accelerate_launch
 
 # Short test videos: a 1 s minimum clip length (25 frames) instead of LoVR's 5 s.
@@ -89,6 +92,8 @@ def test_synthetic_video_cut_exactly_with_frame_accurate_clip_files(tmp_path):
         ("synth-Scene-003", 125, 165),
     ]
     assert record["settings"]["threshold"] == 34.0 and record["settings"]["min_scene_len_frames"] == 25
+    # 2.0 + 3.0 + 1.6 s at 25 fps = 165 frames, all decoded, the last one ending at 6.6 s.
+    assert record["decoded"] == {"frames": 165, "end": 6.6, "coverage": 1.0}
     for clip in clips:
         assert clip["clip_path"] == f"clips/synth/{clip['clip_id']}.mp4"
         with av.open(str(tmp_path / "W" / clip["clip_path"])) as container:
@@ -144,12 +149,105 @@ def test_bad_files_are_logged_and_the_run_goes_on(tmp_path, capsys):
         "audio_only": "no video stream",
         "not_a_video": "not a video",
         "unreadable": "unreadable",
+        "symlink_loop": "unreadable: Too many levels of symbolic links",
+        "truncated": "truncated or corrupt: only 116 of the 250 frames",
+        "corrupt_middle": "truncated or corrupt: only 104 of the 250 frames",
     }
     for kind, words in expected.items():
         assert words in failures[kind]["reason"] and failures[kind]["path"] == str(bad[kind])
         assert records[kind]["status"] == "failed" and records[kind]["reason"] == failures[kind]["reason"]
     summary = capsys.readouterr().out
-    assert "1 video(s) ok, 2 clip(s); 6 failed" in summary and "FAILED zero_byte" in summary
+    assert "1 video(s) ok, 2 clip(s); 9 failed" in summary and "FAILED zero_byte" in summary
+
+
+@pytest.mark.parametrize("backend", ["opencv", "pyav"])
+@pytest.mark.parametrize(
+    "kind, frames, end",
+    [
+        # The first half of the bytes of a faststart bikes.mp4 holds frames 0-115: 116 frames (ffprobe
+        # -count_frames reads as many), the last one shown from 4.64 s to 4.68 s. 116 / 250 = 46.4%.
+        ("truncated", 116, 4.68),
+        # 60 kB of noise over the middle: frames 0-103 decode, then PySceneDetect stops at the damage (OpenCV
+        # and PyAV alike; FFmpeg's own decoder skips it and gets 218 frames, 87.2%: failed as well).
+        # 104 / 250 = 41.6%, ending at 104 / 25 = 4.16 s.
+        ("corrupt_middle", 104, 4.16),
+    ],
+)
+def test_a_video_decoding_much_less_than_it_claims_fails_with_the_numbers(tmp_path, backend, kind, frames, end):
+    path = make_bad_videos(tmp_path)[kind]
+    config = SegmentConfig(videos=str(tmp_path), workdir=str(tmp_path / "W"))
+    settings = DetectionSettings(min_scene_seconds=1.0, backend=backend)
+    with pytest.raises(VideoError) as info:
+        segment_video({"video_id": kind, "video_path": path.name}, config, settings)
+    assert info.value.reason == (
+        f"truncated or corrupt: only {frames} of the 250 frames its container claims decode ({frames / 250:.1%}), "
+        f"up to {end:.2f} s of 10.00 s; a video is failed when under 90% of its frames decode or decoding stops "
+        "over 2.0 s before its end"
+    )
+
+
+def test_a_small_shortfall_is_ok_with_its_coverage_and_clips_within_what_decoded(tmp_path, caplog):
+    # 97% of the bytes keeps frames 0-241: 242 frames (ffprobe -count_frames), ending at 242 / 25 = 9.68 s.
+    # 242 / 250 = 96.8% >= 90%, and 10.0 - 9.68 = 0.32 s <= 2 s before the end: ok, by both bounds.
+    make_truncated_video(tmp_path / "videos" / "short.mp4", 0.97)
+    with caplog.at_level(logging.WARNING, logger="generation.segment"):
+        assert main(["--videos", str(tmp_path / "videos"), "--workdir", str(tmp_path / "W"), *FAST]) == 0
+    (record,) = read_jsonl(tmp_path / "W" / "segments.jsonl")
+    assert (record["status"], record["duration"], record["num_frames"]) == ("ok", 10.0, 250)
+    assert record["decoded"] == {"frames": 242, "end": 9.68, "coverage": 0.968}
+    assert record["clips"][-1]["end"] <= 9.68 and record["clips"][-1]["end_frame"] <= 242
+    assert "242 of the 250 frames its container claims decode (96.8%), up to 9.68 s of 10.00 s" in caplog.text
+
+
+def test_decoded_coverage_bounds(bikes_track):
+    # bikes.mp4 decodes 250 frames ending at 10.0 s; only the container's claim changes here.
+    def claim(num_frames, duration):
+        return VideoInfo(sample_video("bikes"), duration, 25.0, num_frames, 640, 272)
+
+    assert decoded_coverage(claim(250, 10.0), bikes_track) == {"frames": 250, "end": 10.0, "coverage": 1.0}
+    # 250 / 277 = 90.25% and 2.0 s missing at the end: ok, at both bounds.
+    assert decoded_coverage(claim(277, 12.0), bikes_track)["coverage"] == 0.9025
+    with pytest.raises(VideoError, match=r"only 250 of the 278 frames .* \(89.9%\)"):
+        decoded_coverage(claim(278, 10.0), bikes_track)  # 250 / 278 = 89.9% < 90%
+    with pytest.raises(VideoError, match=r"\(96.2%\), up to 10.00 s of 12.04 s"):
+        decoded_coverage(claim(260, 12.04), bikes_track)  # 2.04 s missing at the end > 2 s
+
+
+def test_link_loops_and_dangling_links_are_logged_and_the_run_goes_on(tmp_path):
+    videos = tmp_path / "videos"
+    make_synthetic_video(videos / "good.mp4", scene_seconds=[1.2, 1.2], size=(96, 64))
+    os.symlink("loop.mp4", videos / "loop.mp4")  # ln -s loop.mp4 videos/loop.mp4
+    os.symlink("gone.mp4", videos / "dangling.mp4")
+    workdir = tmp_path / "W"
+
+    assert main(["--videos", str(videos), "--workdir", str(workdir), *FAST]) == 1
+    records = {r["video_id"]: r for r in read_jsonl(workdir / "segments.jsonl")}
+    assert records["good"]["status"] == "ok" and len(records["good"]["clips"]) == 2
+    failures = {f["id"]: f for f in read_failures(workdir, "segments")}
+    assert failures == {
+        "loop": {
+            "stage": "segments",
+            "id": "loop",
+            "path": str(videos / "loop.mp4"),
+            "reason": "unreadable: Too many levels of symbolic links; it is a link to 'loop.mp4'",
+        },
+        "dangling": {
+            "stage": "segments",
+            "id": "dangling",
+            "path": str(videos / "dangling.mp4"),
+            "reason": "unreadable: No such file or directory; it is a link to 'gone.mp4'",
+        },
+    }
+    for video_id in ("loop", "dangling"):
+        assert records[video_id]["status"] == "failed" and records[video_id]["reason"] == failures[video_id]["reason"]
+
+    # --recursive: a loop in a subfolder is listed like any video (and fails like it); a link from a subfolder to
+    # its own folder is not walked into.
+    (videos / "cats").mkdir()
+    os.symlink("loop2.mp4", videos / "cats" / "loop2.mp4")
+    os.symlink(".", videos / "cats" / "again")
+    listed = list_videos(videos, recursive=True, exclude=str(workdir))
+    assert [item["video_path"] for item in listed] == ["cats/loop2.mp4", "dangling.mp4", "good.mp4", "loop.mp4"]
 
 
 def test_rerun_skips_done_videos_and_retries_failed_ones(tmp_path):
