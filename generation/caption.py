@@ -9,7 +9,9 @@ under 5 frames are not captioned), capped by `--max_frames`. They reach the mode
 processor, the path that works without torchvision. Prompts and sampling settings default to LoVR's and are
 recorded with every caption. Records are keyed by clip id: a clip that fails gets `status: failed` with the
 reason (also in `W/failures.jsonl`) and can never shift a caption onto another clip. A rerun skips clips already
-captioned and retries failed ones; the exit status is non-zero when clips failed.
+captioned and retries failed ones; the exit status is non-zero when clips failed. The run folder is locked for the
+whole stage (`generation._stage.workdir_lock`): a second run on it is refused. A damaged `segments.jsonl` (a
+malformed or cut-short line, a video id on two lines) is an error naming the file and line.
 """
 
 from __future__ import annotations
@@ -25,9 +27,8 @@ from accelerate import PartialState
 from transformers import HfArgumentParser
 
 from generation._failures import record_failure
-from generation._stage import run_sharded
+from generation._stage import command_lock, read_merged, run_sharded, stage_output
 from generation.backends import BackendArguments, ChatBackend, ChatRequest, GenerationParams, load_backend
-from lovr_common.jsonl import read_jsonl
 from lovr_common.tiny_models import is_random_weights
 from lovr_common.video import (
     LOVR_MAX_CAPTION_FRAMES,
@@ -102,11 +103,11 @@ class CaptionArguments:
 
 def clips_from_segments(workdir: str | Path) -> list[dict]:
     """Every clip of the videos segmented without error, with what captioning needs to find its frames."""
-    path = Path(workdir) / "segments.jsonl"
+    path = stage_output(workdir, "segments")
     if not path.exists():
         raise ValueError(f"No segments in workdir={str(workdir)!r}: expected {path} (run generation.segment first)")
     clips = []
-    for video in read_jsonl(path):
+    for video in read_merged(path, "video_id").values():
         if video.get("status") != "ok":
             continue
         video_path = Path(video["videos_dir"]) / video["video_path"]
@@ -247,23 +248,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = PartialState()
     logging.basicConfig(level=logging.INFO if state.is_main_process else logging.WARNING)
 
-    clips = clips_from_segments(run.workdir)
-    backend = load_backend(backend_args, device=state.device)
-    if is_random_weights(backend_args.model) and state.is_main_process:
-        logger.warning("%s has random weights: its captions are meaningless", backend_args.model)
-    records = run_sharded(
-        workdir=run.workdir,
-        stage=STAGE,
-        key="clip_id",
-        items=clips,
-        process_batch=lambda batch: caption_clips(batch, backend, settings, params).values(),
-        batch_size=run.batch_size,
-        is_done=lambda record: record.get("status") == "ok",
-        desc="caption",
-    )
-    failed = sum(record["status"] == "failed" for record in records.values())
+    with command_lock(run.workdir, "generation.caption"):
+        clips = clips_from_segments(run.workdir)
+        backend = load_backend(backend_args, device=state.device)
+        if is_random_weights(backend_args.model) and state.is_main_process:
+            logger.warning("%s has random weights: its captions are meaningless", backend_args.model)
+        records = run_sharded(
+            workdir=run.workdir,
+            stage=STAGE,
+            key="clip_id",
+            items=clips,
+            process_batch=lambda batch: caption_clips(batch, backend, settings, params).values(),
+            batch_size=run.batch_size,
+            is_done=lambda record: record.get("status") == "ok",
+            desc="caption",
+        )
+        failed = sum(record["status"] == "failed" for record in records.values())
+        if state.is_main_process:
+            _record_failures(run.workdir, clips, records)
     if state.is_main_process:
-        _record_failures(run.workdir, clips, records)
         logger.info("captions: %d of %d clips captioned, %d failed", len(records) - failed, len(clips), failed)
         if failed:
             print(f"captions: {failed} of {len(clips)} clips failed; reasons in {run.workdir / 'failures.jsonl'}")

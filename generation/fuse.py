@@ -36,7 +36,9 @@ scene number (so a skipped clip leaves a gap):
 
 A rerun fuses only what is not done: a video counts as done when its record is ok and its `inputs_sha256`, a digest
 of the clip captions it was fused from (and of the skipped clips), still matches `W/captions.jsonl`. A video whose
-clip captions changed since, for example by a merged review (`generation.review`), is fused again.
+clip captions changed since, for example by a merged review (`generation.review`), is fused again. The run folder
+is locked for the whole stage (`generation._stage.workdir_lock`), and a damaged input (a malformed or cut-short
+line, an id on two lines) is an error naming the file and line.
 
 Every LLM call uses the system prompt "You are a helpful video summarizer." and temperature 0.5 (as the
 original). A call that fails or whose reply cannot be used (the rewrite must give exactly two paragraphs) is
@@ -60,7 +62,7 @@ from transformers import HfArgumentParser
 
 from generation._failures import record_failure
 from generation._llm import LlmCall, call_with_retries
-from generation._stage import load_records, run_sharded, stage_output
+from generation._stage import command_lock, load_records, run_sharded, stage_output, workdir_lock
 from generation.backends import BackendArguments, GenerationParams, load_backend
 from lovr_common.tiny_models import is_random_weights
 
@@ -307,63 +309,68 @@ class Fuser:
 def fuse(config: FuseConfig, backend_args: BackendArguments, backend=None) -> dict[str, dict]:
     """Run the stage over every segmented video of `config.workdir` not fused yet; returns every video record."""
     workdir = Path(config.workdir)
-    for stage, producer in (("segments", "generation.segment"), ("captions", "generation.caption")):
-        if not stage_output(workdir, stage).exists():
-            raise ValueError(f"generation.fuse needs {stage_output(workdir, stage)}: run {producer} first")
-    segments = [r for r in load_records(workdir, "segments", "video_id").values() if r.get("status") == "ok"]
-    captions = load_records(workdir, "captions", "clip_id")
-    settings = {
-        "model": backend_args.model,
-        "endpoint": backend_args.endpoint,
-        "prompt_version": PROMPT_VERSION,
-        "cluster_size": config.cluster_size,
-        "temperature": config.temperature,
-        "max_new_tokens": config.max_new_tokens,
-        "seed": config.seed,
-        "call_retries": config.call_retries,
-        "random_weights": is_random_weights(backend_args.model),
-    }
-    current = {segment["video_id"]: inputs_digest(*_usable_clips(segment, captions)) for segment in segments}
+    with workdir_lock(workdir, create=False):
+        for stage, producer in (("segments", "generation.segment"), ("captions", "generation.caption")):
+            if not stage_output(workdir, stage).exists():
+                raise ValueError(f"generation.fuse needs {stage_output(workdir, stage)}: run {producer} first")
+        segments = [r for r in load_records(workdir, "segments", "video_id").values() if r.get("status") == "ok"]
+        captions = load_records(workdir, "captions", "clip_id")
+        settings = {
+            "model": backend_args.model,
+            "endpoint": backend_args.endpoint,
+            "prompt_version": PROMPT_VERSION,
+            "cluster_size": config.cluster_size,
+            "temperature": config.temperature,
+            "max_new_tokens": config.max_new_tokens,
+            "seed": config.seed,
+            "call_retries": config.call_retries,
+            "random_weights": is_random_weights(backend_args.model),
+        }
+        current = {segment["video_id"]: inputs_digest(*_usable_clips(segment, captions)) for segment in segments}
 
-    def up_to_date(record: dict) -> bool:
-        return record.get("status") == "ok" and record.get("inputs_sha256") == current.get(record["video_id"])
+        def up_to_date(record: dict) -> bool:
+            return record.get("status") == "ok" and record.get("inputs_sha256") == current.get(record["video_id"])
 
-    fused = load_records(workdir, "videos", "video_id")
-    stale = [r for v, r in fused.items() if v in current and r.get("status") == "ok" and not up_to_date(r)]
-    if stale and PartialState().is_main_process:
-        unknown = [r["video_id"] for r in stale if "inputs_sha256" not in r]
-        changed = [r["video_id"] for r in stale if "inputs_sha256" in r]
-        for ids, why in ((changed, "their clip captions changed"), (unknown, "their records predate input digests")):
-            if ids:
-                logger.info("fuse: %d video(s) to fuse again, %s: %s", len(ids), why, ids[:5])
-    fuser = None
+        fused = load_records(workdir, "videos", "video_id")
+        stale = [r for v, r in fused.items() if v in current and r.get("status") == "ok" and not up_to_date(r)]
+        if stale and PartialState().is_main_process:
+            unknown = [r["video_id"] for r in stale if "inputs_sha256" not in r]
+            changed = [r["video_id"] for r in stale if "inputs_sha256" in r]
+            for ids, why in (
+                (changed, "their clip captions changed"),
+                (unknown, "their records predate input digests"),
+            ):
+                if ids:
+                    logger.info("fuse: %d video(s) to fuse again, %s: %s", len(ids), why, ids[:5])
+        fuser = None
 
-    def process(batch: list[dict]) -> list[dict]:
-        nonlocal fuser
-        if fuser is None:  # loaded lazily: a rerun with nothing left to do loads no model
-            fuser = Fuser(backend or load_backend(backend_args, PartialState().device), config, captions, settings)
-        records = fuser.fuse(batch)
-        for record in records:
-            if record["status"] == "failed":
-                record_failure(workdir, "fuse", record["video_id"], None, record["reason"])
-        return records
+        def process(batch: list[dict]) -> list[dict]:
+            nonlocal fuser
+            if fuser is None:  # loaded lazily: a rerun with nothing left to do loads no model
+                fuser = Fuser(backend or load_backend(backend_args, PartialState().device), config, captions, settings)
+            records = fuser.fuse(batch)
+            for record in records:
+                if record["status"] == "failed":
+                    record_failure(workdir, "fuse", record["video_id"], None, record["reason"])
+            return records
 
-    return run_sharded(
-        workdir=workdir,
-        stage="videos",
-        key="video_id",
-        items=segments,
-        process_batch=process,
-        batch_size=config.batch_size,
-        is_done=up_to_date,
-        desc="fuse",
-    )
+        return run_sharded(
+            workdir=workdir,
+            stage="videos",
+            key="video_id",
+            items=segments,
+            process_batch=process,
+            batch_size=config.batch_size,
+            is_done=up_to_date,
+            desc="fuse",
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config, backend_args = HfArgumentParser((FuseConfig, BackendArguments)).parse_args_into_dataclasses(args=argv)
-    records = fuse(config, backend_args)
+    with command_lock(config.workdir, "generation.fuse"):
+        records = fuse(config, backend_args)
     failed = [r for r in records.values() if r["status"] != "ok"]
     fallbacks = sum(b["status"] == "fallback" for r in records.values() for b in r["boundaries"])
     if PartialState().is_main_process:

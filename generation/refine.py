@@ -25,7 +25,10 @@ threshold open and it depends on the scorer, so it has no default.
 
 The stage enriches `W/captions.jsonl` in place (stage `captions`, done when `score` is present): resumable and
 sharded with `generation._stage.run_sharded`. A clip that cannot be scored keeps its record without `score`
-(`refine: {"status": "failed", "reason"}`, also in `W/failures.jsonl`) and is retried by the next run.
+(`refine: {"status": "failed", "reason"}`, also in `W/failures.jsonl`) and is retried by the next run. The run
+folder is locked for the whole stage (`generation._stage.workdir_lock`), and a damaged `captions.jsonl`,
+`segments.jsonl` or `review.jsonl` (a malformed or cut-short line, an id on two lines) is an error naming the file
+and line.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from accelerate import PartialState
 from transformers import HfArgumentParser
 
 from generation._failures import record_failure
-from generation._stage import load_records, run_sharded, stage_output
+from generation._stage import command_lock, load_records, run_sharded, stage_output, workdir_lock
 from generation.backends import BackendArguments, GenerationParams, load_backend
 from generation.caption import PROMPTS, CaptionSettings, caption_clips, clips_from_segments, decode_clip_frames
 from generation.scoring import EvqaScorer, JudgeScorer, Scorer, ScoringItem
@@ -241,7 +244,8 @@ def _best(attempts: list[dict]) -> dict:
 def update_review_queue(workdir: Path, records: dict[str, dict]) -> int:
     """Add the pending clips missing from `W/review.jsonl` (existing lines, perhaps being edited, stay); return count."""
     path = Path(workdir) / REVIEW_FILE
-    queued = list(read_jsonl(path)) if path.exists() else []
+    # Written whole (atomically), so a cut-short last line is damage, not an interrupted write.
+    queued = list(read_jsonl(path, tolerate_torn_tail=False)) if path.exists() else []
     known = {line.get("clip_id") for line in queued}
     new = [
         {
@@ -264,44 +268,48 @@ def update_review_queue(workdir: Path, records: dict[str, dict]) -> int:
 def refine(config: RefineConfig, backend_args: BackendArguments, params: GenerationParams, scorer=None) -> dict:
     """Run the stage; returns every captions record."""
     workdir = Path(config.workdir)
-    if not stage_output(workdir, "captions").exists():
-        raise ValueError(f"generation.refine needs {stage_output(workdir, 'captions')}: run generation.caption first")
-    captions = load_records(workdir, "captions", "clip_id")
-    items = [{"clip_id": clip["clip_id"], "clip": clip, "record": captions[clip["clip_id"]]}
-             for clip in clips_from_segments(workdir) if clip["clip_id"] in captions]  # fmt: skip
-    refiner = Refiner(config, backend_args, params, scorer)
+    with workdir_lock(workdir, create=False):
+        if not stage_output(workdir, "captions").exists():
+            raise ValueError(
+                f"generation.refine needs {stage_output(workdir, 'captions')}: run generation.caption first"
+            )
+        captions = load_records(workdir, "captions", "clip_id")
+        items = [{"clip_id": clip["clip_id"], "clip": clip, "record": captions[clip["clip_id"]]}
+                 for clip in clips_from_segments(workdir) if clip["clip_id"] in captions]  # fmt: skip
+        refiner = Refiner(config, backend_args, params, scorer)
 
-    def process(batch: list[dict]) -> list[dict]:
-        records = refiner.refine(batch)
-        for item, record in zip(batch, records, strict=True):
-            if "score" not in record:
-                record_failure(
-                    workdir, "refine", record["clip_id"], item["clip"]["video_path"], record["refine"]["reason"]
-                )
+        def process(batch: list[dict]) -> list[dict]:
+            records = refiner.refine(batch)
+            for item, record in zip(batch, records, strict=True):
+                if "score" not in record:
+                    record_failure(
+                        workdir, "refine", record["clip_id"], item["clip"]["video_path"], record["refine"]["reason"]
+                    )
+            return records
+
+        records = run_sharded(
+            workdir=workdir,
+            stage="captions",
+            key="clip_id",
+            items=items,
+            process_batch=process,
+            batch_size=config.batch_size,
+            # Failed captions are the caption stage's to retry: refine leaves them alone.
+            is_done=lambda record: "score" in record or record.get("status") != "ok",
+            desc="refine",
+        )
+        if PartialState().is_main_process:
+            update_review_queue(workdir, records)
+        PartialState().wait_for_everyone()
         return records
-
-    records = run_sharded(
-        workdir=workdir,
-        stage="captions",
-        key="clip_id",
-        items=items,
-        process_batch=process,
-        batch_size=config.batch_size,
-        # Failed captions are the caption stage's to retry: refine leaves them alone.
-        is_done=lambda record: "score" in record or record.get("status") != "ok",
-        desc="refine",
-    )
-    if PartialState().is_main_process:
-        update_review_queue(workdir, records)
-    PartialState().wait_for_everyone()
-    return records
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = HfArgumentParser((RefineConfig, GenerationParams, BackendArguments))
     config, params, backend_args = parser.parse_args_into_dataclasses(args=argv)
-    records = refine(config, backend_args, params)
+    with command_lock(config.workdir, "generation.refine"):
+        records = refine(config, backend_args, params)
     scored = [r for r in records.values() if "score" in r]
     unscored = sum(r.get("status") == "ok" and "score" not in r for r in records.values())
     pending = sum(r.get("review") == "pending" for r in scored)

@@ -13,7 +13,9 @@ sets `decision` on the lines they reviewed:
 
 The whole file is validated first: a malformed line, an unknown or repeated clip id, a clip that is not queued, a
 missing or unknown `decision`, or an empty edited caption is reported with its file and line, all problems at
-once, and nothing is merged. Otherwise the decisions are written into `W/captions.jsonl` with an atomic rename.
+once, and nothing is merged; so is a damaged `W/captions.jsonl` (a malformed or cut-short line, a clip id on two
+lines). Otherwise the decisions are written into `W/captions.jsonl` with an atomic rename, the run folder locked
+against any other run meanwhile (`generation._stage.workdir_lock`).
 Merging the same file twice gives the same result. Then run `generation.fuse` again: it fuses again exactly the
 videos whose clip captions the merge changed (an edit, or a rejection that drops a clip).
 """
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from generation._stage import SHARD_DIR, load_records, stage_output
+from generation._stage import SHARD_DIR, WorkdirBusyError, load_records, stage_output, workdir_lock
 from lovr_common.jsonl import write_jsonl_atomic
 
 logger = logging.getLogger(__name__)
@@ -127,20 +129,21 @@ def apply_decision(record: dict, review: dict) -> dict:
 def merge_review(workdir: str | Path, file: str | Path | None = None) -> dict[str, int]:
     """Validate the review file and merge its decisions into `W/captions.jsonl`; return the count per decision."""
     workdir = Path(workdir)
-    if any((workdir / SHARD_DIR).glob("captions-*.jsonl")):
-        raise ReviewError(
-            f"{workdir / SHARD_DIR} holds unmerged caption shards of an interrupted run: rerun generation.refine first"
-        )
-    captions = load_records(workdir, "captions", "clip_id")
-    decided = validate_review(file or workdir / REVIEW_FILE, captions)
-    counts = {decision: 0 for decision in (*DECISIONS, "pending")}
-    for clip_id, review in decided.items():
-        captions[clip_id] = apply_decision(captions[clip_id], review)
-    for record in captions.values():
-        if record.get("review") in counts:
-            counts[record["review"]] += 1
-    write_jsonl_atomic(stage_output(workdir, "captions"), captions.values())
-    return counts
+    with workdir_lock(workdir, create=False):
+        if any((workdir / SHARD_DIR).glob("captions-*.jsonl")):
+            raise ReviewError(
+                f"{workdir / SHARD_DIR} holds unmerged caption shards of an interrupted run: rerun generation.refine first"
+            )
+        captions = load_records(workdir, "captions", "clip_id")
+        decided = validate_review(file or workdir / REVIEW_FILE, captions)
+        counts = {decision: 0 for decision in (*DECISIONS, "pending")}
+        for clip_id, review in decided.items():
+            captions[clip_id] = apply_decision(captions[clip_id], review)
+        for record in captions.values():
+            if record.get("review") in counts:
+                counts[record["review"]] += 1
+        write_jsonl_atomic(stage_output(workdir, "captions"), captions.values())
+        return counts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     (config,) = HfArgumentParser(ReviewConfig).parse_args_into_dataclasses(args=argv)
     try:
         counts = merge_review(config.workdir, config.file)
-    except ReviewError as err:
+    except (ValueError, WorkdirBusyError) as err:  # ReviewError, a damaged captions.jsonl, no such folder
         raise SystemExit(f"generation.review: {err}") from None
     print("review: " + ", ".join(f"{n} {decision}" for decision, n in counts.items()))
 

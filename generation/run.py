@@ -10,8 +10,10 @@ of `accelerate launch`, resumable): a rerun skips what is done and retries what 
 caption and re-caption; `--fuse_model` / `--fuse_endpoint` fuse (default: the captioning model, which also
 answers text-only requests). Refinement runs when `--threshold` and `--scorer_model` are given, else it is
 skipped and said so. A stage whose items partly fail does not stop the run (later stages skip what is missing);
-a stage that cannot run at all (bad arguments, missing input) stops it. The run ends with a summary read from
-`W` and exits with status 1 when anything failed.
+a stage that cannot run at all (bad arguments, missing input, a damaged stage file) stops it. The run ends with a
+summary read from `W` and exits with status 1 when anything failed. The run folder is locked from the first stage
+to the summary (`generation._stage.workdir_lock`): a second run or stage on the same `--workdir` is refused at
+once, naming the pid that holds it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from accelerate import PartialState
 from transformers import HfArgumentParser
 
 from generation import caption, fuse, refine, segment
-from generation._stage import load_records
+from generation._stage import WorkdirBusyError, load_records, workdir_lock
 
 logger = logging.getLogger(__name__)
 
@@ -117,29 +119,39 @@ def summarize(workdir: str | Path) -> str:
 
 
 def run(config: RunConfig) -> int:
-    """Run every stage in order; 0 when nothing failed."""
+    """Run every stage in order, the run folder locked throughout; 0 when nothing failed."""
     state = PartialState()
     statuses = {}
-    for name, stage_main, args in stage_commands(config):
-        if stage_main is None:
-            statuses[name] = "skipped (needs --threshold and --scorer_model)"
-            continue
+    with workdir_lock(config.workdir):
+        for name, stage_main, args in stage_commands(config):
+            if stage_main is None:
+                statuses[name] = "skipped (needs --threshold and --scorer_model)"
+                continue
+            try:
+                code = stage_main(args)
+            except ValueError as err:
+                statuses[name] = f"could not run: {err}"
+                break
+            statuses[name] = "ok" if code == 0 else "some items failed (see failures.jsonl)"
         try:
-            code = stage_main(args)
-        except ValueError as err:
-            statuses[name] = f"could not run: {err}"
-            break
-        statuses[name] = "ok" if code == 0 else "some items failed (see failures.jsonl)"
+            summary = summarize(config.workdir)
+        except ValueError as err:  # a damaged stage file: said by the stage that read it, or here
+            statuses["summary"] = f"could not read the run folder: {err}"
+            summary = None
     if state.is_main_process:
         print("\n".join(f"{name}: {status}" for name, status in statuses.items()))
-        print(summarize(config.workdir))
+        if summary is not None:
+            print(summary)
     return 0 if all(s == "ok" or s.startswith("skipped") for s in statuses.values()) and "fuse" in statuses else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     (config,) = HfArgumentParser(RunConfig).parse_args_into_dataclasses(args=argv)
-    return run(config)
+    try:
+        return run(config)
+    except WorkdirBusyError as err:
+        raise SystemExit(f"generation.run: {err}") from None
 
 
 if __name__ == "__main__":

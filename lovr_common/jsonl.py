@@ -1,8 +1,10 @@
-"""JSON Lines that survive a hard kill: whole lines, flushed and synced; a torn last line is ignored.
+"""JSON Lines that survive a hard kill: whole lines, flushed and synced; a torn last line of an appended file is
+ignored.
 
-Every record written by the pipeline is one JSON object per line. A process killed mid-write can leave a last
-line without its newline; such a line is never valid JSON for an object, so readers drop it and writers cut it
-off before appending.
+Every record written by the pipeline is one JSON object per line. A process killed while appending can leave a
+last line without its newline; such a line is never valid JSON for an object, so readers of appended files drop it
+and writers cut it off before appending. A file only ever written whole (`write_jsonl_atomic`) cannot be torn that
+way: its readers pass `tolerate_torn_tail=False`, and a damaged last line is an error like any other.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 class JsonlError(ValueError):
-    """A line of a JSON Lines file is not a JSON object (the message names the file and line)."""
+    """A JSON Lines file that cannot be read as records: a line is not a JSON object, or (raised by the readers of
+    keyed files) a key is repeated; the message names the file and line."""
 
 
 @dataclass
@@ -40,8 +43,22 @@ def read_jsonl(
 
     A malformed line raises `JsonlError` naming the file and line, or is skipped and recorded in `stats` when
     `skip_malformed=True`. A last line that has no newline and does not parse is a torn write: dropped with a
-    warning, unless `tolerate_torn_tail=False` (files not written by this pipeline, where it is plain damage).
+    warning, unless `tolerate_torn_tail=False` (files written whole, or not by this pipeline, where it is damage).
     """
+    for _, record in read_jsonl_numbered(
+        path, skip_malformed=skip_malformed, stats=stats, tolerate_torn_tail=tolerate_torn_tail
+    ):
+        yield record
+
+
+def read_jsonl_numbered(
+    path: str | os.PathLike,
+    *,
+    skip_malformed: bool = False,
+    stats: ReadStats | None = None,
+    tolerate_torn_tail: bool = True,
+) -> Iterator[tuple[int, dict]]:
+    """As `read_jsonl`, yielding `(line number from 1, object)`: for messages that point at a line."""
     path = Path(path)
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
@@ -52,19 +69,22 @@ def read_jsonl(
                 if not isinstance(record, dict):
                     raise ValueError(f"expected a JSON object, got {type(record).__name__}")
             except (UnicodeDecodeError, ValueError) as err:
-                if tolerate_torn_tail and not raw.endswith(b"\n"):  # only the last line can lack its newline
+                torn = not raw.endswith(b"\n")  # only the last line can lack its newline
+                if tolerate_torn_tail and torn:
                     logger.warning("%s:%d: ignoring a torn last line (an interrupted write)", path, lineno)
                     if stats is not None:
                         stats.torn_tail = True
                     return
                 message = f"{path}:{lineno}: malformed JSON Lines record ({err}): {raw[:80]!r}"
+                if torn:
+                    message += " (a last line cut short: the file is truncated or damaged)"
                 if not skip_malformed:
                     raise JsonlError(message) from err
                 logger.warning(message)
                 if stats is not None:
                     stats.skipped.append(message)
                 continue
-            yield record
+            yield lineno, record
 
 
 def cut_torn_tail(path: str | os.PathLike) -> None:

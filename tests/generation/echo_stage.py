@@ -1,33 +1,72 @@
-"""A minimal stage for testing `generation._stage.run_sharded` under `accelerate launch`.
+"""A minimal stage for testing `generation._stage.run_sharded` under `accelerate launch` (`launch_command`).
 
-    accelerate launch --cpu --num_processes 2 tests/generation/echo_stage.py W N [DIE_AFTER]
+    accelerate launch --multi_gpu --num_processes 2 tests/generation/echo_stage.py W N [--die_after K] [--hold GATE]
 
-Each item `i-NNN` gets the record {"id", "text": the id upper-cased, "status"}. With DIE_AFTER, the process that has
-written that many records kills itself with SIGKILL (a hard crash mid-run).
+Each item `i-NNN` gets the record {"id", "text": the id upper-cased, "status"}. With --die_after, the process that
+has written K records kills itself with SIGKILL (a hard crash mid-run). With --hold, the main process, once its
+first record is written (the run folder locked), writes its pid to GATE.held and waits until GATE exists.
+
+On this CPU machine `accelerate launch --cpu --num_processes 2` starts one process (accelerate's simple launcher),
+so two ranks need the torchrun launcher (`--multi_gpu`) and `PartialState(cpu=True)`, without which each rank of a
+CPU-only launch takes itself for the only one.
 """
 
+import argparse
 import os
 import signal
 import sys
+import time
+from pathlib import Path
+
+from accelerate import PartialState
 
 from generation._stage import run_sharded
 
+HOLD_LIMIT_S = 60
+
+
+def launch_command(num_processes: int) -> list[str]:
+    """The start of a real `accelerate launch` of `num_processes` CPU ranks of this script (one: plain python)."""
+    if num_processes == 1:  # `--multi_gpu` refuses a single process
+        return [sys.executable, __file__]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", __file__]  # fmt: skip
+
+
+def _hold(gate: Path) -> None:
+    held = gate.with_name(gate.name + ".held")
+    tmp = held.with_name(held.name + ".tmp")
+    tmp.write_text(str(os.getpid()))
+    tmp.rename(held)  # whole, so that a reader never sees an empty pid
+    deadline = time.monotonic() + HOLD_LIMIT_S
+    while not gate.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"echo_stage: {gate} did not appear within {HOLD_LIMIT_S} s")
+        time.sleep(0.02)
+
 
 def main() -> None:
-    workdir, count = sys.argv[1], int(sys.argv[2])
-    die_after = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    parser = argparse.ArgumentParser()
+    parser.add_argument("workdir")
+    parser.add_argument("count", type=int)
+    parser.add_argument("--die_after", type=int)
+    parser.add_argument("--hold", type=Path)
+    args = parser.parse_args()
+    PartialState(cpu=True)  # first, so that every later PartialState() is this one
     written = 0
 
     def process(batch):
         nonlocal written
         for item in batch:
-            if die_after is not None and written == die_after:
+            if args.die_after is not None and written == args.die_after:
                 os.kill(os.getpid(), signal.SIGKILL)
             written += 1
             yield {"id": item["id"], "text": item["id"].upper(), "status": "ok"}
+            if args.hold and written == 1 and PartialState().is_main_process:
+                _hold(args.hold)
 
-    items = [{"id": f"i-{n:03d}"} for n in range(count)]
-    run_sharded(workdir=workdir, stage="echo", key="id", items=items, process_batch=process, batch_size=3)
+    items = [{"id": f"i-{n:03d}"} for n in range(args.count)]
+    run_sharded(workdir=args.workdir, stage="echo", key="id", items=items, process_batch=process, batch_size=3)
 
 
 if __name__ == "__main__":

@@ -199,3 +199,15 @@ def test_endpoint_run_with_a_failing_clip(tmp_path):
     status, caption, reason = records["bikes-Scene-002"]
     assert status == "failed" and caption is None and reason.startswith("HTTP 500") and "3 attempts" in reason
     assert all(records[f"bikes-Scene-00{n}"][0] == "ok" and records[f"bikes-Scene-00{n}"][1] for n in (1, 3, 4))
+
+
+def test_a_damaged_segments_file_is_an_error_naming_file_and_line(tmp_path):
+    workdir = make_workdir(tmp_path / "w", with_failures=False)
+    path = workdir / "segments.jsonl"
+    good = path.read_bytes()
+    path.write_bytes(good + good[:30])  # line 2: a cut-short copy, as no atomic write can leave it
+    with pytest.raises(ValueError, match=r"segments\.jsonl:2: malformed .*cut short"):
+        clips_from_segments(workdir)
+    path.write_bytes(good + good)
+    with pytest.raises(ValueError, match=r"segments\.jsonl:2: video_id='bikes' is repeated \(also on line 1\)"):
+        clips_from_segments(workdir)

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -219,3 +220,22 @@ def test_cli_exit_status(tmp_path):
     assert main([*args, "--call_backoff", "0"]) == 1  # "bad" has no usable caption
     records = {r["video_id"]: r for r in read_jsonl(tmp_path / "videos.jsonl")}
     assert records["v"]["status"] == "ok" and records["bad"]["status"] == "failed"
+
+
+def test_a_damaged_captions_file_is_an_error_naming_file_and_line(tmp_path):
+    # captions.jsonl is written whole: a cut-short last line is damage, never an interrupted write to skip over
+    _write_run(tmp_path, 3)
+    path = tmp_path / "captions.jsonl"
+    path.write_bytes(path.read_bytes()[:-20])  # line 3 (v-Scene-003) loses its end and its newline
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))}:3: malformed .*cut short"):
+        fuse(FuseConfig(str(tmp_path), call_backoff=0), BackendArguments(model="m"), ScriptedSummarizer())
+    assert not (tmp_path / "videos.jsonl").exists()
+
+
+def test_a_clip_id_on_two_lines_of_captions_is_refused_naming_both(tmp_path):
+    _write_run(tmp_path, 2)
+    with open(tmp_path / "captions.jsonl", "a") as f:  # line 3: clip 1 again, with another caption
+        f.write(json.dumps({"clip_id": "v-Scene-001", "video_id": "v", "caption": "Other.", "status": "ok"}) + "\n")
+    with pytest.raises(ValueError, match=r"captions\.jsonl:3: clip_id='v-Scene-001' is repeated \(also on line 1\)"):
+        fuse(FuseConfig(str(tmp_path), call_backoff=0), BackendArguments(model="m"), ScriptedSummarizer())
+    assert not (tmp_path / "videos.jsonl").exists()

@@ -126,3 +126,26 @@ def test_cli_validates_and_reports(workdir):
     args = ["--workdir", str(workdir), "--threshold", "-1", "--scorer_model", str(tiny_model_path("clip")),
             "--model", str(tiny_model_path("vlm")), "--scorer_frames", "2"]  # fmt: skip
     assert main(args) == 0
+
+
+def test_damaged_inputs_are_errors_naming_file_and_line(workdir):
+    # each of these files is written whole: a cut-short last line or an id on two lines is damage
+    captions = workdir / "captions.jsonl"
+    good = captions.read_bytes()
+    captions.write_bytes(good[:-5])
+    with pytest.raises(ValueError, match=r"captions\.jsonl:3: malformed .*cut short"):
+        _run(workdir, threshold=2.0)
+    captions.write_bytes(good + good.splitlines(keepends=True)[1])  # line 4: clip 2 again
+    with pytest.raises(ValueError, match=r"captions\.jsonl:4: clip_id='v-Scene-002' is repeated \(also on line 2\)"):
+        _run(workdir, threshold=2.0)
+    captions.write_bytes(good)
+    segments = workdir / "segments.jsonl"
+    segments.write_bytes(segments.read_bytes() * 2)
+    with pytest.raises(ValueError, match=r"segments\.jsonl:2: video_id='v' is repeated \(also on line 1\)"):
+        _run(workdir, threshold=2.0)
+    segments.write_bytes(segments.read_bytes()[: len(segments.read_bytes()) // 2])
+    (workdir / "review.jsonl").write_text('{"clip_id": "v-Scene-001", "decision": null}\n{"clip_id": "v-Sc')
+    with pytest.raises(ValueError, match=r"review\.jsonl:2: malformed .*cut short"):
+        _run(workdir, threshold=2.0, max_rounds=1)
+    assert captions.read_bytes() != good  # the scores were kept, for the rerun once review.jsonl is repaired
+    assert "score" in json.loads(captions.read_bytes().splitlines()[0])

@@ -112,3 +112,26 @@ def test_cli_exits_with_the_problems(workdir):
         main(["--workdir", str(workdir)])
     with pytest.raises(SystemExit, match="does not exist"):
         main(["--workdir", str(workdir), "--file", str(workdir / "missing.jsonl")])
+
+
+def test_a_cut_short_captions_file_is_an_error_naming_file_and_line(workdir):
+    # captions.jsonl is written whole: its torn last line is damage, not a clip to call "unknown"
+    path = workdir / "captions.jsonl"
+    path.write_bytes(path.read_bytes()[:-10])
+    before = path.read_bytes()
+    _write(workdir / "review.jsonl", [_queue_line("v-Scene-005", "accepted")])
+    with pytest.raises(SystemExit, match=r"^generation\.review: .*captions\.jsonl:5: malformed .*cut short"):
+        main(["--workdir", str(workdir)])
+    assert path.read_bytes() == before
+
+
+def test_a_clip_id_on_two_lines_of_captions_is_refused_naming_both(workdir):
+    path = workdir / "captions.jsonl"
+    other = {**_caption("v-Scene-002", "pending"), "caption": "another caption"}
+    with open(path, "a") as f:
+        f.write(json.dumps(other) + "\n")  # line 6
+    before = path.read_bytes()
+    _write(workdir / "review.jsonl", [_queue_line("v-Scene-001")])  # no decisions: nothing to merge
+    with pytest.raises(SystemExit, match=r"captions\.jsonl:6: clip_id='v-Scene-002' is repeated \(also on line 2\)"):
+        main(["--workdir", str(workdir)])
+    assert path.read_bytes() == before

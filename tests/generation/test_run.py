@@ -36,3 +36,17 @@ def test_pipeline_end_to_end_on_a_tiny_video_then_a_rerun_does_nothing(tmp_path,
     assert main(args) == 1  # the broken video is retried, and fails again
     for name, text in before.items():
         assert (workdir / name).read_text() == text
+
+
+def test_a_damaged_stage_file_stops_the_run_naming_file_and_line(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    make_synthetic_video(videos / "tiny.mp4", scene_seconds=[1, 1], fps=10, size=(32, 32))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "segments.jsonl").write_text('{"video_id": "tiny", "status": "o')  # written whole: damage
+    args = ["--videos", str(videos), "--workdir", str(workdir), "--model", "unused"]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert f"segment: could not run: {workdir / 'segments.jsonl'}:1: malformed" in out
+    assert f"summary: could not read the run folder: {workdir / 'segments.jsonl'}:1: malformed" in out
+    assert sorted(p.name for p in workdir.iterdir()) == [".lock", "segments.jsonl"]

@@ -5,9 +5,8 @@ from pathlib import Path
 import pytest
 
 from generation._stage import load_records, run_sharded, stage_output
-from tests.conftest import accelerate_launch
-
-ECHO_STAGE = Path(__file__).with_name("echo_stage.py")
+from lovr_common.jsonl import JsonlError
+from tests.generation.echo_stage import launch_command
 
 
 def _ids(path):
@@ -74,15 +73,57 @@ def test_leftover_shard_of_a_killed_run_counts_as_done(tmp_path):
     assert _ids(stage_output(tmp_path, "s")) == ["a", "b", "c"]
 
 
+def test_a_torn_last_line_of_a_merged_file_is_damage_not_an_interrupted_write(tmp_path):
+    # s.jsonl is only ever written whole (atomic rename): its cut-short line 2 is damage, for every reader
+    stage_output(tmp_path, "s").write_text('{"id": "a", "status": "ok"}\n{"id": "b", "sta')
+    with pytest.raises(JsonlError, match=r"s\.jsonl:2: malformed .*cut short"):
+        load_records(tmp_path, "s", "id")
+    with pytest.raises(JsonlError, match=r"s\.jsonl:2: malformed"):
+        run_sharded(workdir=tmp_path, stage="s", key="id", items=[{"id": "b"}], process_batch=lambda b: [])
+    assert stage_output(tmp_path, "s").read_text() == '{"id": "a", "status": "ok"}\n{"id": "b", "sta'
+
+
+def test_a_key_on_two_lines_of_a_merged_file_is_refused_naming_both(tmp_path):
+    lines = ['{"id": "a", "n": 1}', '{"id": "b", "n": 2}', "", '{"id": "a", "n": 3}']  # line 3 is blank
+    stage_output(tmp_path, "s").write_text("\n".join(lines) + "\n")
+    with pytest.raises(JsonlError, match=r"s\.jsonl:4: id='a' is repeated \(also on line 1\)"):
+        load_records(tmp_path, "s", "id")
+
+
+def test_a_shard_record_overrides_the_merged_one(tmp_path):
+    # a retry of a failed id lands in a shard: it wins over the merged record, as the resume logic needs
+    stage_output(tmp_path, "s").write_text('{"id": "a", "status": "failed"}\n')
+    (tmp_path / ".shards").mkdir()
+    (tmp_path / ".shards" / "s-00000.jsonl").write_text('{"id": "a", "status": "ok"}\n')
+    assert load_records(tmp_path, "s", "id") == {"a": {"id": "a", "status": "ok"}}
+
+
+def test_a_stale_shard_of_a_killed_run_never_outranks_a_newer_record(tmp_path):
+    # A killed 2-process run left rank 1's failed record of "a"; this run retries "a" as rank 0. Shards are read in
+    # name order, so without folding the leftovers first the stale s-00001 line would win the merge.
+    (tmp_path / ".shards").mkdir()
+    (tmp_path / ".shards" / "s-00001.jsonl").write_text('{"id": "a", "status": "failed"}\n')
+
+    def process(batch):
+        return [{"id": item["id"], "status": "ok"} for item in batch]
+
+    records = run_sharded(
+        workdir=tmp_path, stage="s", key="id", items=[{"id": "a"}], process_batch=process,
+        is_done=lambda r: r["status"] == "ok",
+    )  # fmt: skip
+    assert records == {"a": {"id": "a", "status": "ok"}}
+    assert stage_output(tmp_path, "s").read_text() == '{"id": "a", "status": "ok"}\n'
+
+
 def _launch(workdir, count, *extra, processes=2):
-    cmd = [*accelerate_launch(processes), str(ECHO_STAGE), str(workdir), str(count), *map(str, extra)]
+    cmd = [*launch_command(processes), str(workdir), str(count), *map(str, extra)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.slow
 def test_accelerate_launch_two_processes_then_resume_after_sigkill(tmp_path):
     # Real `accelerate launch` with two processes: each writes its own shard, the main process merges.
-    crashed = _launch(tmp_path / "w", 20, 4)
+    crashed = _launch(tmp_path / "w", 20, "--die_after", 4)
     assert crashed.returncode != 0
     partial = load_records(tmp_path / "w", "echo", "id")
     assert 0 < len(partial) < 20
