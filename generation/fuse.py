@@ -41,7 +41,7 @@ is locked for the whole stage (`generation._stage.workdir_lock`), and a damaged 
 line, an id on two lines) is an error naming the file and line.
 
 Every LLM call uses the system prompt "You are a helpful video summarizer." and temperature 0.5 (as the
-original). A call that fails or whose reply cannot be used (the rewrite must give exactly two paragraphs) is
+original), sampled unless `--do_sample false` asks for greedy decoding. A call that fails or whose reply cannot be used (the rewrite must give exactly two paragraphs) is
 retried `--call_retries` times with exponential backoff and a new seed; then the boundary falls back to plain
 concatenation (no linkage, no summary), recorded in `boundaries` as `{"after", "kind", "status": "fallback",
 "reason"}`. A video never fails because a call failed; it fails only when none of its clips has a usable caption.
@@ -103,6 +103,8 @@ class FuseConfig:
         temperature (`float`, *optional*, defaults to 0.5): sampling temperature of every call (LoVR: 0.5).
         max_new_tokens (`int`, *optional*, defaults to 1024): most tokens per call.
         seed (`int`, *optional*, defaults to 0): sampling seed of the first try; retry k uses seed + k.
+        do_sample (`bool`, *optional*, defaults to True): sample; `--do_sample false` decodes greedily, so that a
+            video's caption does not depend on which videos share its batch.
         call_retries (`int`, *optional*, defaults to 2): retries of a failed or unusable call before falling back.
         call_backoff (`float`, *optional*, defaults to 1.0): seconds before the first retry, doubled for each further
             one.
@@ -114,6 +116,7 @@ class FuseConfig:
     temperature: float = field(default=0.5, metadata={"help": "Sampling temperature of the LLM (LoVR: 0.5)."})
     max_new_tokens: int = field(default=1024, metadata={"help": "Most tokens generated per call."})
     seed: int = field(default=0, metadata={"help": "Sampling seed of the first try (retry k: seed + k)."})
+    do_sample: bool = field(default=True, metadata={"help": "Sample; `--do_sample false` decodes greedily."})
     call_retries: int = field(
         default=2, metadata={"help": "Retries of a failed or unusable call before the fallback."}
     )
@@ -132,7 +135,7 @@ class FuseConfig:
     def params(self) -> GenerationParams:
         return GenerationParams(
             temperature=self.temperature, top_p=1.0, repetition_penalty=1.0, max_new_tokens=self.max_new_tokens,
-            seed=self.seed,
+            seed=self.seed, do_sample=self.do_sample,
         )  # fmt: skip
 
 
@@ -323,6 +326,7 @@ def fuse(config: FuseConfig, backend_args: BackendArguments, backend=None) -> di
             "temperature": config.temperature,
             "max_new_tokens": config.max_new_tokens,
             "seed": config.seed,
+            "do_sample": config.do_sample,
             "call_retries": config.call_retries,
             "random_weights": is_random_weights(backend_args.model),
         }

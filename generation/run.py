@@ -13,7 +13,9 @@ skipped and said so. A stage whose items partly fail does not stop the run (late
 a stage that cannot run at all (bad arguments, missing input, a damaged stage file) stops it. The run ends with a
 summary read from `W` and exits with status 1 when anything failed. The run folder is locked from the first stage
 to the summary (`generation._stage.workdir_lock`): a second run or stage on the same `--workdir` is refused at
-once, naming the pid that holds it.
+once, naming the pid that holds it. `--do_sample false` decodes greedily in every stage, so that the captions do
+not depend on batch composition, process count or interruptions; the other sampling options reach the stages
+named in their help.
 """
 
 from __future__ import annotations
@@ -50,6 +52,14 @@ class RunConfig:
         max_new_tokens (`int`, *optional*, defaults to 1024): most tokens per caption and per fusion call.
         batch_size (`int`, *optional*, defaults to 8): clips per captioning call.
         recursive (`bool`, *optional*, defaults to False): also take the videos of the subfolders of `videos`.
+        temperature, top_p, repetition_penalty, seed (*optional*): sampling settings of captioning (default: LoVR's,
+            `generation.backends.GenerationParams`); refinement's re-captions keep the penalty and escalate the
+            others from the first caption's (`generation.refine.ESCALATION`).
+        do_sample (`bool`, *optional*): `--do_sample false` decodes greedily in every stage (fusion too, unless
+            `fuse_do_sample` says otherwise), so that no caption depends on batch composition or interruptions.
+        fuse_temperature (`float`, *optional*): fusion's temperature (default: `generation.fuse`'s, 0.5).
+        fuse_seed (`int`, *optional*): fusion's seed (default: `seed`).
+        fuse_do_sample (`bool`, *optional*): whether fusion samples (default: `do_sample`).
     """
 
     videos: str = field(metadata={"help": "Folder of source videos."})
@@ -64,6 +74,18 @@ class RunConfig:
     max_new_tokens: int = field(default=1024, metadata={"help": "Most tokens per caption and per fusion call."})
     batch_size: int = field(default=8, metadata={"help": "Clips per captioning call."})
     recursive: bool = field(default=False, metadata={"help": "Also take the videos of its subfolders."})
+    temperature: float | None = field(default=None, metadata={"help": "Captioning temperature (LoVR: 0.9)."})
+    top_p: float | None = field(default=None, metadata={"help": "Captioning nucleus mass (LoVR: 0.001)."})
+    repetition_penalty: float | None = field(default=None, metadata={"help": "Captioning penalty (LoVR: 1.05)."})
+    seed: int | None = field(default=None, metadata={"help": "Captioning seed, and fusion's unless --fuse_seed."})
+    do_sample: bool | None = field(
+        default=None, metadata={"help": "`--do_sample false`: greedy decoding in every stage (default: sample)."}
+    )
+    fuse_temperature: float | None = field(default=None, metadata={"help": "Fusion temperature (LoVR: 0.5)."})
+    fuse_seed: int | None = field(default=None, metadata={"help": "Fusion seed (default: --seed)."})
+    fuse_do_sample: bool | None = field(
+        default=None, metadata={"help": "Whether fusion samples (default: --do_sample)."}
+    )
 
 
 def _opt(name: str, value) -> list[str]:
@@ -75,13 +97,25 @@ def stage_commands(config: RunConfig) -> list[tuple[str, Callable[[list[str]], i
     w = ["--workdir", config.workdir]
     model = ["--model", config.model, *_opt("endpoint", config.endpoint)]
     tokens = ["--max_new_tokens", str(config.max_new_tokens)]
+    sampling = [
+        *_opt("temperature", config.temperature),
+        *_opt("top_p", config.top_p),
+        *_opt("repetition_penalty", config.repetition_penalty),
+        *_opt("seed", config.seed),
+        *_opt("do_sample", config.do_sample),
+    ]
+    fuse_sampling = [
+        *_opt("temperature", config.fuse_temperature),
+        *_opt("seed", config.seed if config.fuse_seed is None else config.fuse_seed),
+        *_opt("do_sample", config.do_sample if config.fuse_do_sample is None else config.fuse_do_sample),
+    ]
     refining = config.threshold is not None and config.scorer_model is not None
     fuse_model = ["--model", config.fuse_model or config.model, *_opt("endpoint", config.fuse_endpoint)]
     if config.fuse_model is None and config.fuse_endpoint is None:
         fuse_model += _opt("endpoint", config.endpoint)
     return [
         ("segment", segment.main, ["--videos", config.videos, *w, *(["--recursive"] if config.recursive else [])]),
-        ("caption", caption.main, [*w, *model, *tokens, "--batch_size", str(config.batch_size)]),
+        ("caption", caption.main, [*w, *model, *tokens, *sampling, "--batch_size", str(config.batch_size)]),
         (
             "refine",
             refine.main if refining else None,
@@ -89,13 +123,14 @@ def stage_commands(config: RunConfig) -> list[tuple[str, Callable[[list[str]], i
                 *w,
                 *model,
                 *tokens,
+                *sampling,
                 "--scorer",
                 config.scorer,
                 *_opt("scorer_model", config.scorer_model),
                 *_opt("threshold", config.threshold),
             ],
         ),  # fmt: skip
-        ("fuse", fuse.main, [*w, *fuse_model, *tokens]),
+        ("fuse", fuse.main, [*w, *fuse_model, *tokens, *fuse_sampling]),
     ]
 
 

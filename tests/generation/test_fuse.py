@@ -239,3 +239,14 @@ def test_a_clip_id_on_two_lines_of_captions_is_refused_naming_both(tmp_path):
     with pytest.raises(ValueError, match=r"captions\.jsonl:3: clip_id='v-Scene-001' is repeated \(also on line 1\)"):
         fuse(FuseConfig(str(tmp_path), call_backoff=0), BackendArguments(model="m"), ScriptedSummarizer())
     assert not (tmp_path / "videos.jsonl").exists()
+
+
+def test_greedy_decoding_is_asked_for_and_recorded(tmp_path):
+    _write_run(tmp_path, 2)
+    backend = ScriptedSummarizer()
+    params = []
+    backend.generate = lambda requests, p, generate=backend.generate: params.append(p) or generate(requests, p)
+    config = FuseConfig(str(tmp_path), call_backoff=0, do_sample=False, temperature=0.3, seed=7)
+    record = fuse(config, BackendArguments(model="m"), backend)["v"]
+    assert {(p.do_sample, p.temperature, p.seed) for p in params} == {(False, 0.3, 7)}
+    assert record["settings"]["do_sample"] is False and record["settings"]["temperature"] == 0.3

@@ -1,6 +1,6 @@
 import pytest
 
-from generation.run import main
+from generation.run import RunConfig, main, stage_commands
 from lovr_common.jsonl import read_jsonl
 from lovr_common.samples import make_synthetic_video
 from lovr_common.tiny_models import tiny_model_path
@@ -36,6 +36,32 @@ def test_pipeline_end_to_end_on_a_tiny_video_then_a_rerun_does_nothing(tmp_path,
     assert main(args) == 1  # the broken video is retried, and fails again
     for name, text in before.items():
         assert (workdir / name).read_text() == text
+
+
+@pytest.mark.slow
+def test_sampling_settings_reach_every_stage_and_are_recorded(tmp_path):
+    videos = tmp_path / "videos"
+    make_synthetic_video(videos / "tiny.mp4", scene_seconds=[5, 6], fps=10, size=(64, 48))
+    workdir = tmp_path / "run"
+    args = ["--videos", str(videos), "--workdir", str(workdir), "--model", str(tiny_model_path("vlm")),
+            "--scorer_model", str(tiny_model_path("clip")), "--threshold", "2.0", "--max_new_tokens", "4",
+            "--do_sample", "false", "--temperature", "0.6", "--top_p", "0.8", "--repetition_penalty", "1.2",
+            "--seed", "5", "--fuse_temperature", "0.3"]  # fmt: skip
+    assert main(args) == 0
+    sampling = ("temperature", "top_p", "repetition_penalty", "seed", "do_sample")
+    for record in read_jsonl(workdir / "captions.jsonl"):
+        attempts = [tuple(a["settings"][k] for k in sampling) for a in record["attempts"]]
+        # round 1 as asked; rounds 2 and 3 escalate temperature / top_p / seed (refine.ESCALATION) from the first
+        # attempt's seed, and keep the asked penalty and greedy decoding
+        assert attempts == [(0.6, 0.8, 1.2, 5, False), (0.9, 0.001, 1.2, 5, False), (0.7, 0.9, 1.2, 6, False)]
+    (video,) = read_jsonl(workdir / "videos.jsonl")
+    # fusion follows --seed and --do_sample unless told otherwise
+    assert {k: video["settings"][k] for k in ("temperature", "seed", "do_sample")} == {
+        "temperature": 0.3, "seed": 5, "do_sample": False
+    }  # fmt: skip
+    config = RunConfig(str(videos), str(workdir), "m", seed=5, do_sample=False, fuse_seed=9, fuse_do_sample=True)
+    fuse_args = dict(zip(*[iter(stage_commands(config)[-1][2])] * 2, strict=True))
+    assert (fuse_args["--seed"], fuse_args["--do_sample"]) == ("9", "True")
 
 
 def test_a_damaged_stage_file_stops_the_run_naming_file_and_line(tmp_path, capsys):
