@@ -25,13 +25,16 @@ $(STAMP): setup.cfg pyproject.toml | $(PY)
 	$(PY) -m pip install -q --no-deps open_clip_torch==3.3.0
 	touch $(STAMP)
 
-# torchcodec (datasets.Video) needs the system FFmpeg libraries; PyAV bundles its own.
+# torchcodec (datasets.Video) needs the system FFmpeg libraries; PyAV bundles its own. The Space app's test looks at
+# the page with a headless Chromium.
+SYSTEM_PACKAGES := ffmpeg chromium
 system-deps:
-	@if command -v ffmpeg >/dev/null 2>&1; then exit 0; fi; \
-	if ! command -v apt-get >/dev/null 2>&1; then echo "ffmpeg is missing: install it with your package manager"; exit 0; fi; \
+	@missing=; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	[ -n "$$missing" ] || exit 0; \
+	if ! command -v apt-get >/dev/null 2>&1; then echo "missing:$$missing: install them with your package manager"; exit 0; fi; \
 	SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	echo "Installing ffmpeg with apt-get"; \
-	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg >/dev/null
+	echo "Installing$$missing with apt-get"; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null
 
 # `make demo` runs offline on tiny random-weight models; naming real models (any of CAPTIONER, SCORER, FUSER,
 # EMBEDDER, TEXT_EMBEDDER) lets them download from the Hub.
