@@ -39,8 +39,9 @@ LOCK_FILE = ".lock"
 _held: dict[Path, int] = {}
 
 
-class WorkdirBusyError(OSError):
-    """Another run holds the run folder's lock (the message names its pid)."""
+class WorkdirBusyError(RuntimeError):
+    """Another run holds the run folder's lock (the message names its pid). Not an `OSError`, so that no handler
+    of a stage's per-item I/O failures can take it for one."""
 
 
 def stage_output(workdir: str | Path, stage: str) -> Path:
@@ -129,7 +130,7 @@ def workdir_lock(workdir: str | Path, *, create: bool = True) -> Iterator[None]:
     if state.is_main_process:
         try:
             fd = _acquire(key, create)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, WorkdirBusyError) as err:
             refusal = err  # raised on every rank below, so that no rank waits for the others forever
     if state.num_processes > 1:
         (refusal,) = broadcast_object_list([refusal])
