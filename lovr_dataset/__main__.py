@@ -36,7 +36,11 @@ class ExportArguments:
         default=False, metadata={"aliases": ["--skip-malformed"], "help": "Skip and count malformed JSON Lines lines."}
     )
     overwrite: bool = field(
-        default=False, metadata={"help": "Replace an existing OUT_DIR once the new export is complete."}
+        default=False,
+        metadata={
+            "help": "Replace an OUT_DIR that an earlier export wrote (it holds .lovr-export), once the new export "
+            "is complete. A file, another folder, or the source itself (or a folder inside or above it) is refused."
+        },
     )
 
 
@@ -60,11 +64,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(name)
     arguments, paths = parser.parse_args_into_dataclasses(args=argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if argv[0] == "export":
-        options = vars(arguments)
-        print(export(paths.data_dir, paths.out_dir, overwrite=options.pop("overwrite"), **options))
-    else:
-        print(push(paths.out_dir, arguments.repo_id, private=arguments.private, dry_run=arguments.dry_run))
+    try:
+        if argv[0] == "export":
+            options = vars(arguments)
+            print(export(paths.data_dir, paths.out_dir, overwrite=options.pop("overwrite"), **options))
+        else:
+            print(push(paths.out_dir, arguments.repo_id, private=arguments.private, dry_run=arguments.dry_run))
+    except ValueError as err:  # bad input: the message, not a traceback
+        raise SystemExit(f"python -m lovr_dataset {argv[0]}: error: {err}") from err
 
 
 if __name__ == "__main__":

@@ -8,16 +8,23 @@ README.md whose YAML declares the configs and their features.
     OUT_DIR/videos/test-00000-of-00001.parquet, OUT_DIR/themes/test-00000-of-00001.parquet (when themes exist)
 
 `datasets.load_dataset(OUT_DIR, "clips")` then returns the builder's rows and features, and the query split is
-frozen. The Parquet holds paths, never video bytes. The folder appears whole or not at all: it is built in a
-temporary sibling and renamed into place.
+frozen. The Parquet holds paths, never video bytes. The folder appears whole or not at all: it is built in a hidden
+sibling `.OUT_NAME.tmp-PID-XXXXXXXX` and renamed into place; its folders and files follow the umask.
+
+What OUT_DIR may be: a new path or an empty folder; with `--overwrite`, also a folder an earlier export wrote (it
+holds the marker file `.lovr-export`). Anything else is refused before anything is written: a file or a symlink at
+OUT_DIR, a folder with other content, and OUT_DIR equal to the source, inside it or above it. Hidden siblings left
+by a killed export of the same OUT_DIR (`.OUT_NAME.tmp-PID-*`, `.OUT_NAME.old-PID-*`, holding the marker) are
+removed by the next one, unless process PID still runs.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 import datasets
@@ -30,6 +37,8 @@ from .lovr import CONFIG_NAMES, LoVR
 logger = logging.getLogger(__name__)
 
 SHARD_NAME = "{split}-{index:05d}-of-{count:05d}.parquet"
+MARKER = ".lovr-export"
+MARKER_TEXT = "Written by `python -m lovr_dataset export`; `--overwrite` may replace this folder.\n"
 
 
 def card_yaml(infos: dict[str, datasets.DatasetInfo]) -> dict:
@@ -71,15 +80,20 @@ def export(
 ) -> Path:
     """Write every non-empty config of the source in `data_dir` to `out_dir`; return `out_dir`.
 
-    `config_kwargs` are `LoVRConfig` fields (`num_queries`, `query_seed`, `missing_clip_files`, `skip_malformed`).
-    An existing `out_dir` is replaced only with `overwrite=True`, and only once the new export is complete.
+    `config_kwargs` are `LoVRConfig` fields (`num_queries`, `query_seed`, `missing_clip_files`, `skip_malformed`,
+    `skip_orphan_themes`). An existing `out_dir` is replaced only with `overwrite=True`, only when an earlier export
+    wrote it (see the module docstring), and only once the new export is complete.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise ValueError(f"out_dir={str(out_dir)!r} already exists; pass overwrite=True (--overwrite) to replace it")
+    _check_apart(Path(data_dir), out_dir)
+    _check_replaceable(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    _remove_leftovers(out_dir)
+    # mkdir, not mkdtemp: mkdtemp makes the folder 0700, and the renamed export would keep that mode.
+    staging = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    staging.mkdir()
     try:
+        (staging / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
         infos = {}
         for name in CONFIG_NAMES:
             info = _export_config(name, data_dir, staging, cache_dir, config_kwargs)
@@ -87,11 +101,63 @@ def export(
                 infos[name] = info
         shutil.rmtree(staging / ".build")
         (staging / "README.md").write_text(readme_text(infos), encoding="utf-8")
+        _check_replaceable(out_dir, overwrite)  # again: the build takes a while, and the folder is not locked
         _swap_into_place(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("exported %s to %s", ", ".join(infos), out_dir)
     return out_dir
+
+
+def _check_apart(data_dir: Path, out_dir: Path) -> None:
+    """Refuse an `out_dir` that is the source, inside it or above it: replacing it would delete the source."""
+    source, out = data_dir.resolve(), out_dir.resolve()
+    if out == source or source in out.parents or out in source.parents:
+        raise ValueError(
+            f"out_dir={str(out_dir)!r} (resolves to {str(out)!r}) is the source data_dir={str(data_dir)!r}, "
+            f"inside it or above it; expected a folder apart from {str(source)!r}"
+        )
+
+
+def _check_replaceable(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an `out_dir` that is not a new path, an empty folder or (with `overwrite`) an earlier export."""
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise ValueError(
+            f"out_dir={str(out_dir)!r} is a file or a symlink, not a folder; expected a new path or a folder "
+            "(it is left as it is)"
+        )
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return
+    if not overwrite:
+        raise ValueError(f"out_dir={str(out_dir)!r} already exists; pass overwrite=True (--overwrite) to replace it")
+    if not (out_dir / MARKER).is_file():
+        raise ValueError(
+            f"out_dir={str(out_dir)!r} is a non-empty folder that no export wrote (it has no {MARKER}); "
+            "overwrite replaces only an earlier export: pick another folder or empty this one yourself"
+        )
+
+
+def _remove_leftovers(out_dir: Path) -> None:
+    """Remove the staging and old-export siblings of `out_dir` that a killed export left behind."""
+    pattern = re.compile(rf"\.{re.escape(out_dir.name)}\.(?:tmp|old)-(\d+)-[0-9a-f]{{8}}")
+    for path in out_dir.parent.iterdir():
+        match = pattern.fullmatch(path.name)
+        if match is None or path.is_symlink() or not path.is_dir() or _is_running(int(match[1])):
+            continue
+        # An export writes the marker right after mkdir: an empty folder is one killed in between.
+        if (path / MARKER).is_file() or not any(path.iterdir()):
+            logger.info("removing %s, left by export process %s that no longer runs", path, match[1])
+            shutil.rmtree(path)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    return True
 
 
 def _export_config(name, data_dir, staging: Path, cache_dir, config_kwargs) -> datasets.DatasetInfo | None:
@@ -113,10 +179,16 @@ def _export_config(name, data_dir, staging: Path, cache_dir, config_kwargs) -> d
 
 def _swap_into_place(staging: Path, out_dir: Path) -> None:
     """Rename the finished export onto `out_dir`, keeping the previous export until the new one is in place."""
-    previous = None
-    if out_dir.exists():
-        previous = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        out_dir.rename(previous)
-    staging.rename(out_dir)
-    if previous is not None:
-        shutil.rmtree(previous)
+    if out_dir.exists() and not any(out_dir.iterdir()):
+        out_dir.rmdir()
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    previous = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+    out_dir.rename(previous)
+    try:
+        staging.rename(out_dir)
+    except OSError:
+        previous.rename(out_dir)
+        raise
+    shutil.rmtree(previous)

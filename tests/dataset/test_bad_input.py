@@ -150,8 +150,7 @@ def test_failed_export_leaves_no_output_folder(official, tmp_path, cache_dir):
 
 
 def test_export_refuses_to_overwrite_unless_asked(official, tmp_path, cache_dir):
-    out = tmp_path / "lovr"
-    out.mkdir()
+    out = export(official, tmp_path / "lovr", cache_dir=cache_dir)
     (out / "keep.txt").write_text("mine")
     with pytest.raises(ValueError, match="already exists"):
         export(official, out, cache_dir=cache_dir)

@@ -22,6 +22,7 @@ def exported(official_root, tmp_path_factory):
 def test_layout_and_card_yaml(exported):
     files = sorted(path.relative_to(exported).as_posix() for path in exported.rglob("*") if path.is_file())
     assert files == [
+        ".lovr-export",
         "README.md",
         "clips/test-00000-of-00001.parquet",
         "clips/train-00000-of-00001.parquet",
