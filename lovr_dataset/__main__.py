@@ -1,7 +1,7 @@
 """Command line of `lovr_dataset`: export a LoVR source to a Hub dataset folder, and push that folder.
 
 python -m lovr_dataset export DATA_DIR OUT_DIR [--num-queries 1000] [--query-seed 0]
-    [--missing-clip-files keep|drop|error] [--skip-malformed] [--overwrite]
+    [--missing-clip-files keep|drop|error] [--skip-malformed] [--skip-orphan-themes] [--overwrite]
 python -m lovr_dataset push OUT_DIR --repo-id ORG/NAME [--private] [--dry-run]
 """
 
@@ -34,6 +34,13 @@ class ExportArguments:
     )
     skip_malformed: bool = field(
         default=False, metadata={"aliases": ["--skip-malformed"], "help": "Skip and count malformed JSON Lines lines."}
+    )
+    skip_orphan_themes: bool = field(
+        default=False,
+        metadata={
+            "aliases": ["--skip-orphan-themes"],
+            "help": "Leave out and count theme lines whose clip is not among the clips (they fail otherwise).",
+        },
     )
     overwrite: bool = field(
         default=False,

@@ -104,15 +104,24 @@ class LoVRConfig(datasets.BuilderConfig):
             `"drop"` it, or raise (`"error"`). Missing files are counted and logged in every case.
         skip_malformed (`bool`, *optional*, defaults to `False`):
             Skip (and count) malformed JSON Lines lines instead of failing on the first, named by file and line.
+        skip_orphan_themes (`bool`, *optional*, defaults to `False`):
+            Leave out (and count, in the read report's `orphan_themes`, and log) theme lines whose clip is not among
+            the clips (after `missing_clip_files`), instead of failing on the first, named by file and record.
+
+    Whatever the options, an id holding `/`, `\\` or `..` fails (named by file and record), and so does a clip
+    file, clip folder or merged video of a release that resolves through a symlink to a place outside `data_dir`.
     """
 
     num_queries: int = 1000
     query_seed: int = 0
     missing_clip_files: str = "keep"
     skip_malformed: bool = False
+    skip_orphan_themes: bool = False
 
     def read_options(self) -> ReadOptions:
-        return ReadOptions(self.num_queries, self.query_seed, self.missing_clip_files, self.skip_malformed)
+        return ReadOptions(
+            self.num_queries, self.query_seed, self.missing_clip_files, self.skip_malformed, self.skip_orphan_themes
+        )
 
 
 class LoVR(datasets.ArrowBasedBuilder):

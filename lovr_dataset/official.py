@@ -8,6 +8,9 @@
 
 The clips are every clip listed in `all_clip.jsonl` or found under `long_video_clip/` (the evaluation layout lists
 only the query captions), with the caption where one is known. Extra fields are ignored; ids may start with '-'.
+Ids name files, so an id holding '/', '\\' or '..' is refused (file and record named), and so is a clip file,
+clip folder or merged video that resolves through a symlink to a place outside the release. A theme of a clip that
+is not among the clips fails, or is counted and left out with `skip_orphan_themes`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from .records import (
     SourceData,
     SourceReport,
     apply_missing_clip_policy,
+    check_id,
+    check_inside,
     finish,
     read_records,
     safe_relpath,
@@ -44,9 +49,17 @@ def list_clip_files(root: Path) -> dict[str, str]:
     clip_dir = root / CLIP_DIR
     if not clip_dir.is_dir():
         return found
+    checked_folders = {clip_dir}
+    check_inside(root, clip_dir)
     for path in sorted(clip_dir.glob("*/*")):
         if path.suffix.lower() not in VIDEO_EXTENSIONS:
             continue
+        # One realpath per folder, and one per file only where the file is a link: a release has 40,000 clips.
+        if path.parent not in checked_folders:
+            check_inside(root, path.parent)
+            checked_folders.add(path.parent)
+        if path.is_symlink():
+            check_inside(root, path)
         relpath = path.relative_to(root).as_posix()
         try:
             relpath.encode("utf-8")
@@ -60,7 +73,7 @@ def list_clip_files(root: Path) -> dict[str, str]:
 
 
 def clip_row(clip_id: str, where: str, *, caption=None, clip_path=None, split=None) -> dict:
-    video_id, clip_index = split_clip_id(clip_id, where)
+    video_id, clip_index = split_clip_id(check_id(clip_id, "clip id", where), where)
     return {
         "clip_id": clip_id,
         "video_id": video_id,
@@ -83,11 +96,23 @@ def merge_clip_files(root: Path, clips: dict[str, dict], options: ReadOptions, r
     for clip_id, relpath in files.items():
         if clip_id not in clips:
             clips[clip_id] = clip_row(clip_id, str(root / relpath), clip_path=relpath)
-    merged = {path.stem: path.relative_to(root).as_posix() for path in (root / MERGED_DIR).glob("*.mp4")}
+    merged = {path.stem: path.relative_to(root).as_posix() for path in _merged_videos(root)}
     for clip in clips.values():
         clip["video_path"] = merged.get(clip["video_id"])
     missing = [clip_id for clip_id in clips if clip_id not in files]
     return apply_missing_clip_policy(list(clips.values()), sorted(missing), options, report)
+
+
+def _merged_videos(root: Path) -> list[Path]:
+    folder = root / MERGED_DIR
+    if not folder.is_dir():
+        return []
+    check_inside(root, folder)
+    videos = sorted(folder.glob("*.mp4"))
+    for path in videos:
+        if path.is_symlink():
+            check_inside(root, path)
+    return videos
 
 
 def read_video_captions(root: Path, options: ReadOptions, report: SourceReport) -> dict[str, dict]:
@@ -96,21 +121,22 @@ def read_video_captions(root: Path, options: ReadOptions, report: SourceReport) 
         return {}
     rows = []
     for where, record in read_records(path, options, report):
-        video_id = _text_field(record, "vid", where)
+        video_id = check_id(_text_field(record, "vid", where), "vid", where)
         rows.append((where, {"video_id": video_id, "caption": _text_field(record, "cap", where)}))
     return {video_id: row for video_id, (_, row) in unique_by(rows, "video_id").items()}
 
 
-def read_themes(root: Path, options: ReadOptions, report: SourceReport) -> list[dict]:
+def read_themes(root: Path, options: ReadOptions, report: SourceReport) -> list[tuple[str, dict]]:
+    """(where, row) per theme line; `finish` checks that each theme's clip exists."""
     path = root / THEMES
     if not path.is_file():
         return []
     rows = []
     for where, record in read_records(path, options, report):
-        clip_id = _text_field(record, "vid", where)  # the release names the clip id `vid` here
+        clip_id = check_id(_text_field(record, "vid", where), "vid (a clip id)", where)  # `vid` holds a clip id here
         video_id, _ = split_clip_id(clip_id, where)
         rows.append((where, {"clip_id": clip_id, "video_id": video_id, "theme": _text_field(record, "cap", where)}))
-    return [row for _, row in unique_by(rows, "clip_id").values()]
+    return list(unique_by(rows, "clip_id").values())
 
 
 def read(root: Path, options: ReadOptions) -> SourceData:

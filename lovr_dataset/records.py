@@ -7,6 +7,7 @@ columns of the builder's features. Rows are sorted by id so that unsorted listin
 from __future__ import annotations
 
 import logging
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ class ReadOptions:
     query_seed: int = 0
     missing_clip_files: str = "keep"
     skip_malformed: bool = False
+    skip_orphan_themes: bool = False
 
     def __post_init__(self):
         if self.missing_clip_files not in MISSING_CLIP_POLICIES:
@@ -48,6 +50,7 @@ class SourceReport:
     skipped_lines: list[str] = field(default_factory=list)
     missing_clip_files: list[str] = field(default_factory=list)
     videos_without_caption: list[str] = field(default_factory=list)
+    orphan_themes: list[str] = field(default_factory=list)
     failed_records: int = 0
 
 
@@ -67,6 +70,23 @@ def split_clip_id(clip_id: str, where: str) -> tuple[str, int]:
     if not mark or not video_id or not number.isdigit():
         raise ValueError(f"{where}: clip id {clip_id!r} is not of the form '<video_id>-Scene-<number>'")
     return video_id, int(number)
+
+
+def check_id(value: str, name: str, where: str) -> str:
+    """`value`, refused when it holds `/`, a backslash or `..`: ids name files, and such an id names another one."""
+    if "/" in value or "\\" in value or ".." in value:
+        raise ValueError(f"{where}: {name} {value!r} contains '/', '\\' or '..'; expected an id that names no path")
+    return value
+
+
+def check_inside(root: Path, path: Path) -> None:
+    """Refuse `path` when it resolves, through symlinks, outside `root` (already resolved), as `..` paths are."""
+    target = os.path.realpath(path)
+    if target != str(root) and not target.startswith(str(root) + os.sep):
+        raise ValueError(
+            f"{path}: a symlink (the file or a folder above it) points outside the data root {root}, to {target}; "
+            "expected files inside the data root"
+        )
 
 
 def safe_relpath(value: str, where: str) -> str:
@@ -180,9 +200,28 @@ def video_rows(clips: list[dict], captions: dict[str, dict], report: SourceRepor
     return rows
 
 
-def finish(clips: list[dict], video_captions: dict[str, dict], themes: list[dict], options, report) -> SourceData:
-    """Sort, split and cross-reference the rows a reader gathered."""
+def themes_of_known_clips(themes: list[tuple[str, dict]], clips: list[dict], options, report) -> list[dict]:
+    """The theme rows whose clip is among `clips`; a theme of any other clip fails, naming its line, or with
+    `skip_orphan_themes` is counted in `report.orphan_themes`, logged and left out."""
+    known = {clip["clip_id"] for clip in clips}
+    orphans = [(where, row["clip_id"]) for where, row in themes if row["clip_id"] not in known]
+    if orphans and not options.skip_orphan_themes:
+        where, clip_id = orphans[0]
+        raise ValueError(
+            f"{where}: theme of clip {clip_id!r}, which is not among the clips ({len(orphans)} such theme(s)); "
+            "expected themes of listed clips, or pass skip_orphan_themes=True (--skip-orphan-themes) to leave them out"
+        )
+    if orphans:
+        report.orphan_themes.extend(clip_id for _, clip_id in orphans)
+        logger.warning("%d theme(s) of unknown clips left out, e.g. %s", len(orphans), report.orphan_themes[:3])
+    return [row for _, row in themes if row["clip_id"] in known]
+
+
+def finish(
+    clips: list[dict], video_captions: dict[str, dict], themes: list[tuple[str, dict]], options, report
+) -> SourceData:
+    """Sort, split and cross-reference the rows a reader gathered; `themes` are (where, row) pairs."""
     clips.sort(key=lambda clip: (clip["video_id"], clip["clip_index"], clip["clip_id"]))
     assign_splits(clips, options)
-    themes.sort(key=lambda theme: theme["clip_id"])
-    return SourceData(clips, video_rows(clips, video_captions, report), themes, report)
+    rows = sorted(themes_of_known_clips(themes, clips, options, report), key=lambda theme: theme["clip_id"])
+    return SourceData(clips, video_rows(clips, video_captions, report), rows, report)
