@@ -1,7 +1,7 @@
 """Command line of `lovr_dataset`: export a LoVR source to a Hub dataset folder, and push that folder.
 
 python -m lovr_dataset export DATA_DIR OUT_DIR [--num-queries 1000] [--query-seed 0]
-    [--missing-clip-files keep|drop|error] [--skip-malformed] [--skip-orphan-themes] [--overwrite]
+    [--missing-clip-files keep|drop|error] [--skip-malformed] [--skip-orphan-themes] [--repo-id ORG/NAME] [--overwrite]
 python -m lovr_dataset push OUT_DIR --repo-id ORG/NAME [--private] [--dry-run]
 """
 
@@ -41,6 +41,10 @@ class ExportArguments:
             "aliases": ["--skip-orphan-themes"],
             "help": "Leave out and count theme lines whose clip is not among the clips (they fail otherwise).",
         },
+    )
+    repo_id: str = field(
+        default="lovr",
+        metadata={"aliases": ["--repo-id"], "help": "The id the card's load_dataset examples show (your Hub repo)."},
     )
     overwrite: bool = field(
         default=False,

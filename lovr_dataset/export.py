@@ -1,5 +1,5 @@
 """Export every config of a LoVR source to a script-free Hub dataset folder: Parquet per config and split, plus a
-README.md whose YAML declares the configs and their features.
+README.md that is the full dataset card (YAML declaring the configs, features, sizes and metadata; statistics).
 
     python -m lovr_dataset export DATA_DIR OUT_DIR [--num_queries 1000] [--query_seed 0] [--overwrite]
 
@@ -33,6 +33,7 @@ from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCardData
 
 from .lovr import CONFIG_NAMES, LoVR
+from .sources import detect_source
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +61,19 @@ def card_yaml(infos: dict[str, datasets.DatasetInfo]) -> dict:
     return card.to_dict()
 
 
-def readme_text(infos: dict[str, datasets.DatasetInfo]) -> str:
-    """A minimal card: the YAML header and one paragraph (the full card text is written by `model_cards`)."""
+def write_card(folder: Path, infos: dict[str, datasets.DatasetInfo], data_dir: Path, repo_id: str) -> None:
+    """Write the full dataset card as `folder/README.md`: the configs' YAML, completed and given its text by
+    `model_cards.dataset_card` (statistics from the Parquet in `folder`, settings from `data_dir` if a run)."""
+    from model_cards.dataset import dataset_card  # model_cards reads exports: imported here, not at import time
+
+    for name, info in infos.items():
+        # What the Hub reports as the download: the Parquet files (the builder downloaded nothing).
+        info.download_size = sum(path.stat().st_size for path in (folder / name).glob("*.parquet"))
     header = yaml.safe_dump(card_yaml(infos), sort_keys=False, allow_unicode=True)
-    configs = ", ".join(f"`{name}`" for name in infos)
-    return (
-        f"---\n{header}---\n\n# LoVR\n\nLoVR long-video retrieval benchmark, configs {configs}. "
-        "Clip and video files are not included: the `clip_path` and `video_path` columns point into a local copy.\n"
-    )
+    readme = folder / "README.md"
+    readme.write_text(f"---\n{header}---\n", encoding="utf-8")  # the configs the card is rendered from
+    workdir = data_dir if detect_source(data_dir) == "pipeline" else None
+    dataset_card(folder, workdir, repo_id=repo_id).save(readme)
 
 
 def export(
@@ -76,13 +82,15 @@ def export(
     *,
     overwrite: bool = False,
     cache_dir=None,
+    repo_id: str = "lovr",
     **config_kwargs,
 ) -> Path:
     """Write every non-empty config of the source in `data_dir` to `out_dir`; return `out_dir`.
 
     `config_kwargs` are `LoVRConfig` fields (`num_queries`, `query_seed`, `missing_clip_files`, `skip_malformed`,
     `skip_orphan_themes`). An existing `out_dir` is replaced only with `overwrite=True`, only when an earlier export
-    wrote it (see the module docstring), and only once the new export is complete.
+    wrote it (see the module docstring), and only once the new export is complete. README.md is the full dataset
+    card (`model_cards.dataset_card`); `repo_id` is the id its `load_dataset` examples show.
     """
     out_dir = Path(out_dir)
     _check_apart(Path(data_dir), out_dir)
@@ -100,7 +108,7 @@ def export(
             if info is not None:
                 infos[name] = info
         shutil.rmtree(staging / ".build")
-        (staging / "README.md").write_text(readme_text(infos), encoding="utf-8")
+        write_card(staging, infos, Path(data_dir), repo_id)
         _check_replaceable(out_dir, overwrite)  # again: the build takes a while, and the folder is not locked
         _swap_into_place(staging, out_dir)
     finally:

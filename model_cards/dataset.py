@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import datasets
+import pyarrow.parquet as pq
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -61,13 +62,28 @@ def _export_metadata(export_dir: Path) -> DatasetCardData:
     return data
 
 
-def _load_configs(export_dir: Path, names: list[str], cache_dir: str | None) -> dict[str, datasets.DatasetDict]:
+def _load_configs(export_dir: Path, configs: list[dict]) -> dict[str, datasets.DatasetDict]:
+    """Every config's splits, read from the Parquet files its `data_files` name (in memory: no `datasets` cache)."""
+    names = [config["config_name"] for config in configs]
     missing = {"clips", "videos"} - set(names)
     if missing:
         raise ValueError(
             f"dataset dir {str(export_dir)!r} declares configs {names}; expected at least {sorted(missing)}"
         )
-    return {name: datasets.load_dataset(str(export_dir), name, cache_dir=cache_dir) for name in names}
+    loaded = {}
+    for config in configs:
+        splits = {}
+        for entry in config["data_files"]:
+            files = sorted(export_dir.glob(entry["path"]))
+            if not files:
+                raise ValueError(
+                    f"{export_dir / 'README.md'}: config {config['config_name']!r} split {entry['split']!r} names "
+                    f"{entry['path']!r}, which matches no file"
+                )
+            # The Parquet schema carries the `datasets` features, so the rows read back exactly as load_dataset's.
+            splits[entry["split"]] = datasets.Dataset(pq.read_table(files))
+        loaded[config["config_name"]] = datasets.DatasetDict(splits)
+    return loaded
 
 
 def _all_rows(dataset_dict: datasets.DatasetDict) -> datasets.Dataset:
@@ -77,7 +93,10 @@ def _all_rows(dataset_dict: datasets.DatasetDict) -> datasets.Dataset:
 def build_card_data(metadata: DatasetCardData, loaded: dict[str, datasets.DatasetDict]) -> DatasetCardData:
     """The export's YAML plus licence, tasks, tags and the size category of the largest config."""
     yaml = metadata.to_dict()
-    for key in ("license", "task_categories", "tags", "size_categories", "pretty_name", "language"):
+    # The card sets these itself: an export's README is already a rendered card, and rendering again must agree.
+    rendered = ("license", "task_categories", "tags", "size_categories", "pretty_name", "language")
+    rendered += ("annotations_creators", "language_creators", "multilinguality")
+    for key in rendered:
         yaml.pop(key, None)
     card_data = DatasetCardData(
         pretty_name="LoVR",
@@ -133,24 +152,20 @@ def render_dataset_card(
     )
 
 
-def dataset_card(
-    export_dir: str | Path,
-    workdir: str | Path | None = None,
-    repo_id: str = "lovr",
-    cache_dir: str | None = None,
-) -> DatasetCard:
-    """The card of an exported LoVR folder, loading it with `datasets.load_dataset` to compute its statistics.
+def dataset_card(export_dir: str | Path, workdir: str | Path | None = None, repo_id: str = "lovr") -> DatasetCard:
+    """The card of an exported LoVR folder, with statistics computed from its Parquet files.
+
+    `python -m lovr_dataset export` writes this card as the export's README.md (which `push` uploads), and
+    `python -m model_cards publish` renders it again for the repo it publishes to: one renderer for both.
 
     Args:
-        export_dir (`str` or `Path`): the output of `python -m lovr_dataset export`.
+        export_dir (`str` or `Path`): an export folder; its README.md YAML must declare `configs`.
         workdir (`str` or `Path`, *optional*): the pipeline run folder it was built from, for the settings used.
         repo_id (`str`, defaults to `"lovr"`): the id shown in the card's `load_dataset` example.
-        cache_dir (`str`, *optional*): the `datasets` cache used to load the export.
     """
     export_dir = Path(export_dir)
     metadata = _export_metadata(export_dir)
-    names = [config["config_name"] for config in metadata["configs"]]
-    loaded = _load_configs(export_dir, names, cache_dir)
+    loaded = _load_configs(export_dir, metadata["configs"])
     stats = compute_statistics(
         _all_rows(loaded["clips"]),
         _all_rows(loaded["videos"]),

@@ -46,7 +46,6 @@ class PublishConfig:
     private: bool = field(default=False, metadata={"help": "Create the dataset repo and Space as private."})
     dry_run: bool = field(default=False, metadata={"help": "Stage and print every operation; no network at all."})
     out: str | None = field(default=None, metadata={"help": "Where staged folders go (kept; default a temp dir)."})
-    cache_dir: str | None = field(default=None, metadata={"help": "`datasets` cache for loading the export."})
 
     def __post_init__(self):
         try:
@@ -118,7 +117,7 @@ def _prepare_out(out: Path) -> None:
 def stage_dataset(config: PublishConfig, out: Path) -> list[Operation]:
     """Stage the export's index files with the rendered card as README.md; videos never go."""
     export = Path(config.dataset)
-    card = dataset_card(export, config.workdir, repo_id=config.dataset_repo_id, cache_dir=config.cache_dir)
+    card = dataset_card(export, config.workdir, repo_id=config.dataset_repo_id)
     folder = out / "dataset"
     for path in sorted(export.rglob("*")):
         rel = path.relative_to(export)

@@ -6,9 +6,9 @@ from model_cards.dataset import CITATION, dataset_card
 from .conftest import write_export
 
 
-def test_dataset_card_yaml_parses_back_with_exact_fields(export_dir, run_dir, hf_cache):
+def test_dataset_card_yaml_parses_back_with_exact_fields(export_dir, run_dir):
     export_yaml = DatasetCard.load(export_dir / "README.md").data
-    card = DatasetCard(str(dataset_card(export_dir, run_dir, repo_id="org/LoVR", cache_dir=hf_cache)))
+    card = DatasetCard(str(dataset_card(export_dir, run_dir, repo_id="org/LoVR")))
     data = card.data
     assert data.license == "cc-by-nc-sa-4.0"
     assert data.task_categories == ["text-retrieval", "video-text-to-text"]
@@ -31,8 +31,8 @@ def test_dataset_card_yaml_parses_back_with_exact_fields(export_dir, run_dir, hf
     assert {s["name"]: s["num_examples"] for s in infos["videos"]["splits"]} == {"test": 2}
 
 
-def test_dataset_card_body_states_run_settings_statistics_and_licence(export_dir, run_dir, hf_cache):
-    text = DatasetCard(str(dataset_card(export_dir, run_dir, repo_id="org/LoVR", cache_dir=hf_cache))).text
+def test_dataset_card_body_states_run_settings_statistics_and_licence(export_dir, run_dir):
+    text = DatasetCard(str(dataset_card(export_dir, run_dir, repo_id="org/LoVR"))).text
     assert 'load_dataset("org/LoVR", "clips")' in text
     # settings read from the run folder's records
     for row in [
@@ -56,24 +56,24 @@ def test_dataset_card_body_states_run_settings_statistics_and_licence(export_dir
     assert CITATION in text and "2505.13928" in CITATION
 
 
-def test_dataset_card_without_run_folder_says_so(export_dir, hf_cache):
-    text = DatasetCard(str(dataset_card(export_dir, cache_dir=hf_cache))).text
+def test_dataset_card_without_run_folder_says_so(export_dir):
+    text = DatasetCard(str(dataset_card(export_dir))).text
     assert "run folder that built this dataset was not given" in text
     assert "### segment" not in text
 
 
-def test_dataset_card_errors_name_the_input(tmp_path, hf_cache):
+def test_dataset_card_errors_name_the_input(tmp_path):
     with pytest.raises(ValueError, match="is not a directory"):
-        dataset_card(tmp_path / "missing", cache_dir=hf_cache)
+        dataset_card(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="has no README.md"):
-        dataset_card(tmp_path / "empty", cache_dir=hf_cache)
+        dataset_card(tmp_path / "empty")
     (tmp_path / "noconf").mkdir()
     (tmp_path / "noconf" / "README.md").write_text("---\nlicense: mit\n---\n")
     with pytest.raises(ValueError, match="declares no `configs:`"):
-        dataset_card(tmp_path / "noconf", cache_dir=hf_cache)
+        dataset_card(tmp_path / "noconf")
     export = write_export(tmp_path / "lovr")
     with pytest.raises(ValueError, match="is not a directory; expected a pipeline run folder"):
-        dataset_card(export, workdir=tmp_path / "nope", cache_dir=hf_cache)
+        dataset_card(export, workdir=tmp_path / "nope")
     with pytest.raises(ValueError, match="holds none of"):
-        dataset_card(export, workdir=tmp_path / "empty", cache_dir=hf_cache)
+        dataset_card(export, workdir=tmp_path / "empty")

@@ -26,9 +26,7 @@ def _files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
-def test_dry_run_stages_exact_folders_and_prints_every_operation(
-    tmp_path, export_dir, run_dir, metric_dir, hf_cache, capsys
-):
+def test_dry_run_stages_exact_folders_and_prints_every_operation(tmp_path, export_dir, run_dir, metric_dir, capsys):
     (export_dir / "videos" / "vidA.mp4").write_bytes(b"not for the Hub")
     hub_model = write_results(tmp_path / "eval-hub")
     local_model = write_results(tmp_path / "eval-local", model=str(tmp_path), random_weights=True)
@@ -52,8 +50,6 @@ def test_dry_run_stages_exact_folders_and_prints_every_operation(
             "--dry-run",
             "--out",
             str(out),
-            "--cache_dir",
-            hf_cache,
         ]
     )
 
@@ -180,7 +176,7 @@ def test_dry_run_on_a_real_lovr_dataset_export(tmp_path, run_dir, hf_cache, caps
     exported = export(run_dir, tmp_path / "lovr", cache_dir=hf_cache, num_queries=1)
     out = tmp_path / "staged"
     main(["publish", "--org", "org", "--dataset", str(exported), "--workdir", str(run_dir), "--dry-run",
-          "--out", str(out), "--cache_dir", hf_cache])  # fmt: skip
+          "--out", str(out)])  # fmt: skip
     parquet = sorted(p for p in _files(exported) if p.endswith(".parquet"))
     assert _files(out / "dataset") == sorted(["README.md", *parquet])
     card = DatasetCard.load(out / "dataset" / "README.md")
@@ -191,3 +187,27 @@ def test_dry_run_on_a_real_lovr_dataset_export(tmp_path, run_dir, hf_cache, caps
     staged = datasets.load_dataset(str(out / "dataset"), "clips", cache_dir=hf_cache + "-staged")
     original = datasets.load_dataset(str(exported), "clips", cache_dir=hf_cache)
     assert {s: d.to_list() for s, d in staged.items()} == {s: d.to_list() for s, d in original.items()}
+
+
+def test_the_export_writes_the_full_card_that_publish_uploads(tmp_path, run_dir, hf_cache):
+    """One renderer: the export's README.md is the card publish stages for the same repo, with real download sizes."""
+    from lovr_dataset.export import export
+
+    exported = export(run_dir, tmp_path / "lovr", cache_dir=hf_cache, num_queries=1, repo_id="org/LoVR")
+    out = tmp_path / "staged"
+    main(["publish", "--org", "org", "--dataset", str(exported), "--workdir", str(run_dir), "--dry-run",
+          "--out", str(out)])  # fmt: skip
+    written = (exported / "README.md").read_text(encoding="utf-8")
+    assert (out / "dataset" / "README.md").read_text(encoding="utf-8") == written
+    card = DatasetCard.load(exported / "README.md")
+    assert card.data["pretty_name"] == "LoVR"
+    assert card.data["language"] == ["en"]
+    assert card.data["task_categories"] == ["text-retrieval", "video-text-to-text"]
+    assert card.data["size_categories"] == ["n<1K"]
+    assert "lovr" in card.data["tags"]
+    for info in card.data["dataset_info"]:
+        parquet = (exported / info["config_name"]).glob("*.parquet")
+        assert info["download_size"] == sum(path.stat().st_size for path in parquet) > 0
+    # the body: statistics from the data and the settings of the run it was built from
+    assert "| clip caption words | 2 | 2 | 2.50 | 2.50 | 3 |" in card.text
+    assert 'load_dataset("org/LoVR", "clips")' in card.text
