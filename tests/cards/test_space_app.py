@@ -101,7 +101,11 @@ def _expected(k_values=(1, 2)) -> dict:
 def _rows(table: dict) -> dict:
     """The app's table keyed by (metric, direction)."""
     directions = table["headers"][1:]
-    return {(row[0], direction): value for row in table["data"] for direction, value in zip(directions, row[1:])}
+    return {
+        (row[0], direction): value
+        for row in table["data"]
+        for direction, value in zip(directions, row[1:], strict=True)
+    }
 
 
 def test_pasted_json_gives_the_local_core_numbers(client):
