@@ -183,6 +183,8 @@ def run_sharded(
             _merge(workdir, stage, key, order)
         state.wait_for_everyone()
         existing = load_records(workdir, stage, key)
+        # Every rank must split the same list: none may write a record before all have read what is done.
+        state.wait_for_everyone()
         todo = [item for item in items if not (item[key] in existing and is_done(existing[item[key]]))]
         if state.is_main_process and len(todo) < len(items):
             logger.info("%s: %d of %d already done, %d to do", stage, len(items) - len(todo), len(items), len(todo))

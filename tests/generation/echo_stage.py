@@ -1,10 +1,12 @@
 """A minimal stage for testing `generation._stage.run_sharded` under `accelerate launch` (`launch_command`).
 
     accelerate launch --multi_gpu --num_processes 2 tests/generation/echo_stage.py W N [--die_after K] [--hold GATE]
+        [--lag_main S]
 
 Each item `i-NNN` gets the record {"id", "text": the id upper-cased, "status"}. With --die_after, the process that
 has written K records kills itself with SIGKILL (a hard crash mid-run). With --hold, the main process, once its
-first record is written (the run folder locked), writes its pid to GATE.held and waits until GATE exists.
+first record is written (the run folder locked), writes its pid to GATE.held and waits until GATE exists. With
+--lag_main, the main process reads the run folder S seconds late, as a rank that starts slower than the others.
 
 On this CPU machine `accelerate launch --cpu --num_processes 2` starts one process (accelerate's simple launcher),
 so two ranks need the torchrun launcher (`--multi_gpu`) and `PartialState(cpu=True)`, without which each rank of a
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from generation._stage import run_sharded
+from generation import _stage
 
 HOLD_LIMIT_S = 60
 
@@ -51,8 +53,17 @@ def main() -> None:
     parser.add_argument("count", type=int)
     parser.add_argument("--die_after", type=int)
     parser.add_argument("--hold", type=Path)
+    parser.add_argument("--lag_main", type=float)
     args = parser.parse_args()
-    PartialState(cpu=True)  # first, so that every later PartialState() is this one
+    state = PartialState(cpu=True)  # first, so that every later PartialState() is this one
+    if args.lag_main and state.is_main_process:
+        load_records = _stage.load_records
+
+        def late_load_records(*a, **kw):
+            time.sleep(args.lag_main)
+            return load_records(*a, **kw)
+
+        _stage.load_records = late_load_records
     written = 0
 
     def process(batch):
@@ -62,11 +73,11 @@ def main() -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
             written += 1
             yield {"id": item["id"], "text": item["id"].upper(), "status": "ok"}
-            if args.hold and written == 1 and PartialState().is_main_process:
+            if args.hold and written == 1 and state.is_main_process:
                 _hold(args.hold)
 
     items = [{"id": f"i-{n:03d}"} for n in range(args.count)]
-    run_sharded(workdir=args.workdir, stage="echo", key="id", items=items, process_batch=process, batch_size=3)
+    _stage.run_sharded(workdir=args.workdir, stage="echo", key="id", items=items, process_batch=process, batch_size=3)
 
 
 if __name__ == "__main__":

@@ -136,3 +136,13 @@ def test_accelerate_launch_two_processes_then_resume_after_sigkill(tmp_path):
     single = _launch(tmp_path / "single", 20, processes=1)
     assert single.returncode == 0, single.stderr[-2000:]
     assert stage_output(tmp_path / "single", "echo").read_text() == stage_output(tmp_path / "w", "echo").read_text()
+
+
+@pytest.mark.slow
+def test_a_rank_that_reads_the_folder_late_still_gets_the_same_share(tmp_path):
+    # Rank 0 reads what is done 1 s after rank 1, which has written its half (i-010..019) by then. Without a barrier
+    # between reading and writing, rank 0 takes those for done, splits the 10 left, does its half (i-000..004) and
+    # i-005..009 are never done.
+    done = _launch(tmp_path / "w", 20, "--lag_main", 1.0)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _ids(stage_output(tmp_path / "w", "echo")) == [f"i-{n:03d}" for n in range(20)]
