@@ -51,7 +51,7 @@ from generation._scenes import (
     settings_record,
     write_clip_files,
 )
-from generation._stage import run_sharded
+from generation._stage import command_lock, run_sharded
 from lovr_common.video import LOVR_MIN_CLIP_FRAMES, VideoError, VideoInfo, probe
 
 logger = logging.getLogger(__name__)
@@ -251,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = HfArgumentParser((SegmentConfig, DetectionSettings))
     config, settings = parser.parse_args_into_dataclasses(args=argv)
-    records = segment_all(config, settings)
+    with command_lock(config.workdir, "generation.segment", create=True):
+        records = segment_all(config, settings)
     if PartialState().is_main_process:
         print(summarize(records))
     return 1 if any(r["status"] != "ok" for r in records.values()) else 0

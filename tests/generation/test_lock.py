@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from generation import caption, fuse, refine, review, run
+from generation import caption, fuse, refine, review, run, segment
 from generation._stage import LOCK_FILE, WorkdirBusyError, run_sharded, stage_output, workdir_lock
 from tests.generation.echo_stage import launch_command
 
@@ -66,6 +66,7 @@ def test_a_second_run_on_the_same_workdir_is_refused_naming_the_holder(tmp_path)
         # every stage command, in this (second) process, stops before reading or writing anything
         w, m = ["--workdir", str(workdir)], ["--model", "no-such-model"]
         for name, main, argv in [
+            ("segment", segment.main, ["--videos", str(tmp_path), *w]),
             ("caption", caption.main, [*w, *m]),
             ("refine", refine.main, [*w, *m, "--threshold", "0.5", "--scorer_model", "no-such-model"]),
             ("fuse", fuse.main, [*w, *m]),
