@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,6 +41,35 @@ def _as_matrix(name: str, value, device) -> torch.Tensor:
     return value.to(device)
 
 
+def unit_rows(name: str, matrix: torch.Tensor, label) -> torch.Tensor:
+    """The rows of `matrix` (finite floats) divided by their L2 norms; all-zero rows are refused, each named by
+    `label(row)`.
+
+    Squares of float32 entries from about 1e19 up overflow (the norm becomes inf and the row 0), and from about
+    1e-19 down they underflow (the row no longer comes out of unit length). The few rows whose norm lies outside
+    the range where its sum of squares is exact to rounding are divided by their largest entry first, in float64;
+    every other row is divided by its norm directly, as `torch.nn.functional.normalize` does.
+    """
+    norms = torch.linalg.vector_norm(matrix, dim=1, keepdim=True)
+    unit = matrix / norms
+    info = torch.finfo(matrix.dtype)
+    # Each underflowed square loses at most `tiny`: relative to a squared norm above this, less than rounding.
+    smallest = math.sqrt(info.tiny * matrix.shape[1] / info.eps)
+    unsafe = torch.nonzero((norms[:, 0] < smallest) | torch.isinf(norms[:, 0])).flatten()
+    if unsafe.numel():
+        rows = matrix[unsafe].to(torch.float64)
+        largest = rows.abs().amax(dim=1, keepdim=True)
+        zero = unsafe[largest[:, 0] == 0].tolist()
+        if zero:
+            shown = ", ".join(label(row) for row in zero[:_SHOW]) + (", ..." if len(zero) > _SHOW else "")
+            raise ValueError(
+                f"`{name}` has {len(zero)} all-zero rows ({shown}); a zero vector has no direction and ties with "
+                "every item: expected rows with a nonzero entry."
+            )
+        unit[unsafe] = torch.nn.functional.normalize(rows / largest, dim=1).to(matrix.dtype)
+    return unit
+
+
 def _check_ids(name: str, ids, length: int, other: str) -> list:
     if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence) and not isinstance(ids, np.ndarray):
         raise ValueError(f"`{name}` must be a list with one entry per row of `{other}`, but got {type(ids).__name__}.")
@@ -76,7 +106,7 @@ def check_k_values(k_values, num_videos: int, num_texts: int) -> tuple[int, ...]
 def check_inputs(
     text_embeddings, text_ids, video_embeddings, video_ids, skip_missing: bool, device
 ) -> RetrievalInputs:
-    """Validate, move to `device`, L2-normalise, and turn the ids into (text, video) pairs."""
+    """Validate, move to `device`, L2-normalise (`unit_rows`), and turn the ids into (text, video) pairs."""
     if device is None:
         device = text_embeddings.device if isinstance(text_embeddings, torch.Tensor) else "cpu"
     texts = _as_matrix("text_embeddings", text_embeddings, device)
@@ -124,8 +154,10 @@ def check_inputs(
     # float64 stays float64; every other float dtype is ranked in float32 (fast matmul, half precision upcast).
     dtype = torch.float64 if torch.float64 in (texts.dtype, videos.dtype) else torch.float32
     return RetrievalInputs(
-        texts=torch.nn.functional.normalize(texts.to(dtype), dim=1),
-        videos=torch.nn.functional.normalize(videos.to(dtype), dim=1),
+        texts=unit_rows(
+            "text_embeddings", texts.to(dtype), lambda row: f"text_ids[{kept[row]}]={text_ids[kept[row]]!r}"
+        ),
+        videos=unit_rows("video_embeddings", videos.to(dtype), lambda row: f"video_ids[{row}]={video_ids[row]!r}"),
         pair_text=torch.tensor(pair_text, dtype=torch.long, device=texts.device),
         pair_video=torch.tensor(pair_video, dtype=torch.long, device=texts.device),
         num_skipped=len(missing),

@@ -62,9 +62,11 @@ def retrieval_metrics(
     """Rank all videos for every text and all texts for every video that has a relevant text.
 
     Args:
-        text_embeddings (`np.ndarray` or `torch.Tensor` of shape `(T, d)`): any float dtype; L2-normalised here.
+        text_embeddings (`np.ndarray` or `torch.Tensor` of shape `(T, d)`): finite values of any float dtype, no
+            row all zero (it would tie with everything); L2-normalised here, without overflow or underflow at any
+            magnitude.
         text_ids (`list`): for each text the id of its relevant video, or a list of ids when several are relevant.
-        video_embeddings (`np.ndarray` or `torch.Tensor` of shape `(V, d)`): the gallery.
+        video_embeddings (`np.ndarray` or `torch.Tensor` of shape `(V, d)`): the gallery, under the same rules.
         video_ids (`list[str]`): V unique ids, one per row of `video_embeddings`.
         k_values (`tuple[int]`, defaults to `(1, 5, 10)`): cut-offs for pass@k and recall@k.
         chunk_size (`int`, *optional*): texts per score block; by default derived from `max_block_bytes`.
@@ -230,7 +232,9 @@ def _scan(texts, videos, pairs: _Pairs, workers: int):
     if workers == 1 or len(chunks) == 1:
         video_counts = scan.chunks(chunks)
     else:
-        with ThreadPoolExecutor(workers) as pool:
+        # OpenMP's and MKL's thread counts are per thread: a pool thread starts at the default, and a BLAS free to
+        # split a product over threads rounds some scores differently from call to call (ranks moved by one).
+        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
             video_counts = sum(pool.map(scan.chunks, [chunks[i::workers] for i in range(workers)]))
     by_video, exact = torch.empty_like(video_counts), torch.empty_like(scan.exact)
     by_video[pairs.by_video], exact[pairs.by_tile] = video_counts, scan.exact

@@ -31,9 +31,11 @@ median and mean rank of the first relevant item, computed in one chunked pass wi
 
 _KWARGS_DESCRIPTION = """
 Args:
-    text_embeddings (`np.ndarray` or `torch.Tensor` of shape `(T, d)`): text embeddings, any float dtype.
+    text_embeddings (`np.ndarray` or `torch.Tensor` of shape `(T, d)`): text embeddings, finite values of any
+        float dtype, no row all zero.
     text_ids (`list`): for each text the id of its relevant video, or a list of ids when several are relevant.
-    video_embeddings (`np.ndarray` or `torch.Tensor` of shape `(V, d)`): the gallery; T and V may differ.
+    video_embeddings (`np.ndarray` or `torch.Tensor` of shape `(V, d)`): the gallery, under the same rules; T and V
+        may differ.
     video_ids (`list[str]`): V unique ids, one per row of `video_embeddings`.
     k_values (`list[int]`, defaults to `[1, 5, 10]`): cut-offs for pass@k and recall@k.
     chunk_size (`int`, *optional*): texts per score block.

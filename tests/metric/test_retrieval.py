@@ -121,7 +121,7 @@ def test_matches_naive_reference(num_texts, num_videos, pool, chunk_size, max_re
     assert_same(results, naive_metrics(texts, text_ids, videos, video_ids, k_values))
 
 
-def test_random_floats_with_duplicated_rows_rank_like_full_argsort():
+def _random_floats_with_duplicated_rows():
     generator = torch.Generator().manual_seed(0)
     texts = torch.nn.functional.normalize(torch.randn(53, 32, generator=generator), dim=1)
     videos = torch.nn.functional.normalize(torch.randn(41, 32, generator=generator), dim=1)
@@ -129,8 +129,28 @@ def test_random_floats_with_duplicated_rows_rank_like_full_argsort():
     pair_text = torch.arange(53)
     pair_video = torch.randint(0, 41, (53,), generator=generator)
     pair_video[0], pair_video[2], pair_video[7] = 31, 4, 4
+    return texts, videos, pair_text, pair_video
+
+
+def test_random_floats_with_duplicated_rows_rank_like_full_argsort():
+    texts, videos, pair_text, pair_video = _random_floats_with_duplicated_rows()
     text_ranks, video_ranks = pair_ranks(texts, videos, pair_text, pair_video, chunk_size=7)
     assert_ranks_like_full_argsort(texts, videos, pair_text, pair_video, text_ranks, video_ranks)
+
+
+def test_worker_threads_give_the_same_ranks_every_call():
+    # Two worker threads, each of which must run its products single-threaded: a worker left at the default thread
+    # count let the BLAS split some products differently from call to call, and near-tied scores (texts 11 and 13
+    # here) moved by one rank in about one call of six.
+    texts, videos, pair_text, pair_video = _random_floats_with_duplicated_rows()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ranks = {tuple(torch.cat(pair_ranks(texts, videos, pair_text, pair_video, chunk_size=7)).tolist())
+                 for _ in range(60)}  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert len(ranks) == 1
 
 
 @settings(max_examples=40, deadline=None)
@@ -353,3 +373,67 @@ def test_few_queries_off_first_place_match_reference():
     text_ids[5], text_ids[17], text_ids[11] = "v9", ["v2", "v30"], "v3"
     results = retrieval_metrics(videos.copy(), text_ids, videos, video_ids, k_values=(1, 5), chunk_size=20)
     assert_same(results, naive_metrics(videos, text_ids, videos, video_ids, (1, 5)))
+
+
+# Three orthogonal rows of four entries +-1 (norm 2): each text's own video scores 1, every other 0.
+ORTHOGONAL = np.array([[1.0, 1.0, 1.0, 1.0], [1.0, -1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0]])
+
+
+@pytest.mark.parametrize(("dtype", "scale"), [(np.float32, 1e19), (np.float32, 3e38), (np.float64, 1e160)])
+def test_huge_finite_entries_rank_like_unit_vectors(dtype, scale):
+    # Entries of 1e19 square to 1e38 and four of them sum past float32's 3.4e38 (float64: 1e320 past 1.8e308): a
+    # plain norm is inf and every row becomes 0, so all scores tie and each text ranks video "a" first (pass@1 =
+    # 1/3). Rescaled first, each text ranks its own video first: pass@1 = 1, MRR = 1, both directions.
+    ids = ["a", "b", "c"]
+    rows = (ORTHOGONAL * scale).astype(dtype)
+    assert np.isfinite(rows).all()
+    results = retrieval_metrics(rows, ids, rows.copy(), ids, k_values=(1,))
+    for direction in ("text_to_video", "video_to_text"):
+        assert results[f"{direction}_pass@1"] == 1.0 and results[f"{direction}_mrr"] == 1.0
+
+
+def test_tiny_finite_entries_rank_like_unit_vectors():
+    # In float32 1e-25 and 1e-30 square to 0: a plain norm is 0, clamped to 1e-12, so video a becomes
+    # 1e-13 * (1, 0) and b 1e-18 * (1, 1), and the text (1, 1) scores a (7e-14) above its own b (1.4e-18): rank 2.
+    # Rescaled first, a is (1, 0) and b (0.707, 0.707): b scores 1 and a 0.707, so b ranks first.
+    videos = np.array([[1e-25, 0.0], [1e-30, 1e-30]], dtype=np.float32)
+    results = retrieval_metrics(np.array([[1.0, 1.0]], dtype=np.float32), ["b"], videos, ["a", "b"], k_values=(1,))
+    assert results["text_to_video_pass@1"] == 1.0 and results["text_to_video_mean_rank"] == 1.0
+
+
+def test_ordinary_rows_normalise_as_torch_does_and_extreme_rows_to_unit_length():
+    # The fast path (plain division) gives torch.nn.functional.normalize's numbers bit for bit; rows of extreme
+    # magnitude match the float64 normalisation of the same row to float32 rounding.
+    from lovr_metric._retrieval_inputs import unit_rows
+
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randn(64, 512, generator=generator)
+    rows[5] *= 1e19
+    rows[9] *= 1e-30
+    unit = unit_rows("rows", rows, str)
+    ordinary = [row for row in range(64) if row not in (5, 9)]
+    assert torch.equal(unit[ordinary], torch.nn.functional.normalize(rows[ordinary], dim=1))
+    reference = torch.nn.functional.normalize(rows.double() / rows.double().abs().amax(1, keepdim=True), dim=1)
+    assert torch.allclose(unit[[5, 9]].double(), reference[[5, 9]], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # A zero text scores 0 with every video: all tie, so its target "a", first in the gallery, would be rank 1.
+        ({"text_embeddings": np.array([[1.0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])},
+         r"`text_embeddings` has 2 all-zero rows \(text_ids\[1\]=\['b', 'c'\], text_ids\[2\]='c'\)"),
+        ({"video_embeddings": np.array([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]])},
+         r"`video_embeddings` has 1 all-zero rows \(video_ids\[2\]='c'\); a zero vector has no direction"),
+    ],
+)  # fmt: skip
+def test_all_zero_rows_are_refused_naming_them(change, message):
+    with pytest.raises(ValueError, match=message):
+        retrieval_metrics(**{**_valid(), **change})
+
+
+def test_zero_rows_of_skipped_texts_are_named_by_their_position():
+    # Text 0 names a missing id and is skipped; the zero text is text 1 of the input, row 0 of what is ranked.
+    texts = np.array([[1.0, 0.0], [0.0, 0.0]])
+    with pytest.raises(ValueError, match=r"1 all-zero rows \(text_ids\[1\]='a'\)"):
+        retrieval_metrics(texts, ["gone", "a"], np.eye(2), ["a", "b"], k_values=(1,), skip_missing=True)
