@@ -15,7 +15,7 @@ What OUT_DIR may be: a new path or an empty folder; with `--overwrite`, also a f
 holds the marker file `.lovr-export`). Anything else is refused before anything is written: a file or a symlink at
 OUT_DIR, a folder with other content, and OUT_DIR equal to the source, inside it or above it. Hidden siblings left
 by a killed export of the same OUT_DIR (`.OUT_NAME.tmp-PID-*`, `.OUT_NAME.old-PID-*`, holding the marker) are
-removed by the next one, unless process PID still runs.
+removed by the next one, unless process PID still runs; an old export is put back as OUT_DIR if OUT_DIR is gone.
 """
 
 from __future__ import annotations
@@ -94,9 +94,9 @@ def export(
     """
     out_dir = Path(out_dir)
     _check_apart(Path(data_dir), out_dir)
+    _clean_leftovers(out_dir)  # first: it may put back the export that OUT_DIR held
     _check_replaceable(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(out_dir)
     # mkdir, not mkdtemp: mkdtemp makes the folder 0700, and the renamed export would keep that mode.
     staging = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     staging.mkdir()
@@ -145,17 +145,30 @@ def _check_replaceable(out_dir: Path, overwrite: bool) -> None:
         )
 
 
-def _remove_leftovers(out_dir: Path) -> None:
-    """Remove the staging and old-export siblings of `out_dir` that a killed export left behind."""
-    pattern = re.compile(rf"\.{re.escape(out_dir.name)}\.(?:tmp|old)-(\d+)-[0-9a-f]{{8}}")
-    for path in out_dir.parent.iterdir():
+def _clean_leftovers(out_dir: Path) -> None:
+    """Remove the staging and old-export siblings of `out_dir` that a killed export left behind; an old export is
+    put back instead when `out_dir` is gone (the export was killed between its two renames)."""
+    if not out_dir.parent.is_dir():
+        return
+    pattern = re.compile(rf"\.{re.escape(out_dir.name)}\.(tmp|old)-(\d+)-[0-9a-f]{{8}}")
+    for path in sorted(out_dir.parent.iterdir()):
         match = pattern.fullmatch(path.name)
-        if match is None or path.is_symlink() or not path.is_dir() or _is_running(int(match[1])):
+        if match is None or path.is_symlink() or not path.is_dir() or _is_running(int(match[2])):
             continue
-        # An export writes the marker right after mkdir: an empty folder is one killed in between.
-        if (path / MARKER).is_file() or not any(path.iterdir()):
-            logger.info("removing %s, left by export process %s that no longer runs", path, match[1])
-            shutil.rmtree(path)
+        try:
+            # An export writes the marker right after mkdir: an empty folder is one killed in between.
+            if not (path / MARKER).is_file() and any(path.iterdir()):
+                continue
+            if match[1] == "old" and not os.path.lexists(out_dir):
+                logger.warning(
+                    "putting back %s as %s: export process %s was killed replacing it", path, out_dir, match[2]
+                )
+                path.rename(out_dir)
+            else:
+                logger.info("removing %s, left by export process %s that no longer runs", path, match[2])
+                shutil.rmtree(path)
+        except FileNotFoundError:  # another export starting at the same time cleaned it first
+            pass
 
 
 def _is_running(pid: int) -> bool:

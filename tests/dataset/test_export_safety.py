@@ -102,14 +102,16 @@ def test_the_export_follows_the_umask(official, tmp_path, cache_dir):
 def test_leftovers_of_a_sigkilled_export_are_cleaned_by_the_next_one(official, tmp_path):
     out = tmp_path / "lovr"
     env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "c")}
-    process = subprocess.Popen(export_command(official, out), env=env, stderr=subprocess.DEVNULL)
+    export(official, out, cache_dir=str(tmp_path / "c"))
+    process = subprocess.Popen(export_command(official, out, "--overwrite"), env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while not list(tmp_path.glob(f".lovr.tmp-{process.pid}-*/{MARKER}")) and time.monotonic() < deadline:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
     (killed,) = tmp_path.glob(f".lovr.tmp-{process.pid}-*")
-    # An old export renamed aside by a killed swap: made by a process that has exited (and been reaped).
+    # An old export renamed aside by a swap killed before removing it (OUT_DIR is the new one), made by a process
+    # that has exited (and been reaped).
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     old = tmp_path / f".lovr.old-{gone.stdout.strip()}-0123abcd"
     old.mkdir()
@@ -123,7 +125,42 @@ def test_leftovers_of_a_sigkilled_export_are_cleaned_by_the_next_one(official, t
         (folder / "x").touch()
     (live / MARKER).touch()
     (other / MARKER).touch()
-    subprocess.run(export_command(official, out), env=env, check=True, capture_output=True)
+    subprocess.run(export_command(official, out, "--overwrite"), env=env, check=True, capture_output=True)
     assert not killed.exists() and not old.exists()
     assert live.exists() and unmarked.exists() and other.exists()
     assert (out / MARKER).is_file() and (out / "clips").is_dir()
+
+
+def test_an_export_set_aside_by_a_killed_swap_is_put_back(official, tmp_path, cache_dir):
+    # The state a SIGKILL between the swap's two renames leaves: OUT_DIR gone, the earlier export aside, the new one
+    # staged, both named after a process that has exited.
+    out = export(official, tmp_path / "lovr", cache_dir=cache_dir)
+    (out / "earlier.txt").write_text("from the earlier export")
+    before = tree(out)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    out.rename(tmp_path / f".lovr.old-{gone.stdout.strip()}-0123abcd")
+    staged = tmp_path / f".lovr.tmp-{gone.stdout.strip()}-4567cdef"
+    staged.mkdir()
+    (staged / MARKER).touch()
+    with pytest.raises(ValueError, match=r"lovr' already exists; pass overwrite=True"):
+        export(official, out, cache_dir=cache_dir)
+    assert tree(out) == before and not staged.exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["LoVR", "hf-cache", "lovr"]
+
+
+def test_a_running_export_keeps_its_staging_while_another_exports_the_same_folder(official, tmp_path):
+    out = tmp_path / "lovr"
+    env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "c")}
+    first = subprocess.Popen(export_command(official, out, "--overwrite"), env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob(f".lovr.tmp-{first.pid}-*/{MARKER}")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first.send_signal(signal.SIGSTOP)  # alive but still: its staging folder stays as it is while the second runs
+    try:
+        (staging,) = tmp_path.glob(f".lovr.tmp-{first.pid}-*")
+        subprocess.run(export_command(official, out, "--overwrite"), env=env, check=True, capture_output=True)
+        assert staging.is_dir() and (staging / MARKER).is_file()
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert first.wait(timeout=60) == 0  # it replaces the second's export, an export too
+    assert (out / MARKER).is_file() and not list(tmp_path.glob(".lovr.*"))
