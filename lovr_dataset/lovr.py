@@ -106,10 +106,11 @@ class LoVRConfig(datasets.BuilderConfig):
             Skip (and count) malformed JSON Lines lines instead of failing on the first, named by file and line.
         skip_orphan_themes (`bool`, *optional*, defaults to `False`):
             Leave out (and count, in the read report's `orphan_themes`, and log) theme lines whose clip is not among
-            the clips (after `missing_clip_files`), instead of failing on the first, named by file and record.
+            the clips (after `missing_clip_files`), instead of failing on the first, named by file and line.
 
-    Whatever the options, an id holding `/`, `\\` or `..` fails (named by file and record), and so does a clip
-    file, clip folder or merged video of a release that resolves through a symlink to a place outside `data_dir`.
+    Whatever the options, an id holding `/`, `\\` or `..` fails (named by file and line), and so does a clip
+    file, clip folder, recorded clip path or merged video of a release that resolves through a symlink to a place
+    outside `data_dir` (named with the place it resolves to).
     """
 
     num_queries: int = 1000

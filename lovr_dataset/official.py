@@ -7,10 +7,11 @@
     video_data/merged/<vid>.mp4
 
 The clips are every clip listed in `all_clip.jsonl` or found under `long_video_clip/` (the evaluation layout lists
-only the query captions), with the caption where one is known. Extra fields are ignored; ids may start with '-'.
-Ids name files, so an id holding '/', '\\' or '..' is refused (file and record named), and so is a clip file,
-clip folder or merged video that resolves through a symlink to a place outside the release. A theme of a clip that
-is not among the clips fails, or is counted and left out with `skip_orphan_themes`.
+only the query captions), with the caption where one is known; a clip's path is the file found under
+`long_video_clip/` where there is one, else the path its record gives. Extra fields are ignored; ids may start
+with '-'. Ids name files, so an id holding '/', '\\' or '..' is refused (file and line named), and so is a clip
+file, clip folder, recorded clip path or merged video that resolves through a symlink to a place outside the
+release. A theme of a clip that is not among the clips fails, or is counted and left out with `skip_orphan_themes`.
 """
 
 from __future__ import annotations
@@ -100,17 +101,37 @@ def clip_row(clip_id: str, where: str, *, caption=None, clip_path=None, split=No
 
 
 def merge_clip_files(root: Path, clips: dict[str, dict], options: ReadOptions, report: SourceReport) -> list[dict]:
-    """Add the clip files that have no caption record, point clips at their full video where `merged/` has it, and
-    apply the missing-file policy to the clips whose file is absent."""
+    """Add the clip files that have no caption record, point each clip at the file found for it, refuse the recorded
+    paths of the others that lead out of `root`, point clips at their full video where `merged/` has it, and apply
+    the missing-file policy to the clips whose file was not found."""
     files = list_clip_files(root)
     for clip_id, relpath in files.items():
-        if clip_id not in clips:
+        if clip_id in clips:
+            clips[clip_id]["clip_path"] = relpath  # the file found, which may lie elsewhere than its record says
+        else:
             clips[clip_id] = clip_row(clip_id, str(root / relpath), clip_path=relpath)
+    missing = [clip_id for clip_id in clips if clip_id not in files]
+    _check_unlisted_inside(root, [clips[clip_id]["clip_path"] for clip_id in missing])
     merged = {path.stem: path.relative_to(root).as_posix() for path in _merged_videos(root)}
     for clip in clips.values():
         clip["video_path"] = merged.get(clip["video_id"])
-    missing = [clip_id for clip_id in clips if clip_id not in files]
     return apply_missing_clip_policy(list(clips.values()), sorted(missing), options, report)
+
+
+def _check_unlisted_inside(root: Path, relpaths: list[str]) -> None:
+    """Refuse a kept clip path that the walk did not reach (absent, or deeper than `<vid>/`) when it resolves outside.
+
+    One `realpath` per folder and one `lstat` per file: a Hub copy without videos has 40,000 such paths.
+    """
+    folders = set()
+    for relpath in relpaths:
+        path = os.path.join(root, relpath)
+        folder = os.path.dirname(path)
+        if folder not in folders:
+            check_inside(root, folder)
+            folders.add(folder)
+        if os.path.islink(path):
+            check_inside(root, path)
 
 
 def _merged_videos(root: Path) -> list[Path]:

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lovr_common.jsonl import ReadStats, read_jsonl
+from lovr_common.jsonl import ReadStats, read_jsonl_numbered
 
 logger = logging.getLogger(__name__)
 
@@ -73,19 +73,22 @@ def split_clip_id(clip_id: str, where: str) -> tuple[str, int]:
 
 
 def check_id(value: str, name: str, where: str) -> str:
-    """`value`, refused when it holds `/`, a backslash or `..`: ids name files, and such an id names another one."""
+    """`value`, refused unless a non-empty string without `/`, a backslash or `..`: ids name files, and such an id
+    names another one (or none)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{where}: {name} is {value!r}; expected a non-empty string")
     if "/" in value or "\\" in value or ".." in value:
         raise ValueError(f"{where}: {name} {value!r} contains '/', '\\' or '..'; expected an id that names no path")
     return value
 
 
-def check_inside(root: Path, path: Path) -> None:
+def check_inside(root: Path, path: str | os.PathLike) -> None:
     """Refuse `path` when it resolves, through symlinks, outside `root` (already resolved), as `..` paths are."""
     target = os.path.realpath(path)
     if target != str(root) and not target.startswith(str(root) + os.sep):
         raise ValueError(
             f"{path}: a symlink (the file or a folder above it) points outside the data root {root}, to {target}; "
-            "expected files inside the data root"
+            "expected files inside the data root (to keep the videos elsewhere, link the whole release folder)"
         )
 
 
@@ -105,14 +108,15 @@ def safe_relpath(value: str, where: str) -> str:
 
 
 def read_records(path: Path, options: ReadOptions, report: SourceReport) -> list[tuple[str, dict]]:
-    """Every object of the JSON Lines file `path`, each with where it came from, failing or skipping bad lines.
+    """Every object of the JSON Lines file `path`, each with where it came from (`"<path>, line <n>"`, so that an
+    error points at the line an editor shows), failing or skipping bad lines.
 
     Release files are not written by this pipeline, so a last line without its newline that does not parse is
     damage, not a torn write: it fails (or is skipped) like any other malformed line.
     """
     stats = ReadStats()
-    reader = read_jsonl(path, skip_malformed=options.skip_malformed, stats=stats, tolerate_torn_tail=False)
-    records = [(f"{path}, record {number}", record) for number, record in enumerate(reader, start=1)]
+    reader = read_jsonl_numbered(path, skip_malformed=options.skip_malformed, stats=stats, tolerate_torn_tail=False)
+    records = [(f"{path}, line {lineno}", record) for lineno, record in reader]
     report.skipped_lines.extend(stats.skipped)
     return records
 

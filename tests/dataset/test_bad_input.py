@@ -75,13 +75,13 @@ def test_duplicate_ids_are_refused(official, tmp_path, clip_files):
         official / "caption_data/all_clip.jsonl",
         b'{"vid": "bikes", "path": "bikes/bikes-Scene-001.mp4", "cap": "Again."}\n',
     )
-    with pytest.raises(ValueError, match=r"all_clip\.jsonl, record 5: duplicate clip_id 'bikes-Scene-001'.*record 3"):
+    with pytest.raises(ValueError, match=r"all_clip\.jsonl, line 5: duplicate clip_id 'bikes-Scene-001'.*line 3"):
         read_source(official, ReadOptions())
     run = make_run(tmp_path / "W", clip_files)
     append(
         run / "videos.jsonl", json.dumps({"video_id": "bikes", "caption": "Twice.", "status": "ok"}).encode() + b"\n"
     )
-    with pytest.raises(ValueError, match=r"videos\.jsonl, record 2: duplicate video_id 'bikes'"):
+    with pytest.raises(ValueError, match=r"videos\.jsonl, line 2: duplicate video_id 'bikes'"):
         read_source(run, ReadOptions())
 
 
@@ -103,7 +103,7 @@ def test_paths_escaping_the_root_are_refused(official, tmp_path, clip_files, bad
         official / "caption_data/all_clip.jsonl",
         json.dumps({"vid": "x", "path": bad_path, "cap": "c"}).encode() + b"\n",
     )
-    with pytest.raises(ValueError, match=r"all_clip\.jsonl, record 5: path .* escapes the data root"):
+    with pytest.raises(ValueError, match=r"all_clip\.jsonl, line 5: path .* escapes the data root"):
         read_source(official, ReadOptions())
 
 

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -72,29 +73,60 @@ def test_symlinks_that_stay_inside_the_release_are_read(official):
     assert {video["video_id"]: video["video_path"] for video in data.videos}["-dash"] == "video_data/merged/-dash.mp4"
 
 
+def test_a_recorded_clip_path_through_a_link_outside_is_refused(official, outside):
+    # The walk lists only <vid>/<clip>.mp4, so a folder link one level deeper is reached by the record alone.
+    (official / "video_data/long_video_clip/bikes/x").symlink_to(outside, target_is_directory=True)
+    append_line(official / "caption_data/all_clip.jsonl", {"path": "bikes/x/bikes-Scene-004.mp4", "cap": "c"})
+    with pytest.raises(ValueError, match=r"long_video_clip/bikes/x: a symlink .* outside the data root.*elsewhere"):
+        read_source(official, ReadOptions())
+
+
+def test_a_clip_found_on_disk_takes_the_path_found_not_the_one_recorded(official, outside):
+    # bikes-Scene-003 has a file of its own and, until now, no record; its new record points through a link.
+    (official / "video_data/long_video_clip/bikes/x").symlink_to(outside, target_is_directory=True)
+    append_line(official / "caption_data/all_clip.jsonl", {"path": "bikes/x/bikes-Scene-003.mp4", "cap": "Third."})
+    clips = {clip["clip_id"]: clip for clip in read_source(official, ReadOptions()).clips}
+    assert clips["bikes-Scene-003"]["clip_path"] == "video_data/long_video_clip/bikes/bikes-Scene-003.mp4"
+    assert clips["bikes-Scene-003"]["caption"] == "Third."
+
+
 @pytest.mark.parametrize(
     ("file", "record", "message"),
-    [
-        ("all_video.jsonl", {"vid": "../bikes", "cap": "c"}, r"all_video\.jsonl, record 3: vid '\.\./bikes'"),
-        ("all_video.jsonl", {"vid": "a/b", "cap": "c"}, r"all_video\.jsonl, record 3: vid 'a/b'"),
-        ("all_clip.jsonl", {"path": "x/..-Scene-001.mp4", "cap": "c"}, r"all_clip\.jsonl, record 5: clip id '\.\."),
+    [  # each record goes after a blank line: all_video has 2 lines (-> line 4), all_clip 4 (-> 6), themes 2 (-> 4)
+        ("all_video.jsonl", {"vid": "../bikes", "cap": "c"}, r"all_video\.jsonl, line 4: vid '\.\./bikes'"),
+        ("all_video.jsonl", {"vid": "a/b", "cap": "c"}, r"all_video\.jsonl, line 4: vid 'a/b'"),
+        ("all_clip.jsonl", {"path": "x/..-Scene-001.mp4", "cap": "c"}, r"all_clip\.jsonl, line 6: clip id '\.\."),
         (
             "clip_cap_theme.jsonl",
             {"vid": "..\\bikes-Scene-001", "cap": "t"},
-            r"clip_cap_theme\.jsonl, record 3: vid \(a clip id\) '\.\.\\\\bikes",
+            r"clip_cap_theme\.jsonl, line 4: vid \(a clip id\) '\.\.\\\\bikes",
         ),
     ],
 )
-def test_ids_that_name_other_paths_are_refused_with_file_and_record(official, file, record, message):
+def test_ids_that_name_other_paths_are_refused_with_file_and_line(official, file, record, message):
+    with open(official / "caption_data" / file, "a", encoding="utf-8") as f:
+        f.write("\n")
     append_line(official / "caption_data" / file, record)
     with pytest.raises(ValueError, match=message + r".*contains '/', '\\' or '\.\.'"):
         read_source(official, ReadOptions())
 
 
+def test_empty_or_missing_ids_are_refused_with_file_and_row(official, tmp_path):
+    append_line(official / "caption_data/all_video.jsonl", {"vid": "", "cap": "c"})
+    with pytest.raises(ValueError, match=r"all_video\.jsonl, line 3: vid is ''; expected a non-empty string"):
+        read_source(official, ReadOptions())
+    hub = tmp_path / "hub"
+    (hub / "caption_data").mkdir(parents=True)
+    table = pa.table({"clip_id": ["a-Scene-001", None], "caption": ["x", "y"]})
+    pq.write_table(table, hub / "caption_data/clip_test.parquet")
+    with pytest.raises(ValueError, match=r"clip_test\.parquet, row 1: clip id is None; expected a non-empty string"):
+        read_source(hub, ReadOptions())
+
+
 def test_a_theme_of_an_unknown_clip_fails_or_is_counted_and_left_out(official):
     themes = official / "caption_data/clip_cap_theme.jsonl"
-    append_line(themes, {"vid": "ghost-Scene-001", "cap": "nothing"})  # record 3: no such clip listed or on disk
-    with pytest.raises(ValueError, match=r"clip_cap_theme\.jsonl, record 3: theme of clip 'ghost-Scene-001'.*1 such"):
+    append_line(themes, {"vid": "ghost-Scene-001", "cap": "nothing"})  # line 3: no such clip listed or on disk
+    with pytest.raises(ValueError, match=r"clip_cap_theme\.jsonl, line 3: theme of clip 'ghost-Scene-001'.*1 such"):
         read_source(official, ReadOptions())
     data = read_source(official, ReadOptions(skip_orphan_themes=True))
     assert data.report.orphan_themes == ["ghost-Scene-001"]
@@ -105,7 +137,7 @@ def test_a_theme_of_a_dropped_clip_is_an_orphan_too(official):
     # -dash-Scene-002 is listed but has no file; 'drop' removes it, so its theme has no clip to point at.
     write_jsonl(official / "caption_data/clip_cap_theme.jsonl", [{"vid": "-dash-Scene-002", "cap": "t"}])
     assert [theme["clip_id"] for theme in read_source(official, ReadOptions()).themes] == ["-dash-Scene-002"]
-    with pytest.raises(ValueError, match=r"record 1: theme of clip '-dash-Scene-002'"):
+    with pytest.raises(ValueError, match=r"clip_cap_theme\.jsonl, line 1: theme of clip '-dash-Scene-002'"):
         read_source(official, ReadOptions(missing_clip_files="drop"))
 
 
