@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from .local_hub import LocalHub
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # The suite never reaches the Hub, whoever runs it (the Makefile sets these too).
@@ -28,3 +30,15 @@ def accelerate_launch(num_processes: int) -> list[str]:
     """The start of a real `accelerate launch` command on this CPU machine, without a saved accelerate config."""
     return [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(num_processes),
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def local_hub(tmp_path_factory):
+    """A `tests.local_hub.LocalHub` on 127.0.0.1 shared by one test module, stopped at its end.
+
+    Hub clients run in subprocesses with `local_hub.client_env()`; a crash inside the server fails the module.
+    """
+    with LocalHub(clients_dir=tmp_path_factory.mktemp("hub-clients")) as hub:
+        yield hub
+    if hub.errors:
+        pytest.fail("the local hub crashed:\n" + "\n".join(hub.errors))
