@@ -2,6 +2,7 @@
 
     python -m lovr_dataset push OUT_DIR --repo_id ORG/NAME [--private] [--dry_run]
 
+Hidden files (the export's `.lovr-export` marker, any `.name` file or folder) are local state and never go.
 The token comes from huggingface_hub's usual places (`HF_TOKEN`, `hf auth login`) and is never printed.
 `--dry_run` prints what would be created and uploaded, touching no network.
 """
@@ -12,8 +13,11 @@ import os
 from pathlib import Path
 
 from huggingface_hub import HfApi
+from huggingface_hub.utils import filter_repo_objects
 
 REPO_TYPE = "dataset"
+# upload_folder's own matcher: `*` crosses `/`, so these catch a dot-name at the top and at any depth.
+HIDDEN_PATTERNS = [".*", "*/.*"]
 
 
 def upload_plan(out_dir: str | os.PathLike) -> list[tuple[str, int]]:
@@ -21,9 +25,10 @@ def upload_plan(out_dir: str | os.PathLike) -> list[tuple[str, int]]:
     out_dir = Path(out_dir)
     if not (out_dir / "README.md").is_file():
         raise ValueError(f"out_dir={str(out_dir)!r} holds no README.md; expected a folder written by `export`")
-    return sorted(
-        (path.relative_to(out_dir).as_posix(), path.stat().st_size) for path in out_dir.rglob("*") if path.is_file()
-    )
+    sizes = {
+        path.relative_to(out_dir).as_posix(): path.stat().st_size for path in out_dir.rglob("*") if path.is_file()
+    }
+    return sorted((path, sizes[path]) for path in filter_repo_objects(sizes, ignore_patterns=HIDDEN_PATTERNS))
 
 
 def describe(out_dir, repo_id: str, private: bool) -> str:
@@ -49,7 +54,12 @@ def push(
         return plan
     api = HfApi()
     api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
+    # A copy: upload_folder appends its default patterns to the list it is given.
     commit = api.upload_folder(
-        repo_id=repo_id, repo_type=REPO_TYPE, folder_path=str(out_dir), commit_message=commit_message
+        repo_id=repo_id,
+        repo_type=REPO_TYPE,
+        folder_path=str(out_dir),
+        commit_message=commit_message,
+        ignore_patterns=list(HIDDEN_PATTERNS),
     )
     return str(commit)
