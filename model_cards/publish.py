@@ -4,8 +4,10 @@
     python -m model_cards publish --org ORG --dataset lovr --metric --results runs/eval/clip --dry-run --out staged
 
 Every upload is first staged as the exact folder that goes to the Hub, then each operation is printed and, unless
-`--dry-run`, executed. A dry run touches no network and keeps the staged folders under `--out`. The token comes
-from huggingface_hub's standard mechanisms (`hf auth login`, `HF_TOKEN`) and is never printed.
+`--dry-run`, executed. A dry run touches no network and keeps the staged folders under `--out`. A model-card pull
+request merges the results into the model's current README.md (the results card alone when the Hub has none; a
+README.md that cannot be read stops the command rather than be replaced). The token comes from huggingface_hub's
+standard mechanisms (`hf auth login`, `HF_TOKEN`) and is never printed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
-from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub.errors import RemoteEntryNotFoundError
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from model_cards.dataset import dataset_card
@@ -195,7 +197,7 @@ def execute(operations: list[Operation], api: HfApi) -> None:
             try:
                 existing = ModelCard.load(operation.repo_id, repo_type="model", token=api.token)
                 card = merge_into_model_card(existing, section)
-            except EntryNotFoundError:
+            except RemoteEntryNotFoundError:  # the Hub said there is none; a failed read raises instead
                 card = section
             api.create_commit(
                 **repo,
