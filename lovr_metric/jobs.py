@@ -2,11 +2,13 @@
 
 Clips with a time range (a run folder's virtual clips) are cut from their long video, so one decode pass of that
 video yields all its clips and the video embedding itself. Clips known only by their own file (the official
-release) are decoded file by file, and the long video (`video_path`) in a job of its own.
+release) are decoded file by file, and the long video (`video_path`) in a job of its own. Every path must stay
+inside the video root, as `lovr_dataset` requires of a release.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,12 +30,40 @@ class EvalData:
     missing: list[dict] = field(default_factory=list)  # {"id", "path", "reason"} for items with no file
 
 
-def _resolve(root: Path, relpath: str | None) -> Path | None:
-    return None if relpath is None else root / relpath
+class _VideoRoot:
+    """The folder that `clip_path` and `video_path` start from; a path is refused when it lies outside it."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.real = os.path.realpath(root)
+
+    def join(self, relpath: str | None, where: str) -> Path | None:
+        """`root / relpath`, refused (ValueError naming `where` and the value) when it is absolute, climbs out
+        with `..`, or resolves through a symlink (the file or a folder on the way) outside the root: a dataset's
+        rows must not make the evaluation read files elsewhere."""
+        if relpath is None:
+            return None
+        path = self.root / relpath
+        target = os.path.realpath(path)
+        if os.path.commonpath([self.real, target]) == self.real:
+            return path
+        if os.path.isabs(relpath):
+            how = "is absolute"
+        elif os.path.normpath(relpath).split(os.sep)[0] == os.pardir:
+            how = "climbs out of the video root with '..'"
+        else:
+            how = f"resolves through a symlink to {target}"
+        raise ValueError(
+            f"{where}={relpath!r} {how}, outside the video root {self.root}; expected a path inside it (the video "
+            "root is --video_root, or --dataset when that is not given)"
+        )
 
 
 def plan(clips: list[dict], videos: list[dict], themes: list[dict], video_root: Path, granularity) -> EvalData:
-    """Turn the rows of the `clips`, `videos` and `themes` configs into queries, galleries and decode jobs."""
+    """Turn the rows of the `clips`, `videos` and `themes` configs into queries, galleries and decode jobs.
+
+    Raises `ValueError` for a `clip_path` or `video_path` that leads outside `video_root` (absolute, `..`, or a
+    symlink resolving elsewhere)."""
     want_clips = bool({"clip", "theme"} & set(granularity))
     want_videos = "video" in granularity
     data = EvalData(
@@ -53,18 +83,19 @@ def plan(clips: list[dict], videos: list[dict], themes: list[dict], video_root: 
         jobs=[],
     )
     by_video: dict[str, list[Segment]] = {}
-    paths = {video["video_id"]: _resolve(video_root, video["video_path"]) for video in videos}
+    root = _VideoRoot(video_root)
+    paths = {v["video_id"]: root.join(v["video_path"], f"video {v['video_id']!r}: video_path") for v in videos}
     for clip in clips if want_clips else []:
-        long_video = paths.get(clip["video_id"]) or _resolve(video_root, clip["video_path"])
+        where = f"clip {clip['clip_id']!r}: "
+        long_video = paths.get(clip["video_id"]) or root.join(clip["video_path"], where + "video_path")
         if clip["start"] is not None and clip["end"] is not None and long_video is not None:
             paths.setdefault(clip["video_id"], long_video)
             by_video.setdefault(clip["video_id"], []).append(
                 Segment(clip["clip_id"], "clip", clip["start"], clip["end"])
             )
         elif clip["clip_path"] is not None:
-            data.jobs.append(
-                VideoJob(clip["clip_id"], video_root / clip["clip_path"], [Segment(clip["clip_id"], "clip")])
-            )
+            clip_file = root.join(clip["clip_path"], where + "clip_path")
+            data.jobs.append(VideoJob(clip["clip_id"], clip_file, [Segment(clip["clip_id"], "clip")]))
         else:
             data.missing.append({"id": clip["clip_id"], "path": None, "reason": "no clip file and no time range"})
     for video_id in data.video_ids:

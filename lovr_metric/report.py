@@ -1,9 +1,12 @@
-"""The human-readable outputs of an evaluation: `results.md` (a Markdown table) and `pass_at_k.png`."""
+"""The human-readable outputs of an evaluation: `results.md` (a Markdown table), `pass_at_k.png`, and the summary
+of what was left out that the command line prints."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+
+from lovr_metric.retrieval import NDCG_CUTOFF
 
 RANDOM_WEIGHTS_WARNING = (
     "> **WARNING: random weights.** These numbers come from a tiny random-weight stand-in model built for offline "
@@ -11,7 +14,8 @@ RANDOM_WEIGHTS_WARNING = (
 )
 DIRECTIONS = {"text_to_video": "text → {item}", "video_to_text": "{item} → text"}
 ITEM = {"clip": "clip", "video": "video", "theme": "clip"}
-COLUMNS = ("pass@1", "pass@5", "pass@10", "recall@10", "mrr", "ndcg@10", "median_rank", "mean_rank", "num_queries")
+SHOW_IDS = 5  # failed ids named in a summary
+RANK_COLUMNS = ("mrr", f"ndcg@{NDCG_CUTOFF}", "median_rank", "mean_rank", "num_queries")
 
 
 def _direction_rows(metrics: dict[str, dict]) -> list[tuple[str, dict[str, float]]]:
@@ -26,6 +30,16 @@ def _direction_rows(metrics: dict[str, dict]) -> list[tuple[str, dict[str, float
     return rows
 
 
+def _columns(rows: list[tuple[str, dict[str, float]]]) -> list[str]:
+    """pass@k for every k that some row computed; recall@k as well where it differs from pass@k somewhere (a query
+    with several relevant items); then the rank metrics."""
+    ks = sorted({int(m.group(1)) for _, values in rows for key in values if (m := re.fullmatch(r"pass@(\d+)", key))})
+    columns = [f"pass@{k}" for k in ks]
+    if any(values.get(f"recall@{k}") != values.get(f"pass@{k}") for _, values in rows for k in ks):
+        columns += [f"recall@{k}" for k in ks]
+    return columns + list(RANK_COLUMNS)
+
+
 def _cell(value) -> str:
     if value is None:
         return ""
@@ -35,17 +49,26 @@ def _cell(value) -> str:
 
 
 def results_markdown(results: dict) -> str:
-    """The Markdown table of `results` (the dict written to results.json)."""
+    """The Markdown table of `results` (the dict written to results.json): one row per granularity and direction,
+    one column per metric computed (pass@k for each k of `--k_values`); a cell is blank where that row's gallery
+    was smaller than k."""
     lines = [f"# LoVR retrieval: `{results['model']}`", ""]
     if results["random_weights"]:
         lines += [RANDOM_WEIGHTS_WARNING, ""]
     if results["text_model"]:
         lines += [f"Text model: `{results['text_model']}`", ""]
     lines += [f"Dataset: `{results['dataset']}`", ""]
-    lines += ["| direction | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for label, values in _direction_rows(results["metrics"]):
-        lines.append(f"| {label} | " + " | ".join(_cell(values.get(column)) for column in COLUMNS) + " |")
-    lines += ["", "Pass@k is the share of queries with a relevant item in the top k (CLIP4Clip's R@k).", ""]
+    rows = _direction_rows(results["metrics"])
+    columns = _columns(rows)
+    lines += ["| direction | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for label, values in rows:
+        lines.append(f"| {label} | " + " | ".join(_cell(values.get(column)) for column in columns) + " |")
+    lines += [
+        "",
+        "Pass@k is the share of queries with a relevant item in the top k (CLIP4Clip's R@k); recall@k, shown "
+        "when some query has several relevant items, is the mean share of its relevant items in the top k.",
+        "",
+    ]
     costs = results["cost_ms"]
     if costs:
         lines += ["| cost (ms) | decode | preprocess | encode | total with decoding | total without decoding |"]
@@ -54,9 +77,30 @@ def results_markdown(results: dict) -> str:
             order = ("decode", "preprocess", "encode", "total_with_io", "total_without_io")
             lines.append(f"| per {kind} | " + " | ".join(f"{parts[p]:.1f}" for p in order) + " |")
         lines.append("")
-    if results["num_failed_videos"]:
-        lines += [f"{results['num_failed_videos']} video file(s) could not be decoded: see results.json.", ""]
+    for granularity, reason in results["unranked"].items():
+        lines += [f"No metric for {granularity}: {reason}.", ""]
+    summary = failure_summary(results)
+    if summary:
+        lines += [summary, ""]
     return "\n".join(lines)
+
+
+def failure_summary(results: dict) -> str:
+    """What the rankings left out, in a sentence or two: video files that failed to decode (how many, which) and
+    clips or videos without a file; empty when nothing was."""
+    parts = []
+    failed = results["failed_videos"]
+    if failed:
+        ids = ", ".join(record["id"] for record in failed[:SHOW_IDS]) + (", ..." if len(failed) > SHOW_IDS else "")
+        parts.append(
+            f"{len(failed)} of {results['num_video_files']} video files could not be decoded ({ids}): the clips and "
+            "videos in them are left out of the rankings and their texts counted in num_skipped_texts; paths and "
+            "reasons are under failed_videos in results.json."
+        )
+    missing = results["settings"]["missing"]
+    if missing:
+        parts.append(f"{len(missing)} clips or videos have no file: see settings.missing in results.json.")
+    return " ".join(parts)
 
 
 def plot_pass_at_k(results: dict, path: Path) -> None:

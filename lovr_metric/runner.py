@@ -4,8 +4,13 @@
     accelerate launch -m lovr_metric evaluate --dataset ./lovr --model openai/clip-vit-base-patch32 --output runs/clip
 
 Writes `OUT/results.json` (metrics per granularity, settings, revision, cost per clip and per video in ms with and
-without decoding, failed videos), `OUT/results.md` and `OUT/pass_at_k.png`. Video files are split between the
-processes; each writes its own cache shard and the main process merges them and computes the metrics.
+without decoding, the video files that failed to decode, and why a requested granularity has no metric),
+`OUT/results.md` and `OUT/pass_at_k.png`. Video files are split between the processes; each writes its own cache
+shard and the main process merges them and computes the metrics.
+
+By default every granularity the dataset holds texts for is ranked. A requested granularity that produces no
+metric (no texts for it, or none of its items embedded: say, an export read without `--video_root`) is an error
+(`NoMetricError`), raised after the outputs of the others are written.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from lovr_common.video import VideoError
 from lovr_metric.cache import EmbeddingCache, folder_fingerprint, text_key
 from lovr_metric.encoders import EncoderConfig, TextEncoder, VideoEncoder, load_encoder
 from lovr_metric.frames import COST_PARTS, FrameSampling, VideoJob, embed_job
-from lovr_metric.jobs import EvalData, plan
+from lovr_metric.jobs import QUERY_SPLIT, EvalData, plan
 from lovr_metric.registry import check_servable, get_baseline
 from lovr_metric.report import plot_pass_at_k, results_markdown
 
@@ -48,7 +53,11 @@ class EvaluateConfig:
     text_model: str | None = field(default=None, metadata={"help": "A separate text encoder (default: --model)."})
     revision: str | None = field(default=None, metadata={"help": "Hub revision of --model."})
     text_revision: str | None = field(default=None, metadata={"help": "Hub revision of --text_model."})
-    granularity: list[str] = field(default_factory=lambda: list(GRANULARITIES), metadata={"help": "clip video theme"})
+    granularity: list[str] | None = field(
+        default=None,
+        metadata={"help": "Any of clip video theme (default: each one the dataset holds texts for); one the dataset "
+                  "cannot rank is an error."},
+    )  # fmt: skip
     video_root: str | None = field(
         default=None, metadata={"help": "Where clip_path/video_path start (default: --dataset)."}
     )
@@ -68,6 +77,8 @@ class EvaluateConfig:
     cache_dir: str = field(default=str(DEFAULT_CACHE_DIR), metadata={"help": "Embedding cache folder."})
 
     def __post_init__(self):
+        if self.granularity is None:
+            return
         unknown = sorted(set(self.granularity) - set(GRANULARITIES))
         if unknown or not self.granularity:
             raise ValueError(f"granularity={self.granularity}, expected a non-empty subset of {GRANULARITIES}")
@@ -175,26 +186,103 @@ def _embedded_ids(cache: EmbeddingCache, data: EvalData) -> set[str]:
     return {s.key for job in data.jobs if _job_record(cache, job).get("status") == "ok" for s in job.segments}
 
 
-def _metrics(text_cache, item_cache, embedded_ids, queries, kind, gallery_ids, k_values, directions) -> dict:
-    """Rank the embedded items of `gallery_ids` for the `queries` (text, relevant id) and back; texts whose item
-    could not be embedded are skipped and counted."""
+class NoMetricError(ValueError):
+    """A requested granularity produced no metric: the dataset holds no texts for it, or none of their items could
+    be embedded."""
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What one granularity ranks: query texts (text, relevant id) against a gallery of one kind of embedding."""
+
+    queries: list[tuple[str, str]]
+    kind: str  # "clip" or "video": the gallery's embeddings
+    gallery: list[str]
+    directions: tuple[str, ...]
+    texts: str  # what the queries are, for messages
+
+
+def _tasks(data: EvalData) -> dict[str, _Task]:
+    both, text_to_item = ("text_to_video", "video_to_text"), ("text_to_video",)
+    queries = f"query captions (clips of the '{QUERY_SPLIT}' split)"
+    return {
+        "clip": _Task(data.clip_queries, "clip", data.clip_ids, both, queries),
+        "video": _Task(data.video_queries, "video", data.video_ids, both, "video captions"),
+        # theme -> clip only
+        "theme": _Task(data.theme_queries, "clip", data.clip_ids, text_to_item, "theme texts (a 'themes' config)"),
+    }
+
+
+def _plan(config: EvaluateConfig, clips, videos, themes, video_root: Path) -> tuple[list[str], EvalData]:
+    """The granularities to rank (by default those the dataset holds texts for) and their plan; a requested one
+    without texts is refused here, before a model is loaded or anything embedded."""
+    requested = config.granularity or list(GRANULARITIES)
+    data = plan(clips, videos, themes, video_root, requested)
+    tasks = _tasks(data)
+    textless = {g: f"the dataset holds no {tasks[g].texts}" for g in requested if not tasks[g].queries}
+    if config.granularity is None and textless and len(textless) < len(requested):
+        requested = [g for g in requested if g not in textless]
+        return requested, plan(clips, videos, themes, video_root, requested)
+    if textless:
+        raise NoMetricError(_no_metric_message(textless, [], data, video_root, written=None))
+    return requested, data
+
+
+def _metrics(task: _Task, text_cache, item_cache, embedded_ids, k_values) -> dict:
+    """Rank the embedded items of the gallery for the queries and back; texts whose item could not be embedded are
+    skipped and counted. Raises `NoMetricError` saying why when nothing can be ranked (`task.queries` is never
+    empty: `evaluate_model` refuses that before embedding anything)."""
     from lovr_metric import retrieval_metrics
 
-    embedded = [key for key in gallery_ids if key in embedded_ids]
-    texts = [(text, target) for text, target in queries if target in embedded_ids]
-    if not texts or not embedded:
-        return {}
-    ks = [k for k in k_values if k <= min(len(embedded), len(texts))]
+    embedded = [key for key in task.gallery if key in embedded_ids]
+    texts = [(text, target) for text, target in task.queries if target in embedded_ids]
+    if not texts:
+        targets = len({target for _, target in task.queries})
+        raise NoMetricError(
+            f"none of the {targets} {task.kind}s that its {len(task.queries)} {task.texts} are about could be embedded"
+        )
+    largest = min(len(embedded), len(texts))
+    ks = [k for k in k_values if k <= largest]
+    if not ks:
+        raise NoMetricError(f"every k of --k_values {k_values} exceeds {largest}, the texts or {task.kind}s to rank")
     scores = retrieval_metrics(
         torch.from_numpy(text_cache.get("text", [text_key(text) for text, _ in texts])),
         [target for _, target in texts],
-        torch.from_numpy(item_cache.get(kind, embedded)),
+        torch.from_numpy(item_cache.get(task.kind, embedded)),
         embedded,
         k_values=ks,
     )
-    scores = {key: value for key, value in scores.items() if key.startswith(directions)}
-    scores["num_skipped_texts"] = len(queries) - len(texts)
+    scores = {key: value for key, value in scores.items() if key.startswith(task.directions)}
+    scores["num_skipped_texts"] = len(task.queries) - len(texts)
     return scores
+
+
+def _failed_jobs(cache: EmbeddingCache, data: EvalData) -> list[dict]:
+    return [
+        {"id": record["key"], "path": record["path"], "reason": record["reason"]}
+        for job in data.jobs
+        if (record := _job_record(cache, job)).get("status") == "failed"
+    ]
+
+
+def _no_metric_message(unranked: dict[str, str], failed, data: EvalData, video_root: Path, written) -> str:
+    """Why each granularity in `unranked` has no metric, what failed, and where the video files were looked for."""
+    lines = [f"no metric for granularity {granularity!r}: {reason}" for granularity, reason in unranked.items()]
+    if failed:
+        lines.append(
+            f"{len(failed)} of {len(data.jobs)} video files could not be decoded, e.g. {failed[0]['path']}: "
+            f"{failed[0]['reason']}"
+        )
+    if data.missing:
+        lines.append(f"{len(data.missing)} clips or videos have no file, e.g. {data.missing[0]['id']}: "
+                     f"{data.missing[0]['reason']}")  # fmt: skip
+    if failed or data.missing:
+        lines.append(
+            f"clip_path and video_path were looked for under {video_root}: if the videos are elsewhere (an export "
+            "holds no video files), pass --video_root DIR, the folder those paths start from"
+        )
+    lines.append(f"the others were ranked: see {written}" if written else "nothing was written")
+    return "\n".join(lines)
 
 
 def _costs(cache: EmbeddingCache, data: EvalData) -> dict[str, dict[str, float]]:
@@ -216,8 +304,15 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
     """Run the evaluation; returns the results dict on the main process (None on the others).
 
     `encoder` / `text_encoder` may be adapters (`lovr_metric.encoders` protocols) used instead of loading `model`.
+    A video file that does not decode is left out and listed (`failed_videos` in the results). Raises
+    `NoMetricError` (a `ValueError`) when a requested granularity produced no metric, saying what was looked for;
+    the outputs are written first when another granularity did rank, and not at all when none did.
     """
     state = PartialState()
+    clips, videos, themes = load_rows(config.dataset)
+    video_root = Path(config.video_root or config.dataset)
+    granularities, data = _plan(config, clips, videos, themes, video_root)
+
     visual_config = _encoder_config(config, config.model, config.revision)
     text_config = _encoder_config(config, config.text_model or config.model, config.text_revision)
     encoder = encoder or load_encoder(visual_config, need="visual")
@@ -234,9 +329,6 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
     visual_cache = EmbeddingCache(root, visual_config.model, {**visual_identity, **sampling_settings}, rank)
     text_cache = EmbeddingCache(root, text_config.model, {**text_identity, "kind": "text"}, rank)
 
-    clips, videos, themes = load_rows(config.dataset)
-    video_root = Path(config.video_root or config.dataset)
-    data = plan(clips, videos, themes, video_root, config.granularity)
     texts = [text for queries in (data.clip_queries, data.video_queries, data.theme_queries) for text, _ in queries]
     encode_texts(text_encoder, text_cache, texts, config.text_batch_size)
     _sync(text_cache)
@@ -245,28 +337,30 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
     if not state.is_main_process:
         return None
 
-    both, text_to_item = ("text_to_video", "video_to_text"), ("text_to_video",)
-    tasks = {
-        "clip": (data.clip_queries, "clip", data.clip_ids, both),
-        "video": (data.video_queries, "video", data.video_ids, both),
-        "theme": (data.theme_queries, "clip", data.clip_ids, text_to_item),  # theme -> clip only
-    }
-    metrics, embedded_ids = {}, _embedded_ids(visual_cache, data)
-    for granularity in config.granularity:
-        queries, kind, gallery, directions = tasks[granularity]
-        if queries:
+    tasks, embedded_ids, metrics, unranked = _tasks(data), _embedded_ids(visual_cache, data), {}, {}
+    for granularity in granularities:
+        try:
             metrics[granularity] = _metrics(
-                text_cache, visual_cache, embedded_ids, queries, kind, gallery, config.k_values, directions
+                tasks[granularity], text_cache, visual_cache, embedded_ids, config.k_values
             )
-    return _write_outputs(config, visual_identity, text_identity, sampling_settings, metrics, visual_cache, data)
+        except NoMetricError as err:
+            unranked[granularity] = str(err)
+    failed = _failed_jobs(visual_cache, data)
+    if not metrics:  # an earlier run's results in the same folder are worth more than empty ones
+        raise NoMetricError(_no_metric_message(unranked, failed, data, video_root, written=None))
+    results = _write_outputs(
+        config, visual_identity, text_identity, sampling_settings, metrics, unranked, failed, visual_cache, data
+    )
+    if unranked:
+        raise NoMetricError(
+            _no_metric_message(unranked, failed, data, video_root, Path(config.output) / "results.json")
+        )
+    return results
 
 
-def _write_outputs(config, visual_identity, text_identity, sampling_settings, metrics, cache, data) -> dict:
-    failed = [
-        {"id": record["key"], "path": record["path"], "reason": record["reason"]}
-        for job in data.jobs
-        if (record := _job_record(cache, job)).get("status") == "failed"
-    ]
+def _write_outputs(
+    config, visual_identity, text_identity, sampling_settings, metrics, unranked, failed, cache, data
+) -> dict:
     random_weights = any(is_random_weights(m) for m in (visual_identity["model"], text_identity["model"]))
     results = {
         "model": visual_identity["model"],
@@ -276,7 +370,7 @@ def _write_outputs(config, visual_identity, text_identity, sampling_settings, me
         "dataset": config.dataset,
         "settings": {
             **sampling_settings,
-            "granularity": config.granularity,
+            "granularity": [g for g in GRANULARITIES if g in metrics or g in unranked],
             "k_values": config.k_values,
             "encoder": visual_identity,
             "text_encoder": text_identity,
@@ -286,7 +380,9 @@ def _write_outputs(config, visual_identity, text_identity, sampling_settings, me
             "random_weights": random_weights,
         },
         "metrics": metrics,
+        "unranked": unranked,
         "cost_ms": _costs(cache, data),
+        "num_video_files": len(data.jobs),
         "num_failed_videos": len(failed),
         "failed_videos": failed,
         "toolkit_version": version("lovr-toolkit"),

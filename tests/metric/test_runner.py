@@ -1,11 +1,14 @@
 """`python -m lovr_metric evaluate` end to end on a tiny exported dataset: outputs, failed videos, a video tower,
-and the same numbers under a real `accelerate launch` with two processes."""
+exit statuses when a granularity cannot be ranked, paths that leave the video root, and the same numbers under a
+real `accelerate launch` with two processes."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -19,28 +22,34 @@ from tests.conftest import accelerate_launch
 
 from .encode_data import BROKEN, lovr_export, official_export, tiny_models  # noqa: F401
 
-TOP_KEYS = {"model", "text_model", "revision", "random_weights", "dataset", "settings", "metrics", "cost_ms",
-            "num_failed_videos", "failed_videos", "toolkit_version"}  # fmt: skip
+TOP_KEYS = {"model", "text_model", "revision", "random_weights", "dataset", "settings", "metrics", "unranked",
+            "cost_ms", "num_video_files", "num_failed_videos", "failed_videos", "toolkit_version"}  # fmt: skip
 COST_KEYS = {"decode", "preprocess", "encode", "total_with_io", "total_without_io"}
 
 
 def _args(model, export, videos_dir, out, cache) -> list[str]:
-    return ["evaluate", "--dataset", str(export), "--video-root", str(videos_dir), "--model", str(model),
-            "--output", str(out), "--cache-dir", str(cache), "--interval", "4", "--k-values", "1", "2"]  # fmt: skip
+    root = [] if videos_dir is None else ["--video-root", str(videos_dir)]
+    return ["evaluate", "--dataset", str(export), *root, "--model", str(model), "--output", str(out),
+            "--cache-dir", str(cache), "--interval", "4", "--k-values", "1", "2"]  # fmt: skip
 
 
-def test_evaluate_writes_results_table_and_plot(tmp_path, lovr_export, tiny_models):  # noqa: F811
+def test_evaluate_writes_results_table_and_plot(tmp_path, lovr_export, tiny_models, capsys):  # noqa: F811
     export, videos_dir = lovr_export
-    main(_args(tiny_models["clip"], export, videos_dir, tmp_path / "out", tmp_path / "cache"))
+    assert main(_args(tiny_models["clip"], export, videos_dir, tmp_path / "out", tmp_path / "cache")) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
 
     assert set(results) == TOP_KEYS
     assert results["random_weights"] is True and results["text_model"] is None
     assert results["settings"]["interval"] == 4 and results["settings"]["bgr"] is False
+    assert results["settings"]["granularity"] == ["clip", "video"]  # by default what the data has texts for
     assert set(results["cost_ms"]) == {"clip", "video"}
     assert all(set(parts) == COST_KEYS for parts in results["cost_ms"].values())
-    # The corrupt video is reported; its clips and caption are left out of the rankings and counted.
+    # The corrupt video is reported, in results.json and in the printed summary; its clips and caption are left out
+    # of the rankings and counted.
     assert results["num_failed_videos"] == 1 and results["failed_videos"][0]["id"] == BROKEN
+    assert results["num_video_files"] == 3 and results["unranked"] == {}
+    printed = capsys.readouterr().out
+    assert f"1 of 3 video files could not be decoded ({BROKEN})" in printed and "failed_videos" in printed
     queries = load_dataset(str(export), "clips")["test"]
     lost = sum(row["video_id"] == BROKEN for row in queries)
     clip = results["metrics"]["clip"]
@@ -54,7 +63,72 @@ def test_evaluate_writes_results_table_and_plot(tmp_path, lovr_export, tiny_mode
 
     table = (tmp_path / "out" / "results.md").read_text()
     assert RANDOM_WEIGHTS_WARNING in table and "| text → clip |" in table and "| video → text |" in table
+    assert f"1 of 3 video files could not be decoded ({BROKEN})" in table
+    # The columns follow --k-values 1 2, and every cell of the four rows is filled.
+    header = "| direction | pass@1 | pass@2 | mrr | ndcg@10 | median_rank | mean_rank | num_queries |"
+    rows = [line for line in table.splitlines() if line.startswith("| ") and " → " in line]
+    assert header in table.splitlines() and len(rows) == 4
+    assert all(cell.strip() for row in rows for cell in row.split("|")[1:-1])
     assert (tmp_path / "out" / "pass_at_k.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_export_without_its_video_root_exits_1_saying_where(tmp_path, lovr_export, tiny_models):  # noqa: F811
+    # The export folder holds no video files: all 3 fail to decode, so neither clips nor videos can be ranked. The
+    # real command exits 1 with the reasons and the folder it looked in, and writes nothing.
+    export, _ = lovr_export
+    args = _args(tiny_models["clip"], export, None, tmp_path / "out", tmp_path / "cache")
+    done = subprocess.run([sys.executable, "-m", "lovr_metric", *args], capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr[-3000:]
+    error = done.stderr[done.stderr.index("python -m lovr_metric evaluate: error:") :]
+    assert "no metric for granularity 'clip': none of the 5 clips that its 5 query captions" in error
+    assert "no metric for granularity 'video': none of the 3 videos that its 3 video captions" in error
+    assert f"3 of 3 video files could not be decoded, e.g. {export / 'alpha.mp4'}: " in error
+    assert f"looked for under {export}" in error and "pass --video_root DIR" in error
+    assert "nothing was written" in error and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_theme_on_data_without_themes_exits_1_before_loading(tmp_path, lovr_export, capsys):  # noqa: F811
+    # The model folder does not exist: the error is about the themes, so it came before the model was loaded.
+    export, videos_dir = lovr_export
+    args = _args(tmp_path / "no-model", export, videos_dir, tmp_path / "out", tmp_path / "cache")
+    assert main([*args, "--granularity", "theme"]) == 1
+    error = capsys.readouterr().err
+    assert "no metric for granularity 'theme': the dataset holds no theme texts (a 'themes' config)" in error
+    assert "nothing was written" in error and not (tmp_path / "out").exists()
+
+
+def test_unreadable_videos_exit_1_after_writing_clips(tmp_path, official_export, tiny_models, capsys):  # noqa: F811
+    # The video root holds the 6 clip files but not the 2 merged videos: clips rank, videos cannot.
+    export, release = official_export
+    root = tmp_path / "root"
+    shutil.copytree(release / "video_data" / "long_video_clip", root / "video_data" / "long_video_clip")
+    args = _args(tiny_models["clip"], export, root, tmp_path / "out", tmp_path / "cache")
+    assert main([*args, "--granularity", "clip", "video"]) == 1
+    error = capsys.readouterr().err
+    assert "no metric for granularity 'video': none of the 2 videos that its 2 video captions" in error
+    assert "2 of 8 video files could not be decoded, e.g. " in error and "pass --video_root DIR" in error
+    assert f"the others were ranked: see {tmp_path / 'out' / 'results.json'}" in error
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(results["metrics"]) == {"clip"} and set(results["unranked"]) == {"video"}
+    assert results["metrics"]["clip"]["text_to_video_num_queries"] == 4
+    assert results["num_failed_videos"] == 2 and results["num_video_files"] == 8
+    assert "No metric for video: none of the 2 videos" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_clip_file_linked_from_outside_the_video_root_is_refused(tmp_path, official_export, capsys):  # noqa: F811
+    # A copy of the release whose first clip file is a symlink to a file elsewhere: refused before any model loads.
+    export, release = official_export
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere.mp4"
+    shutil.copytree(release / "video_data", root / "video_data")
+    clip = root / "video_data" / "long_video_clip" / "-dash" / "-dash-Scene-001.mp4"
+    clip.rename(elsewhere)
+    clip.symlink_to(elsewhere)
+    args = _args(tmp_path / "no-model", export, root, tmp_path / "out", tmp_path / "cache")
+    assert main(args) == 1
+    error = capsys.readouterr().err
+    assert "clip '-dash-Scene-001': clip_path='video_data/long_video_clip/-dash/-dash-Scene-001.mp4'" in error
+    assert f"resolves through a symlink to {elsewhere}, outside the video root {root}" in error
 
 
 def test_video_tower_model(tmp_path, lovr_export, tiny_models):  # noqa: F811

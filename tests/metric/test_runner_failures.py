@@ -1,0 +1,129 @@
+"""Issue 11: no silent success from `python -m lovr_metric evaluate` (exit status, what was looked for, partial
+failures reported), results.md columns that follow `--k_values`, and dataset paths kept inside the video root."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lovr_metric.__main__ import main
+from lovr_metric.jobs import plan
+from lovr_metric.report import results_markdown
+
+from .encode_data import BROKEN, lovr_export, tiny_models  # noqa: F401
+
+
+def _args(model, export, out, cache, *extra) -> list[str]:
+    return ["evaluate", "--dataset", str(export), "--model", str(model), "--output", str(out),
+            "--cache-dir", str(cache), "--interval", "4", "--k-values", "1", "2", *extra]  # fmt: skip
+
+
+def test_no_video_root_every_video_unreadable_exits_1(tmp_path, lovr_export, tiny_models, capsys):  # noqa: F811
+    export, _ = lovr_export  # the export holds no video files: they are under the run's videos folder
+    status = main(_args(tiny_models["clip"], export, tmp_path / "out", tmp_path / "cache"))
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "no metric for granularity 'clip'" in err and "no metric for granularity 'video'" in err
+    assert f"looked for under {export}" in err and "--video_root" in err
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_theme_on_data_without_themes_exits_1(tmp_path, lovr_export, tiny_models, capsys):  # noqa: F811
+    export, videos_dir = lovr_export
+    out = tmp_path / "out"
+    args = _args(tiny_models["clip"], export, out, tmp_path / "cache", "--video-root", str(videos_dir))
+    status = main([*args, "--granularity", "clip", "theme"])
+    err = capsys.readouterr().err
+    # Refused before anything is embedded: the requested theme ranking cannot exist.
+    assert status == 1 and "no metric for granularity 'theme'" in err and "theme texts" in err
+    assert not (out / "results.json").exists()
+
+
+def test_default_granularity_skips_what_the_data_lacks(tmp_path, lovr_export, tiny_models):  # noqa: F811
+    export, videos_dir = lovr_export  # a run's export: clips and videos, no themes
+    out = tmp_path / "out"
+    assert main(_args(tiny_models["clip"], export, out, tmp_path / "cache", "--video-root", str(videos_dir))) == 0
+    assert set(json.loads((out / "results.json").read_text())["metrics"]) == {"clip", "video"}
+
+
+def test_partial_failure_in_summary_and_results(tmp_path, lovr_export, tiny_models, capsys):  # noqa: F811
+    export, videos_dir = lovr_export
+    out = tmp_path / "out"
+    status = main(_args(tiny_models["clip"], export, out, tmp_path / "cache", "--video-root", str(videos_dir)))
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    # 3 long videos (alpha, beta, gamma), one decode job each; gamma's file does not decode.
+    assert status == 0 and results["num_video_files"] == 3
+    assert [record["id"] for record in results["failed_videos"]] == [BROKEN]
+    assert f"1 of 3 video files could not be decoded ({BROKEN})" in printed
+    # results.md has the columns of the k values computed: pass@1 and pass@2, not the default 5 and 10.
+    header = next(line for line in (out / "results.md").read_text().splitlines() if line.startswith("| direction"))
+    assert "| pass@1 | pass@2 |" in header and "pass@5" not in header and "pass@10" not in header
+
+
+def test_results_markdown_columns_follow_k_values():
+    metrics = {"text_to_video_pass@1": 0.5, "text_to_video_pass@3": 1.0, "text_to_video_recall@1": 0.5,
+               "text_to_video_recall@3": 1.0, "text_to_video_mrr": 0.75, "text_to_video_ndcg@10": 0.8,
+               "text_to_video_median_rank": 1.5, "text_to_video_mean_rank": 1.5, "text_to_video_num_queries": 2}  # fmt: skip
+    results = {"model": "m", "random_weights": False, "text_model": None, "dataset": "d", "cost_ms": {},
+               "metrics": {"video": metrics}, "unranked": {}, "failed_videos": [], "num_video_files": 2,
+               "settings": {"missing": []}}  # fmt: skip
+    table = results_markdown(results).splitlines()
+    # recall@k equals pass@k for every k (one relevant item per query): no recall columns.
+    assert "| direction | pass@1 | pass@3 | mrr | ndcg@10 | median_rank | mean_rank | num_queries |" in table
+    assert "| text → video | 0.5000 | 1 | 0.7500 | 0.8000 | 1.5000 | 1.5000 | 2 |" in table
+
+
+@pytest.mark.parametrize("usage", [["--help"], ["evaluate", "--help"]])
+def test_help_exits_0(usage):
+    done = subprocess.run([sys.executable, "-m", "lovr_metric", *usage], capture_output=True, text=True)
+    assert done.returncode == 0 and "usage:" in done.stdout, done.stderr
+
+
+def test_bad_command_exits_2():
+    done = subprocess.run([sys.executable, "-m", "lovr_metric", "evaluat"], capture_output=True, text=True)
+    assert done.returncode == 2 and "usage:" in done.stderr
+
+
+def _rows(clip_path=None, video_path="v.mp4"):
+    clips = [{"clip_id": "c1", "video_id": "v", "start": None, "end": None, "clip_path": clip_path,
+              "video_path": None, "split": "test", "caption": "a clip"}]  # fmt: skip
+    videos = [{"video_id": "v", "video_path": video_path, "caption": "a video"}]
+    return clips, videos
+
+
+@pytest.mark.parametrize(
+    ("clip_path", "video_path", "named"),
+    [
+        ("/etc/passwd", "v.mp4", "clip 'c1': clip_path='/etc/passwd' is absolute"),
+        ("c1.mp4", "../v.mp4", "video 'v': video_path='../v.mp4' climbs out of the video root"),
+        ("sub/../../c1.mp4", "v.mp4", "clip 'c1': clip_path='sub/../../c1.mp4' climbs out"),
+        ("out/c1.mp4", "v.mp4", "clip 'c1': clip_path='out/c1.mp4' resolves through a symlink"),
+        ("link.mp4", "v.mp4", "clip 'c1': clip_path='link.mp4' resolves through a symlink"),
+    ],
+)
+def test_paths_outside_the_video_root_are_refused(tmp_path, clip_path, video_path, named):
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    root.mkdir(), elsewhere.mkdir()
+    (elsewhere / "c1.mp4").write_bytes(b"x")
+    os.symlink(elsewhere, root / "out")  # a folder link leading out
+    os.symlink(elsewhere / "c1.mp4", root / "link.mp4")  # a file link leading out
+    clips, videos = _rows(clip_path, video_path)
+    with pytest.raises(ValueError, match="outside the video root") as raised:
+        plan(clips, videos, [], root, ["clip", "video"])
+    assert named in str(raised.value)
+
+
+def test_paths_inside_the_video_root_are_kept(tmp_path):
+    root = tmp_path / "root"
+    (root / "clips").mkdir(parents=True)
+    (root / "clips" / "c1.mp4").write_bytes(b"x")
+    os.symlink(root / "clips" / "c1.mp4", root / "inner.mp4")  # a link that stays inside is fine
+    for clip_path in ("clips/c1.mp4", "clips/../clips/c1.mp4", "inner.mp4"):
+        clips, videos = _rows(clip_path)
+        data = plan(clips, videos, [], root, ["clip", "video"])
+        assert sorted(str(job.path) for job in data.jobs) == [str(root / clip_path), str(root / "v.mp4")]
