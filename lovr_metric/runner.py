@@ -9,8 +9,9 @@ without decoding, the video files that failed to decode, and why a requested gra
 shard and the main process merges them and computes the metrics.
 
 By default every granularity the dataset holds texts for is ranked. A requested granularity that produces no
-metric (no texts for it, or none of its items embedded: say, an export read without `--video_root`) is an error
-(`NoMetricError`), raised after the outputs of the others are written.
+metric is an error (`NoMetricError`): one the dataset holds no texts for is refused before anything is embedded;
+one none of whose items could be embedded (say, an export read without `--video_root`) after the outputs of the
+others are written (nothing is written when no granularity ranked).
 """
 
 from __future__ import annotations
