@@ -71,11 +71,11 @@ def published(local_hub, tmp_path_factory) -> Published:
     done = Published(run=write_run(root / "run"), export=root / "lovr", staged=root / "staged")
     results = write_results(root / "eval", model=MODEL)
     _seed_model(local_hub, MODEL, OLD_MODEL_CARD, root, done.outputs)
-    _check(_client(local_hub, ["-m", "lovr_dataset", "export", str(done.run), str(done.export), "--num-queries", "1",
-                    "--repo-id", f"{ORG}/LoVR"],
-                   root, done.outputs))  # fmt: skip
-    _check(_client(local_hub, ["-m", "lovr_dataset", "push", str(done.export), "--repo-id", f"{ORG}/LoVR"],
-                   root, done.outputs))  # fmt: skip
+    export = ["-m", "lovr_dataset", "export", str(done.run), str(done.export), "--num-queries", "1",
+              "--repo-id", f"{ORG}/LoVR"]  # fmt: skip
+    _check(_client(local_hub, export, root, done.outputs))
+    push = ["-m", "lovr_dataset", "push", str(done.export), "--repo-id", f"{ORG}/LoVR"]
+    _check(_client(local_hub, push, root, done.outputs))
     publish = ["-m", "model_cards", "publish", "--org", ORG, "--dataset", str(done.export), "--workdir", str(done.run),
                "--metric", "--results", str(results), "--out", str(done.staged)]  # fmt: skip
     _check(_client(local_hub, publish, root, done.outputs))
