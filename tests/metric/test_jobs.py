@@ -1,0 +1,53 @@
+"""`lovr_metric.jobs.plan`: dataset rows to decode jobs, with every `clip_path` / `video_path` kept inside the video
+root (real files and real symlinks in `tmp_path`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lovr_metric.jobs import plan
+
+
+def _rows(clip_path: str | None, video_path: str | None, start=None, end=None):
+    """One query clip of video "v" and the video's own row, as the `clips` and `videos` configs hold them."""
+    clips = [{"clip_id": "v-Scene-001", "video_id": "v", "caption": "a clip", "split": "test", "start": start,
+              "end": end, "clip_path": clip_path, "video_path": video_path}]  # fmt: skip
+    return clips, [{"video_id": "v", "video_path": video_path, "caption": "a video"}]
+
+
+@pytest.fixture
+def root(tmp_path):
+    """A video root holding a clip file, a link to it, and links (to a file, to a folder) that lead out of it."""
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "clips").mkdir(parents=True)
+    elsewhere.mkdir()
+    (root / "clips" / "c.mp4").write_bytes(b"clip")
+    (elsewhere / "c.mp4").write_bytes(b"clip")
+    (root / "inner.mp4").symlink_to(root / "clips" / "c.mp4")
+    (root / "outer.mp4").symlink_to(elsewhere / "c.mp4")
+    (root / "away").symlink_to(elsewhere)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("clip_path", "video_path", "message"),
+    [
+        ("/etc/hostname", None, r"clip 'v-Scene-001': clip_path='/etc/hostname' is absolute, outside the video root"),
+        ("clips/../../c.mp4", None, r"clip_path='clips/../../c.mp4' climbs out of the video root with '\.\.'"),
+        ("outer.mp4", None, r"clip_path='outer.mp4' resolves through a symlink to .*elsewhere/c\.mp4, outside"),
+        ("away/c.mp4", None, r"clip_path='away/c\.mp4' resolves through a symlink to .*elsewhere/c\.mp4"),
+        (None, "../v.mp4", r"video 'v': video_path='\.\./v\.mp4' climbs out of the video root"),
+        (None, "/srv/v.mp4", r"video 'v': video_path='/srv/v\.mp4' is absolute"),
+    ],
+)
+def test_paths_leading_out_of_the_video_root_are_refused(root, clip_path, video_path, message):
+    clips, videos = _rows(clip_path, video_path, *((0.0, 1.0) if video_path else (None, None)))
+    with pytest.raises(ValueError, match=message):
+        plan(clips, videos, [], root, ["clip", "video"])
+
+
+def test_paths_that_stay_inside_are_kept_as_given(root):
+    # A '..' that comes back inside, and a link to a file of the root, are inside: the job reads root / path.
+    for clip_path in ("clips/../clips/c.mp4", "inner.mp4"):
+        data = plan(*_rows(clip_path, None), [], root, ["clip"])
+        assert [job.path for job in data.jobs] == [root / clip_path]
