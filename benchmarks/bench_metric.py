@@ -23,7 +23,7 @@ import torch
 from transformers import HfArgumentParser
 
 from lovr_metric import lovr_retrieval_path, retrieval_metrics
-from lovr_metric.retrieval import DEFAULT_BLOCK_BYTES, TILE_VIDEOS
+from lovr_metric.lovr_retrieval.retrieval import DEFAULT_BLOCK_BYTES, TILE_VIDEOS
 
 NUM_CLIPS = 40_804
 DIM = 512

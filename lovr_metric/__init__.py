@@ -3,7 +3,7 @@
 
 from pathlib import Path
 
-from .retrieval import retrieval_metrics
+from .lovr_retrieval.retrieval import retrieval_metrics
 
 
 def lovr_retrieval_path() -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lovr_metric.retrieval import NDCG_CUTOFF
+from lovr_metric.lovr_retrieval.retrieval import NDCG_CUTOFF
 
 RANDOM_WEIGHTS_WARNING = (
     "> **WARNING: random weights.** These numbers come from a tiny random-weight stand-in model built for offline "

@@ -1,4 +1,4 @@
-"""`evaluate` module for LoVR text <-> video retrieval: validates its inputs and delegates to `lovr_metric`.
+"""`evaluate` module for LoVR text <-> video retrieval: validates its inputs and delegates to `retrieval.py` beside it.
 
     python -c "import evaluate, lovr_metric; print(evaluate.load(lovr_metric.lovr_retrieval_path()))"
 
@@ -6,13 +6,21 @@
 for a 40,804 x 512 float matrix. Only the gallery ids, a flat list of strings, are declared; the embedding
 matrices and the per-text relevant ids travel as keyword arguments, which `EvaluationModule.compute` forwards to
 `_compute` untouched. Call `compute` once with every input: `add_batch` would only stream gallery ids.
+
+This folder is the whole metric, as the Space holds it: `evaluate.load("ORG/lovr_retrieval")` downloads this file
+and the siblings it imports relatively at the start of a line (`retrieval.py`, `_retrieval_inputs.py`, which it
+imports too so that the loader fetches it for `retrieval.py`); `lovr_metric` re-exports the same maths.
 """
 
 import datasets
 import evaluate
-import numpy as np
 
-from lovr_metric.retrieval import retrieval_metrics
+# The maths runs on torch: imported here, where evaluate's loader sees it, so that a user without torch is told to
+# install it before anything runs (the loader reads only this file's imports, and no comment may end the line).
+import torch
+
+from ._retrieval_inputs import from_nested_lists
+from .retrieval import retrieval_metrics
 
 _CITATION = """\
 @article{lovr2025,
@@ -102,9 +110,9 @@ class LovrRetrieval(evaluate.Metric):
         if missing:
             raise ValueError(f"lovr_retrieval needs {missing} as keyword arguments of `compute`, but got None.")
         return retrieval_metrics(
-            _as_array(text_embeddings),
+            from_nested_lists(text_embeddings),
             text_ids,
-            _as_array(video_embeddings),
+            from_nested_lists(video_embeddings),
             video_ids,
             k_values=k_values,
             chunk_size=chunk_size,
@@ -112,10 +120,3 @@ class LovrRetrieval(evaluate.Metric):
             skip_missing=skip_missing,
             device=device,
         )
-
-
-def _as_array(embeddings):
-    """Nested lists (the widget, quick examples) become float arrays; arrays and tensors pass as they are."""
-    if isinstance(embeddings, (list, tuple)):
-        return np.asarray(embeddings, dtype=np.float32)
-    return embeddings

@@ -160,11 +160,6 @@ def test_push_without_a_token_is_refused(local_hub, published, tmp_path):
     assert ("dataset", f"{ORG}/Other") not in local_hub.repos
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the published Space module imports lovr_metric, which a user without the toolkit lacks "
-    "(issue 10 item 1 makes the Space self-contained)",
-)
 def test_metric_loads_from_the_space_without_the_toolkit(local_hub, published, tmp_path):
     # evaluate 0.4.6 resolves "ORG/name" as the Space ORG/name: spaces/ORG/name/resolve/v0.4.6/name.py, then main.
     text_embeddings = [[1.0, 0.1], [0.0, 1.0]]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from lovr_metric import retrieval_metrics
 from lovr_metric._sample_captions import SAMPLE_CAPTION_PAIRS
-from lovr_metric.retrieval import pair_ranks
+from lovr_metric.lovr_retrieval.retrieval import pair_ranks
 
 
 def assert_ranks_like_full_argsort(texts, videos, pair_text, pair_video, text_ranks, video_ranks):
@@ -192,7 +192,7 @@ def test_own_items_at_every_tile_position_with_ties_on_both_sides(
     # index, and scores of 0 are common. Each text's own video is its index (plus a shifted copy), so own items
     # fall at every position of the tiles, edges included. Zero pair scores get the sign `zero_sign` (-0.0 ==
     # 0.0, so no recount follows): "> -0.0" must count like "> 0.0".
-    import lovr_metric.retrieval as retrieval
+    import lovr_metric.lovr_retrieval.retrieval as retrieval
 
     def signed_zero_pair_scores(*args):
         scores = exact_pair_scores(*args)
@@ -345,7 +345,7 @@ def test_gpu_tensors_rank_on_gpu_like_cpu():
 def test_recount_when_pair_scores_differ_from_the_blocks(monkeypatch):
     # Force every pre-computed pair score one float step off, as a BLAS that computes a row differently in
     # another block would: the second pass must recount video -> text with the block values and still be exact.
-    import lovr_metric.retrieval as retrieval
+    import lovr_metric.lovr_retrieval.retrieval as retrieval
 
     exact_pair_scores = retrieval._pair_scores
     monkeypatch.setattr(
@@ -404,7 +404,7 @@ def test_tiny_finite_entries_rank_like_unit_vectors():
 def test_ordinary_rows_normalise_as_torch_does_and_extreme_rows_to_unit_length():
     # The fast path (plain division) gives torch.nn.functional.normalize's numbers bit for bit; rows of extreme
     # magnitude match the float64 normalisation of the same row to float32 rounding.
-    from lovr_metric._retrieval_inputs import unit_rows
+    from lovr_metric.lovr_retrieval._retrieval_inputs import unit_rows
 
     generator = torch.Generator().manual_seed(0)
     rows = torch.randn(64, 512, generator=generator)

@@ -23,6 +23,13 @@ class RetrievalInputs:
     num_skipped: int
 
 
+def from_nested_lists(embeddings):
+    """Nested lists (the Space's JSON, quick examples) become float32 arrays; arrays and tensors pass unchanged."""
+    if isinstance(embeddings, (list, tuple)):
+        return np.asarray(embeddings, dtype=np.float32)
+    return embeddings
+
+
 def _as_matrix(name: str, value, device) -> torch.Tensor:
     if isinstance(value, np.ndarray):
         value = torch.from_numpy(value)
