@@ -150,17 +150,22 @@ def test_an_export_set_aside_by_a_killed_swap_is_put_back(official, tmp_path, ca
 
 def test_a_running_export_keeps_its_staging_while_another_exports_the_same_folder(official, tmp_path):
     out = tmp_path / "lovr"
-    env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "c")}
+    # A cache each: a process stopped while it holds the datasets cache lock would block the other forever.
+    env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "c1")}
     first = subprocess.Popen(export_command(official, out, "--overwrite"), env=env, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not list(tmp_path.glob(f".lovr.tmp-{first.pid}-*/{MARKER}")) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    first.send_signal(signal.SIGSTOP)  # alive but still: its staging folder stays as it is while the second runs
     try:
+        deadline = time.monotonic() + 30
+        while not list(tmp_path.glob(f".lovr.tmp-{first.pid}-*/{MARKER}")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first.send_signal(signal.SIGSTOP)  # alive but still: its staging folder stays as it is while the second runs
         (staging,) = tmp_path.glob(f".lovr.tmp-{first.pid}-*")
-        subprocess.run(export_command(official, out, "--overwrite"), env=env, check=True, capture_output=True)
+        env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "c2")}
+        second = export_command(official, out, "--overwrite")
+        subprocess.run(second, env=env, check=True, capture_output=True, timeout=60)
         assert staging.is_dir() and (staging / MARKER).is_file()
-    finally:
         first.send_signal(signal.SIGCONT)
-    assert first.wait(timeout=60) == 0  # it replaces the second's export, an export too
+        assert first.wait(timeout=60) == 0  # it replaces the second's export, an export too
+    finally:
+        first.kill()
+        first.wait()
     assert (out / MARKER).is_file() and not list(tmp_path.glob(".lovr.*"))
