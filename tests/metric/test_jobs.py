@@ -34,8 +34,6 @@ def root(tmp_path):
     [
         ("/etc/hostname", None, r"clip 'v-Scene-001': clip_path='/etc/hostname' is absolute, outside the video root"),
         ("clips/../../c.mp4", None, r"clip_path='clips/../../c.mp4' climbs out of the video root with '\.\.'"),
-        ("outer.mp4", None, r"clip_path='outer.mp4' resolves through a symlink to .*elsewhere/c\.mp4, outside"),
-        ("away/c.mp4", None, r"clip_path='away/c\.mp4' resolves through a symlink to .*elsewhere/c\.mp4"),
         (None, "../v.mp4", r"video 'v': video_path='\.\./v\.mp4' climbs out of the video root"),
         (None, "/srv/v.mp4", r"video 'v': video_path='/srv/v\.mp4' is absolute"),
     ],
@@ -47,7 +45,8 @@ def test_paths_leading_out_of_the_video_root_are_refused(root, clip_path, video_
 
 
 def test_paths_that_stay_inside_are_kept_as_given(root):
-    # A '..' that comes back inside, and a link to a file of the root, are inside: the job reads root / path.
-    for clip_path in ("clips/../clips/c.mp4", "inner.mp4"):
+    # A '..' that comes back inside is inside; links in the root are the user's (videos stored elsewhere, linked
+    # in), followed wherever they lead: the job reads root / path.
+    for clip_path in ("clips/../clips/c.mp4", "inner.mp4", "outer.mp4", "away/c.mp4"):
         data = plan(*_rows(clip_path, None), [], root, ["clip"])
         assert [job.path for job in data.jobs] == [root / clip_path]
