@@ -1,9 +1,7 @@
-"""Text <-> video retrieval metrics for LoVR, in plain torch (no `evaluate` import).
+"""Text <-> video retrieval metrics for LoVR, in plain torch (no `evaluate` import, nothing of the toolkit: this file
+is part of the metric Space), re-exported as `lovr_metric.retrieval_metrics`:
 
-```python
-from lovr_metric import retrieval_metrics
-scores = retrieval_metrics(text_embeddings, text_ids, video_embeddings, video_ids, k_values=(1, 5, 10))
-```
+    scores = retrieval_metrics(text_embeddings, text_ids, video_embeddings, video_ids, k_values=(1, 5, 10))
 
 Both directions come from one pass over the score matrix, which is never materialised: it is cut into tiles of
 a chunk of texts x a range of videos, each one matrix product. A relevant item's rank is that of a stable sort by
