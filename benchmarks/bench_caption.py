@@ -20,9 +20,9 @@ from pathlib import Path
 
 from generation.backends import GenerationParams, TransformersBackend
 from generation.caption import CaptionSettings, caption_clips, clips_from_segments
-from lovr_common.samples import sample_video
-from lovr_common.tiny_models import tiny_model_path
 from lovr_common.video import probe
+from lovr_standins.tiny_models import tiny_model_path
+from lovr_standins.videos import sample_video
 
 MAX_FRAMES = 4
 

@@ -2,7 +2,7 @@
 
     nice -n 5 python benchmarks/bench_encode.py [--minutes 10] [--scene-seconds 15] [--interval 10] [--model clip]
 
-A synthetic long video (`lovr_common.samples.make_synthetic_video`, one scene per clip) is embedded at LoVR's
+A synthetic long video (`lovr_standins.videos.make_synthetic_video`, one scene per clip) is embedded at LoVR's
 protocol (every `interval`-th frame of every clip, and of the whole video) three ways:
 
 - decode only: one `lovr_common.video.iter_frames_at` pass over exactly the frames our encoder embeds (the floor);
@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lovr_common.samples import make_synthetic_video
-from lovr_common.tiny_models import tiny_model_path
 from lovr_common.video import iter_frames_at, probe
 from lovr_metric.encoders import EncoderConfig, load_encoder
 from lovr_metric.frames import FrameSampling, Segment, VideoJob, embed_job
+from lovr_standins.tiny_models import tiny_model_path
+from lovr_standins.videos import make_synthetic_video
 
 FPS = 25
 

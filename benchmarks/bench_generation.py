@@ -26,8 +26,8 @@ from scenedetect import ContentDetector, SceneManager, detect, open_video, split
 from transformers import HfArgumentParser
 
 from generation._scenes import DetectionSettings, choose_scenes, score_video
-from lovr_common.samples import make_synthetic_video, sample_video
 from lovr_common.video import iter_frames_at, lovr_caption_num_frames, probe, uniform_times
+from lovr_standins.videos import make_synthetic_video, sample_video
 
 
 @dataclass

@@ -29,7 +29,7 @@ from transformers import HfArgumentParser
 from generation._failures import record_failure
 from generation._stage import command_lock, read_merged, run_sharded, stage_output
 from generation.backends import BackendArguments, ChatBackend, ChatRequest, GenerationParams, load_backend
-from lovr_common.tiny_models import is_random_weights
+from lovr_common.provenance import is_random_weights
 from lovr_common.video import (
     LOVR_MAX_CAPTION_FRAMES,
     LOVR_MIN_CLIP_FRAMES,

@@ -64,7 +64,7 @@ from generation._failures import record_failure
 from generation._llm import LlmCall, call_with_retries
 from generation._stage import command_lock, load_records, run_sharded, stage_output, workdir_lock
 from generation.backends import BackendArguments, GenerationParams, load_backend
-from lovr_common.tiny_models import is_random_weights
+from lovr_common.provenance import is_random_weights
 
 logger = logging.getLogger(__name__)
 

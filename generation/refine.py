@@ -48,7 +48,7 @@ from generation.backends import BackendArguments, GenerationParams, load_backend
 from generation.caption import PROMPTS, CaptionSettings, caption_clips, clips_from_segments, decode_clip_frames
 from generation.scoring import EvqaScorer, JudgeScorer, Scorer, ScoringItem
 from lovr_common.jsonl import read_jsonl, write_jsonl_atomic
-from lovr_common.tiny_models import is_random_weights
+from lovr_common.provenance import is_random_weights
 from lovr_common.video import uniform_times
 
 logger = logging.getLogger(__name__)

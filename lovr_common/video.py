@@ -8,7 +8,7 @@ Times are seconds from the first frame of the video's first video stream (its ti
 such as AVI may start at a non-zero one), the clock PySceneDetect and `W/segments.jsonl` use.
 
 Example:
-    >>> from lovr_common.samples import sample_video
+    >>> from lovr_standins.videos import sample_video
     >>> from lovr_common.video import decode_frames_at, probe, uniform_times
     >>> info = probe(sample_video("bikes"))
     >>> (info.num_frames, info.fps, info.width, info.height)

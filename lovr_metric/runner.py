@@ -29,7 +29,7 @@ import torch
 from accelerate import PartialState
 from tqdm.auto import tqdm
 
-from lovr_common.tiny_models import is_random_weights
+from lovr_common.provenance import is_random_weights
 from lovr_common.video import VideoError
 from lovr_metric.cache import EmbeddingCache, folder_fingerprint, text_key
 from lovr_metric.encoders import EncoderConfig, TextEncoder, VideoEncoder, load_encoder

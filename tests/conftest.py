@@ -22,7 +22,7 @@ os.environ.setdefault("LOVR_TINY_MODELS", str(REPO_ROOT / ".cache" / "tiny-model
 
 @pytest.fixture(scope="session")
 def tiny_models_dir() -> Path:
-    """Where `lovr_common.tiny_models` builds and keeps the tiny models for this suite."""
+    """Where `lovr_standins.tiny_models` builds and keeps the tiny models for this suite."""
     return Path(os.environ["LOVR_TINY_MODELS"])
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import lovr_common.video
-from lovr_common.samples import make_bad_videos, make_synthetic_video, sample_video
 from lovr_common.video import (
     VideoError,
     decode_frames_at,
@@ -20,6 +19,7 @@ from lovr_common.video import (
     probe,
     uniform_times,
 )
+from lovr_standins.videos import make_bad_videos, make_synthetic_video, sample_video
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lovr_common.samples import sample_video
+from lovr_standins.videos import sample_video
 
 from .dataset_layouts import cut_clip, make_hub, make_official, make_run
 

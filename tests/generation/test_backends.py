@@ -12,7 +12,8 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
 from generation.backends import ChatRequest, EndpointBackend, GenerationParams, TransformersBackend
-from lovr_common.tiny_models import is_random_weights, tiny_model_path
+from lovr_common.provenance import is_random_weights
+from lovr_standins.tiny_models import tiny_model_path
 
 SERVER = Path(__file__).with_name("openai_server.py")
 GREEDY = GenerationParams(max_new_tokens=8, do_sample=False)

@@ -17,8 +17,8 @@ import pytest
 from generation.backends import GenerationParams, TransformersBackend
 from generation.caption import CaptionSettings, caption_clips, clip_frame_count, clips_from_segments
 from lovr_common.jsonl import read_jsonl
-from lovr_common.samples import sample_video
-from lovr_common.tiny_models import tiny_model_path
+from lovr_standins.tiny_models import tiny_model_path
+from lovr_standins.videos import sample_video
 from tests.conftest import accelerate_launch
 
 SERVER = Path(__file__).with_name("openai_server.py")

@@ -11,7 +11,7 @@ from generation.backends import BackendArguments, ChatResult, EndpointBackend, G
 from generation.fuse import FuseConfig, fuse, main, parse_two_paragraphs, split_paragraphs
 from generation.review import merge_review
 from lovr_common.jsonl import read_jsonl
-from lovr_common.tiny_models import tiny_model_path
+from lovr_standins.tiny_models import tiny_model_path
 
 SERVER = Path(__file__).with_name("openai_server.py")
 

@@ -5,8 +5,8 @@ import pytest
 from generation.backends import BackendArguments, GenerationParams
 from generation.refine import ESCALATION, RefineConfig, main, refine, round_settings
 from lovr_common.jsonl import read_jsonl
-from lovr_common.samples import make_synthetic_video
-from lovr_common.tiny_models import tiny_model_path
+from lovr_standins.tiny_models import tiny_model_path
+from lovr_standins.videos import make_synthetic_video
 
 FIRST_SETTINGS = {"model": "m", "prompt_version": "lovr-code-v1", "num_frames": 2, "temperature": 0.9, "top_p": 0.001,
                   "seed": 0, "attempt": 1}  # fmt: skip

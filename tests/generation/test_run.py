@@ -2,8 +2,8 @@ import pytest
 
 from generation.run import RunConfig, main, stage_commands
 from lovr_common.jsonl import read_jsonl
-from lovr_common.samples import make_synthetic_video
-from lovr_common.tiny_models import tiny_model_path
+from lovr_standins.tiny_models import tiny_model_path
+from lovr_standins.videos import make_synthetic_video
 
 
 @pytest.mark.slow

@@ -21,8 +21,8 @@ import pytest
 
 from generation._stage import LOCK_FILE
 from generation.run import main
-from lovr_common.samples import make_synthetic_video
-from lovr_common.tiny_models import tiny_model_path
+from lovr_standins.tiny_models import tiny_model_path
+from lovr_standins.videos import make_synthetic_video
 
 SEED = 11
 KILLS = 4

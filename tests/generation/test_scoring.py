@@ -14,7 +14,7 @@ from generation.scoring import (
     harmonic_match,
     split_sentences,
 )
-from lovr_common.tiny_models import tiny_model_path
+from lovr_standins.tiny_models import tiny_model_path
 
 
 def _naive_match(rows):

@@ -17,8 +17,8 @@ from generation._failures import read_failures
 from generation._scenes import DetectionSettings, choose_scenes, score_video
 from generation.segment import SegmentConfig, decoded_coverage, list_videos, main, segment_video
 from lovr_common.jsonl import read_jsonl
-from lovr_common.samples import make_bad_videos, make_synthetic_video, make_truncated_video, sample_video
 from lovr_common.video import VideoError, VideoInfo
+from lovr_standins.videos import make_bad_videos, make_synthetic_video, make_truncated_video, sample_video
 from tests.conftest import accelerate_launch
 
 # Short test videos: a 1 s minimum clip length (25 frames) instead of LoVR's 5 s.

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lovr_common.samples import make_synthetic_video
-from lovr_common.tiny_models import tiny_model_path
 from lovr_dataset.export import export
+from lovr_standins.tiny_models import tiny_model_path
+from lovr_standins.videos import make_synthetic_video
 
 SCENES = [1.0, 1.2, 0.8]  # seconds; each scene is one clip
 FPS = 25

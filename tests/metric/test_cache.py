@@ -11,10 +11,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from lovr_common.samples import make_synthetic_video
 from lovr_metric.cache import EmbeddingCache
 from lovr_metric.encoders import EncoderConfig, load_encoder
 from lovr_metric.runner import EvaluateConfig, evaluate_model
+from lovr_standins.videos import make_synthetic_video
 
 from .encode_data import FPS, SCENES, lovr_export, tiny_models  # noqa: F401
 

@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lovr_metric import retrieval_metrics
-from lovr_metric._sample_captions import SAMPLE_CAPTION_PAIRS
 from lovr_metric.lovr_retrieval.retrieval import pair_ranks
+from lovr_standins.captions import SAMPLE_CAPTION_PAIRS
 
 
 def assert_ranks_like_full_argsort(texts, videos, pair_text, pair_video, text_ranks, video_ranks):

@@ -1,6 +1,6 @@
-"""Tiny vision-language and causal LM recipes for `lovr_common.tiny_models`.
+"""Tiny vision-language and causal LM recipes for `lovr_standins.tiny_models`.
 
-    python -m lovr_common.tiny_models vlm causal-lm
+    python -m lovr_standins.tiny_models vlm causal-lm
 
 - "vlm": a 2-layer LLaVA (CLIP vision tower, Llama text model) saved with its `LlavaProcessor`, loadable with
   `AutoProcessor` + `AutoModelForImageTextToText`. LLaVA rather than Qwen2-VL: `Qwen2VLProcessor` cannot be built
@@ -18,8 +18,8 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from lovr_common._tiny_vision import _clip_vocab_and_merges
-from lovr_common.tiny_models import register
+from lovr_standins._tiny_vision import _clip_vocab_and_merges
+from lovr_standins.tiny_models import register
 
 VOCAB_SIZE = 2048
 HIDDEN = 32
@@ -111,7 +111,7 @@ def build_vlm(out_dir: Path) -> None:
     import torch
     from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
-    from lovr_common._tiny_vision import CLIP_MEAN, CLIP_STD
+    from lovr_standins._tiny_vision import CLIP_MEAN, CLIP_STD
 
     tokenizer = _tokenizer(extra_special_tokens={"image_token": IMAGE})
     config = LlavaConfig(

@@ -5,7 +5,7 @@
 `make_bad_videos(folder)` writes one file of each kind a pipeline must refuse cleanly;
 `make_truncated_video(path, fraction)` writes the first part of bikes.mp4 with its index intact.
 
-    python -m lovr_common.samples  # prints the paths of the sample videos
+    python -m lovr_standins.videos  # prints the paths of the sample videos
 """
 
 from __future__ import annotations

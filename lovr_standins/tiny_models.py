@@ -3,7 +3,7 @@
 They exercise the real transformers code paths (configs, processors, `from_pretrained`) in well under a second,
 but their outputs are meaningless: everything produced with them is labelled `random_weights`.
 
-    python -m lovr_common.tiny_models --cache-dir .cache/tiny-models
+    python -m lovr_standins.tiny_models --cache-dir .cache/tiny-models
 
 builds every registered model into the cache folder (skipping those already built); code and tests call
 `tiny_model_path(name)`, which builds on first use.
@@ -20,9 +20,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from lovr_common.provenance import RANDOM_WEIGHTS_MARKER
+
 DEFAULT_CACHE_DIR = Path(os.environ.get("LOVR_TINY_MODELS", ".cache/tiny-models"))
-# Each marker file makes the built folder recognisable as random weights wherever it travels.
-RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS"
 
 _BUILDERS: dict[str, Callable[[Path], None]] = {}
 
@@ -39,18 +39,13 @@ def register(name: str) -> Callable[[Callable[[Path], None]], Callable[[Path], N
 
 def _load_builders() -> None:
     # The recipes live beside this file, one module per family; importing them registers them.
-    from lovr_common import _tiny_vision, _tiny_vlm  # noqa: F401
+    from lovr_standins import _tiny_vision, _tiny_vlm  # noqa: F401
 
 
 def available() -> list[str]:
     """Names of the tiny models that can be built."""
     _load_builders()
     return sorted(_BUILDERS)
-
-
-def is_random_weights(path: str | os.PathLike) -> bool:
-    """Whether the model folder at `path` was built here with random weights."""
-    return (Path(path) / RANDOM_WEIGHTS_MARKER).exists()
 
 
 def _recipe_fingerprint(name: str) -> str:
@@ -61,7 +56,7 @@ def _recipe_fingerprint(name: str) -> str:
 
 def _marker_text(name: str) -> str:
     return (
-        f"Tiny model '{name}' with random weights, built by lovr_common.tiny_models: its outputs are meaningless.\n"
+        f"Tiny model '{name}' with random weights, built by lovr_standins.tiny_models: its outputs are meaningless.\n"
         f"recipe: {_recipe_fingerprint(name)}\n"
     )
 
@@ -104,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # Run as `-m`, this file is `__main__`, while the recipes register into `lovr_common.tiny_models`: use that.
-    from lovr_common import tiny_models
+    # Run as `-m`, this file is `__main__`, while the recipes register into `lovr_standins.tiny_models`: use that.
+    from lovr_standins import tiny_models
 
     tiny_models.main()

@@ -4,7 +4,8 @@ import sys
 import pytest
 import torch
 
-from lovr_common.tiny_models import RANDOM_WEIGHTS_MARKER, available, is_random_weights, tiny_model_path
+from lovr_common.provenance import RANDOM_WEIGHTS_MARKER, is_random_weights
+from lovr_standins.tiny_models import available, tiny_model_path
 
 
 def test_unknown_name_lists_the_known_ones(tmp_path):
@@ -43,7 +44,7 @@ def test_every_recipe_builds_the_same_weights_twice(tmp_path, name):
 def test_the_documented_command_builds_every_tiny_model(tmp_path):
     # Run as `-m`, the recipes once registered into another copy of the module and nothing was built.
     done = subprocess.run(
-        [sys.executable, "-m", "lovr_common.tiny_models", "--cache-dir", str(tmp_path)],
+        [sys.executable, "-m", "lovr_standins.tiny_models", "--cache-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         check=True,

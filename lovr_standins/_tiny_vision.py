@@ -1,6 +1,6 @@
-"""Tiny CLIP-like recipes (CLIP, SigLIP, X-CLIP) for `lovr_common.tiny_models`.
+"""Tiny CLIP-like recipes (CLIP, SigLIP, X-CLIP) for `lovr_standins.tiny_models`.
 
-    python -m lovr_common.tiny_models clip siglip xclip
+    python -m lovr_standins.tiny_models clip siglip xclip
 
 Each folder loads with `AutoModel.from_pretrained(dir)` and `AutoProcessor.from_pretrained(dir)` (X-CLIP: its image
 processor and tokenizer separately, see `build_xclip`). The weights are random, the tokenizers are real or honestly
@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from lovr_common.tiny_models import register
+from lovr_metric.registry import CLIP_TEXT_LENGTH, SIGLIP_TEXT_LENGTH
+from lovr_standins.tiny_models import register
 
 SEED = 0
 
@@ -33,8 +34,6 @@ IMAGE_SIZE = 32
 PATCH_SIZE = 8
 HIDDEN = 32
 PROJECTION = 16
-CLIP_TEXT_LENGTH = 77
-SIGLIP_TEXT_LENGTH = 64
 SIGLIP_VOCAB_SIZE = 2000
 # The CLIP vocabulary lists words by merge rank (frequent first): the first few thousand train in a fraction of a
 # second.

@@ -1,4 +1,4 @@
-"""lovr_common.samples: the real sample videos and the synthetic ones with known cuts."""
+"""lovr_standins.videos: the real sample videos and the synthetic ones with known cuts."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from lovr_common.samples import make_synthetic_video, make_truncated_video, sample_video
 from lovr_common.video import decode_frames_at, probe
+from lovr_standins.videos import make_synthetic_video, make_truncated_video, sample_video
 
 
 @pytest.mark.parametrize("name, size", [("bikes", (640, 272)), ("bigbuckbunny", (1280, 720))])

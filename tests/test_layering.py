@@ -1,0 +1,41 @@
+"""The products never import the stand-ins (or the tests): a stand-in can only reach a user through a path the
+user gave, and is then recognised by its marker file (`lovr_common.provenance`)."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PRODUCTS = ("generation", "lovr_common", "lovr_dataset", "lovr_metric", "model_cards")
+FORBIDDEN = ("lovr_standins", "tests")
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import statement in `path`, at any depth (function-level imports included)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def test_the_scan_sees_nested_imports(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from lovr_standins.videos import sample_video\n    import tests.conftest\n")
+    assert imported_modules(module) == [(2, "lovr_standins.videos"), (3, "tests.conftest")]
+
+
+@pytest.mark.parametrize("package", PRODUCTS)
+def test_products_do_not_import_stand_ins(package):
+    sources = sorted((REPO_ROOT / package).rglob("*.py"))
+    assert sources, f"no Python files under {package}/"
+    offending = [
+        f"{path.relative_to(REPO_ROOT)}:{line}: imports {module}"
+        for path in sources
+        for line, module in imported_modules(path)
+        if module.split(".")[0] in FORBIDDEN
+    ]
+    assert offending == []
