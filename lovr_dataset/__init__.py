@@ -1,5 +1,5 @@
-"""The LoVR `datasets` builder (configs `clips`, `videos`, `themes`), its readers for the official release, a
-pipeline run folder and the Hub Parquet copy, and the export to a script-free Hub dataset."""
+"""The LoVR `datasets` builder (configs `clips`, `videos`, `themes`), its readers (`lovr_dataset.sources`: the
+official release, the Hub Parquet copy and a pipeline run folder), and the export to a script-free Hub dataset."""
 
 from .export import card_yaml, export
 from .lovr import CLIP_FEATURES, CONFIG_NAMES, THEME_FEATURES, VIDEO_FEATURES, LoVR, LoVRConfig

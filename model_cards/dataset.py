@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from model_cards.pipeline import RunSummary, summarise_run
+from model_cards.run_summary import RunSummary, summarise_run
 from model_cards.stats import DatasetStatistics, compute_statistics, size_category
 
 TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md"

@@ -14,8 +14,8 @@ from pathlib import Path, PurePosixPath
 
 import pyarrow.parquet as pq
 
+from ..records import SCENE_MARK, ReadOptions, SourceData, SourceReport, finish, safe_relpath, unique_by
 from . import official
-from .records import SCENE_MARK, ReadOptions, SourceData, SourceReport, finish, safe_relpath, unique_by
 
 SPLIT_FILES = {"train": "caption_data/clip_train.parquet", "test": "caption_data/clip_test.parquet"}
 CAPTION_COLUMNS = ("caption", "cap")

@@ -1,4 +1,12 @@
-"""Which of the three source layouts a folder holds, and its content fingerprint for the builder's cache."""
+"""The three source layouts the builder reads, one reader module each; which one a folder holds, and its content
+fingerprint for the builder's cache.
+
+    official      the official LoVR release (JSON Lines and clip files)
+    hub_parquet   the Hub Parquet copy of the release
+    run_folder    a run folder `W` written by `generation` (source name `pipeline`)
+
+Each reader has `matches(root)` (are its marker files there) and `read(root, options) -> SourceData`.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +16,18 @@ import logging
 import os
 from pathlib import Path
 
-from . import hub_parquet, official, pipeline
-from .records import ReadOptions, SourceData
+from lovr_common.run_folder.layout import SEGMENTS
+
+from ..records import ReadOptions, SourceData
+from . import hub_parquet, official, run_folder
 
 logger = logging.getLogger(__name__)
 
 # The first layout whose marker files exist wins: a run folder is never a release, and a release holding both the
 # Parquet copy and the JSON Lines prefers the Parquet, which names the splits.
-SOURCES = {"pipeline": pipeline, "hub_parquet": hub_parquet, "official": official}
+SOURCES = {"pipeline": run_folder, "hub_parquet": hub_parquet, "official": official}
 LOOKED_FOR = (
-    f"{pipeline.SEGMENTS} (a pipeline run folder), "
+    f"{SEGMENTS.filename} (a pipeline run folder), "
     f"{' or '.join(hub_parquet.SPLIT_FILES.values())} (the Hub Parquet copy), "
     f"{official.CLIP_CAPTIONS} or {official.CLIP_DIR}/ (the official release)"
 )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from .records import (
+from ..records import (
     VIDEO_EXTENSIONS,
     ReadOptions,
     SourceData,

@@ -1,4 +1,5 @@
-"""The construction settings a run folder `W` actually used, read back from its records (CONTRIBUTING.md).
+"""The construction settings a run folder `W` actually used, read back from its records
+(`lovr_common.run_folder.layout`).
 
 Every record a stage writes carries the `settings` that produced it, so the card states what was run rather than
 what the defaults are. Settings that vary per record (the attempt number, a per-clip frame count) are shown as
@@ -13,14 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lovr_common.jsonl import read_jsonl
+from lovr_common.run_folder.layout import CAPTIONS, SEGMENTS, VIDEOS, StageFile
 
-# (stage name, file, key of the settings dict in each record), in pipeline order. `refine` writes its scorer's
-# settings into the caption records under `scorer`.
-_STAGES = [
-    ("segment", "segments.jsonl", "settings"),
-    ("caption", "captions.jsonl", "settings"),
-    ("refine", "captions.jsonl", "scorer"),
-    ("fuse", "videos.jsonl", "settings"),
+# (stage name, file it writes, key of the settings dict in each record), in pipeline order. `refine` writes its
+# scorer's settings into the caption records under `scorer`.
+_STAGES: list[tuple[str, StageFile, str]] = [
+    ("segment", SEGMENTS, "settings"),
+    ("caption", CAPTIONS, "settings"),
+    ("refine", CAPTIONS, "scorer"),
+    ("fuse", VIDEOS, "settings"),
 ]
 # Beyond this many distinct values a setting is summarised by its count, to keep the card readable.
 _MAX_VALUES_SHOWN = 4
@@ -72,27 +74,27 @@ def _summarise(name: str, records: list[dict], settings_key: str) -> StageSummar
 
 
 def summarise_run(workdir: str | Path) -> RunSummary:
-    """Read `W/segments.jsonl`, `W/captions.jsonl` and `W/videos.jsonl` and summarise their settings."""
+    """Read the segments, captions and videos files of run folder `workdir` and summarise their settings."""
     workdir = Path(workdir)
     if not workdir.is_dir():
         raise ValueError(f"workdir={str(workdir)!r} is not a directory; expected a pipeline run folder")
-    records: dict[str, list[dict]] = {}
-    for _, filename, _ in _STAGES:
-        path = workdir / filename
-        if filename not in records:
-            records[filename] = list(read_jsonl(path)) if path.exists() else []
+    records: dict[StageFile, list[dict]] = {}
+    for _, stage_file, _ in _STAGES:
+        path = stage_file.path(workdir)
+        if stage_file not in records:
+            records[stage_file] = list(read_jsonl(path)) if path.exists() else []
     if not any(records.values()):
-        raise ValueError(f"workdir={str(workdir)!r} holds none of {sorted(records)}; expected a pipeline run folder")
+        raise ValueError(
+            f"workdir={str(workdir)!r} holds none of {sorted(f.filename for f in records)}; "
+            "expected a pipeline run folder"
+        )
     # `refine` is done for a caption once its record holds a score; an unscored run has no refine stage.
-    scored = [r for r in records["captions.jsonl"] if "score" in r]
-    records["scored"] = scored
+    scored = [r for r in records[CAPTIONS] if "score" in r]
     stages = [
-        _summarise(name, records["scored" if name == "refine" else filename], key)
-        for name, filename, key in _STAGES
+        _summarise(name, scored if name == "refine" else records[stage_file], key)
+        for name, stage_file, key in _STAGES
         if name != "refine" or scored
     ]
     review = Counter(str(r["review"]) for r in scored if r.get("review"))
-    boundaries = Counter(
-        str(b.get("status", "unknown")) for r in records["videos.jsonl"] for b in r.get("boundaries") or []
-    )
+    boundaries = Counter(str(b.get("status", "unknown")) for r in records[VIDEOS] for b in r.get("boundaries") or [])
     return RunSummary(workdir=str(workdir), stages=stages, review=dict(review), fusion_boundaries=dict(boundaries))
