@@ -6,7 +6,7 @@ A synthetic long video (`lovr_standins.videos.make_synthetic_video`, one scene p
 protocol (every `interval`-th frame of every clip, and of the whole video) three ways:
 
 - decode only: one `lovr_common.video.iter_frames_at` pass over exactly the frames our encoder embeds (the floor);
-- lovr_metric: `lovr_metric.frames.embed_job`, one decode pass for all clips and the video, batched and
+- lovr_metric: `lovr_metric.evaluation.frames.embed_job`, one decode pass for all clips and the video, batched and
   overlapped with the model (the tiny random-weight CLIP by default: its cost is mostly preprocessing), with the
   image processor's resize (default) and with FFmpeg resizing while decoding (`--resize-in-decoder`);
 - original: a port of the original LoVR evaluation: every clip file copied to a temporary file, opened with decord
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from lovr_common.video import iter_frames_at, probe
-from lovr_metric.encoders import EncoderConfig, load_encoder
-from lovr_metric.frames import FrameSampling, Segment, VideoJob, embed_job
+from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
+from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, embed_job
 from lovr_standins.tiny_models import tiny_model_path
 from lovr_standins.videos import make_synthetic_video
 

@@ -23,7 +23,7 @@ import torch
 from transformers import HfArgumentParser
 
 from lovr_metric import lovr_retrieval_path, retrieval_metrics
-from lovr_metric.lovr_retrieval.retrieval import DEFAULT_BLOCK_BYTES, TILE_VIDEOS
+from lovr_metric.lovr_retrieval.retrieval import CPU_TILES
 
 NUM_CLIPS = 40_804
 DIM = 512
@@ -65,8 +65,8 @@ def make_data(num: int):
 def floor_pass(texts, videos, workers: int = 1, tiles: bool = False):
     """The matrix products alone: row blocks of all videos, or the core's CPU tiles (`tiles`); with `workers`,
     split over threads running single-threaded products as the core does on CPU."""
-    columns = min(TILE_VIDEOS["cpu"], videos.shape[0]) if tiles else videos.shape[0]
-    rows = max(1, (DEFAULT_BLOCK_BYTES["cpu"] if tiles else ROW_BLOCK_BYTES) // (columns * videos.element_size()))
+    columns = min(CPU_TILES.videos, videos.shape[0]) if tiles else videos.shape[0]
+    rows = max(1, (CPU_TILES.block_bytes if tiles else ROW_BLOCK_BYTES) // (columns * videos.element_size()))
     starts = list(range(0, texts.shape[0], rows))
 
     def products(assigned):

@@ -1,5 +1,5 @@
-"""LoVR retrieval evaluation: the metric maths (pure torch, no `evaluate` import), the `evaluate` module
-`lovr_retrieval`, and the encoders that turn transformers / sentence-transformers models into embeddings."""
+"""LoVR retrieval evaluation: the metric maths (pure torch, no `evaluate` import) beside the `evaluate` module
+`lovr_retrieval`, and the harness (`lovr_metric.evaluation`) that embeds a LoVR dataset with any model and ranks it."""
 
 from pathlib import Path
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from lovr_metric.report import failure_summary
-from lovr_metric.runner import EvaluateConfig, evaluate_model
+from lovr_metric.evaluation.report import failure_summary
+from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 
 PROG = "python -m lovr_metric evaluate"
 

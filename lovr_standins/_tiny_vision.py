@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from lovr_metric.registry import CLIP_TEXT_LENGTH, SIGLIP_TEXT_LENGTH
+from lovr_metric.evaluation.registry import CLIP_TEXT_LENGTH, SIGLIP_TEXT_LENGTH
 from lovr_standins.tiny_models import register
 
 SEED = 0

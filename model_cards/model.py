@@ -16,19 +16,15 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from lovr_metric.evaluation.protocol import LOVR_TASKS, QUERY_SPLIT
+
 TEMPLATE = Path(__file__).parent / "templates" / "model_card_section.md"
 # The markers let a later evaluation replace its own section in a model's README instead of appending another.
 SECTION_START = "<!-- lovr-results:start -->"
 SECTION_END = "<!-- lovr-results:end -->"
 RANDOM_WEIGHTS_LABEL = "RANDOM WEIGHTS: these numbers are meaningless"
 
-DIRECTIONS = ("text_to_video", "video_to_text")
-# granularity -> (dataset config, query -> gallery names for text_to_video and video_to_text)
-GRANULARITIES = {
-    "clip": ("clips", ("text->clip", "clip->text")),
-    "video": ("videos", ("text->video", "video->text")),
-    "theme": ("themes", ("theme->clip", "clip->theme")),
-}
+ARROW = "->"  # directions are named "text->clip", "clip->text", ... in model-index entries and the results table
 TASK_TYPES = {"text_to_video": "text-to-video-retrieval", "video_to_text": "video-to-text-retrieval"}
 # (key suffix in results.json, model-index metric type, pretty name); ranks are "lower is better".
 CARD_METRICS = [
@@ -79,11 +75,9 @@ def load_results(results_dir: str | Path) -> EvaluationResults:
         if not isinstance(raw.get(key), kind):
             raise ResultsError(f"{path}: {key!r} must be a {kind.__name__}, but got {raw.get(key)!r}")
     metrics = raw["metrics"]
-    unknown = set(metrics) - set(GRANULARITIES)
+    unknown = set(metrics) - set(LOVR_TASKS)
     if unknown or not metrics:
-        raise ResultsError(
-            f"{path}: metrics granularities must be among {sorted(GRANULARITIES)}, got {sorted(metrics)}"
-        )
+        raise ResultsError(f"{path}: metrics granularities must be among {sorted(LOVR_TASKS)}, got {sorted(metrics)}")
     for granularity, values in metrics.items():
         bad = {k: v for k, v in values.items() if not isinstance(v, int | float) or isinstance(v, bool)}
         if bad:
@@ -101,12 +95,13 @@ def load_results(results_dir: str | Path) -> EvaluationResults:
     )
 
 
-def eval_results(results: EvaluationResults, dataset_repo_id: str, split: str = "test") -> list[EvalResult]:
-    """One `EvalResult` per (granularity, direction, metric) present in the results, in a fixed order."""
+def eval_results(results: EvaluationResults, dataset_repo_id: str, split: str = QUERY_SPLIT) -> list[EvalResult]:
+    """One `EvalResult` per (task, direction, metric) present in the results, in a fixed order."""
     out = []
-    for granularity, (config, names) in GRANULARITIES.items():
-        values = results.metrics.get(granularity, {})
-        for direction, pretty in zip(DIRECTIONS, names, strict=True):
+    for task in LOVR_TASKS.values():
+        values = results.metrics.get(task.name, {})
+        for direction in task.directions:
+            pretty = task.label(direction, ARROW)
             for key, metric_type, metric_name in CARD_METRICS:
                 value = values.get(f"{direction}_{key}")
                 if value is None:
@@ -117,7 +112,7 @@ def eval_results(results: EvaluationResults, dataset_repo_id: str, split: str = 
                         task_name=f"LoVR {pretty} retrieval",
                         dataset_type=dataset_repo_id,
                         dataset_name="LoVR",
-                        dataset_config=config,
+                        dataset_config=task.config,
                         dataset_split=split,
                         metric_type=metric_type,
                         metric_name=f"{pretty} {metric_name}",
@@ -147,10 +142,10 @@ def results_card(
         tags=["lovr", "video-retrieval"] + (["random-weights"] if results.random_weights else []),
     )
     rows = [
-        (GRANULARITIES[g][1][DIRECTIONS.index(d)], {k: results.metrics[g].get(f"{d}_{k}") for k, _, _ in CARD_METRICS})
-        for g in GRANULARITIES
-        if g in results.metrics
-        for d in DIRECTIONS
+        (task.label(d, ARROW), {k: results.metrics[task.name].get(f"{d}_{k}") for k, _, _ in CARD_METRICS})
+        for task in LOVR_TASKS.values()
+        if task.name in results.metrics
+        for d in task.directions
     ]
     return ModelCard.from_template(
         card_data,

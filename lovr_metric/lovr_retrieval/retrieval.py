@@ -19,6 +19,11 @@ pair where they differ is recounted in a second pass with the tile's value (the 
 numbers). The result therefore equals a stable argsort of the tile-computed matrix, and a naive full-matrix
 argsort wherever the BLAS gives the same numbers for a score whichever product computes it (tests/metric checks
 both).
+
+In the order of this file: the tile shapes (`TileShape`, per device), `retrieval_metrics`, `pair_ranks` (the pair
+scores, a pass, the recount), the tiling (`_Tiling`) and the pairs indexed for a pass (`_Pairs`: their rows side,
+columns side and own scores), the pass (`_scan`, `_TileCounter`: tile, slice, `_count`, `_split`), and the metrics
+aggregated from the ranks (`_direction_metrics`).
 """
 
 from __future__ import annotations
@@ -33,16 +38,37 @@ import torch
 
 from ._retrieval_inputs import check_inputs, check_k_values
 
+
+@dataclass(frozen=True)
+class TileShape:
+    """How the score matrix is cut on one kind of device.
+
+    Args:
+        block_bytes (`int`): memory budget of one tile of scores; it sets the texts per tile (`chunk_size`).
+        videos (`int`, *optional*): videos per tile; `None` takes all of them.
+        count_rows (`int`, *optional*): texts of a tile counted at a time; `None` counts the whole tile at once.
+    """
+
+    block_bytes: int
+    videos: int | None = None
+    count_rows: int | None = None
+
+
 # CPU: products of 1024 texts x 2048 videos (8 MiB of scores) ran fastest here (few re-reads of the gallery, BLAS
 # packing amortised; 2048 x 1024, 512 x 2048 and 100-text row blocks were slower), and are counted in slices of
 # 256 texts (2 MiB) that a core's L2 cache mostly holds while they are compared and summed; shapes measured side
-# by side at 16,384 x 40,804. A GPU takes whole rows of videos in large blocks and counts them at once.
-TILE_VIDEOS = {"cpu": 2048}
-COUNT_ROWS = {"cpu": 256}
-DEFAULT_BLOCK_BYTES = {"cpu": 8 * 2**20, "cuda": 512 * 2**20}
+# by side at 16,384 x 40,804.
+CPU_TILES = TileShape(block_bytes=8 * 2**20, videos=2048, count_rows=256)
+# A GPU takes whole rows of videos in large blocks and counts them at once.
+GPU_TILES = TileShape(block_bytes=512 * 2**20)
 NDCG_CUTOFF = 10
 # Rows per block of the pair-score product that precedes the pass: few, cheap products.
 GUESS_ROWS = 256
+
+
+def tile_shape(device: torch.device) -> TileShape:
+    """The tiles used on `device` unless told otherwise: `CPU_TILES` on CPU, `GPU_TILES` elsewhere."""
+    return CPU_TILES if device.type == "cpu" else GPU_TILES
 
 
 def retrieval_metrics(
@@ -68,8 +94,8 @@ def retrieval_metrics(
         video_ids (`list[str]`): V unique ids, one per row of `video_embeddings`.
         k_values (`tuple[int]`, defaults to `(1, 5, 10)`): cut-offs for pass@k and recall@k.
         chunk_size (`int`, *optional*): texts per score block; by default derived from `max_block_bytes`.
-        max_block_bytes (`int`, *optional*): memory budget of one score block (defaults to 16 MiB on CPU, 512 MiB
-            on GPU); peak memory is a small multiple of it on top of the inputs.
+        max_block_bytes (`int`, *optional*): memory budget of one score block (defaults to 8 MiB on CPU, 512 MiB
+            on GPU: `CPU_TILES`, `GPU_TILES`); peak memory is a small multiple of it on top of the inputs.
         skip_missing (`bool`, defaults to `False`): skip texts naming ids absent from `video_ids` instead of raising;
             the count is returned as `num_skipped_texts`.
         device (`str` or `torch.device`, *optional*): where to rank; by default where `text_embeddings` lives.
@@ -97,11 +123,12 @@ def _chunk_size(chunk_size, max_block_bytes, videos: torch.Tensor) -> int:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"`chunk_size` must be a positive int, but got {chunk_size!r}.")
         return chunk_size
+    shape = tile_shape(videos.device)
     if max_block_bytes is None:
-        max_block_bytes = DEFAULT_BLOCK_BYTES["cpu" if videos.device.type == "cpu" else "cuda"]
+        max_block_bytes = shape.block_bytes
     if isinstance(max_block_bytes, bool) or not isinstance(max_block_bytes, int) or max_block_bytes < 1:
         raise ValueError(f"`max_block_bytes` must be a positive int, but got {max_block_bytes!r}.")
-    tile_videos = min(videos.shape[0], TILE_VIDEOS["cpu"]) if videos.device.type == "cpu" else videos.shape[0]
+    tile_videos = min(videos.shape[0], shape.videos or videos.shape[0])
     return max(1, max_block_bytes // (tile_videos * videos.element_size()))
 
 
@@ -116,24 +143,24 @@ def pair_ranks(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """1-based stable ranks of every relevant (text, video) pair: of the video among all videos for the text,
     and of the text among all texts for the video. `texts`, `videos` are normalised; pairs are sorted by text.
-    Tiles hold `chunk_size` texts x `tile_videos` videos, counted `count_rows` texts at a time (by default per
-    device: `TILE_VIDEOS`, `COUNT_ROWS`)."""
-    on_cpu = videos.device.type == "cpu"
+    Tiles hold `chunk_size` texts x `tile_videos` videos, counted `count_rows` texts at a time (by default the
+    device's `tile_shape`)."""
+    shape = tile_shape(videos.device)
     if tile_videos is None:
-        tile_videos = TILE_VIDEOS["cpu"] if on_cpu else videos.shape[0]
-    count_rows = min(chunk_size, count_rows or (COUNT_ROWS["cpu"] if on_cpu else chunk_size))
+        tile_videos = shape.videos or videos.shape[0]
+    count_rows = min(chunk_size, count_rows or shape.count_rows or chunk_size)
     tiling = _Tiling(texts.shape[0], videos.shape[0], chunk_size, min(tile_videos, videos.shape[0]), count_rows)
     # On CPU, threads scan whole text chunks with single-threaded ops: the small counting ops that follow each
     # product then never wait on a thread-pool barrier, which costs more than the ops themselves.
     workers = torch.get_num_threads() if texts.device.type == "cpu" else 1
     with _single_threaded_ops() if workers > 1 else nullcontext():
         guess = _pair_scores(texts, videos, pair_text, pair_video, chunk_size)
-        pairs = _Pairs(pair_text, pair_video, guess, tiling)
+        pairs = _Pairs.index(pair_text, pair_video, guess, tiling)
         text_ahead, video_ahead, exact = _scan(texts, videos, pairs, workers)
         # Pairs counted against a score their tile did not compute: recount them against the tile's.
         stale = torch.nonzero(exact != guess).flatten()
         if stale.numel():
-            pairs = _Pairs(pair_text[stale], pair_video[stale], exact[stale], tiling)
+            pairs = _Pairs.index(pair_text[stale], pair_video[stale], exact[stale], tiling)
             text_ahead[stale], video_ahead[stale], _ = _scan(texts, videos, pairs, workers)
     return text_ahead.long() + 1, video_ahead.long() + 1
 
@@ -156,8 +183,9 @@ def _pair_scores(texts, videos, pair_text, pair_video, chunk_size: int) -> torch
 @dataclass(frozen=True)
 class _Tiling:
     """The score matrix cut into tiles of `rows` texts x `columns` videos, in a fixed order: the same tile is
-    always the same product, so a recount sees the very numbers the first pass saw. Each tile is counted in
-    slices of `count_rows` texts."""
+    always the same product, so a recount sees the very numbers the first pass saw. Tile (i, j) is text chunk i
+    against video range j, number `i * len(tile_starts) + j`. Each tile is counted in slices of `count_rows`
+    texts, numbered through the whole pass."""
 
     num_texts: int
     num_videos: int
@@ -183,29 +211,92 @@ class _Tiling:
         return [start + top for start in self.chunk_starts for top in slices if start + top < self.num_texts]
 
 
+@dataclass(frozen=True)
 class _Pairs:
-    """Relevant pairs with their thresholds, indexed by tile: the pairs of each text chunk (rows to count), of
-    each video tile (columns to count, in video order) and of each single tile (whose score it computes)."""
+    """The relevant pairs with their thresholds, indexed for a pass over `tiling`: as the rows count them (text
+    order, the order given), as the columns count them (video order: `by_video` of the given order), and by the
+    tile that computes each own score."""
 
-    def __init__(self, text, video, thresholds, tiling: _Tiling):
-        self.text, self.video, self.thresholds, self.tiling = text, video, thresholds, tiling
-        # One pair per text (per video) in order: tiles are counted in place, without gathering rows (columns).
-        count = torch.arange(text.shape[0], device=text.device)
-        self.identity_rows = text.shape[0] == tiling.num_texts and torch.equal(text, count)
-        self.identity_columns = video.shape[0] == tiling.num_videos and torch.equal(video, count)
-        self.slice_bounds = _bounds(text, tiling.slice_starts + [tiling.num_texts])
-        self.by_video = torch.argsort(video, stable=True)
-        self.tile_bounds = _bounds(video[self.by_video], tiling.tile_starts + [tiling.num_videos])
-        num_tiles = len(tiling.tile_starts)
-        tile_of = (text // tiling.rows) * num_tiles + video // tiling.columns
-        self.by_tile = torch.argsort(tile_of, stable=True)
-        self.own_bounds = _bounds(tile_of[self.by_tile], list(range(len(tiling.chunk_starts) * num_tiles + 1)))
-        # Position of each pair's score inside its tile, flattened (the last tile column may be narrower).
-        width = (tiling.num_videos - video // tiling.columns * tiling.columns).clamp(max=tiling.columns)
-        self.own_position = ((text % tiling.rows) * width + video % tiling.columns)[self.by_tile]
-        self.video_sorted, self.text_by_video = video[self.by_video], text[self.by_video]
-        self.above = _next_up(thresholds)
-        self.thresholds_by_video, self.above_by_video = thresholds[self.by_video], self.above[self.by_video]
+    tiling: _Tiling
+    thresholds: torch.Tensor
+    rows: _Side
+    columns: _Side
+    by_video: torch.Tensor
+    own: _OwnScores
+
+    @classmethod
+    def index(cls, text, video, thresholds, tiling: _Tiling) -> _Pairs:
+        """Index the pairs `(text[n], video[n])` (sorted by text) whose own scores are `thresholds`."""
+        above = _next_up(thresholds)
+        rows = _Side(
+            query=text,
+            own=_OwnItems(video, thresholds, above),
+            bounds=_bounds(text, tiling.slice_starts + [tiling.num_texts]),
+            in_place=_one_per_query(text, tiling.num_texts),
+        )
+        by_video = torch.argsort(video, stable=True)
+        columns = _Side(
+            query=video[by_video],
+            own=_OwnItems(text[by_video], thresholds[by_video], above[by_video]),
+            bounds=_bounds(video[by_video], tiling.tile_starts + [tiling.num_videos]),
+            in_place=_one_per_query(video, tiling.num_videos),
+        )
+        return cls(tiling, thresholds, rows, columns, by_video, _own_scores(text, video, tiling))
+
+
+@dataclass(frozen=True)
+class _Side:
+    """The pairs as one direction counts them, sorted by query: by text for text -> video (a tile's rows), by
+    video for video -> text (its columns).
+
+    `query` is each pair's row (column) in the score matrix; pairs `bounds[n]:bounds[n + 1]` have their query in
+    slice n (in tile column n). `in_place`: one pair per query, in order, so a block is counted as it lies,
+    without gathering its rows (columns)."""
+
+    query: torch.Tensor
+    own: _OwnItems
+    bounds: list[int]
+    in_place: bool
+
+
+@dataclass(frozen=True)
+class _OwnItems:
+    """Per pair, in the order of one side: its own item (the index among the items ranked), its own score, and
+    the next float up (`_next_up`)."""
+
+    item: torch.Tensor
+    score: torch.Tensor
+    above: torch.Tensor
+
+    def part(self, lo: int, hi: int) -> _OwnItems:
+        return _OwnItems(self.item[lo:hi], self.score[lo:hi], self.above[lo:hi])
+
+
+@dataclass(frozen=True)
+class _OwnScores:
+    """Where the tiles compute each pair's own score: pairs in tile order (`order`), tile n's pairs at
+    `bounds[n]:bounds[n + 1]`, each at `position` in its tile's flattened scores."""
+
+    order: torch.Tensor
+    bounds: list[int]
+    position: torch.Tensor
+
+
+def _one_per_query(query: torch.Tensor, num_queries: int) -> bool:
+    """Whether `query` is 0, 1, ..., num_queries - 1: one pair per query, in order."""
+    return query.shape[0] == num_queries and torch.equal(query, torch.arange(num_queries, device=query.device))
+
+
+def _own_scores(text, video, tiling: _Tiling) -> _OwnScores:
+    """Which tile computes each pair's score, and where in it."""
+    num_tiles = len(tiling.tile_starts)
+    tile_of = (text // tiling.rows) * num_tiles + video // tiling.columns
+    order = torch.argsort(tile_of, stable=True)
+    bounds = _bounds(tile_of[order], list(range(len(tiling.chunk_starts) * num_tiles + 1)))
+    # Position of each pair's score inside its tile, flattened (the last tile column may be narrower).
+    width = (tiling.num_videos - video // tiling.columns * tiling.columns).clamp(max=tiling.columns)
+    position = ((text % tiling.rows) * width + video % tiling.columns)[order]
+    return _OwnScores(order, bounds, position)
 
 
 def _next_up(thresholds: torch.Tensor) -> torch.Tensor:
@@ -235,91 +326,119 @@ def _scan(texts, videos, pairs: _Pairs, workers: int):
         with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
             video_counts = sum(pool.map(scan.chunks, [chunks[i::workers] for i in range(workers)]))
     by_video, exact = torch.empty_like(video_counts), torch.empty_like(scan.exact)
-    by_video[pairs.by_video], exact[pairs.by_tile] = video_counts, scan.exact
+    by_video[pairs.by_video], exact[pairs.own.order] = video_counts, scan.exact
     return scan.text_counts, by_video, exact
 
 
 class _TileCounter:
-    """Counts of one pass: rows (text -> video) in place, columns (video -> text) per worker, in video order."""
+    """Counts of one pass: rows (text -> video) in place, shared by the workers (a text chunk is one worker's),
+    columns (video -> text) per worker; and each pair's score as its tile computed it (`exact`, in tile order)."""
 
     def __init__(self, texts, videos, pairs: _Pairs):
         self.texts, self.videos, self.pairs = texts, videos, pairs
         # 0.0/1.0 floats sum several times faster than bools in torch, and exactly below 2**24.
         tiling = pairs.tiling
         self.dtype = torch.float32 if max(tiling.num_texts, tiling.num_videos) < 2**24 else torch.float64
-        self.text_counts = torch.zeros(pairs.text.shape[0], dtype=self.dtype, device=texts.device)
+        self.text_counts = torch.zeros(pairs.thresholds.shape[0], dtype=self.dtype, device=texts.device)
         self.exact = torch.empty_like(pairs.thresholds)
 
     def chunks(self, chunks) -> torch.Tensor:
+        """Count every tile of the text chunks `chunks`; returns their column counts."""
         tiling = self.pairs.tiling
-        video_counts = torch.zeros_like(self.text_counts)
-        tile = torch.empty(tiling.rows * tiling.columns, dtype=self.texts.dtype, device=self.texts.device)
-        scratch = _Scratch(self.dtype, self.texts.device)
+        work = _Work(
+            tile=torch.empty(tiling.rows * tiling.columns, dtype=self.texts.dtype, device=self.texts.device),
+            scratch=_Scratch(self.dtype, self.texts.device),
+            video_counts=torch.zeros_like(self.text_counts),
+        )
         for i in chunks:
             for j in range(len(tiling.tile_starts)):
-                self.tile(i, j, tile, scratch, video_counts)
-        return video_counts
+                self.tile(i, j, work)
+        return work.video_counts
 
-    def tile(self, i: int, j: int, buffer, scratch, video_counts) -> None:
+    def tile(self, i: int, j: int, work: _Work) -> None:
+        """Compute tile (i, j), take the own scores it holds, and count it slice by slice."""
         pairs, tiling = self.pairs, self.pairs.tiling
-        slices = range(
-            i * tiling.slices_per_chunk, min((i + 1) * tiling.slices_per_chunk, len(pairs.slice_bounds) - 1)
-        )
-        first, last = pairs.tile_bounds[j : j + 2]
-        if pairs.slice_bounds[slices[0]] == pairs.slice_bounds[slices[-1] + 1] and first == last:
+        per_chunk = tiling.slices_per_chunk
+        slices = range(i * per_chunk, min((i + 1) * per_chunk, len(pairs.rows.bounds) - 1))
+        rows, columns = pairs.rows.bounds, pairs.columns.bounds
+        if rows[slices[0]] == rows[slices[-1] + 1] and columns[j] == columns[j + 1]:
             return  # a recount with no pair in this tile's rows or columns
         start, left = i * tiling.rows, j * tiling.columns
         chunk, gallery = self.texts[start : start + tiling.rows], self.videos[left : left + tiling.columns]
         shape = (chunk.shape[0], gallery.shape[0])
-        scores = torch.mm(chunk, gallery.T, out=buffer[: shape[0] * shape[1]].view(shape))
-        own = pairs.own_bounds[i * len(tiling.tile_starts) + j : i * len(tiling.tile_starts) + j + 2]
-        if own[0] < own[1]:
-            self.exact[own[0] : own[1]] = scores.view(-1)[pairs.own_position[own[0] : own[1]]]
-        for k, top in zip(slices, range(0, shape[0], tiling.count_rows), strict=True):
-            self.slice(scores, k, start, top, left, scratch, video_counts)
-
-    def slice(self, scores, k: int, start: int, top: int, left: int, scratch, video_counts) -> None:
-        """Count the rows `top:top + count_rows` of the tile at text `start`, video `left`: slice `k`."""
-        pairs, part = self.pairs, scores[top : top + self.pairs.tiling.count_rows]
-        lo, hi = pairs.slice_bounds[k : k + 2]
-        first, last = pairs.tile_bounds[left // pairs.tiling.columns : left // pairs.tiling.columns + 2]
+        scores = torch.mm(chunk, gallery.T, out=work.tile[: shape[0] * shape[1]].view(shape))
+        number = i * len(tiling.tile_starts) + j
+        lo, hi = pairs.own.bounds[number : number + 2]
         if lo < hi:
-            rows = part if pairs.identity_rows else scores.index_select(0, pairs.text[lo:hi] - start)
-            thresholds, above = pairs.thresholds[lo:hi], pairs.above[lo:hi]
-            self.count(rows, thresholds, above, pairs.video[lo:hi], left, scratch, self.text_counts[lo:hi])
-        if first < last:
-            columns = part if pairs.identity_columns else part.index_select(1, pairs.video_sorted[first:last] - left)
-            thresholds, above = pairs.thresholds_by_video[first:last], pairs.above_by_video[first:last]
-            texts = pairs.text_by_video[first:last]
-            self.count(columns.T, thresholds, above, texts, start + top, scratch, video_counts[first:last])
+            self.exact[lo:hi] = scores.view(-1)[pairs.own.position[lo:hi]]
+        for k, top in zip(slices, range(0, shape[0], tiling.count_rows), strict=True):
+            self.slice(_Slice(scores[top : top + tiling.count_rows], k, j, start + top, left), work)
 
-    @staticmethod
-    def count(block, own_score, own_above, own_index, first_index: int, scratch, counts) -> None:
-        """Add to `counts` per row of `block` (items numbered from `first_index`) the items ahead of the row's own
-        item by the tie rule: one ">=" pass against the own score where the block lies before the own item, against
-        the next float up (`own_above`: ">" the own score) where it lies after; rows holding their own item split."""
-        last_index = first_index + block.shape[1]
-        threshold = torch.where(own_index < first_index, own_above, own_score)[:, None]
-        ahead = torch.ge(block, threshold, out=scratch.like(block)).sum(1)
-        inside = torch.nonzero((own_index >= first_index) & (own_index < last_index)).flatten()
-        if inside.numel():
-            rows, position = block.index_select(0, inside), own_index[inside] - first_index
-            ahead[inside] = _TileCounter.split(rows, own_score[inside], position, ahead[inside], scratch)
-        counts += ahead
+    def slice(self, piece: _Slice, work: _Work) -> None:
+        """Count one slice: its rows for the pairs whose text it holds, its columns for those whose video it holds."""
+        rows, columns = self.pairs.rows, self.pairs.columns
+        lo, hi = rows.bounds[piece.index : piece.index + 2]
+        if lo < hi:
+            block = piece.scores
+            if not rows.in_place:
+                block = block.index_select(0, rows.query[lo:hi] - piece.first_text)
+            _count(block, rows.own.part(lo, hi), piece.first_video, work.scratch, self.text_counts[lo:hi])
+        lo, hi = columns.bounds[piece.column : piece.column + 2]
+        if lo < hi:
+            block = piece.scores
+            if not columns.in_place:
+                block = block.index_select(1, columns.query[lo:hi] - piece.first_video)
+            _count(block.T, columns.own.part(lo, hi), piece.first_text, work.scratch, work.video_counts[lo:hi])
 
-    @staticmethod
-    def split(rows, own_score, position, at_least, scratch) -> torch.Tensor:
-        """The tie rule on rows that hold their own item at `position`, given their counts `at_least` of scores
-        >= the own score: scores above it, plus ties before the own item. A row tied only with its own item (the
-        common case) needs no more than the ">" count; other ties are rare and resolved row by row."""
-        own_score = own_score[:, None]
-        above = torch.gt(rows, own_score, out=scratch.like(rows)).sum(1)
-        tied = torch.nonzero(at_least - above > 1).flatten()
-        if tied.numel():
-            index = torch.arange(rows.shape[1], device=rows.device)
-            equal = rows.index_select(0, tied) == own_score[tied]
-            above[tied] += (equal & (index < position[tied, None])).sum(1).to(above.dtype)
-        return above
+
+@dataclass
+class _Work:
+    """What one worker thread reuses and adds up: its tile buffer, its comparison scratch and its column counts
+    (video order)."""
+
+    tile: torch.Tensor
+    scratch: _Scratch
+    video_counts: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """Rows of one tile counted together, slice `index` of the pass: the scores of the texts from `first_text`
+    against the videos from `first_video`, tile column `column`."""
+
+    scores: torch.Tensor
+    index: int
+    column: int
+    first_text: int
+    first_video: int
+
+
+def _count(block, own: _OwnItems, first_item: int, scratch: _Scratch, counts) -> None:
+    """Add to `counts` per row of `block` (items numbered from `first_item`) the items ahead of the row's own item
+    by the tie rule: one ">=" pass against the own score where the block lies before the own item, against the
+    next float up (">" the own score) where it lies after; rows holding their own item split."""
+    last_item = first_item + block.shape[1]
+    threshold = torch.where(own.item < first_item, own.above, own.score)[:, None]
+    ahead = torch.ge(block, threshold, out=scratch.like(block)).sum(1)
+    inside = torch.nonzero((own.item >= first_item) & (own.item < last_item)).flatten()
+    if inside.numel():
+        rows, position = block.index_select(0, inside), own.item[inside] - first_item
+        ahead[inside] = _split(rows, own.score[inside], position, ahead[inside], scratch)
+    counts += ahead
+
+
+def _split(rows, own_score, position, at_least, scratch: _Scratch) -> torch.Tensor:
+    """The tie rule on rows that hold their own item at `position`, given their counts `at_least` of scores >= the
+    own score: scores above it, plus ties before the own item. A row tied only with its own item (the common case)
+    needs no more than the ">" count; other ties are rare and resolved row by row."""
+    own_score = own_score[:, None]
+    above = torch.gt(rows, own_score, out=scratch.like(rows)).sum(1)
+    tied = torch.nonzero(at_least - above > 1).flatten()
+    if tied.numel():
+        index = torch.arange(rows.shape[1], device=rows.device)
+        equal = rows.index_select(0, tied) == own_score[tied]
+        above[tied] += (equal & (index < position[tied, None])).sum(1).to(above.dtype)
+    return above
 
 
 @contextmanager

@@ -5,7 +5,7 @@ import pytest
 from generation.backends import TransformersBackend
 from generation.scoring import EvqaScorer
 from lovr_common.model_source import check_model_source
-from lovr_metric.encoders import EncoderConfig, load_encoder
+from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
 
 
 @pytest.mark.parametrize("relative", ["missing/model/dir", "./missing", "../missing"])

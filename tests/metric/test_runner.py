@@ -16,8 +16,8 @@ import torch
 from datasets import load_dataset
 
 from lovr_metric.__main__ import main
-from lovr_metric.report import RANDOM_WEIGHTS_WARNING
-from lovr_metric.runner import EvaluateConfig, evaluate_model
+from lovr_metric.evaluation.report import RANDOM_WEIGHTS_WARNING
+from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 from tests.conftest import accelerate_launch
 
 from .encode_data import BROKEN, lovr_export, official_export, tiny_models  # noqa: F401

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from lovr_metric.__main__ import main
-from lovr_metric.report import results_markdown
+from lovr_metric.evaluation.report import results_markdown
 
 from .encode_data import BROKEN, lovr_export, tiny_models  # noqa: F401
 

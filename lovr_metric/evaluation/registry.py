@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lovr_metric.evaluation.protocol import LOVR_FRAME_INTERVAL
+
 CLIP_TEXT_LENGTH = 77
 SIGLIP_TEXT_LENGTH = 64
-# The official evaluation embeds every 10th frame of a clip (LOVR_REFERENCE.md); 30 for the slowest models.
-LOVR_FRAME_INTERVAL = 10
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Baseline:
     Args:
         name (`str`): short name used on the command line.
         repo_id (`str`): the Hub repository.
-        family (`str`): an encoder family of `lovr_metric.encoders.FAMILIES`, or `"unsupported"`.
+        family (`str`): an encoder family of `lovr_metric.evaluation.encoders.FAMILIES`, or `"unsupported"`.
         text_max_length (`int`): the token limit of the model's text tower.
         frame_interval (`int`, *optional*): embed every `frame_interval`-th frame (dual encoders).
         num_frames (`int`, *optional*): frames per clip for models with a fixed-length video tower.

@@ -1,6 +1,6 @@
 """Text, frame and video encoders from any transformers or sentence-transformers model.
 
-    >>> from lovr_metric.encoders import EncoderConfig, load_encoder
+    >>> from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
     >>> encoder = load_encoder(EncoderConfig(model="openai/clip-vit-base-patch32"))  # doctest: +SKIP
     >>> encoder.encode_text(["a dog runs on a beach"]).shape  # doctest: +SKIP
     torch.Size([1, 512])
@@ -60,8 +60,8 @@ class UnsupportedModelError(ValueError):
         families = "\n".join(f"  - {name}: {text}" for name, text in FAMILIES.items())
         super().__init__(
             f"model={model!r}: {reason}. Supported families:\n{families}\n"
-            "  - anything else: an adapter implementing lovr_metric.encoders.TextEncoder and FrameEncoder or "
-            "VideoEncoder"
+            "  - anything else: an adapter implementing lovr_metric.evaluation.encoders.TextEncoder and FrameEncoder "
+            "or VideoEncoder"
         )
 
 

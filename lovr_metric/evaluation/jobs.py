@@ -12,22 +12,24 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lovr_metric.frames import Segment, VideoJob
-
-QUERY_SPLIT = "test"
+from lovr_metric.evaluation.frames import Segment, VideoJob
+from lovr_metric.evaluation.protocol import LOVR_TASKS, QUERY_SPLIT, Task
 
 
 @dataclass
 class EvalData:
-    """What the runner evaluates: gallery ids, query texts (id -> relevant id) and the jobs that embed the gallery."""
+    """What the runner evaluates: gallery ids, query texts (text, relevant id) per task and the jobs that embed the
+    gallery."""
 
     clip_ids: list[str]
     video_ids: list[str]
-    clip_queries: list[tuple[str, str]]  # (caption, clip_id) of the query split
-    video_queries: list[tuple[str, str]]  # (caption, video_id)
-    theme_queries: list[tuple[str, str]]  # (theme, clip_id)
+    queries: dict[str, list[tuple[str, str]]]  # task name -> (text, relevant id), for the tasks planned
     jobs: list[VideoJob]
     missing: list[dict] = field(default_factory=list)  # {"id", "path", "reason"} for items with no file
+
+    def gallery(self, task: Task) -> list[str]:
+        """The ids of the items `task` ranks."""
+        return self.clip_ids if task.gallery == "clip" else self.video_ids
 
 
 class _VideoRoot:
@@ -58,27 +60,31 @@ class _VideoRoot:
         )
 
 
+def _queries(task: Task, clips: list[dict], videos: list[dict], themes: list[dict]) -> list[tuple[str, str]]:
+    """The (text, relevant id) queries of `task`: captions of the query split's clips, video captions or themes."""
+    if task.name == "clip":
+        return [(c["caption"], c["clip_id"]) for c in clips if c["split"] == QUERY_SPLIT and c["caption"] is not None]
+    if task.name == "video":
+        return [(v["caption"], v["video_id"]) for v in videos if v["caption"] is not None]
+    return [(t["theme"], t["clip_id"]) for t in themes]
+
+
 def plan(clips: list[dict], videos: list[dict], themes: list[dict], video_root: Path, granularity) -> EvalData:
     """Turn the rows of the `clips`, `videos` and `themes` configs into queries, galleries and decode jobs.
 
-    Raises `ValueError` for a `clip_path` or `video_path` whose text leads outside `video_root` (absolute, or
-    `..` climbing out); symlinks in the root are followed."""
-    want_clips = bool({"clip", "theme"} & set(granularity))
-    want_videos = "video" in granularity
+    `granularity` names the tasks to plan, among `LOVR_TASKS`. Raises `ValueError` for any other name, and for a
+    `clip_path` or `video_path` whose text leads outside `video_root` (absolute, or `..` climbing out); symlinks
+    in the root are followed."""
+    unknown = sorted(set(granularity) - set(LOVR_TASKS))
+    if unknown:
+        raise ValueError(f"granularity={list(granularity)} names {unknown}, expected a subset of {list(LOVR_TASKS)}")
+    tasks = [task for task in LOVR_TASKS.values() if task.name in granularity]
+    want_clips = any(task.gallery == "clip" for task in tasks)
+    want_videos = any(task.gallery == "video" for task in tasks)
     data = EvalData(
         clip_ids=[clip["clip_id"] for clip in clips] if want_clips else [],
         video_ids=[video["video_id"] for video in videos if video["caption"] is not None] if want_videos else [],
-        clip_queries=[
-            (clip["caption"], clip["clip_id"])
-            for clip in clips
-            if clip["split"] == QUERY_SPLIT and clip["caption"] is not None
-        ]
-        if "clip" in granularity
-        else [],
-        video_queries=[(v["caption"], v["video_id"]) for v in videos if v["caption"] is not None]
-        if want_videos
-        else [],
-        theme_queries=[(t["theme"], t["clip_id"]) for t in themes] if "theme" in granularity else [],
+        queries={task.name: _queries(task, clips, videos, themes) for task in tasks},
         jobs=[],
     )
     by_video: dict[str, list[Segment]] = {}

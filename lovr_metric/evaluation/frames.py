@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from lovr_common.video import interval_times, iter_frames_at, probe, uniform_times
-from lovr_metric.encoders import FrameEncoder, VideoEncoder
+from lovr_metric.evaluation.encoders import FrameEncoder, VideoEncoder
+from lovr_metric.evaluation.protocol import LOVR_FRAME_INTERVAL
 
 COST_PARTS = ("decode", "preprocess", "encode", "total_with_io", "total_without_io")
 
@@ -40,7 +41,8 @@ class FrameSampling:
     """Which frames represent a clip (and, by the same rule over its whole length, a video).
 
     Args:
-        interval (`int`, *optional*, defaults to 10): embed every `interval`-th frame (LoVR: 10, or 30).
+        interval (`int`, *optional*, defaults to `LOVR_FRAME_INTERVAL`): embed every `interval`-th frame (LoVR: 10,
+            or 30).
         num_frames (`int`, *optional*): embed `num_frames` uniformly spread frames instead (set for video towers).
         bgr (`bool`, defaults to `False`): reverse the channels, reproducing the original code's defect.
         resize_in_decoder (`bool`, defaults to `False`): let FFmpeg's scaler shrink frames to the size the image
@@ -49,7 +51,7 @@ class FrameSampling:
         batch_size (`int`, defaults to 32): frames (or clips, for a video tower) per model call.
     """
 
-    interval: int | None = 10
+    interval: int | None = LOVR_FRAME_INTERVAL
     num_frames: int | None = None
     bgr: bool = False
     resize_in_decoder: bool = False
@@ -256,7 +258,7 @@ def _cost_by_kind(job, work, decode, wall, frame_owners) -> dict[str, dict[str, 
     total = max(len(frame_owners), 1)
     shares: dict[str, float] = {}
     for owners in frame_owners.values():
-        for kind in {job.segments[s].kind for s in owners}:
+        for kind in dict.fromkeys(job.segments[s].kind for s in owners):  # a set's order changes per process
             shares[kind] = shares.get(kind, 0.0) + 1 / total
     costs = {}
     for kind, share in shares.items():

@@ -6,14 +6,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from lovr_metric.evaluation.protocol import LOVR_TASKS
 from lovr_metric.lovr_retrieval.retrieval import NDCG_CUTOFF
 
 RANDOM_WEIGHTS_WARNING = (
     "> **WARNING: random weights.** These numbers come from a tiny random-weight stand-in model built for offline "
     "tests. They are MEANINGLESS and must not be compared with or reported as results of any real model."
 )
-DIRECTIONS = {"text_to_video": "text → {item}", "video_to_text": "{item} → text"}
-ITEM = {"clip": "clip", "video": "video", "theme": "clip"}
 SHOW_IDS = 5  # failed ids named in a summary
 RANK_COLUMNS = ("mrr", f"ndcg@{NDCG_CUTOFF}", "median_rank", "mean_rank", "num_queries")
 
@@ -22,11 +21,11 @@ def _direction_rows(metrics: dict[str, dict]) -> list[tuple[str, dict[str, float
     """(label, {metric: value}) per granularity and direction, e.g. ("theme → clip", {"pass@1": 0.2, ...})."""
     rows = []
     for granularity, values in metrics.items():
-        for direction, label in DIRECTIONS.items():
+        task = LOVR_TASKS[granularity]
+        for direction in task.directions:
             found = {key[len(direction) + 1 :]: v for key, v in values.items() if key.startswith(direction + "_")}
             if found:
-                name = label.format(item=ITEM[granularity])
-                rows.append(("theme → clip" if granularity == "theme" else name, found))
+                rows.append((task.label(direction), found))
     return rows
 
 

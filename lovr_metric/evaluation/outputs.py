@@ -1,0 +1,85 @@
+"""The outputs of an evaluation: the `results.json` record, and the files written from it.
+
+    OUT/results.json   metrics per granularity, settings, revision, cost per clip and per video, failed videos
+    OUT/results.md     the Markdown table (`report.results_markdown`)
+    OUT/pass_at_k.png  pass@k against k, one line per direction (`report.plot_pass_at_k`)
+
+Only the main process writes them, after ranking.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+from lovr_common.provenance import is_random_weights
+from lovr_metric.evaluation.embed import Embedded
+from lovr_metric.evaluation.protocol import GRANULARITIES
+from lovr_metric.evaluation.ranking import Ranking
+from lovr_metric.evaluation.report import plot_pass_at_k, results_markdown
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What an evaluation ran on and with: the dataset, the cut-offs, each encoder's identity (model, revision,
+    family, ...) and the frame sampling."""
+
+    dataset: str
+    k_values: list[int]
+    visual: dict
+    text: dict
+    sampling: dict
+
+
+def results_record(run: RunSettings, ranking: Ranking, embedded: Embedded) -> dict:
+    """The dict written to results.json."""
+    random_weights = any(is_random_weights(m) for m in (run.visual["model"], run.text["model"]))
+    data = embedded.data
+    return {
+        "model": run.visual["model"],
+        "text_model": run.text["model"] if run.text["model"] != run.visual["model"] else None,
+        "revision": run.visual["revision"],
+        "random_weights": random_weights,
+        "dataset": run.dataset,
+        "settings": {
+            **run.sampling,
+            "granularity": [g for g in GRANULARITIES if g in ranking.metrics or g in ranking.unranked],
+            "k_values": run.k_values,
+            "encoder": run.visual,
+            "text_encoder": run.text,
+            "num_clips": len(data.clip_ids),
+            "num_videos": len(data.video_ids),
+            "missing": data.missing,
+            "random_weights": random_weights,
+        },
+        "metrics": ranking.metrics,
+        "unranked": ranking.unranked,
+        "cost_ms": embedded.costs(),
+        "num_video_files": len(data.jobs),
+        "num_failed_videos": len(ranking.failed),
+        "failed_videos": ranking.failed,
+        "toolkit_version": version("lovr-toolkit"),
+    }
+
+
+def write_outputs(results: dict, out: Path) -> None:
+    """Write results.json, results.md and pass_at_k.png of `results` into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+    (out / "results.md").write_text(results_markdown(results))
+    plot_pass_at_k(results, out / "pass_at_k.png")
+    if results["random_weights"]:
+        logger.warning("random-weight model: every number in %s is meaningless", out)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {value!r}")

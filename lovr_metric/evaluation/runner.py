@@ -1,0 +1,194 @@
+"""Evaluate any model on LoVR: load the dataset, embed (cached, distributed), rank, write the results.
+
+    python -m lovr_metric evaluate --dataset ./lovr --model openai/clip-vit-base-patch32 --output runs/clip
+    accelerate launch -m lovr_metric evaluate --dataset ./lovr --model openai/clip-vit-base-patch32 --output runs/clip
+
+Writes `OUT/results.json` (metrics per granularity, settings, revision, cost per clip and per video in ms with and
+without decoding, the video files that failed to decode, and why a requested granularity has no metric),
+`OUT/results.md` and `OUT/pass_at_k.png`. Video files are split between the processes; each writes its own cache
+shard and the main process merges them and computes the metrics.
+
+By default every granularity the dataset holds texts for is ranked. A requested granularity that produces no
+metric is an error (`NoMetricError`): one the dataset holds no texts for is refused before anything is embedded;
+one none of whose items could be embedded (say, an export read without `--video_root`) after the outputs of the
+others are written (nothing is written when no granularity ranked).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from accelerate import PartialState
+
+from lovr_metric.evaluation.cache import EmbeddingCache, folder_fingerprint
+from lovr_metric.evaluation.embed import Embedded, encode_texts, encode_videos, sync
+from lovr_metric.evaluation.encoders import EncoderConfig, TextEncoder, VideoEncoder, load_encoder
+from lovr_metric.evaluation.frames import FrameSampling
+from lovr_metric.evaluation.jobs import EvalData, plan
+from lovr_metric.evaluation.outputs import RunSettings, results_record, write_outputs
+from lovr_metric.evaluation.protocol import GRANULARITIES, LOVR_FRAME_INTERVAL, LOVR_TASKS
+from lovr_metric.evaluation.ranking import NoMetricError, Ranking, rank_tasks
+from lovr_metric.evaluation.registry import check_servable, get_baseline
+
+DEFAULT_CACHE_DIR = Path(os.environ.get("LOVR_EMBEDDING_CACHE", ".cache/lovr-embeddings"))
+
+
+@dataclass
+class EvaluateConfig:
+    """Arguments of `python -m lovr_metric evaluate` (and of `evaluate_model`)."""
+
+    dataset: str = field(metadata={"help": "An export folder (load_dataset(DIR, 'clips')) or a Hub dataset repo id."})
+    model: str = field(metadata={"help": "The clip/video encoder: a Hub id, a local folder or a registry name."})
+    output: str = field(metadata={"help": "Folder for results.json, results.md and pass_at_k.png."})
+    text_model: str | None = field(default=None, metadata={"help": "A separate text encoder (default: --model)."})
+    revision: str | None = field(default=None, metadata={"help": "Hub revision of --model."})
+    text_revision: str | None = field(default=None, metadata={"help": "Hub revision of --text_model."})
+    granularity: list[str] | None = field(
+        default=None,
+        metadata={"help": f"Any of {' '.join(GRANULARITIES)} (default: each one the dataset holds texts for); one "
+                  "the dataset cannot rank is an error."},
+    )  # fmt: skip
+    video_root: str | None = field(
+        default=None, metadata={"help": "Where clip_path/video_path start (default: --dataset)."}
+    )
+    interval: int | None = field(
+        default=None, metadata={"help": f"Embed every interval-th frame (default: {LOVR_FRAME_INTERVAL})."}
+    )
+    num_frames: int | None = field(default=None, metadata={"help": "Embed N uniform frames per clip instead."})
+    bgr: bool = field(default=False, metadata={"help": "Feed BGR frames, reproducing the original code's defect."})
+    resize_in_decoder: bool = field(
+        default=False, metadata={"help": "Resize frames with FFmpeg while decoding (faster, slightly other pixels)."}
+    )
+    batch_size: int = field(default=32, metadata={"help": "Frames (clips for a video tower) per model call."})
+    text_batch_size: int = field(default=256, metadata={"help": "Texts per model call."})
+    text_max_length: int | None = field(default=None, metadata={"help": "Token limit (default: registry/tokenizer)."})
+    dtype: str = field(default="auto", metadata={"help": "auto (half precision on GPU), float32, float16, bfloat16."})
+    family: str | None = field(default=None, metadata={"help": "Force an encoder family (default: detected)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow code shipped with the model to run."})
+    k_values: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50, 100], metadata={"help": "Cut-offs k."})
+    cache_dir: str = field(default=str(DEFAULT_CACHE_DIR), metadata={"help": "Embedding cache folder."})
+
+    def __post_init__(self):
+        if self.granularity is None:
+            return
+        unknown = sorted(set(self.granularity) - set(GRANULARITIES))
+        if unknown or not self.granularity:
+            raise ValueError(f"granularity={self.granularity}, expected a non-empty subset of {GRANULARITIES}")
+
+
+def _encoder_config(config: EvaluateConfig, model: str, revision: str | None) -> EncoderConfig:
+    baseline = get_baseline(model)
+    if baseline is not None:
+        check_servable(baseline, config.trust_remote_code)
+    return EncoderConfig(
+        model=baseline.repo_id if baseline else model,
+        revision=revision,
+        family=config.family if model == config.model else None,
+        dtype=config.dtype,
+        text_max_length=config.text_max_length or (baseline.text_max_length if baseline else None),
+        trust_remote_code=config.trust_remote_code,
+    )
+
+
+def _sampling(config: EvaluateConfig, encoder) -> FrameSampling:
+    common = {"bgr": config.bgr, "resize_in_decoder": config.resize_in_decoder, "batch_size": config.batch_size}
+    if isinstance(encoder, VideoEncoder):  # a video tower takes exactly its number of frames
+        return FrameSampling(interval=None, num_frames=encoder.num_frames, **common)
+    if config.num_frames:
+        return FrameSampling(interval=None, num_frames=config.num_frames, **common)
+    baseline = get_baseline(config.model)
+    default = baseline.frame_interval if baseline and baseline.frame_interval else LOVR_FRAME_INTERVAL
+    return FrameSampling(interval=config.interval or default, **common)
+
+
+def _identity(encoder_config: EncoderConfig, encoder) -> dict:
+    """What identifies an encoder's outputs: the cache key and the results' record of the model."""
+    model = getattr(encoder, "model", None)
+    commit = getattr(getattr(model, "config", None), "_commit_hash", None)
+    return {
+        "model": encoder_config.model,
+        "revision": encoder_config.revision or commit,
+        "fingerprint": folder_fingerprint(encoder_config.model),
+        "family": getattr(encoder, "family", type(encoder).__name__),
+        "dtype": str(getattr(encoder, "dtype", encoder_config.dtype)),
+        "text_max_length": getattr(encoder, "text_max_length", encoder_config.text_max_length),
+    }
+
+
+def load_rows(dataset: str) -> tuple[list[dict], list[dict], list[dict]]:
+    """The rows of the clips (every split), videos and themes (when present) configs of `dataset`."""
+    from datasets import get_dataset_config_names, load_dataset
+
+    def rows(name: str) -> list[dict]:
+        parts = load_dataset(dataset, name)
+        return [row for split in parts.values() for row in split]
+
+    themes = rows("themes") if "themes" in get_dataset_config_names(dataset) else []
+    return rows("clips"), rows("videos"), themes
+
+
+def _plan(config: EvaluateConfig, rows: tuple[list[dict], ...], video_root: Path) -> tuple[list[str], EvalData]:
+    """The granularities to rank (by default those the dataset holds texts for) and their plan; a requested one
+    without texts is refused here, before a model is loaded or anything embedded."""
+    requested = config.granularity or list(GRANULARITIES)
+    data = plan(*rows, video_root, requested)
+    textless = {g: f"the dataset holds no {LOVR_TASKS[g].description}" for g in requested if not data.queries[g]}
+    if config.granularity is None and textless and len(textless) < len(requested):
+        requested = [g for g in requested if g not in textless]
+        return requested, plan(*rows, video_root, requested)
+    if textless:
+        raise NoMetricError(Ranking(unranked=textless).no_metric_message(data, video_root, written=None))
+    return requested, data
+
+
+def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> dict | None:
+    """Run the evaluation; returns the results dict on the main process (None on the others).
+
+    `encoder` / `text_encoder` may be adapters (`lovr_metric.evaluation.encoders` protocols) used instead of
+    loading `model`. A video file that does not decode is left out and listed (`failed_videos` in the results).
+    Raises `NoMetricError` (a `ValueError`) when a requested granularity produced no metric, saying what was looked
+    for; the outputs are written first when another granularity did rank, and not at all when none did.
+    """
+    state = PartialState()
+    video_root = Path(config.video_root or config.dataset)
+    granularities, data = _plan(config, load_rows(config.dataset), video_root)
+
+    visual_config = _encoder_config(config, config.model, config.revision)
+    text_config = _encoder_config(config, config.text_model or config.model, config.text_revision)
+    encoder = encoder or load_encoder(visual_config, need="visual")
+    if text_encoder is None:
+        same = config.text_model in (None, config.model) and isinstance(encoder, TextEncoder)
+        text_encoder = encoder if same else load_encoder(text_config, need="text")
+    sampling = _sampling(config, encoder)
+
+    run = RunSettings(
+        dataset=config.dataset,
+        k_values=config.k_values,
+        visual=_identity(visual_config, encoder),
+        text=_identity(text_config, text_encoder),
+        sampling={k: v for k, v in dataclasses.asdict(sampling).items() if k != "batch_size"},
+    )
+    root, rank = Path(config.cache_dir), state.process_index
+    visual_cache = EmbeddingCache(root, visual_config.model, {**run.visual, **run.sampling}, rank)
+    text_cache = EmbeddingCache(root, text_config.model, {**run.text, "kind": "text"}, rank)
+
+    texts = [text for queries in data.queries.values() for text, _ in queries]
+    encode_texts(text_encoder, text_cache, texts, config.text_batch_size)
+    sync(text_cache)
+    encode_videos(encoder, visual_cache, data, sampling)
+    sync(visual_cache)
+    if not state.is_main_process:
+        return None
+
+    embedded = Embedded(texts=text_cache, items=visual_cache, data=data)
+    ranking = rank_tasks(granularities, embedded, config.k_values)
+    if not ranking.metrics:  # an earlier run's results in the same folder are worth more than empty ones
+        raise NoMetricError(ranking.no_metric_message(data, video_root, written=None))
+    results = results_record(run, ranking, embedded)
+    write_outputs(results, Path(config.output))
+    if ranking.unranked:
+        raise NoMetricError(ranking.no_metric_message(data, video_root, Path(config.output) / "results.json"))
+    return results
