@@ -39,5 +39,5 @@ def test_demo_end_to_end(tmp_path):
     staged = out / "publish"
     assert (staged / "dataset" / "README.md").exists()
     assert sorted(p.name for p in (staged / "space").iterdir()) == [
-        "README.md", "_retrieval_inputs.py", "app.py", "lovr_retrieval.py", "requirements.txt", "retrieval.py",
+        "README.md", "_retrieval_inputs.py", "_tiled_ranks.py", "app.py", "lovr_retrieval.py", "requirements.txt", "retrieval.py",
     ]  # fmt: skip

@@ -8,8 +8,9 @@ matrices and the per-text relevant ids travel as keyword arguments, which `Evalu
 `_compute` untouched. Call `compute` once with every input: `add_batch` would only stream gallery ids.
 
 This folder is the whole metric, as the Space holds it: `evaluate.load("ORG/lovr_retrieval")` downloads this file
-and the siblings it imports relatively at the start of a line (`retrieval.py`, `_retrieval_inputs.py`, which it
-imports too so that the loader fetches it for `retrieval.py`); `lovr_metric` re-exports the same maths.
+and the siblings it imports relatively at the start of a line (`retrieval.py`, and `_retrieval_inputs.py` and
+`_tiled_ranks.py`, which it imports too so that the loader fetches them for `retrieval.py`); `lovr_metric`
+re-exports the same maths.
 """
 
 import datasets
@@ -20,6 +21,9 @@ import evaluate
 import torch
 
 from ._retrieval_inputs import from_nested_lists
+
+# Imported for the loader only (see the module docstring): retrieval.py needs this file beside it.
+from ._tiled_ranks import pair_ranks
 from .retrieval import retrieval_metrics
 
 _CITATION = """\

@@ -192,7 +192,7 @@ def test_own_items_at_every_tile_position_with_ties_on_both_sides(
     # index, and scores of 0 are common. Each text's own video is its index (plus a shifted copy), so own items
     # fall at every position of the tiles, edges included. Zero pair scores get the sign `zero_sign` (-0.0 ==
     # 0.0, so no recount follows): "> -0.0" must count like "> 0.0".
-    import lovr_metric.lovr_retrieval.retrieval as retrieval
+    import lovr_metric.lovr_retrieval._tiled_ranks as retrieval
 
     def signed_zero_pair_scores(*args):
         scores = exact_pair_scores(*args)
@@ -345,7 +345,7 @@ def test_gpu_tensors_rank_on_gpu_like_cpu():
 def test_recount_when_pair_scores_differ_from_the_blocks(monkeypatch):
     # Force every pre-computed pair score one float step off, as a BLAS that computes a row differently in
     # another block would: the second pass must recount video -> text with the block values and still be exact.
-    import lovr_metric.lovr_retrieval.retrieval as retrieval
+    import lovr_metric.lovr_retrieval._tiled_ranks as retrieval
 
     exact_pair_scores = retrieval._pair_scores
     monkeypatch.setattr(
