@@ -1,7 +1,9 @@
 """The outputs of an evaluation: the `results.json` record, and the files written from it.
 
-    OUT/results.json   metrics per granularity, settings, revision, cost per clip and per video, failed videos
-    OUT/results.md     the Markdown table (`report.results_markdown`)
+    OUT/results.json     metrics per granularity and their intervals, protocol, dataset fingerprint, settings,
+                         revision, cost per clip and per video, failed videos
+    OUT/per_query.parquet  every query's ranks and top ids (`per_query`)
+    OUT/results.md       the Markdown table (`report.results_markdown`)
     OUT/pass_at_k.png  pass@k against k, one line per direction (`report.plot_pass_at_k`)
 
 Only the main process writes them, after ranking.
@@ -19,6 +21,7 @@ import numpy as np
 
 from lovr_common.provenance import is_random_weights
 from lovr_metric.evaluation.embed import Embedded
+from lovr_metric.evaluation.per_query import PER_QUERY_FILE, DirectionRanks, write_per_query
 from lovr_metric.evaluation.protocol import GRANULARITIES
 from lovr_metric.evaluation.ranking import Ranking
 from lovr_metric.evaluation.report import plot_pass_at_k, results_markdown
@@ -36,6 +39,9 @@ class RunSettings:
     visual: dict
     text: dict
     sampling: dict
+    dataset_fingerprint: str
+    bootstrap: dict
+    protocol: str = "default"
 
 
 def results_record(run: RunSettings, ranking: Ranking, embedded: Embedded) -> dict:
@@ -48,6 +54,8 @@ def results_record(run: RunSettings, ranking: Ranking, embedded: Embedded) -> di
         "revision": run.visual["revision"],
         "random_weights": random_weights,
         "dataset": run.dataset,
+        "protocol": run.protocol,
+        "dataset_fingerprint": run.dataset_fingerprint,
         "settings": {
             **run.sampling,
             "granularity": [g for g in GRANULARITIES if g in ranking.metrics or g in ranking.unranked],
@@ -60,6 +68,8 @@ def results_record(run: RunSettings, ranking: Ranking, embedded: Embedded) -> di
             "random_weights": random_weights,
         },
         "metrics": ranking.metrics,
+        "intervals": ranking.intervals,
+        "bootstrap": run.bootstrap,
         "unranked": ranking.unranked,
         "cost_ms": embedded.costs(),
         "num_video_files": len(data.jobs),
@@ -69,9 +79,10 @@ def results_record(run: RunSettings, ranking: Ranking, embedded: Embedded) -> di
     }
 
 
-def write_outputs(results: dict, out: Path) -> None:
-    """Write results.json, results.md and pass_at_k.png of `results` into `out`."""
+def write_outputs(results: dict, per_query: list[DirectionRanks], out: Path) -> None:
+    """Write results.json, per_query.parquet, results.md and pass_at_k.png of `results` into `out`."""
     out.mkdir(parents=True, exist_ok=True)
+    write_per_query(out / PER_QUERY_FILE, per_query)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
     (out / "results.md").write_text(results_markdown(results))
     plot_pass_at_k(results, out / "pass_at_k.png")

@@ -62,6 +62,7 @@ def results_markdown(results: dict) -> str:
     lines += ["| direction | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for label, values in rows:
         lines.append(f"| {label} | " + " | ".join(_cell(values.get(column)) for column in columns) + " |")
+    lines += _interval_lines(results, columns)
     lines += [
         "",
         "Pass@k is the share of queries with a relevant item in the top k (CLIP4Clip's R@k); recall@k, shown "
@@ -82,6 +83,27 @@ def results_markdown(results: dict) -> str:
     if summary:
         lines += [summary, ""]
     return "\n".join(lines)
+
+
+def _interval_lines(results: dict, columns: list[str]) -> list[str]:
+    """The intervals table: for each row and column of the metrics table, its bootstrap interval over queries."""
+    intervals, bootstrap = results.get("intervals") or {}, results.get("bootstrap") or {}
+    rows = [(label, values) for label, values in _direction_rows(intervals) if values]
+    if not rows:
+        return []
+    shown = [c for c in columns if c != "num_queries"]
+    lines = [
+        "",
+        f"{100 * bootstrap['confidence']:g}% bootstrap intervals over queries ({bootstrap['num_resamples']} resampled "
+        f"query sets, seed {bootstrap['seed']}; `per_query.parquet` holds every query's ranks):",
+        "",
+        "| direction | " + " | ".join(shown) + " |",
+        "|---" * (len(shown) + 1) + "|",
+    ]
+    for label, values in rows:
+        cells = [f"[{values[c][0]:.4f}, {values[c][1]:.4f}]" if c in values else "" for c in shown]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def failure_summary(results: dict) -> str:

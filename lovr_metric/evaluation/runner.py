@@ -3,9 +3,10 @@
     python -m lovr_metric evaluate --dataset ./lovr --model openai/clip-vit-base-patch32 --output runs/clip
     accelerate launch -m lovr_metric evaluate --dataset ./lovr --model openai/clip-vit-base-patch32 --output runs/clip
 
-Writes `OUT/results.json` (metrics per granularity, settings, revision, cost per clip and per video in ms with and
-without decoding, the video files that failed to decode, and why a requested granularity has no metric),
-`OUT/results.md` and `OUT/pass_at_k.png`. Video files are split between the processes; each writes its own cache
+Writes `OUT/results.json` (metrics per granularity with their bootstrap intervals over queries, the protocol and a
+fingerprint of the dataset rows, settings, revision, cost per clip and per video in ms with and without decoding,
+the video files that failed to decode, and why a requested granularity has no metric), `OUT/per_query.parquet`
+(every query's ranks and top ids), `OUT/results.md` and `OUT/pass_at_k.png`. Video files are split between the processes; each writes its own cache
 shard and the main process merges them and computes the metrics.
 
 By default every granularity the dataset holds texts for is ranked. A requested granularity that produces no
@@ -17,6 +18,8 @@ others are written (nothing is written when no granularity ranked).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +33,9 @@ from lovr_metric.evaluation.frames import FrameSampling
 from lovr_metric.evaluation.jobs import EvalData, plan
 from lovr_metric.evaluation.outputs import RunSettings, results_record, write_outputs
 from lovr_metric.evaluation.protocol import GRANULARITIES, LOVR_FRAME_INTERVAL, LOVR_TASKS
-from lovr_metric.evaluation.ranking import NoMetricError, Ranking, rank_tasks
+from lovr_metric.evaluation.ranking import NoMetricError, Ranking, RankOptions, rank_tasks
 from lovr_metric.evaluation.registry import check_servable, get_baseline
+from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("LOVR_EMBEDDING_CACHE", ".cache/lovr-embeddings"))
 
@@ -70,8 +74,17 @@ class EvaluateConfig:
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow code shipped with the model to run."})
     k_values: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50, 100], metadata={"help": "Cut-offs k."})
     cache_dir: str = field(default=str(DEFAULT_CACHE_DIR), metadata={"help": "Embedding cache folder."})
+    bootstrap_resamples: int = field(
+        default=DEFAULT_RESAMPLES, metadata={"help": "Resampled query sets of the metrics' intervals (0: none)."}
+    )
+    bootstrap_seed: int = field(default=DEFAULT_SEED, metadata={"help": "Seed of the bootstrap."})
+    confidence: float = field(default=DEFAULT_CONFIDENCE, metadata={"help": "Level of the bootstrap intervals."})
 
     def __post_init__(self):
+        if self.bootstrap_resamples < 0:
+            raise ValueError(f"bootstrap_resamples={self.bootstrap_resamples}: expected 0 (no intervals) or more")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence={self.confidence}: expected a number strictly between 0 and 1")
         if self.granularity is None:
             return
         unknown = sorted(set(self.granularity) - set(GRANULARITIES))
@@ -130,6 +143,18 @@ def load_rows(dataset: str) -> tuple[list[dict], list[dict], list[dict]]:
     return rows("clips"), rows("videos"), themes
 
 
+def dataset_fingerprint(rows: tuple[list[dict], ...]) -> str:
+    """A hash of every row of the clips, videos and themes configs (values, in order): two runs with the same
+    fingerprint ranked the same queries against the same galleries."""
+    digest = hashlib.sha256()
+    for name, part in zip(("clips", "videos", "themes"), rows, strict=True):
+        digest.update(f"{name}:{len(part)}\n".encode())
+        for row in part:
+            digest.update(json.dumps(row, sort_keys=True, default=str).encode())
+            digest.update(b"\n")
+    return digest.hexdigest()[:16]
+
+
 def _plan(config: EvaluateConfig, rows: tuple[list[dict], ...], video_root: Path) -> tuple[list[str], EvalData]:
     """The granularities to rank (by default those the dataset holds texts for) and their plan; a requested one
     without texts is refused here, before a model is loaded or anything embedded."""
@@ -154,7 +179,8 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
     """
     state = PartialState()
     video_root = Path(config.video_root or config.dataset)
-    granularities, data = _plan(config, load_rows(config.dataset), video_root)
+    rows = load_rows(config.dataset)
+    granularities, data = _plan(config, rows, video_root)
 
     visual_config = _encoder_config(config, config.model, config.revision)
     text_config = _encoder_config(config, config.text_model or config.model, config.text_revision)
@@ -170,7 +196,10 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
         visual=_identity(visual_config, encoder),
         text=_identity(text_config, text_encoder),
         sampling={k: v for k, v in dataclasses.asdict(sampling).items() if k != "batch_size"},
-    )
+        dataset_fingerprint=dataset_fingerprint(rows),
+        bootstrap={"num_resamples": config.bootstrap_resamples, "confidence": config.confidence,
+                   "seed": config.bootstrap_seed, "method": "percentile, queries resampled with replacement"},
+    )  # fmt: skip
     root, rank = Path(config.cache_dir), state.process_index
     visual_cache = EmbeddingCache(root, visual_config.model, {**run.visual, **run.sampling}, rank)
     text_cache = EmbeddingCache(root, text_config.model, {**run.text, "kind": "text"}, rank)
@@ -184,11 +213,12 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
         return None
 
     embedded = Embedded(texts=text_cache, items=visual_cache, data=data)
-    ranking = rank_tasks(granularities, embedded, config.k_values)
+    options = RankOptions(config.k_values, config.bootstrap_resamples, config.confidence, config.bootstrap_seed)
+    ranking = rank_tasks(granularities, embedded, options)
     if not ranking.metrics:  # an earlier run's results in the same folder are worth more than empty ones
         raise NoMetricError(ranking.no_metric_message(data, video_root, written=None))
     results = results_record(run, ranking, embedded)
-    write_outputs(results, Path(config.output))
+    write_outputs(results, ranking.per_query, Path(config.output))
     if ranking.unranked:
         raise NoMetricError(ranking.no_metric_message(data, video_root, Path(config.output) / "results.json"))
     return results

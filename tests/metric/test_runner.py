@@ -16,14 +16,16 @@ import torch
 from datasets import load_dataset
 
 from lovr_metric.__main__ import main
+from lovr_metric.evaluation.per_query import read_per_query
 from lovr_metric.evaluation.report import RANDOM_WEIGHTS_WARNING
 from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 from tests.conftest import accelerate_launch
 
 from .encode_data import BROKEN, lovr_export, official_export, tiny_models  # noqa: F401
 
-TOP_KEYS = {"model", "text_model", "revision", "random_weights", "dataset", "settings", "metrics", "unranked",
-            "cost_ms", "num_video_files", "num_failed_videos", "failed_videos", "toolkit_version"}  # fmt: skip
+TOP_KEYS = {"model", "text_model", "revision", "random_weights", "dataset", "protocol", "dataset_fingerprint",
+            "settings", "metrics", "intervals", "bootstrap", "unranked", "cost_ms", "num_video_files",
+            "num_failed_videos", "failed_videos", "toolkit_version"}  # fmt: skip
 COST_KEYS = {"decode", "preprocess", "encode", "total_with_io", "total_without_io"}
 
 
@@ -61,9 +63,26 @@ def test_evaluate_writes_results_table_and_plot(tmp_path, lovr_export, tiny_mode
         assert {"text_to_video_pass@1", "text_to_video_pass@2", "video_to_text_mrr"} <= set(values)
         assert 0.0 <= values["text_to_video_pass@1"] <= values["text_to_video_pass@2"] <= 1.0
 
+    # Every metric has its bootstrap interval, which holds it; every query is in per_query.parquet.
+    assert results["protocol"] == "default" and len(results["dataset_fingerprint"]) == 16
+    for granularity, values in results["metrics"].items():
+        intervals = results["intervals"][granularity]
+        assert set(intervals) == set(values) - {"num_skipped_texts", "text_to_video_num_queries",
+                                                "video_to_text_num_queries"}  # fmt: skip
+        assert all(intervals[key][0] <= values[key] <= intervals[key][1] for key in intervals)
+    per_query = read_per_query(tmp_path / "out" / "per_query.parquet")
+    assert sorted(per_query) == [("clip", "text_to_video"), ("clip", "video_to_text"), ("video", "text_to_video"),
+                                 ("video", "video_to_text")]  # fmt: skip
+    for (granularity, direction), ranks in per_query.items():
+        assert len(ranks.query_ids) == results["metrics"][granularity][f"{direction}_num_queries"]
+        mrr = float(np.mean([1 / r[0] for r in ranks.relevant_ranks]))
+        assert mrr == pytest.approx(results["metrics"][granularity][f"{direction}_mrr"])
+
     table = (tmp_path / "out" / "results.md").read_text()
     assert RANDOM_WEIGHTS_WARNING in table and "| text → clip |" in table and "| video → text |" in table
+    assert "95% bootstrap intervals over queries (1000 resampled query sets, seed 0" in table
     assert f"1 of 3 video files could not be decoded ({BROKEN})" in table
+    table = table.split("bootstrap intervals over queries")[0]  # the metrics table, above the intervals
     # The columns follow --k-values 1 2, and every cell of the four rows is filled.
     header = "| direction | pass@1 | pass@2 | mrr | ndcg@10 | median_rank | mean_rank | num_queries |"
     rows = [line for line in table.splitlines() if line.startswith("| ") and " → " in line]

@@ -1,0 +1,130 @@
+"""Compare two evaluation runs query by query: per-metric deltas with a paired interval and p-value.
+
+    python -m lovr_metric compare runs/clip runs/siglip [--num_resamples 1000] [--seed 0] [--output delta.json]
+
+Both runs must come from the same protocol on the same dataset rows (`protocol` and `dataset_fingerprint` in their
+`results.json`); otherwise their numbers measure different things and the comparison is refused. The queries of
+each direction are paired by id; a query only one run ranked (its item failed to decode in the other) is left out
+and counted. Deltas are run B minus run A; see `uncertainty.paired_comparison` for the interval and the p-value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lovr_metric.evaluation.per_query import PER_QUERY_FILE, DirectionRanks, metric_values, read_per_query
+from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, paired_comparison
+
+RESULTS_FILE = "results.json"
+# Fields of results.json that must be equal for two runs to be comparable.
+COMPARABLE = ("protocol", "dataset_fingerprint")
+
+
+@dataclass
+class CompareConfig:
+    """Arguments of `python -m lovr_metric compare`."""
+
+    run_a: str = field(metadata={"help": "The first run's --output folder (the baseline)."})
+    run_b: str = field(metadata={"help": "The second run's --output folder; deltas are B - A."})
+    num_resamples: int = field(default=DEFAULT_RESAMPLES, metadata={"help": "Bootstrap and permutation resamples."})
+    confidence: float = field(default=DEFAULT_CONFIDENCE, metadata={"help": "Level of the delta's interval."})
+    seed: int = field(default=DEFAULT_SEED, metadata={"help": "Seed of the resampling."})
+    output: str | None = field(default=None, metadata={"help": "Also write the comparison as JSON here."})
+
+
+def load_run(folder: str | Path) -> tuple[dict, dict[tuple[str, str], DirectionRanks]]:
+    """A run's `results.json` and its per-query ranks; a clear error when the folder is not a complete run."""
+    folder = Path(folder)
+    results_path = folder / RESULTS_FILE
+    if not results_path.is_file():
+        raise ValueError(f"{folder} holds no {RESULTS_FILE}: expected the --output folder of `lovr_metric evaluate`")
+    results = json.loads(results_path.read_text())
+    missing = [name for name in COMPARABLE if name not in results]
+    if missing:
+        raise ValueError(f"{results_path} has no {missing}: it was written by an older toolkit; evaluate again")
+    return results, read_per_query(folder / PER_QUERY_FILE)
+
+
+def check_comparable(runs: dict[str, dict]) -> None:
+    """Refuse runs (by folder) whose protocol or dataset fingerprint differ, naming each run's value."""
+    for name in COMPARABLE:
+        values = {folder: json.dumps(results[name], sort_keys=True) for folder, results in runs.items()}
+        if len(set(values.values())) > 1:
+            listed = "; ".join(f"{folder}: {value}" for folder, value in values.items())
+            raise ValueError(f"runs with different {name} are not comparable ({listed})")
+
+
+def _common_ks(results_a: dict, results_b: dict, granularity: str, direction: str) -> list[int]:
+    def ks(results):
+        metrics = results["metrics"].get(granularity, {})
+        return {int(m.group(1)) for key in metrics if (m := re.fullmatch(rf"{direction}_pass@(\d+)", key))}
+
+    return sorted(ks(results_a) & ks(results_b))
+
+
+def _paired(a: DirectionRanks, b: DirectionRanks, ks: list[int]):
+    """Both directions' per-query values on the queries both ranked, in one order, and how many were left out."""
+    rows_b = {query: i for i, query in enumerate(b.query_ids)}
+    common = [(i, rows_b[q]) for i, q in enumerate(a.query_ids) if q in rows_b]
+    if not common:
+        raise ValueError(f"{a.granularity} {a.direction}: the two runs ranked no query in common")
+    left_out = len(a.query_ids) + len(b.query_ids) - 2 * len(common)
+    index_a, index_b = (np.array(ix) for ix in zip(*common, strict=True))
+    values_a = {name: v[index_a] for name, v in metric_values(a, ks).items()}
+    values_b = {name: v[index_b] for name, v in metric_values(b, ks).items()}
+    return values_a, values_b, len(common), left_out
+
+
+def compare_runs(config: CompareConfig) -> dict:
+    """`{"run_a", "run_b", "protocol", "dataset_fingerprint", "settings", "directions": [...]}`; each direction
+    lists per metric `a`, `b`, `delta`, `low`, `high`, `p_value`, and its `num_queries` and `num_left_out`."""
+    (results_a, ranks_a), (results_b, ranks_b) = load_run(config.run_a), load_run(config.run_b)
+    check_comparable({config.run_a: results_a, config.run_b: results_b})
+    directions = []
+    for key in [k for k in ranks_a if k in ranks_b]:
+        ks = _common_ks(results_a, results_b, *key)
+        values_a, values_b, num_queries, left_out = _paired(ranks_a[key], ranks_b[key], ks)
+        metrics = paired_comparison(
+            values_a, values_b, num_resamples=config.num_resamples, confidence=config.confidence, seed=config.seed
+        )
+        granularity, direction = key
+        directions.append({"granularity": granularity, "direction": direction, "num_queries": num_queries,
+                           "num_left_out": left_out, "metrics": metrics})  # fmt: skip
+    if not directions:
+        raise ValueError(f"{config.run_a} and {config.run_b} share no ranked granularity and direction")
+    return {
+        "run_a": config.run_a,
+        "run_b": config.run_b,
+        "protocol": results_a["protocol"],
+        "dataset_fingerprint": results_a["dataset_fingerprint"],
+        "settings": {"num_resamples": config.num_resamples, "confidence": config.confidence, "seed": config.seed},
+        "directions": directions,
+    }
+
+
+def comparison_markdown(comparison: dict) -> str:
+    """The comparison as a Markdown table, one row per granularity, direction and metric."""
+    level = f"{100 * comparison['settings']['confidence']:g}%"
+    lines = [
+        f"# LoVR comparison: B = `{comparison['run_b']}` vs A = `{comparison['run_a']}`",
+        "",
+        f"Deltas are B - A; {level} paired-bootstrap interval; two-sided paired permutation p-value "
+        f"({comparison['settings']['num_resamples']} resamples, seed {comparison['settings']['seed']}).",
+        "",
+        f"| granularity | direction | metric | A | B | delta | {level} interval | p |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for d in comparison["directions"]:
+        for name, m in d["metrics"].items():
+            lines.append(
+                f"| {d['granularity']} | {d['direction']} | {name} | {m['a']:.4f} | {m['b']:.4f} | {m['delta']:+.4f} "
+                f"| [{m['low']:+.4f}, {m['high']:+.4f}] | {m['p_value']:.4f} |"
+            )
+        if d["num_left_out"]:
+            lines.append(f"| {d['granularity']} | {d['direction']} | queries left out | | | {d['num_left_out']} | | |")
+    return "\n".join(lines) + "\n"

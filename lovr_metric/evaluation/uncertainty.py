@@ -1,0 +1,133 @@
+"""Uncertainty of retrieval metrics over the queries: seeded bootstrap intervals and paired comparisons.
+
+Every LoVR metric is a statistic over queries of a per-query value (`retrieval.per_query_values`, aggregated by `retrieval.metric_statistic`): the mean of
+pass@k indicators, recall fractions, reciprocal ranks, nDCG gains, first-relevant ranks, or their median. The
+uncertainty here is that of the query sample: resample the queries with replacement, recompute the statistic.
+
+- `bootstrap_intervals`: percentile intervals of each metric (one resample set shared by all metrics of a
+  direction, so the intervals are those of the same resampled query sets).
+- `paired_comparison`: two runs on the same queries. The delta's interval resamples the queries of both runs
+  together (paired bootstrap); its p-value is that of a paired permutation test: under "no difference" each
+  query's two values are exchangeable, so they are swapped at random and the delta recomputed
+  (two-sided, `(1 + #{|delta*| >= |delta|}) / (1 + resamples)`).
+
+Both work on per-query values (ranks, not scores): their cost does not depend on the gallery size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from lovr_metric.lovr_retrieval.retrieval import metric_statistic as statistic
+
+DEFAULT_RESAMPLES = 1000
+DEFAULT_CONFIDENCE = 0.95
+DEFAULT_SEED = 0
+# Resampled query sets drawn (and held) at a time: bounds memory to `_BATCH x queries` values per metric.
+_BATCH = 200
+
+
+def _check(values: Mapping[str, np.ndarray], what: str) -> int:
+    lengths = {name: np.shape(v) for name, v in values.items()}
+    shapes = set(lengths.values())
+    if len(shapes) != 1 or len(next(iter(shapes))) != 1:
+        raise ValueError(f"{what}: expected one 1-D array per metric, all of one length, got shapes {lengths}")
+    (num_queries,) = shapes.pop()
+    if num_queries == 0:
+        raise ValueError(f"{what}: no queries to resample")
+    return num_queries
+
+
+def _check_settings(num_resamples: int, confidence: float) -> None:
+    if isinstance(num_resamples, bool) or not isinstance(num_resamples, int) or num_resamples < 1:
+        raise ValueError(f"num_resamples={num_resamples!r}: expected a positive int")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence={confidence!r}: expected a number strictly between 0 and 1")
+
+
+def resample_indices(num_queries: int, num_resamples: int, seed: int):
+    """Batches of resampled query indices, `(batch, num_queries)` each, `num_resamples` rows in all, drawn from
+    one seeded generator in order (so the batching does not change the draws)."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, num_resamples, _BATCH):
+        yield rng.integers(0, num_queries, size=(min(_BATCH, num_resamples - start), num_queries))
+
+
+def _resampled_statistics(values: Mapping[str, np.ndarray], num_resamples: int, seed: int) -> dict[str, np.ndarray]:
+    num_queries = _check(values, "bootstrap")
+    arrays = {name: np.asarray(v, dtype=np.float64) for name, v in values.items()}
+    out = {name: [] for name in arrays}
+    for indices in resample_indices(num_queries, num_resamples, seed):
+        for name, array in arrays.items():
+            out[name].append(statistic(name)(array[indices], axis=1))
+    return {name: np.concatenate(parts) for name, parts in out.items()}
+
+
+def bootstrap_intervals(
+    values: Mapping[str, np.ndarray],
+    *,
+    num_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of each metric, from its per-query values (`{metric: (num_queries,)}`)."""
+    _check_settings(num_resamples, confidence)
+    tail = (1 - confidence) / 2
+    return {
+        name: (float(np.quantile(stats, tail)), float(np.quantile(stats, 1 - tail)))
+        for name, stats in _resampled_statistics(values, num_resamples, seed).items()
+    }
+
+
+def paired_comparison(
+    values_a: Mapping[str, np.ndarray],
+    values_b: Mapping[str, np.ndarray],
+    *,
+    num_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, dict[str, float]]:
+    """Per metric: `a`, `b`, `delta` (b - a), the paired-bootstrap interval of the delta (`low`, `high`) and the
+    paired permutation p-value. Both runs' arrays must list the same queries in the same order."""
+    _check_settings(num_resamples, confidence)
+    if set(values_a) != set(values_b):
+        raise ValueError(
+            f"paired comparison: the runs have different metrics: {sorted(set(values_a) ^ set(values_b))}"
+        )
+    num_queries = _check({**{f"a:{k}": v for k, v in values_a.items()}, **{f"b:{k}": v for k, v in values_b.items()}},
+                         "paired comparison")  # fmt: skip
+    a = {name: np.asarray(v, dtype=np.float64) for name, v in values_a.items()}
+    b = {name: np.asarray(values_b[name], dtype=np.float64) for name in a}
+    observed = {name: float(statistic(name)(b[name]) - statistic(name)(a[name])) for name in a}
+
+    deltas = {name: [] for name in a}
+    for indices in resample_indices(num_queries, num_resamples, seed):
+        for name in a:
+            stat = statistic(name)
+            deltas[name].append(stat(b[name][indices], axis=1) - stat(a[name][indices], axis=1))
+
+    extreme = dict.fromkeys(a, 0)
+    rng = np.random.default_rng(seed + 1)
+    for start in range(0, num_resamples, _BATCH):
+        swap = rng.random((min(_BATCH, num_resamples - start), num_queries)) < 0.5
+        for name in a:
+            stat = statistic(name)
+            permuted = stat(np.where(swap, a[name], b[name]), axis=1) - stat(np.where(swap, b[name], a[name]), axis=1)
+            # A tolerance, so that float noise on an exactly equal delta still counts it as extreme.
+            extreme[name] += int(np.sum(np.abs(permuted) >= abs(observed[name]) - 1e-12))
+
+    tail = (1 - confidence) / 2
+    out = {}
+    for name in a:
+        resampled = np.concatenate(deltas[name])
+        out[name] = {
+            "a": float(statistic(name)(a[name])),
+            "b": float(statistic(name)(b[name])),
+            "delta": observed[name],
+            "low": float(np.quantile(resampled, tail)),
+            "high": float(np.quantile(resampled, 1 - tail)),
+            "p_value": (1 + extreme[name]) / (1 + num_resamples),
+        }
+    return out

@@ -1,0 +1,156 @@
+"""per_query.parquet, `compare` and `leaderboard`: hand-made runs with values derived by hand, refusals of runs that
+do not measure the same thing, and the command line on two real `evaluate` runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from lovr_metric.__main__ import main
+from lovr_metric.evaluation.compare import CompareConfig, compare_runs
+from lovr_metric.evaluation.leaderboard import LeaderboardConfig, load_entries, write_leaderboard
+from lovr_metric.evaluation.per_query import (
+    DirectionRanks,
+    metric_values,
+    read_per_query,
+    top_indices,
+    write_per_query,
+)
+from lovr_metric.evaluation.ranking import query_ids
+
+from .encode_data import lovr_export, tiny_models  # noqa: F401
+
+
+def make_run(folder, first_ranks, *, model="m", fingerprint="rows-1", protocol="default", intervals=None):
+    """A run folder holding results.json and per_query.parquet for one direction whose queries q0, q1, ... have
+    their one relevant item at `first_ranks`."""
+    folder.mkdir(parents=True)
+    ids = [f"q{i}" for i in range(len(first_ranks))]
+    ranks = DirectionRanks("clip", "text_to_video", ids, [np.array([r]) for r in first_ranks], [[] for _ in ids])
+    write_per_query(folder / "per_query.parquet", [ranks])
+    metrics = {f"text_to_video_{name}": float(np.mean(v)) for name, v in metric_values(ranks, [1, 2]).items()}
+    results = {"model": model, "text_model": None, "random_weights": False, "protocol": protocol,
+               "dataset_fingerprint": fingerprint, "metrics": {"clip": metrics},
+               "intervals": {"clip": intervals or {}}}  # fmt: skip
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def test_per_query_round_trip_and_pairs():
+    ranks = DirectionRanks.from_pairs("video", "video_to_text", ["a", "b", "c"], [2, 0, 0, 2], [4, 3, 1, 2],
+                                      [["x"], ["y"], ["z"]])  # fmt: skip
+    # Queries in row order, each with its relevant ranks ascending; the query with no pair (b) is not a query.
+    assert ranks.query_ids == ["a", "c"] and [r.tolist() for r in ranks.relevant_ranks] == [[1, 3], [2, 4]]
+    assert ranks.top_ids == [["x"], ["z"]]
+    values = metric_values(ranks, [1, 2])
+    assert values["pass@1"].tolist() == [1.0, 0.0] and values["recall@2"].tolist() == [0.5, 0.5]
+    assert values["mrr"].tolist() == [1.0, 0.5]
+
+
+def test_per_query_file_round_trip(tmp_path):
+    ranks = DirectionRanks("clip", "text_to_video", ["q1", "q2"], [np.array([1, 5]), np.array([3])],
+                           [["c1", "c2"], ["c3", "c1"]])  # fmt: skip
+    write_per_query(tmp_path / "p.parquet", [ranks])
+    back = read_per_query(tmp_path / "p.parquet")[("clip", "text_to_video")]
+    assert back.query_ids == ["q1", "q2"] and back.top_ids == [["c1", "c2"], ["c3", "c1"]]
+    assert [r.tolist() for r in back.relevant_ranks] == [[1, 5], [3]]
+    with pytest.raises(ValueError, match="does not exist"):
+        read_per_query(tmp_path / "missing.parquet")
+
+
+def test_top_indices_follow_the_stable_tie_rule():
+    gallery = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.6, 0.8], [1.0, 0.0]])
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # Query 0 ties rows 0, 2 and 4 (score 1): earlier rows first, and the third tie is cut at k=2.
+    assert top_indices(queries, gallery, k=2).tolist() == [[0, 2], [1, 3]]
+    assert top_indices(queries, gallery, k=4).tolist() == [[0, 2, 4, 3], [1, 3, 0, 2]]
+    ranks = np.argsort(-(queries @ gallery.T).numpy(), axis=1, kind="stable")[:, :4]
+    assert top_indices(queries, gallery, k=4, rows=1).tolist() == ranks.tolist()
+
+
+def test_query_ids_of_texts_about_one_item():
+    assert query_ids(["a", "b", "a", "a"]) == ["a", "b", "a#2", "a#3"]
+
+
+def test_compare_by_hand(tmp_path):
+    # pass@1: A = 2/4, B = 4/4, delta 0.5. Per query, B - A is (0, 0, 1, 1): a random swap of each pair gives
+    # (s3 + s4) / 4, which reaches |0.5| when the two signs agree: p = 1/2.
+    a = make_run(tmp_path / "a", [1, 1, 2, 3])
+    b = make_run(tmp_path / "b", [1, 1, 1, 1])
+    comparison = compare_runs(CompareConfig(str(a), str(b), num_resamples=20000, seed=3))
+    (direction,) = comparison["directions"]
+    assert direction["num_queries"] == 4 and direction["num_left_out"] == 0
+    pass1 = direction["metrics"]["pass@1"]
+    assert (pass1["a"], pass1["b"], pass1["delta"]) == (0.5, 1.0, 0.5)
+    assert pass1["p_value"] == pytest.approx(0.5, abs=0.02)
+    mrr = direction["metrics"]["mrr"]
+    assert mrr["delta"] == pytest.approx(1 - (1 + 1 + 1 / 2 + 1 / 3) / 4)
+
+
+def test_compare_pairs_queries_by_id(tmp_path):
+    a = make_run(tmp_path / "a", [1, 2, 3])
+    b = make_run(tmp_path / "b", [1, 2])  # q2 was not ranked in B
+    (direction,) = compare_runs(CompareConfig(str(a), str(b), num_resamples=50))["directions"]
+    assert direction["num_queries"] == 2 and direction["num_left_out"] == 1
+    assert direction["metrics"]["mrr"]["delta"] == 0.0
+
+
+@pytest.mark.parametrize("field, value", [("fingerprint", "rows-2"), ("protocol", "lovr-original")])
+def test_runs_of_other_rows_or_protocol_are_refused(tmp_path, field, value):
+    a = make_run(tmp_path / "a", [1, 2])
+    b = make_run(tmp_path / "b", [1, 2], **{field: value})
+    name = "dataset_fingerprint" if field == "fingerprint" else "protocol"
+    with pytest.raises(ValueError, match=f"runs with different {name} are not comparable"):
+        compare_runs(CompareConfig(str(a), str(b)))
+    with pytest.raises(ValueError, match="not comparable"):
+        load_entries([str(a), str(b)])
+
+
+def test_a_folder_that_is_no_run_is_named(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no results.json"):
+        compare_runs(CompareConfig(str(tmp_path / "empty"), str(tmp_path / "empty")))
+    assert main(["compare", str(tmp_path / "empty"), str(tmp_path / "empty")]) == 1
+
+
+def test_leaderboard_sorts_best_first_and_shows_intervals(tmp_path):
+    weak = make_run(tmp_path / "weak", [2, 3], model="weak", intervals={"text_to_video_pass@1": [0.0, 0.0]})
+    strong = make_run(tmp_path / "strong", [1, 1], model="strong", intervals={"text_to_video_pass@1": [1.0, 1.0]})
+    markdown, image = write_leaderboard(LeaderboardConfig([str(weak), str(strong)], str(tmp_path / "board")))
+    rows = [line for line in markdown.read_text().splitlines() if line.startswith("| `")]
+    assert rows[0].startswith("| `strong` | 1.0000 [1.0000, 1.0000] |") and rows[1].startswith("| `weak` | 0.0000")
+    assert image.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_and_leaderboard_commands_on_real_runs(tmp_path, lovr_export, tiny_models):  # noqa: F811
+    export, videos_dir = lovr_export
+    for name in ("clip", "siglip"):
+        command = [sys.executable, "-m", "lovr_metric", "evaluate", "--dataset", str(export), "--model",
+                   str(tiny_models[name]), "--output", str(tmp_path / name), "--video_root", str(videos_dir),
+                   "--interval", "4", "--k_values", "1", "2", "--cache_dir", str(tmp_path / "cache")]  # fmt: skip
+        assert subprocess.run(command, capture_output=True, text=True).returncode == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "lovr_metric", "compare", str(tmp_path / "clip"), str(tmp_path / "siglip"),
+         "--num_resamples", "200", "--output", str(tmp_path / "delta.json")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "| clip | text_to_video | pass@1 |" in done.stdout
+    comparison = json.loads((tmp_path / "delta.json").read_text())
+    per_query = {name: read_per_query(tmp_path / name / "per_query.parquet") for name in ("clip", "siglip")}
+    for d in comparison["directions"]:
+        key = (d["granularity"], d["direction"])
+        a, b = (float(np.mean([1 / r[0] for r in per_query[n][key].relevant_ranks])) for n in ("clip", "siglip"))
+        assert d["metrics"]["mrr"]["delta"] == pytest.approx(b - a)
+    done = subprocess.run([sys.executable, "-m", "lovr_metric", "leaderboard", str(tmp_path / "clip"),
+                           str(tmp_path / "siglip"), "--output", str(tmp_path / "board")],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    board = (tmp_path / "board" / "leaderboard.md").read_text()
+    rows = [line for line in board.splitlines() if line.startswith("| `")]
+    assert len(rows) == 2 and all("(RANDOM WEIGHTS: meaningless)" in row for row in rows)
