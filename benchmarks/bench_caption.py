@@ -20,6 +20,7 @@ from pathlib import Path
 
 from generation.backends import GenerationParams, TransformersBackend
 from generation.caption import CaptionSettings, caption_clips, clips_from_segments
+from lovr_common.run_folder import SEGMENTS, clip_id_of
 from lovr_common.video import probe
 from lovr_standins.tiny_models import tiny_model_path
 from lovr_standins.videos import sample_video
@@ -32,7 +33,7 @@ def write_segments(workdir: Path, num_clips: int) -> None:
     step = video.duration / num_clips
     clips = [
         {
-            "clip_id": f"bikes-Scene-{n + 1:03d}",
+            "clip_id": clip_id_of("bikes", n + 1),
             "clip_index": n + 1,
             "start": round(n * step, 3),
             "end": round((n + 1) * step, 3),
@@ -57,7 +58,7 @@ def write_segments(workdir: Path, num_clips: int) -> None:
         "status": "ok",
     }
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "segments.jsonl").write_text(json.dumps(record) + "\n")
+    SEGMENTS.path(workdir).write_text(json.dumps(record) + "\n")
 
 
 def time_in_process(clips: list[dict], backend, params: GenerationParams, batch_size: int) -> float:

@@ -10,7 +10,7 @@ processor, the path that works without torchvision. Prompts and sampling setting
 recorded with every caption. Records are keyed by clip id: a clip that fails gets `status: failed` with the
 reason (also in `W/failures.jsonl`) and can never shift a caption onto another clip. A rerun skips clips already
 captioned and retries failed ones; the exit status is non-zero when clips failed. The run folder is locked for the
-whole stage (`generation._stage.workdir_lock`): a second run on it is refused. A damaged `segments.jsonl` (a
+whole stage (`lovr_common.run_folder.workdir_lock`): a second run on it is refused. A damaged `segments.jsonl` (a
 malformed or cut-short line, a video id on two lines) is an error naming the file and line.
 """
 
@@ -24,12 +24,20 @@ from pathlib import Path
 
 import numpy as np
 from accelerate import PartialState
-from transformers import HfArgumentParser
 
-from generation._failures import record_failure
-from generation._stage import command_lock, read_merged, run_sharded, stage_output
 from generation.backends import BackendArguments, ChatBackend, ChatRequest, GenerationParams, load_backend
+from generation.outcome import Failed
+from generation.stage import FailureLog, run_sharded, stage_main
 from lovr_common.provenance import is_random_weights
+from lovr_common.run_folder import (
+    CAPTIONS,
+    SEGMENTS,
+    CaptionRecord,
+    failures_path,
+    read_merged,
+    require_stage_file,
+    workdir_lock,
+)
 from lovr_common.video import (
     LOVR_MAX_CAPTION_FRAMES,
     LOVR_MIN_CLIP_FRAMES,
@@ -41,7 +49,6 @@ from lovr_common.video import (
 
 logger = logging.getLogger(__name__)
 
-STAGE = "captions"
 LOVR_SYSTEM_PROMPT = (
     "You are a video analysis assistant, and your task is to provide a detailed and structured description of the "
     "provided video."
@@ -101,13 +108,50 @@ class CaptionArguments:
             raise ValueError(f"batch_size must be >= 1, but got batch_size={self.batch_size}")
 
 
+@dataclass
+class CaptionJob:
+    """Everything `generation.caption` runs with: the run folder, how clips are captioned, sampling, the model."""
+
+    run: CaptionArguments
+    settings: CaptionSettings
+    params: GenerationParams
+    backend: BackendArguments
+
+    @property
+    def workdir(self) -> Path:
+        return self.run.workdir
+
+
+@dataclass
+class CaptionSummary:
+    """Every captions record of the run's clips, by clip id, and where failures are logged."""
+
+    records: dict[str, CaptionRecord]
+    num_clips: int
+    workdir: Path
+
+    @property
+    def num_failed(self) -> int:
+        return sum(record["status"] == "failed" for record in self.records.values())
+
+    @property
+    def failed(self) -> bool:
+        return self.num_failed > 0
+
+    def report(self) -> str:
+        """A line only when clips failed."""
+        if not self.failed:
+            return ""
+        return (
+            f"captions: {self.num_failed} of {self.num_clips} clips failed; reasons in {failures_path(self.workdir)}"
+        )
+
+
 def clips_from_segments(workdir: str | Path) -> list[dict]:
     """Every clip of the videos segmented without error, with what captioning needs to find its frames."""
-    path = stage_output(workdir, "segments")
-    if not path.exists():
-        raise ValueError(f"No segments in workdir={str(workdir)!r}: expected {path} (run generation.segment first)")
+    path = require_stage_file(workdir, SEGMENTS, "generation.caption")
     clips = []
-    for video in read_merged(path, "video_id").values():
+    for video in read_merged(path, SEGMENTS.key).values():
         if video.get("status") != "ok":
             continue
         video_path = Path(video["videos_dir"]) / video["video_path"]
@@ -159,17 +203,17 @@ def _clip_times(clip: dict, settings: CaptionSettings) -> list[float]:
 
 def decode_clip_frames(
     clips: Sequence[dict], times_of: Callable[[dict], list[float]], max_side: int | None = None
-) -> list[np.ndarray | str]:
-    """For each clip the frames nearest to `times_of(clip)`, or the reason it has none (a `ValueError` raised by
-    `times_of`, or the source video failing to decode). The clips of one source video are decoded in a single
-    pass: one call per clip would decode again from the keyframe before each clip."""
-    frames: list[np.ndarray | str] = [""] * len(clips)
+) -> list[list[np.ndarray] | Failed]:
+    """For each clip the frames nearest to `times_of(clip)`, or `Failed` saying why it has none (a `ValueError`
+    raised by `times_of`, or the source video failing to decode). The clips of one source video are decoded in a
+    single pass: one call per clip would decode again from the keyframe before each clip."""
+    frames: list[list[np.ndarray] | Failed] = [Failed("not decoded")] * len(clips)
     wanted: dict[str, list[tuple[int, list[float]]]] = {}
     for i, clip in enumerate(clips):
         try:
             times = times_of(clip)
         except ValueError as err:
-            frames[i] = str(err)
+            frames[i] = Failed(str(err))
             continue
         wanted.setdefault(clip["video_path"], []).append((i, times))
     for path, clip_times in wanted.items():
@@ -178,11 +222,11 @@ def decode_clip_frames(
             decoded = decode_frames_at(path, [t for _, times in clip_times for t in times], size=size)
         except (ValueError, OSError) as err:  # VideoError is a ValueError
             for i, _ in clip_times:
-                frames[i] = str(err)
+                frames[i] = Failed(str(err))
             continue
         offset = 0
         for i, times in clip_times:
-            frames[i] = decoded[offset : offset + len(times)]
+            frames[i] = list(decoded[offset : offset + len(times)])
             offset += len(times)
     return frames
 
@@ -205,72 +249,59 @@ def caption_settings_record(
 
 def caption_clips(
     clips: Sequence[dict], backend: ChatBackend, settings: CaptionSettings, params: GenerationParams
-) -> dict[str, dict]:
+) -> dict[str, CaptionRecord]:
     """Caption `clips` (dicts as made by `clips_from_segments`) in one generation call: one record per clip id,
     in the order of `clips`, with `status` "ok" and the caption, or "failed" and the reason."""
     system, user = PROMPTS[settings.prompt_version]
-    requests, outcomes = [], []
-    for clip, frames in zip(
-        clips, decode_clip_frames(clips, lambda clip: _clip_times(clip, settings), settings.max_side), strict=True
-    ):
-        if isinstance(frames, str):
-            outcomes.append((clip, None, frames))
-            continue
-        outcomes.append((clip, len(requests), len(frames)))
-        requests.append(ChatRequest(user=user, system=system, images=list(frames)))
-    results = backend.generate(requests, params) if requests else []
+    frames = decode_clip_frames(clips, lambda clip: _clip_times(clip, settings), settings.max_side)
+    requests = [ChatRequest(user=user, system=system, images=f) for f in frames if not isinstance(f, Failed)]
+    replies = iter(backend.generate(requests, params) if requests else [])  # in the order of the decoded clips
     records = {}
-    for clip, index, detail in outcomes:
+    for clip, clip_frames in zip(clips, frames, strict=True):
         record = {"clip_id": clip["clip_id"], "video_id": clip["video_id"]}
-        num_frames = detail if index is not None else None
-        result = results[index] if index is not None else None
-        if result is not None and result.ok:
+        if isinstance(clip_frames, Failed):
+            record.update(caption=None, status="failed", reason=clip_frames.reason)
+        elif (result := next(replies)).ok:
             record.update(caption=result.text, status="ok")
         else:
-            reason = detail if result is None else result.error
-            record.update(caption=None, status="failed", reason=reason)
+            record.update(caption=None, status="failed", reason=result.error)
+        num_frames = None if isinstance(clip_frames, Failed) else len(clip_frames)
         record["settings"] = caption_settings_record(backend, settings, params, num_frames)
         records[clip["clip_id"]] = record
     return records
 
 
-def _record_failures(workdir: Path, clips: Sequence[dict], records: dict[str, dict]) -> int:
-    """Append a `failures.jsonl` line per clip whose caption failed in this run; return how many failed."""
-    failed = [clip for clip in clips if records.get(clip["clip_id"], {}).get("status") == "failed"]
-    for clip in failed:
-        record_failure(workdir, STAGE, clip["clip_id"], clip["video_path"], records[clip["clip_id"]]["reason"])
-    return len(failed)
+def run(job: CaptionJob, backend: ChatBackend | None = None) -> CaptionSummary:
+    """Caption every clip of `W/segments.jsonl` not captioned yet (`backend`: a loaded model, else `job.backend`)."""
+    state = PartialState()
+    with workdir_lock(job.workdir, create=False):
+        clips = clips_from_segments(job.workdir)
+        backend = backend or load_backend(job.backend, device=state.device)
+        if is_random_weights(job.backend.model) and state.is_main_process:
+            logger.warning("%s has random weights: its captions are meaningless", job.backend.model)
+        records = run_sharded(
+            workdir=job.workdir,
+            stage=CAPTIONS,
+            items=clips,
+            process_batch=lambda batch: caption_clips(batch, backend, job.settings, job.params).values(),
+            batch_size=job.run.batch_size,
+            is_done=lambda record: record.get("status") == "ok",
+            failures=FailureLog(
+                CAPTIONS.name, reason=lambda record: record.get("reason"), path=lambda clip: clip["video_path"]
+            ),
+            desc="caption",
+        )
+    summary = CaptionSummary(records, len(clips), Path(job.workdir))
+    if state.is_main_process:
+        logger.info(
+            "captions: %d of %d clips captioned, %d failed",
+            len(records) - summary.num_failed, len(clips), summary.num_failed,
+        )  # fmt: skip
+    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = HfArgumentParser((CaptionArguments, CaptionSettings, GenerationParams, BackendArguments))
-    run, settings, params, backend_args = parser.parse_args_into_dataclasses(args=argv)
-    state = PartialState()
-    logging.basicConfig(level=logging.INFO if state.is_main_process else logging.WARNING)
-
-    with command_lock(run.workdir, "generation.caption"):
-        clips = clips_from_segments(run.workdir)
-        backend = load_backend(backend_args, device=state.device)
-        if is_random_weights(backend_args.model) and state.is_main_process:
-            logger.warning("%s has random weights: its captions are meaningless", backend_args.model)
-        records = run_sharded(
-            workdir=run.workdir,
-            stage=STAGE,
-            key="clip_id",
-            items=clips,
-            process_batch=lambda batch: caption_clips(batch, backend, settings, params).values(),
-            batch_size=run.batch_size,
-            is_done=lambda record: record.get("status") == "ok",
-            desc="caption",
-        )
-        failed = sum(record["status"] == "failed" for record in records.values())
-        if state.is_main_process:
-            _record_failures(run.workdir, clips, records)
-    if state.is_main_process:
-        logger.info("captions: %d of %d clips captioned, %d failed", len(records) - failed, len(clips), failed)
-        if failed:
-            print(f"captions: {failed} of {len(clips)} clips failed; reasons in {run.workdir / 'failures.jsonl'}")
-    return 1 if failed else 0
+    return stage_main("generation.caption", CaptionJob, run, argv)
 
 
 if __name__ == "__main__":

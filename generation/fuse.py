@@ -37,7 +37,7 @@ scene number (so a skipped clip leaves a gap):
 A rerun fuses only what is not done: a video counts as done when its record is ok and its `inputs_sha256`, a digest
 of the clip captions it was fused from (and of the skipped clips), still matches `W/captions.jsonl`. A video whose
 clip captions changed since, for example by a merged review (`generation.review`), is fused again. The run folder
-is locked for the whole stage (`generation._stage.workdir_lock`), and a damaged input (a malformed or cut-short
+is locked for the whole stage (`lovr_common.run_folder.workdir_lock`), and a damaged input (a malformed or cut-short
 line, an id on two lines) is an error naming the file and line.
 
 Every LLM call uses the system prompt "You are a helpful video summarizer." and temperature 0.5 (as the
@@ -45,7 +45,8 @@ original), sampled unless `--do_sample false` asks for greedy decoding. A call t
 retried `--call_retries` times with exponential backoff and a new seed; then the boundary falls back to plain
 concatenation (no linkage, no summary), recorded in `boundaries` as `{"after", "kind", "status": "fallback",
 "reason"}`. A video never fails because a call failed; it fails only when none of its clips has a usable caption.
-Prompts are versioned by `PROMPT_VERSION`, recorded in each record's `settings`.
+The prompts live in `generation._fuse_prompts`, versioned by `PROMPT_VERSION`, recorded in each record's
+`settings`.
 """
 
 from __future__ import annotations
@@ -53,44 +54,30 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from accelerate import PartialState
-from transformers import HfArgumentParser
 
-from generation._failures import record_failure
-from generation._llm import LlmCall, call_with_retries
-from generation._stage import command_lock, load_records, run_sharded, stage_output, workdir_lock
-from generation.backends import BackendArguments, GenerationParams, load_backend
+from generation._fuse_prompts import PROMPT_VERSION, linkage_call, rewrite_call, split_paragraphs, summary_call
+from generation._llm import LlmCall, LlmOutcome, call_with_retries
+from generation.backends import BackendArguments, ChatBackend, GenerationParams, load_backend
+from generation.stage import FailureLog, run_sharded, stage_main
 from lovr_common.provenance import is_random_weights
+from lovr_common.run_folder import (
+    CAPTIONS,
+    SEGMENTS,
+    VIDEOS,
+    Boundary,
+    CaptionRecord,
+    SegmentRecord,
+    SkippedClip,
+    VideoRecord,
+    load_records,
+    require_stage_file,
+    workdir_lock,
+)
 
 logger = logging.getLogger(__name__)
-
-PROMPT_VERSION = "lovr-fuse-v1"
-SYSTEM_PROMPT = "You are a helpful video summarizer."
-REWRITE_PROMPT = (
-    "The two paragraphs below describe two consecutive clips of a video. Rewrite them so that the first one leads "
-    "naturally into the second. Preserve facts, add temporal transition words where they help, and remove "
-    "repetitive content. Output only the two modified paragraphs separated by a newline.\n\n"
-    "Paragraph 1:\n{before}\n\nParagraph 2:\n{after}"
-)
-LINKAGE_PROMPT = (
-    "The first paragraph below ends one part of a video and the second paragraph begins the next part. Write one "
-    "short paragraph (one to three sentences) that links them: what changes between the two parts and how the "
-    "story moves on. Preserve facts and do not repeat the paragraphs. Output only the linking paragraph.\n\n"
-    "End of the first part:\n{before}\n\nStart of the next part:\n{after}"
-)
-SUMMARY_PROMPT = (
-    "Below is the opening sentence of every clip of a video, in order. Write one paragraph that summarizes the "
-    "whole video: its setting, main events and overall style. Start with 'Overall, the video'. Output only the "
-    "paragraph.\n\n{clips}"
-)
-# Long videos have ~90 clips: the summary reads each clip's first sentence, capped to stay within a context window.
-SUMMARY_INPUT_CHARS = 12_000
-_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
-_FIRST_SENTENCE = re.compile(r"^(.+?[.!?])(\s|$)", re.DOTALL)
 
 
 @dataclass
@@ -139,46 +126,39 @@ class FuseConfig:
         )  # fmt: skip
 
 
-def split_paragraphs(caption: str) -> list[str]:
-    """A caption's paragraphs (split at blank lines, stripped, non-empty)."""
-    return [p.strip() for p in _PARAGRAPH_BREAK.split(caption.strip()) if p.strip()]
+@dataclass
+class FuseJob:
+    """Everything `generation.fuse` runs with: the stage's arguments and the fusion model."""
+
+    config: FuseConfig
+    backend: BackendArguments
+
+    @property
+    def workdir(self) -> str:
+        return self.config.workdir
 
 
-def parse_two_paragraphs(reply: str) -> tuple[str, str]:
-    """The two paragraphs of a rewrite reply (separated by blank lines, or else by single newlines)."""
-    for separator in (_PARAGRAPH_BREAK, re.compile(r"\n")):
-        parts = [p.strip() for p in separator.split(reply.strip()) if p.strip()]
-        if len(parts) == 2:
-            return parts[0], parts[1]
-    raise ValueError(f"expected two paragraphs separated by a newline, got {reply[:120]!r}")
+@dataclass
+class FuseSummary:
+    """Every videos record of the run folder's segmented videos, by video id."""
+
+    records: dict[str, VideoRecord]
+
+    @property
+    def num_failed(self) -> int:
+        return sum(r["status"] != "ok" for r in self.records.values())
+
+    @property
+    def failed(self) -> bool:
+        return self.num_failed > 0
+
+    def report(self) -> str:
+        fallbacks = sum(b["status"] == "fallback" for r in self.records.values() for b in r["boundaries"])
+        fused = len(self.records) - self.num_failed
+        return f"fuse: {fused} videos fused, {self.num_failed} failed, {fallbacks} fallback boundaries"
 
 
-def parse_paragraph(reply: str) -> str:
-    """A linkage or summary reply as one paragraph (inner line breaks folded)."""
-    text = " ".join(reply.split())
-    if not text:
-        raise ValueError("empty reply")
-    return text
-
-
-def first_sentence(paragraphs: list[str]) -> str:
-    match = _FIRST_SENTENCE.match(paragraphs[0])
-    return match.group(1) if match else paragraphs[0]
-
-
-def _rewrite_call(clips: list[dict], i: int) -> LlmCall:
-    before, after = clips[i]["paragraphs"][-1], clips[i + 1]["paragraphs"][0]
-    return LlmCall(SYSTEM_PROMPT, REWRITE_PROMPT.format(before=before, after=after), parse_two_paragraphs)
-
-
-def _summary_call(clips: list[dict]) -> LlmCall:
-    lines = [f"Clip {clip['clip_index']}: {first_sentence(clip['paragraphs'])}" for clip in clips]
-    budget = SUMMARY_INPUT_CHARS // max(len(lines), 1)
-    text = "\n".join(line if len(line) <= budget else line[: budget - 3] + "..." for line in lines)
-    return LlmCall(SYSTEM_PROMPT, SUMMARY_PROMPT.format(clips=text), parse_paragraph)
-
-
-def _usable_clips(segment: dict, captions: dict[str, dict]) -> tuple[list[dict], list[dict]]:
+def _usable_clips(segment: SegmentRecord, captions: dict[str, CaptionRecord]) -> tuple[list[dict], list[SkippedClip]]:
     """The clips to fuse (id, index, paragraphs) in scene order, and the skipped ones with the reason."""
     clips, skipped = [], []
     for clip in sorted(segment["clips"], key=lambda c: c["clip_index"]):
@@ -204,7 +184,7 @@ def _usable_clips(segment: dict, captions: dict[str, dict]) -> tuple[list[dict],
     return clips, skipped
 
 
-def inputs_digest(clips: list[dict], skipped: list[dict]) -> str:
+def inputs_digest(clips: list[dict], skipped: list[SkippedClip]) -> str:
     """SHA-256 of what a video is fused from: its usable clips' captions, in order, and its skipped clips."""
     inputs = {
         "clips": [[clip["clip_id"], clip["paragraphs"]] for clip in clips],
@@ -213,16 +193,118 @@ def inputs_digest(clips: list[dict], skipped: list[dict]) -> str:
     return hashlib.sha256(json.dumps(inputs, ensure_ascii=False).encode()).hexdigest()
 
 
-class Fuser:
-    """Fuses batches of videos with one chat backend; all calls of a pass go to the backend together."""
+@dataclass
+class VideoFusion:
+    """One video on its way through the passes: its clips to fuse (`{"clip_id", "clip_index", "paragraphs"}`, the
+    paragraphs rewritten in place), cut into clusters, the texts written between and after them, and every call's
+    outcome (`boundaries`)."""
 
-    def __init__(self, backend, config: FuseConfig, captions: dict[str, dict], settings: dict):
+    segment: SegmentRecord
+    clips: list[dict]
+    skipped: list[SkippedClip]
+    clusters: list[list[dict]]
+    inputs_sha256: str
+    boundaries: list[Boundary] = field(default_factory=list)
+    linkages: dict[str, str] = field(default_factory=dict)  # last clip id of a cluster -> the linkage after it
+    summary: str | None = None
+
+
+def _boundary(after: str, kind: str, outcome: LlmOutcome) -> Boundary:
+    status = "ok" if outcome.ok else "fallback"
+    return {"after": after, "kind": kind, "status": status, "reason": None if outcome.ok else outcome.reason}
+
+
+class Fuser:
+    """Fuses batches of videos with one chat backend; all calls of a pass go to the backend together.
+
+    `fuse(segments)` runs the phases in order: `prepare` (each video's clips and clusters), `rewrite_boundaries`
+    (inside clusters, in two passes), `write_links` (linkages and summaries, one pass), then `record`.
+    """
+
+    def __init__(self, backend: ChatBackend, config: FuseConfig, captions: dict[str, CaptionRecord], settings: dict):
         self.backend = backend
         self.config = config
         self.captions = captions
         self.settings = settings
 
-    def _run(self, calls: list[LlmCall]) -> list:
+    def fuse(self, segments: list[SegmentRecord]) -> list[VideoRecord]:
+        """One `videos.jsonl` record per segments record."""
+        videos = [self.prepare(segment) for segment in segments]
+        self.rewrite_boundaries(videos)
+        self.write_links(videos)
+        return [self.record(video) for video in videos]
+
+    def prepare(self, segment: SegmentRecord) -> VideoFusion:
+        """The video's usable clips in clusters of `cluster_size`, and the digest of what it is fused from."""
+        clips, skipped = _usable_clips(segment, self.captions)
+        size = self.config.cluster_size
+        clusters = [clips[i : i + size] for i in range(0, len(clips), size)]
+        # The digest is taken before the rewrites change the paragraphs in place.
+        return VideoFusion(segment, clips, skipped, clusters, inputs_digest(clips, skipped))
+
+    def rewrite_boundaries(self, videos: list[VideoFusion]) -> None:
+        """Rewrite the paragraphs at each boundary inside a cluster: odd boundaries, then even ones, so that no two
+        calls of a pass share a paragraph."""
+        for parity in (0, 1):
+            jobs = [
+                (video, cluster, i)
+                for video in videos
+                for cluster in video.clusters
+                for i in range(parity, len(cluster) - 1, 2)
+            ]
+            outcomes = self._run([rewrite_call(cluster, i) for _, cluster, i in jobs])
+            for (video, cluster, i), outcome in zip(jobs, outcomes, strict=True):
+                if outcome.ok:
+                    cluster[i]["paragraphs"][-1], cluster[i + 1]["paragraphs"][0] = outcome.value
+                video.boundaries.append(_boundary(cluster[i]["clip_id"], "rewrite", outcome))
+
+    def write_links(self, videos: list[VideoFusion]) -> None:
+        """A linkage between consecutive clusters and a summary per video, in one batched pass."""
+        jobs, calls = [], []
+        for video in videos:
+            for left, right in zip(video.clusters, video.clusters[1:], strict=False):
+                before, after = left[-1]["paragraphs"][-1], right[0]["paragraphs"][0]
+                jobs.append((video, "linkage", left[-1]["clip_id"]))
+                calls.append(linkage_call(before, after))
+            if video.clips:
+                jobs.append((video, "summary", video.clips[-1]["clip_id"]))
+                calls.append(summary_call(video.clips))
+        for (video, kind, after), outcome in zip(jobs, self._run(calls), strict=True):
+            video.boundaries.append(_boundary(after, kind, outcome))
+            if not outcome.ok:
+                continue
+            if kind == "linkage":
+                video.linkages[after] = outcome.value
+            else:
+                video.summary = outcome.value
+
+    def record(self, video: VideoFusion) -> VideoRecord:
+        """The video's record: its caption laid out as in the module docstring, and how it was made."""
+        blocks = []
+        for k, cluster in enumerate(video.clusters):
+            if k and (linkage := video.linkages.get(video.clusters[k - 1][-1]["clip_id"])):
+                blocks.append(f"Linkage: {linkage}")
+            blocks.extend(f"Clip {clip['clip_index']}: " + "\n".join(clip["paragraphs"]) for clip in cluster)
+        if video.summary:
+            blocks.append(f"Summary: {video.summary}")
+        record: VideoRecord = {
+            "video_id": video.segment["video_id"],
+            "caption": "\n\n".join(blocks) if blocks else None,
+            "clip_ids": [clip["clip_id"] for clip in video.clips],
+            "num_clips": len(video.clips),
+            "duration": video.segment.get("duration"),
+            "clusters": [[clip["clip_id"] for clip in cluster] for cluster in video.clusters],
+            "inputs_sha256": video.inputs_sha256,
+            "boundaries": video.boundaries,
+            "skipped_clips": video.skipped,
+            "settings": self.settings,
+            "status": "ok" if video.clips else "failed",
+        }
+        if not video.clips:
+            record["reason"] = f"none of the video's {len(video.segment['clips'])} clips has a usable caption"
+        return record
+
+    def _run(self, calls: list[LlmCall]) -> list[LlmOutcome]:
         return call_with_retries(
             self.backend,
             calls,
@@ -231,157 +313,74 @@ class Fuser:
             backoff=self.config.call_backoff,
         )
 
-    def fuse(self, segments: list[dict]) -> list[dict]:
-        """One `videos.jsonl` record per segments record."""
-        videos = []
-        for segment in segments:
-            clips, skipped = _usable_clips(segment, self.captions)
-            clusters = [
-                clips[i : i + self.config.cluster_size] for i in range(0, len(clips), self.config.cluster_size)
-            ]
-            video = {"segment": segment, "clips": clips, "skipped": skipped, "clusters": clusters, "log": []}
-            video["inputs_sha256"] = inputs_digest(clips, skipped)  # before the rewrites change paragraphs in place
-            videos.append(video)
 
-        # Boundaries inside clusters, odd ones then even ones: no two calls of a pass share a paragraph.
-        for parity in (0, 1):
-            jobs = [
-                (video, cluster, i)
-                for video in videos
-                for cluster in video["clusters"]
-                for i in range(parity, len(cluster) - 1, 2)
-            ]
-            outcomes = self._run([_rewrite_call(cluster, i) for _, cluster, i in jobs])
-            for (video, cluster, i), outcome in zip(jobs, outcomes, strict=True):
-                if outcome.ok:
-                    cluster[i]["paragraphs"][-1], cluster[i + 1]["paragraphs"][0] = outcome.value
-                video["log"].append(self._boundary(cluster[i]["clip_id"], "rewrite", outcome))
-
-        jobs, calls = [], []
-        for video in videos:
-            for left, right in zip(video["clusters"], video["clusters"][1:], strict=False):
-                before, after = left[-1]["paragraphs"][-1], right[0]["paragraphs"][0]
-                jobs.append((video, "linkage", left[-1]["clip_id"]))
-                calls.append(
-                    LlmCall(SYSTEM_PROMPT, LINKAGE_PROMPT.format(before=before, after=after), parse_paragraph)
-                )
-            if video["clips"]:
-                jobs.append((video, "summary", video["clips"][-1]["clip_id"]))
-                calls.append(_summary_call(video["clips"]))
-        texts = {}
-        for (video, kind, after), outcome in zip(jobs, self._run(calls), strict=True):
-            video["log"].append(self._boundary(after, kind, outcome))
-            if outcome.ok:
-                texts[(video["segment"]["video_id"], kind, after)] = outcome.value
-        return [self._record(video, texts) for video in videos]
-
-    @staticmethod
-    def _boundary(after: str, kind: str, outcome) -> dict:
-        status = "ok" if outcome.ok else "fallback"
-        return {"after": after, "kind": kind, "status": status, "reason": None if outcome.ok else outcome.reason}
-
-    def _record(self, video: dict, texts: dict) -> dict:
-        segment, video_id = video["segment"], video["segment"]["video_id"]
-        blocks = []
-        for k, cluster in enumerate(video["clusters"]):
-            if k:
-                linkage = texts.get((video_id, "linkage", video["clusters"][k - 1][-1]["clip_id"]))
-                if linkage:
-                    blocks.append(f"Linkage: {linkage}")
-            blocks.extend(f"Clip {clip['clip_index']}: " + "\n".join(clip["paragraphs"]) for clip in cluster)
-        if video["clips"] and (summary := texts.get((video_id, "summary", video["clips"][-1]["clip_id"]))):
-            blocks.append(f"Summary: {summary}")
-        record = {
-            "video_id": video_id,
-            "caption": "\n\n".join(blocks) if blocks else None,
-            "clip_ids": [clip["clip_id"] for clip in video["clips"]],
-            "num_clips": len(video["clips"]),
-            "duration": segment.get("duration"),
-            "clusters": [[clip["clip_id"] for clip in cluster] for cluster in video["clusters"]],
-            "inputs_sha256": video["inputs_sha256"],
-            "boundaries": video["log"],
-            "skipped_clips": video["skipped"],
-            "settings": self.settings,
-            "status": "ok" if video["clips"] else "failed",
-        }
-        if not video["clips"]:
-            record["reason"] = f"none of the video's {len(segment['clips'])} clips has a usable caption"
-        return record
+def fuse_settings(config: FuseConfig, backend_args: BackendArguments) -> dict:
+    """The `settings` of every videos record (see CONTRIBUTING.md)."""
+    return {
+        "model": backend_args.model,
+        "endpoint": backend_args.endpoint,
+        "prompt_version": PROMPT_VERSION,
+        "cluster_size": config.cluster_size,
+        "temperature": config.temperature,
+        "max_new_tokens": config.max_new_tokens,
+        "seed": config.seed,
+        "do_sample": config.do_sample,
+        "call_retries": config.call_retries,
+        "random_weights": is_random_weights(backend_args.model),
+    }
 
 
-def fuse(config: FuseConfig, backend_args: BackendArguments, backend=None) -> dict[str, dict]:
-    """Run the stage over every segmented video of `config.workdir` not fused yet; returns every video record."""
-    workdir = Path(config.workdir)
+def _log_stale(stale: list[VideoRecord]) -> None:
+    """Say which fused videos are fused again, and why."""
+    unknown = [r["video_id"] for r in stale if "inputs_sha256" not in r]
+    changed = [r["video_id"] for r in stale if "inputs_sha256" in r]
+    for ids, why in ((changed, "their clip captions changed"), (unknown, "their records predate input digests")):
+        if ids:
+            logger.info("fuse: %d video(s) to fuse again, %s: %s", len(ids), why, ids[:5])
+
+
+def run(job: FuseJob, backend: ChatBackend | None = None) -> FuseSummary:
+    """Fuse every segmented video of the run folder not fused yet, or whose clip captions changed since
+    (`backend`: a loaded model, else `job.backend`, loaded once there is something to fuse)."""
+    config, workdir = job.config, job.config.workdir
     with workdir_lock(workdir, create=False):
-        for stage, producer in (("segments", "generation.segment"), ("captions", "generation.caption")):
-            if not stage_output(workdir, stage).exists():
-                raise ValueError(f"generation.fuse needs {stage_output(workdir, stage)}: run {producer} first")
-        segments = [r for r in load_records(workdir, "segments", "video_id").values() if r.get("status") == "ok"]
-        captions = load_records(workdir, "captions", "clip_id")
-        settings = {
-            "model": backend_args.model,
-            "endpoint": backend_args.endpoint,
-            "prompt_version": PROMPT_VERSION,
-            "cluster_size": config.cluster_size,
-            "temperature": config.temperature,
-            "max_new_tokens": config.max_new_tokens,
-            "seed": config.seed,
-            "do_sample": config.do_sample,
-            "call_retries": config.call_retries,
-            "random_weights": is_random_weights(backend_args.model),
-        }
+        for stage in (SEGMENTS, CAPTIONS):
+            require_stage_file(workdir, stage, "generation.fuse")
+        segments = [r for r in load_records(workdir, SEGMENTS).values() if r.get("status") == "ok"]
+        captions = load_records(workdir, CAPTIONS)
         current = {segment["video_id"]: inputs_digest(*_usable_clips(segment, captions)) for segment in segments}
 
-        def up_to_date(record: dict) -> bool:
+        def up_to_date(record: VideoRecord) -> bool:
             return record.get("status") == "ok" and record.get("inputs_sha256") == current.get(record["video_id"])
 
-        fused = load_records(workdir, "videos", "video_id")
+        fused = load_records(workdir, VIDEOS)
         stale = [r for v, r in fused.items() if v in current and r.get("status") == "ok" and not up_to_date(r)]
         if stale and PartialState().is_main_process:
-            unknown = [r["video_id"] for r in stale if "inputs_sha256" not in r]
-            changed = [r["video_id"] for r in stale if "inputs_sha256" in r]
-            for ids, why in (
-                (changed, "their clip captions changed"),
-                (unknown, "their records predate input digests"),
-            ):
-                if ids:
-                    logger.info("fuse: %d video(s) to fuse again, %s: %s", len(ids), why, ids[:5])
+            _log_stale(stale)
         fuser = None
 
-        def process(batch: list[dict]) -> list[dict]:
+        def process(batch: list[SegmentRecord]) -> list[VideoRecord]:
             nonlocal fuser
             if fuser is None:  # loaded lazily: a rerun with nothing left to do loads no model
-                fuser = Fuser(backend or load_backend(backend_args, PartialState().device), config, captions, settings)
-            records = fuser.fuse(batch)
-            for record in records:
-                if record["status"] == "failed":
-                    record_failure(workdir, "fuse", record["video_id"], None, record["reason"])
-            return records
+                model = backend or load_backend(job.backend, PartialState().device)
+                fuser = Fuser(model, config, captions, fuse_settings(config, job.backend))
+            return fuser.fuse(batch)
 
-        return run_sharded(
+        records = run_sharded(
             workdir=workdir,
-            stage="videos",
-            key="video_id",
+            stage=VIDEOS,
             items=segments,
             process_batch=process,
             batch_size=config.batch_size,
             is_done=up_to_date,
+            failures=FailureLog("fuse", reason=lambda record: record.get("reason")),
             desc="fuse",
         )
+    return FuseSummary(records)
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config, backend_args = HfArgumentParser((FuseConfig, BackendArguments)).parse_args_into_dataclasses(args=argv)
-    with command_lock(config.workdir, "generation.fuse"):
-        records = fuse(config, backend_args)
-    failed = [r for r in records.values() if r["status"] != "ok"]
-    fallbacks = sum(b["status"] == "fallback" for r in records.values() for b in r["boundaries"])
-    if PartialState().is_main_process:
-        print(
-            f"fuse: {len(records) - len(failed)} videos fused, {len(failed)} failed, {fallbacks} fallback boundaries"
-        )
-    return 1 if failed else 0
+    return stage_main("generation.fuse", FuseJob, run, argv)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,14 @@ judge). A clip scoring below `--threshold` is captioned again (with `--model` / 
 anything.) The paper allows 3 rounds (`--max_rounds 3`). Every attempt's caption, score and settings are kept in
 `attempts`; the best-scoring attempt becomes the record's `caption` and `settings`, with `score` and `scorer`.
 A clip still below the threshold after the last round gets `review: "pending"` and a line in `W/review.jsonl`,
-the human queue (see `generation.review`); lines already there are never overwritten. The paper leaves the
+the human queue (`lovr_common.run_folder.review_queue`, merged back by `generation.review`); lines already there
+are never overwritten. The paper leaves the
 threshold open and it depends on the scorer, so it has no default.
 
 The stage enriches `W/captions.jsonl` in place (stage `captions`, done when `score` is present): resumable and
-sharded with `generation._stage.run_sharded`. A clip that cannot be scored keeps its record without `score`
+sharded with `generation.stage.run_sharded`. A clip that cannot be scored keeps its record without `score`
 (`refine: {"status": "failed", "reason"}`, also in `W/failures.jsonl`) and is retried by the next run. The run
-folder is locked for the whole stage (`generation._stage.workdir_lock`), and a damaged `captions.jsonl`,
+folder is locked for the whole stage (`lovr_common.run_folder.workdir_lock`), and a damaged `captions.jsonl`,
 `segments.jsonl` or `review.jsonl` (a malformed or cut-short line, an id on two lines) is an error naming the file
 and line.
 """
@@ -37,23 +38,28 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
+import numpy as np
 from accelerate import PartialState
-from transformers import HfArgumentParser
 
-from generation._failures import record_failure
-from generation._stage import command_lock, load_records, run_sharded, stage_output, workdir_lock
-from generation.backends import BackendArguments, GenerationParams, load_backend
+from generation.backends import BackendArguments, ChatBackend, GenerationParams, load_backend
 from generation.caption import PROMPTS, CaptionSettings, caption_clips, clips_from_segments, decode_clip_frames
-from generation.scoring import EvqaScorer, JudgeScorer, Scorer, ScoringItem
-from lovr_common.jsonl import read_jsonl, write_jsonl_atomic
+from generation.outcome import Failed
+from generation.scoring import EvqaScorer, JudgeScorer, Scorer, ScoreResult, ScoringItem
+from generation.stage import FailureLog, run_sharded, stage_main
 from lovr_common.provenance import is_random_weights
+from lovr_common.run_folder import (
+    CAPTIONS,
+    CaptionRecord,
+    load_records,
+    queue_pending,
+    require_stage_file,
+    workdir_lock,
+)
 from lovr_common.video import uniform_times
 
 logger = logging.getLogger(__name__)
 
-REVIEW_FILE = "review.jsonl"
 # Round -> how its caption differs from the first one (see the table in the module docstring).
 ESCALATION = {
     2: {"frames_factor": 2, "prompt": "other", "temperature": 0.9, "top_p": 0.001, "seed_offset": 0},
@@ -97,6 +103,43 @@ class RefineConfig:
                 raise ValueError(f"{name} must be >= 1, but got {name}={getattr(self, name)}")
 
 
+@dataclass
+class RefineJob:
+    """Everything `generation.refine` runs with: the stage's arguments, the sampling and the re-captioning model."""
+
+    config: RefineConfig
+    params: GenerationParams
+    backend: BackendArguments
+
+    @property
+    def workdir(self) -> str:
+        return self.config.workdir
+
+
+@dataclass
+class RefineSummary:
+    """Every captions record of the run folder's segmented clips, by clip id."""
+
+    records: dict[str, CaptionRecord]
+
+    @property
+    def num_unscored(self) -> int:
+        """Captioned clips that could not be scored (retried by the next run)."""
+        return sum(r.get("status") == "ok" and "score" not in r for r in self.records.values())
+
+    @property
+    def failed(self) -> bool:
+        return self.num_unscored > 0
+
+    def report(self) -> str:
+        scored = [r for r in self.records.values() if "score" in r]
+        pending = sum(r.get("review") == "pending" for r in scored)
+        return (
+            f"refine: {len(scored)} captions scored, {pending} queued for review, "
+            f"{self.num_unscored} could not be scored"
+        )
+
+
 def load_scorer(config: RefineConfig, device) -> Scorer:
     """The scorer named by `config.scorer`."""
     random_weights = is_random_weights(config.scorer_model)
@@ -128,8 +171,31 @@ def round_settings(
     return settings, sampling
 
 
+@dataclass
+class Refinement:
+    """One clip on its way through the rounds: its clip (as `clips_from_segments` gives it), its captions record,
+    and every attempt so far (the first is the caption stage's)."""
+
+    clip: dict
+    record: CaptionRecord
+    attempts: list[dict]
+
+    @property
+    def best(self) -> dict:
+        """The best-scoring successful attempt; the earliest one on ties."""
+        return max((a for a in self.attempts if a["status"] == "ok"), key=lambda a: a["score"])
+
+
+# Clip id -> the scorer's frames of the clip, or why it has none: the same in every round, so decoded once a batch.
+FrameCache = dict[str, list[np.ndarray] | Failed]
+
+
 class Refiner:
-    """Scores and re-captions batches of clips; the models are loaded on first need."""
+    """Scores and re-captions batches of clips; the models are loaded on first need.
+
+    `refine(batch)` runs the phases in order: `score_first` (the caption stage's captions), `recaption_round` for
+    each round while some clip is below the threshold, then `finish` (the record of each clip).
+    """
 
     def __init__(self, config: RefineConfig, backend_args: BackendArguments, params: GenerationParams, scorer=None):
         self.config = config
@@ -146,176 +212,145 @@ class Refiner:
         return self._scorer
 
     @property
-    def backend(self):
+    def backend(self) -> ChatBackend:
         if self._backend is None:
             self._backend = load_backend(self.backend_args, self.device)
         return self._backend
 
-    def _frames(self, clips: Sequence[dict], decoded: dict) -> None:
-        """Fill `decoded` (clip id -> frames or the reason there are none) for the clips it lacks: the scorer's
-        frames of a clip are the same in every round, so a batch decodes them once, one pass per source video."""
-        missing = [clip for clip in clips if clip["clip_id"] not in decoded]
+    def refine(self, batch: list[dict]) -> list[CaptionRecord]:
+        """One enriched captions record per item (`{"clip": ..., "record": ...}`), in order."""
+        frames: FrameCache = {}
+        refinements, unscorable = self.score_first(batch, frames)
+        for round_ in range(2, self.config.max_rounds + 1):
+            weak = [r for r in refinements if r.best["score"] < self.config.threshold]
+            if not weak:
+                break
+            self.recaption_round(round_, weak, frames)
+        out = {**unscorable, **{r.record["clip_id"]: self.finish(r) for r in refinements}}
+        return [out[item["record"]["clip_id"]] for item in batch]
+
+    def score_first(self, batch: list[dict], frames: FrameCache) -> tuple[list[Refinement], dict[str, CaptionRecord]]:
+        """The clips whose first caption could be scored, and the records of those that could not (with why)."""
+        results = self._score([i["clip"] for i in batch], [i["record"]["caption"] for i in batch], frames)
+        refinements, unscorable = [], {}
+        for item, result in zip(batch, results, strict=True):
+            record = item["record"]
+            if isinstance(result, Failed):
+                unscorable[record["clip_id"]] = {**record, "refine": {"status": "failed", "reason": result.reason}}
+                continue
+            first = {"caption": record["caption"], "score": result.score, "details": result.details,
+                     "settings": record["settings"], "status": "ok"}  # fmt: skip
+            refinements.append(Refinement(item["clip"], record, [first]))
+        return refinements, unscorable
+
+    def recaption_round(self, round_: int, weak: list[Refinement], frames: FrameCache) -> None:
+        """Caption the `weak` clips again with the settings of `round_` and score them: one more attempt each.
+
+        One batched generation call per distinct setting of the round (they differ by the first attempt's).
+        """
+        groups: dict[str, list[tuple[Refinement, CaptionSettings, dict]]] = {}
+        for refinement in weak:
+            settings, sampling = round_settings(
+                round_, refinement.attempts[0]["settings"], self.config.max_frames, self.config.max_side
+            )
+            groups.setdefault(repr((settings, sampling)), []).append((refinement, settings, sampling))
+        for group in groups.values():
+            _, settings, sampling = group[0]
+            clips = [refinement.clip for refinement, *_ in group]
+            records = caption_clips(clips, self.backend, settings, replace(self.params, **sampling))
+            new = [records[clip["clip_id"]] for clip in clips]
+            ok = [(clip, record) for clip, record in zip(clips, new, strict=True) if record["status"] == "ok"]
+            results = self._score([c for c, _ in ok], [r["caption"] for _, r in ok], frames) if ok else []
+            scores = dict(zip([c["clip_id"] for c, _ in ok], results, strict=True))
+            for (refinement, *_), record in zip(group, new, strict=True):
+                refinement.attempts.append(_attempt(record, scores.get(record["clip_id"])))
+
+    def finish(self, refinement: Refinement) -> CaptionRecord:
+        """The clip's record with its best attempt, every attempt, its score and whether it awaits review."""
+        best = refinement.best
+        record = {k: v for k, v in refinement.record.items() if k != "refine"}
+        record.update(
+            caption=best["caption"],
+            settings=best["settings"],
+            score=best["score"],
+            scorer=self.scorer.settings(),
+            attempts=refinement.attempts,
+            review="pending" if best["score"] < self.config.threshold else None,
+        )
+        return record
+
+    def _decode(self, clips: Sequence[dict], frames: FrameCache) -> None:
+        """Add the scorer's frames of the clips `frames` lacks, one decoding pass per source video."""
+        missing = [clip for clip in clips if clip["clip_id"] not in frames]
         num_frames = self.scorer.num_frames
 
         def times_of(clip: dict) -> list[float]:
             return uniform_times(clip["start"], clip["end"], num_frames) if num_frames else []
 
-        frames = decode_clip_frames(missing, times_of)
-        decoded.update((clip["clip_id"], f) for clip, f in zip(missing, frames, strict=True))
+        decoded = decode_clip_frames(missing, times_of)
+        frames.update((clip["clip_id"], f) for clip, f in zip(missing, decoded, strict=True))
 
-    def _score(self, clips: Sequence[dict], captions: Sequence[str], decoded: dict) -> list:
-        self._frames(clips, decoded)
-        items, results, errors = [], {}, {}
+    def _score(self, clips: Sequence[dict], captions: Sequence[str], frames: FrameCache) -> list[ScoreResult | Failed]:
+        """One score per clip and caption, or why there is none."""
+        self._decode(clips, frames)
+        results: dict[str, ScoreResult | Failed] = {}
+        items = []
         for clip, caption in zip(clips, captions, strict=True):
-            frames = decoded[clip["clip_id"]]
-            if isinstance(frames, str):
-                errors[clip["clip_id"]] = f"cannot decode frames to score: {frames}"
+            clip_frames = frames[clip["clip_id"]]
+            if isinstance(clip_frames, Failed):
+                results[clip["clip_id"]] = clip_frames.within("cannot decode frames to score")
             else:
-                items.append(ScoringItem(clip["clip_id"], list(frames), caption))
-        results = dict(zip([i.clip_id for i in items], self.scorer.score(items) if items else [], strict=True))
-        return [results.get(clip["clip_id"]) or errors[clip["clip_id"]] for clip in clips]
-
-    def refine(self, batch: list[dict]) -> list[dict]:
-        """One enriched captions record per item (`{"clip": ..., "record": ...}`), in order."""
-        threshold, out, decoded = self.config.threshold, {}, {}
-        states = []
-        first_scores = self._score([i["clip"] for i in batch], [i["record"]["caption"] for i in batch], decoded)
-        for item, result in zip(batch, first_scores, strict=True):
-            record = item["record"]
-            if isinstance(result, str) or result.score is None:
-                reason = result if isinstance(result, str) else result.reason
-                out[record["clip_id"]] = {**record, "refine": {"status": "failed", "reason": reason}}
-                continue
-            first = {"caption": record["caption"], "score": result.score, "details": result.details,
-                     "settings": record["settings"], "status": "ok"}  # fmt: skip
-            states.append((item, [first]))
-        for round_ in range(2, self.config.max_rounds + 1):
-            weak = [(item, attempts) for item, attempts in states if _best(attempts)["score"] < threshold]
-            if not weak:
-                break
-            groups: dict[str, list] = {}  # one batched generation call per distinct setting of the round
-            for item, attempts in weak:
-                settings, sampling = round_settings(
-                    round_, attempts[0]["settings"], self.config.max_frames, self.config.max_side
-                )
-                groups.setdefault(repr((settings, sampling)), []).append((item, attempts, settings, sampling))
-            for group in groups.values():
-                _, _, settings, sampling = group[0]
-                clips = [item["clip"] for item, *_ in group]
-                records = caption_clips(clips, self.backend, settings, replace(self.params, **sampling))
-                new = [records[clip["clip_id"]] for clip in clips]
-                ok = [(clip, record) for clip, record in zip(clips, new, strict=True) if record["status"] == "ok"]
-                results = self._score([c for c, _ in ok], [r["caption"] for _, r in ok], decoded) if ok else []
-                scores = dict(zip([c["clip_id"] for c, _ in ok], results, strict=True))
-                for (_, attempts, *_), record in zip(group, new, strict=True):
-                    attempts.append(_attempt(record, scores.get(record["clip_id"])))
-        for item, attempts in states:
-            best = _best(attempts)
-            record = {k: v for k, v in item["record"].items() if k != "refine"}
-            record.update(
-                caption=best["caption"],
-                settings=best["settings"],
-                score=best["score"],
-                scorer=self.scorer.settings(),
-                attempts=attempts,
-                review="pending" if best["score"] < threshold else None,
-            )
-            out[record["clip_id"]] = record
-        return [out[item["record"]["clip_id"]] for item in batch]
+                items.append(ScoringItem(clip["clip_id"], clip_frames, caption))
+        results.update(zip([i.clip_id for i in items], self.scorer.score(items) if items else [], strict=True))
+        return [results[clip["clip_id"]] for clip in clips]
 
 
-def _attempt(record: dict, result) -> dict:
-    """An attempt entry from a re-caption record and its score (a `ScoreResult`, a reason, or None if not scored)."""
+def _attempt(record: CaptionRecord, result: ScoreResult | Failed | None) -> dict:
+    """An attempt entry from a re-caption record and its score (None when the re-caption failed: not scored)."""
     attempt = {"caption": record["caption"], "settings": record["settings"], "status": record["status"]}
     if record["status"] != "ok":
         attempt["reason"] = record["reason"]
-    elif isinstance(result, str) or result.score is None:
-        attempt.update(status="failed", reason=result if isinstance(result, str) else result.reason)
+    elif isinstance(result, Failed):
+        attempt.update(status="failed", reason=result.reason)
     else:
         attempt.update(score=result.score, details=result.details)
     return attempt
 
 
-def _best(attempts: list[dict]) -> dict:
-    """The best-scoring successful attempt; the earliest one on ties."""
-    return max((a for a in attempts if a["status"] == "ok"), key=lambda a: a["score"])
-
-
-def update_review_queue(workdir: Path, records: dict[str, dict]) -> int:
-    """Add the pending clips missing from `W/review.jsonl` (existing lines, perhaps being edited, stay); return count."""
-    path = Path(workdir) / REVIEW_FILE
-    # Written whole (atomically), so a cut-short last line is damage, not an interrupted write.
-    queued = list(read_jsonl(path, tolerate_torn_tail=False)) if path.exists() else []
-    known = {line.get("clip_id") for line in queued}
-    new = [
-        {
-            "clip_id": r["clip_id"],
-            "video_id": r["video_id"],
-            "caption": r["caption"],
-            "score": r["score"],
-            "attempts": r["attempts"],
-            "reviewed_caption": None,
-            "decision": None,
-        }  # fmt: skip
-        for r in records.values()
-        if r.get("review") == "pending" and r["clip_id"] not in known
-    ]
-    if new:
-        write_jsonl_atomic(path, [*queued, *new])
-    return len(new)
-
-
-def refine(config: RefineConfig, backend_args: BackendArguments, params: GenerationParams, scorer=None) -> dict:
-    """Run the stage; returns every captions record."""
-    workdir = Path(config.workdir)
+def run(job: RefineJob, scorer: Scorer | None = None) -> RefineSummary:
+    """Score and refine every captioned clip not scored yet, then queue the weak ones for review (`scorer`: a loaded
+    scorer, else the one `job.config` names)."""
+    workdir = job.config.workdir
+    state = PartialState()
     with workdir_lock(workdir, create=False):
-        if not stage_output(workdir, "captions").exists():
-            raise ValueError(
-                f"generation.refine needs {stage_output(workdir, 'captions')}: run generation.caption first"
-            )
-        captions = load_records(workdir, "captions", "clip_id")
+        require_stage_file(workdir, CAPTIONS, "generation.refine")
+        captions = load_records(workdir, CAPTIONS)
         items = [{"clip_id": clip["clip_id"], "clip": clip, "record": captions[clip["clip_id"]]}
                  for clip in clips_from_segments(workdir) if clip["clip_id"] in captions]  # fmt: skip
-        refiner = Refiner(config, backend_args, params, scorer)
-
-        def process(batch: list[dict]) -> list[dict]:
-            records = refiner.refine(batch)
-            for item, record in zip(batch, records, strict=True):
-                if "score" not in record:
-                    record_failure(
-                        workdir, "refine", record["clip_id"], item["clip"]["video_path"], record["refine"]["reason"]
-                    )
-            return records
-
+        refiner = Refiner(job.config, job.backend, job.params, scorer)
         records = run_sharded(
             workdir=workdir,
-            stage="captions",
-            key="clip_id",
+            stage=CAPTIONS,
             items=items,
-            process_batch=process,
-            batch_size=config.batch_size,
+            process_batch=refiner.refine,
+            batch_size=job.config.batch_size,
             # Failed captions are the caption stage's to retry: refine leaves them alone.
             is_done=lambda record: "score" in record or record.get("status") != "ok",
+            failures=FailureLog(
+                "refine",
+                reason=lambda record: None if "score" in record else record["refine"]["reason"],
+                path=lambda item: item["clip"]["video_path"],
+            ),
             desc="refine",
         )
-        if PartialState().is_main_process:
-            update_review_queue(workdir, records)
-        PartialState().wait_for_everyone()
-        return records
+        if state.is_main_process:
+            queue_pending(workdir, records.values())
+        state.wait_for_everyone()
+    return RefineSummary(records)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = HfArgumentParser((RefineConfig, GenerationParams, BackendArguments))
-    config, params, backend_args = parser.parse_args_into_dataclasses(args=argv)
-    with command_lock(config.workdir, "generation.refine"):
-        records = refine(config, backend_args, params)
-    scored = [r for r in records.values() if "score" in r]
-    unscored = sum(r.get("status") == "ok" and "score" not in r for r in records.values())
-    pending = sum(r.get("review") == "pending" for r in scored)
-    if PartialState().is_main_process:
-        print(f"refine: {len(scored)} captions scored, {pending} queued for review, {unscored} could not be scored")
-    return 1 if unscored else 0
+    return stage_main("generation.refine", RefineJob, run, argv)
 
 
 if __name__ == "__main__":

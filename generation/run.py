@@ -5,14 +5,15 @@
     python -m generation.run --videos DIR --workdir W --model Qwen/Qwen2.5-VL-72B-Instruct --endpoint http://localhost:8000/v1 \
         --threshold 0.25 --scorer_model openai/clip-vit-base-patch32
 
-Each stage runs through its own `main`, so each behaves exactly as its own command (sharded over the processes
-of `accelerate launch`, resumable): a rerun skips what is done and retries what failed. `--model` / `--endpoint`
+Each stage runs through its own `run`, with the configs `stage_configs` composes, so each behaves exactly as its
+own command (sharded over the processes of `accelerate launch`, resumable, printing its report): a rerun skips what
+is done and retries what failed. `--model` / `--endpoint`
 caption and re-caption; `--fuse_model` / `--fuse_endpoint` fuse (default: the captioning model, which also
 answers text-only requests). Refinement runs when `--threshold` and `--scorer_model` are given, else it is
 skipped and said so. A stage whose items partly fail does not stop the run (later stages skip what is missing);
 a stage that cannot run at all (bad arguments, missing input, a damaged stage file) stops it. The run ends with a
 summary read from `W` and exits with status 1 when anything failed. The run folder is locked from the first stage
-to the summary (`generation._stage.workdir_lock`): a second run or stage on the same `--workdir` is refused at
+to the summary (`lovr_common.run_folder.workdir_lock`): a second run or stage on the same `--workdir` is refused at
 once, naming the pid that holds it. `--do_sample false` decodes greedily in every stage, so that the captions do
 not depend on batch composition, process count or interruptions; the other sampling options reach the stages
 named in their help.
@@ -25,12 +26,15 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from accelerate import PartialState
-from transformers import HfArgumentParser
 
 from generation import caption, fuse, refine, segment
-from generation._stage import WorkdirBusyError, load_records, workdir_lock
+from generation._scenes import DetectionSettings
+from generation.backends import BackendArguments, GenerationParams
+from generation.stage import StageSummary, stage_main
+from lovr_common.run_folder import CAPTIONS, SEGMENTS, VIDEOS, load_records, workdir_lock
 
 logger = logging.getLogger(__name__)
 
@@ -88,57 +92,71 @@ class RunConfig:
     )
 
 
-def _opt(name: str, value) -> list[str]:
-    return [] if value is None else [f"--{name}", str(value)]
+def _given(**options: Any) -> dict[str, Any]:
+    """The options that were given (not None): the others keep the stage's defaults."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
-def stage_commands(config: RunConfig) -> list[tuple[str, Callable[[list[str]], int] | None, list[str]]]:
-    """(name, stage main or None when skipped, its arguments), in order."""
-    w = ["--workdir", config.workdir]
-    model = ["--model", config.model, *_opt("endpoint", config.endpoint)]
-    tokens = ["--max_new_tokens", str(config.max_new_tokens)]
-    sampling = [
-        *_opt("temperature", config.temperature),
-        *_opt("top_p", config.top_p),
-        *_opt("repetition_penalty", config.repetition_penalty),
-        *_opt("seed", config.seed),
-        *_opt("do_sample", config.do_sample),
-    ]
-    fuse_sampling = [
-        *_opt("temperature", config.fuse_temperature),
-        *_opt("seed", config.seed if config.fuse_seed is None else config.fuse_seed),
-        *_opt("do_sample", config.do_sample if config.fuse_do_sample is None else config.fuse_do_sample),
-    ]
-    refining = config.threshold is not None and config.scorer_model is not None
-    fuse_model = ["--model", config.fuse_model or config.model, *_opt("endpoint", config.fuse_endpoint)]
+def stage_configs(config: RunConfig) -> list[tuple[str, Callable[[Any], StageSummary] | None, Any]]:
+    """(name, the stage's `run` or None when skipped, its job), in order."""
+    model = BackendArguments(model=config.model, endpoint=config.endpoint)
+    sampling = _given(
+        temperature=config.temperature, top_p=config.top_p, repetition_penalty=config.repetition_penalty,
+        seed=config.seed, do_sample=config.do_sample,
+    )  # fmt: skip
+    fuse_sampling = _given(
+        temperature=config.fuse_temperature,
+        seed=config.seed if config.fuse_seed is None else config.fuse_seed,
+        do_sample=config.do_sample if config.fuse_do_sample is None else config.fuse_do_sample,
+    )
+    fuse_endpoint = config.fuse_endpoint
     if config.fuse_model is None and config.fuse_endpoint is None:
-        fuse_model += _opt("endpoint", config.endpoint)
+        fuse_endpoint = config.endpoint
+    fuse_model = BackendArguments(model=config.fuse_model or config.model, endpoint=fuse_endpoint)
+    refine_job = None
+    if config.threshold is not None and config.scorer_model is not None:
+        refine_job = refine.RefineJob(
+            refine.RefineConfig(
+                config.workdir, threshold=config.threshold, scorer_model=config.scorer_model, scorer=config.scorer
+            ),
+            GenerationParams(max_new_tokens=config.max_new_tokens, **sampling),
+            model,
+        )
     return [
-        ("segment", segment.main, ["--videos", config.videos, *w, *(["--recursive"] if config.recursive else [])]),
-        ("caption", caption.main, [*w, *model, *tokens, *sampling, "--batch_size", str(config.batch_size)]),
         (
-            "refine",
-            refine.main if refining else None,
-            [
-                *w,
-                *model,
-                *tokens,
-                *sampling,
-                "--scorer",
-                config.scorer,
-                *_opt("scorer_model", config.scorer_model),
-                *_opt("threshold", config.threshold),
-            ],
-        ),  # fmt: skip
-        ("fuse", fuse.main, [*w, *fuse_model, *tokens, *fuse_sampling]),
+            "segment",
+            segment.run,
+            segment.SegmentJob(
+                segment.SegmentConfig(videos=config.videos, workdir=config.workdir, recursive=config.recursive),
+                DetectionSettings(),
+            ),
+        ),
+        (
+            "caption",
+            caption.run,
+            caption.CaptionJob(
+                caption.CaptionArguments(workdir=Path(config.workdir), batch_size=config.batch_size),
+                caption.CaptionSettings(),
+                GenerationParams(max_new_tokens=config.max_new_tokens, **sampling),
+                model,
+            ),
+        ),
+        ("refine", refine.run if refine_job else None, refine_job),
+        (
+            "fuse",
+            fuse.run,
+            fuse.FuseJob(
+                fuse.FuseConfig(config.workdir, max_new_tokens=config.max_new_tokens, **fuse_sampling), fuse_model
+            ),
+        ),
     ]
 
 
 def summarize(workdir: str | Path) -> str:
     """Counts of what the run folder holds, stage by stage."""
-    videos = load_records(workdir, "segments", "video_id")
-    captions = load_records(workdir, "captions", "clip_id")
-    fused = load_records(workdir, "videos", "video_id")
+    videos = load_records(workdir, SEGMENTS)
+    captions = load_records(workdir, CAPTIONS)
+    fused = load_records(workdir, VIDEOS)
     n_clips = sum(len(v.get("clips") or []) for v in videos.values())
     ok = lambda records: sum(r.get("status") == "ok" for r in records.values())  # noqa: E731
     fallbacks = sum(b["status"] == "fallback" for r in fused.values() for b in r.get("boundaries", []))
@@ -153,40 +171,50 @@ def summarize(workdir: str | Path) -> str:
     )
 
 
-def run(config: RunConfig) -> int:
-    """Run every stage in order, the run folder locked throughout; 0 when nothing failed."""
+@dataclass
+class RunSummary:
+    """Each stage's status (`"ok"`, skipped, items failed, could not run), and the run folder's counts."""
+
+    statuses: dict[str, str]
+    folder: str | None
+
+    @property
+    def failed(self) -> bool:
+        done = all(s == "ok" or s.startswith("skipped") for s in self.statuses.values())
+        return not (done and "fuse" in self.statuses)
+
+    def report(self) -> str:
+        lines = [f"{name}: {status}" for name, status in self.statuses.items()]
+        return "\n".join(lines if self.folder is None else [*lines, self.folder])
+
+
+def run(config: RunConfig) -> RunSummary:
+    """Run every stage in order, the run folder locked throughout, each printing its report."""
     state = PartialState()
     statuses = {}
     with workdir_lock(config.workdir):
-        for name, stage_main, args in stage_commands(config):
-            if stage_main is None:
+        for name, stage_run, job in stage_configs(config):
+            if stage_run is None:
                 statuses[name] = "skipped (needs --threshold and --scorer_model)"
                 continue
             try:
-                code = stage_main(args)
+                summary = stage_run(job)
             except ValueError as err:
                 statuses[name] = f"could not run: {err}"
                 break
-            statuses[name] = "ok" if code == 0 else "some items failed (see failures.jsonl)"
+            if state.is_main_process and (report := summary.report()):
+                print(report)
+            statuses[name] = "some items failed (see failures.jsonl)" if summary.failed else "ok"
         try:
-            summary = summarize(config.workdir)
+            folder = summarize(config.workdir)
         except ValueError as err:  # a damaged stage file: said by the stage that read it, or here
             statuses["summary"] = f"could not read the run folder: {err}"
-            summary = None
-    if state.is_main_process:
-        print("\n".join(f"{name}: {status}" for name, status in statuses.items()))
-        if summary is not None:
-            print(summary)
-    return 0 if all(s == "ok" or s.startswith("skipped") for s in statuses.values()) and "fuse" in statuses else 1
+            folder = None
+    return RunSummary(statuses, folder)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    (config,) = HfArgumentParser(RunConfig).parse_args_into_dataclasses(args=argv)
-    try:
-        return run(config)
-    except WorkdirBusyError as err:
-        raise SystemExit(f"generation.run: {err}") from None
+    return stage_main("generation.run", RunConfig, run, argv, creates_workdir=True)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Caption quality scorers for `generation.refine`: EVQAScore-style on any CLIP-like model, or an LLM/VLM judge.
 
-A scorer takes clips with their frames and captions and returns one `ScoreResult` per clip: a float, or `None`
+A scorer takes clips with their frames and captions and returns one result per clip: a `ScoreResult`, or `Failed`
 with the reason it could not be scored (one clip's failure never fails the others).
 
-**EVQAScore-style** (`EvqaScorer`), following the LoVR group's EVQAScore. With a CLIP-like `AutoModel` (anything
-with `get_image_features` / `get_text_features`: CLIP, SigLIP, ...) and L2-normalised features:
+**EVQAScore-style** (`EvqaScorer`), following the LoVR group's EVQAScore. With a CLIP-like dual encoder (anything
+with `get_image_features` / `get_text_features`: CLIP, SigLIP, ...), loaded, tokenised and pooled by
+`lovr_metric.evaluation.encoders` exactly as the retrieval evaluation does, and L2-normalised features:
 
 - *global*: the mean of the clip's frame features, normalised (one row) against the caption's sentences (one
   row each, every sentence truncated to the text tower's maximum positions, 77 for CLIP);
@@ -36,10 +37,11 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from PIL import Image
 
 from generation.backends import ChatRequest, GenerationParams
+from generation.outcome import Failed
 from lovr_common.model_source import check_model_source
+from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
 
 KEYWORDS_VERSION = "stopwords-v1"
 MAX_KEYWORDS = 32
@@ -91,11 +93,10 @@ class ScoringItem:
 
 @dataclass
 class ScoreResult:
-    """A clip's score (`None` when it could not be scored, with `reason`) and what it was computed from."""
+    """A clip's score and what it was computed from."""
 
-    score: float | None
+    score: float
     details: dict[str, Any] = field(default_factory=dict)
-    reason: str | None = None
 
 
 class Scorer(Protocol):
@@ -106,8 +107,8 @@ class Scorer(Protocol):
     def settings(self) -> dict[str, Any]:
         """Everything that determines the scores, recorded with each of them."""
 
-    def score(self, items: Sequence[ScoringItem]) -> list[ScoreResult]:
-        """One result per item, in order."""
+    def score(self, items: Sequence[ScoringItem]) -> list[ScoreResult | Failed]:
+        """One result per item, in order: its score, or why it has none."""
 
 
 def harmonic_match(similarities: torch.Tensor) -> float:
@@ -147,11 +148,6 @@ def frame_regions(frame: np.ndarray, tiles: int) -> list[np.ndarray]:
     return regions
 
 
-def _pooled(output: torch.Tensor | Any) -> torch.Tensor:
-    # transformers 5 returns a ModelOutput whose pooler_output holds the projected features; 4.x a tensor.
-    return output if isinstance(output, torch.Tensor) else output.pooler_output
-
-
 class LlmKeywords:
     """Keywords of each caption asked from an LLM through a `generation.backends` chat backend."""
 
@@ -159,17 +155,22 @@ class LlmKeywords:
         self.backend = backend
         self.max_keywords = max_keywords
 
-    def __call__(self, captions: Sequence[str]) -> list[list[str] | str]:
-        """Per caption, its keywords or the reason they could not be extracted."""
+    def __call__(self, captions: Sequence[str]) -> list[list[str] | Failed]:
+        """Per caption, its keywords or why they could not be extracted."""
         requests = [ChatRequest(user=KEYWORD_PROMPT.format(caption=caption)) for caption in captions]
-        out: list[list[str] | str] = []
+        out: list[list[str] | Failed] = []
         for result in self.backend.generate(requests, GREEDY_SHORT):
             if not result.ok:
-                out.append(f"keyword extraction failed: {result.error}")
+                out.append(Failed(f"keyword extraction failed: {result.error}"))
                 continue
             keywords = [k.strip(" .;:\"'").lower() for k in re.split(r"[,\n]", result.text)]
             keywords = list(dict.fromkeys(k for k in keywords if k))[: self.max_keywords]
-            out.append(keywords or f"keyword extraction returned no keywords: {result.text[:80]!r}")
+            if not keywords:
+                out.append(
+                    Failed(f"keyword extraction returned no keywords: {result.text[:80]!r}", {"reply": result.text})
+                )
+                continue
+            out.append(keywords)
         return out
 
 
@@ -187,29 +188,20 @@ class EvqaScorer:
         batch_size: int = 64,
         random_weights: bool = False,
     ):
-        from transformers import AutoModel, AutoProcessor
-
         check_model_source(model_name_or_path, argument="scorer model")
         self.model_name_or_path = model_name_or_path
-        try:
-            self.model = AutoModel.from_pretrained(model_name_or_path).to(device).eval()
-        except OSError as err:
+        # float32 whatever the device: scores are compared with a threshold, and must not move with the dtype.
+        config = EncoderConfig(model=model_name_or_path, dtype="float32", device=str(device))
+        self.encoder = load_encoder(config, need="visual")
+        if getattr(self.encoder, "family", None) != "dual":  # a video tower (X-CLIP) or a sentence-transformers model
+            model = getattr(self.encoder, "model", self.encoder)
             raise ValueError(
-                f"scorer model {model_name_or_path!r} is no local folder and could not be loaded from the Hub: {err}"
-            ) from err
-        for method in ("get_image_features", "get_text_features"):
-            if not hasattr(self.model, method):
-                raise ValueError(
-                    f"scorer model {model_name_or_path!r} ({type(self.model).__name__}) has no {method}: expected a "
-                    "CLIP-like dual encoder (CLIP, SigLIP, ...)"
-                )
-        self.processor = AutoProcessor.from_pretrained(model_name_or_path)
-        text_config = getattr(self.model.config, "text_config", self.model.config)
-        self.max_text_length = text_config.max_position_embeddings
+                f"scorer model {model_name_or_path!r} ({type(model).__name__}) has no get_image_features: expected a "
+                "CLIP-like dual encoder (CLIP, SigLIP, ...)"
+            )
         self.num_frames = num_frames
         self.tiles = tiles
         self.keywords = keywords
-        self.device = device
         self.batch_size = batch_size
         self.random_weights = random_weights
 
@@ -219,7 +211,7 @@ class EvqaScorer:
             "model": self.model_name_or_path,
             "num_frames": self.num_frames,
             "tiles": self.tiles,
-            "max_text_length": self.max_text_length,
+            "max_text_length": self.encoder.text_max_length,
             "keywords": (
                 {"source": "llm", "prompt_version": KEYWORD_PROMPT_VERSION}
                 if self.keywords
@@ -228,45 +220,36 @@ class EvqaScorer:
             "random_weights": self.random_weights,
         }
 
-    @torch.no_grad()
     def _embed_texts(self, texts: list[str]) -> torch.Tensor:
-        chunks = []
-        for start in range(0, len(texts), self.batch_size):
-            inputs = self.processor.tokenizer(
-                texts[start : start + self.batch_size],
-                padding="max_length" if "siglip" in self.model.config.model_type else True,
-                truncation=True,
-                max_length=self.max_text_length,
-                return_tensors="pt",
-            ).to(self.device)
-            chunks.append(_pooled(self.model.get_text_features(**inputs)))
-        return torch.nn.functional.normalize(torch.cat(chunks).float(), dim=-1)
+        chunks = [
+            self.encoder.encode_text(texts[start : start + self.batch_size])
+            for start in range(0, len(texts), self.batch_size)
+        ]
+        return torch.nn.functional.normalize(torch.cat(chunks), dim=-1)
 
-    @torch.no_grad()
     def _embed_images(self, images: list[np.ndarray]) -> torch.Tensor:
-        chunks = []
-        for start in range(0, len(images), self.batch_size):
-            batch = [Image.fromarray(image) for image in images[start : start + self.batch_size]]
-            inputs = self.processor.image_processor(images=batch, return_tensors="pt").to(self.device)
-            chunks.append(_pooled(self.model.get_image_features(**inputs)))
-        return torch.nn.functional.normalize(torch.cat(chunks).float(), dim=-1)
+        chunks = [
+            self.encoder.encode_frames(self.encoder.preprocess_frames(images[start : start + self.batch_size]))
+            for start in range(0, len(images), self.batch_size)
+        ]
+        return torch.nn.functional.normalize(torch.cat(chunks), dim=-1)
 
-    def score(self, items: Sequence[ScoringItem]) -> list[ScoreResult]:
+    def score(self, items: Sequence[ScoringItem]) -> list[ScoreResult | Failed]:
         keywords = (
             self.keywords([item.caption for item in items])
             if self.keywords
             else [extract_keywords(item.caption) for item in items]
         )
-        results: list[ScoreResult | None] = [None] * len(items)
+        results: list[ScoreResult | Failed] = [Failed("not scored")] * len(items)
         todo = []
         for i, (item, item_keywords) in enumerate(zip(items, keywords, strict=True)):
             sentences = split_sentences(item.caption)
-            if isinstance(item_keywords, str):
-                results[i] = ScoreResult(None, reason=item_keywords)
+            if isinstance(item_keywords, Failed):
+                results[i] = item_keywords
             elif not item.frames:
-                results[i] = ScoreResult(None, reason="no frames to score against")
+                results[i] = Failed("no frames to score against")
             elif not sentences or not item_keywords:
-                results[i] = ScoreResult(None, reason=f"caption has no content words to score: {item.caption[:80]!r}")
+                results[i] = Failed(f"caption has no content words to score: {item.caption[:80]!r}")
             else:
                 todo.append((i, item, sentences, item_keywords))
 
@@ -310,7 +293,7 @@ class JudgeScorer:
             "with_frames": self.with_frames,
         }
 
-    def score(self, items: Sequence[ScoringItem]) -> list[ScoreResult]:
+    def score(self, items: Sequence[ScoringItem]) -> list[ScoreResult | Failed]:
         requests = [
             ChatRequest(
                 user=JUDGE_PROMPT.format(caption=item.caption),
@@ -322,11 +305,11 @@ class JudgeScorer:
         return [self._parse(result) for result in self.backend.generate(requests, GREEDY_SHORT)]
 
     @staticmethod
-    def _parse(result: Any) -> ScoreResult:
+    def _parse(result: Any) -> ScoreResult | Failed:
         if not result.ok:
-            return ScoreResult(None, reason=f"judge call failed: {result.error}")
+            return Failed(f"judge call failed: {result.error}")
         match = _NUMBER.search(result.text)
         rating = float(match.group()) if match else None
         if rating is None or not 0 <= rating <= 10:
-            return ScoreResult(None, details={"reply": result.text}, reason=f"no rating 0-10 in {result.text[:80]!r}")
+            return Failed(f"no rating 0-10 in {result.text[:80]!r}", {"reply": result.text})
         return ScoreResult(rating / 10, details={"rating": rating, "reply": result.text})

@@ -38,10 +38,7 @@ from typing import Literal
 import av
 import cv2
 import scenedetect
-from accelerate import PartialState
-from transformers import HfArgumentParser
 
-from generation._failures import record_failure
 from generation._scenes import (
     DetectionSettings,
     ScoreTrack,
@@ -51,12 +48,12 @@ from generation._scenes import (
     settings_record,
     write_clip_files,
 )
-from generation._stage import command_lock, run_sharded
+from generation.stage import FailureLog, run_sharded, stage_main
+from lovr_common.run_folder import CLIPS_DIR, SEGMENTS, SegmentRecord, clip_id_of, workdir_lock
 from lovr_common.video import LOVR_MIN_CLIP_FRAMES, VideoError, VideoInfo, probe
 
 logger = logging.getLogger(__name__)
 
-STAGE = "segments"
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".webm", ".mov")
 # What a broken file can raise on its way through PyAV, OpenCV and PySceneDetect; anything else is a bug.
 _VIDEO_FAILURES = (VideoError, scenedetect.VideoOpenFailure, av.FFmpegError, cv2.error, OSError)
@@ -78,6 +75,37 @@ class SegmentConfig:
     clip_mode: Literal["reencode", "copy"] = field(
         default="reencode", metadata={"help": "reencode: frame-accurate cuts; copy: fast, keyframe-accurate."}
     )
+
+
+@dataclass
+class SegmentJob:
+    """Everything `generation.segment` runs with: where the videos and the run folder are, and how scenes are cut."""
+
+    config: SegmentConfig
+    detection: DetectionSettings = field(default_factory=DetectionSettings)
+
+    @property
+    def workdir(self) -> str:
+        return self.config.workdir
+
+
+@dataclass
+class SegmentSummary:
+    """Every segments record of the videos of the run, by video id."""
+
+    records: dict[str, SegmentRecord]
+
+    @property
+    def failed(self) -> bool:
+        return any(r["status"] != "ok" for r in self.records.values())
+
+    def report(self) -> str:
+        """One line of counts, then one line per failed video."""
+        ok = [r for r in self.records.values() if r["status"] == "ok"]
+        failed = [r for r in self.records.values() if r["status"] != "ok"]
+        lines = [f"segments: {len(ok)} video(s) ok, {sum(len(r['clips']) for r in ok)} clip(s); {len(failed)} failed"]
+        lines += [f"  FAILED {r['video_id']} ({r['video_path']}): {r['reason']}" for r in failed]
+        return "\n".join(lines)
 
 
 def _files(folder: Path, recursive: bool, skip: Path | None) -> list[Path]:
@@ -150,7 +178,7 @@ def decoded_coverage(info: VideoInfo, track: ScoreTrack) -> dict:
     return {"frames": frames, "end": round(end, 6), "coverage": round(coverage, 4)}
 
 
-def segment_video(item: dict, config: SegmentConfig, settings: DetectionSettings) -> dict:
+def segment_video(item: dict, config: SegmentConfig, settings: DetectionSettings) -> SegmentRecord:
     """The segments record of one video (raises `VideoError` for a file that is not a usable video)."""
     videos_dir = Path(config.videos).resolve()
     path = videos_dir / item["video_path"]
@@ -161,11 +189,11 @@ def segment_video(item: dict, config: SegmentConfig, settings: DetectionSettings
     decoded = decoded_coverage(info, track)
     scenes, detection = choose_scenes(track, settings)
     video_id = item["video_id"]
-    clip_ids = [f"{video_id}-Scene-{n:03d}" for n in range(1, len(scenes) + 1)]
+    clip_ids = [clip_id_of(video_id, n) for n in range(1, len(scenes) + 1)]
     clip_paths = [None] * len(scenes)
     if config.write_clips:
         workdir = Path(config.workdir).resolve()
-        files = write_clip_files(path, scenes, clip_ids, workdir / "clips" / video_id, config.clip_mode)
+        files = write_clip_files(path, scenes, clip_ids, workdir / CLIPS_DIR / video_id, config.clip_mode)
         clip_paths = [str(file.relative_to(workdir)) for file in files]
 
     clips = []
@@ -205,57 +233,49 @@ def segment_video(item: dict, config: SegmentConfig, settings: DetectionSettings
     }
 
 
-def segment_all(config: SegmentConfig, settings: DetectionSettings) -> dict[str, dict]:
-    """Segment every video of `config.videos` not done yet, sharing them between processes; returns all records."""
-    items = list_videos(config.videos, recursive=config.recursive, exclude=config.workdir)
-
-    def process_batch(batch: list[dict]):
-        for item in batch:
-            try:
-                yield segment_video(item, config, settings)
-            except _VIDEO_FAILURES as err:
-                reason = err.reason if isinstance(err, VideoError) else f"{type(err).__name__}: {err}"
-                path = Path(config.videos).resolve() / item["video_path"]
-                record_failure(config.workdir, STAGE, item["video_id"], path, reason)
-                logger.warning("%s failed: %s", item["video_id"], reason)
-                videos_dir = str(Path(config.videos).resolve())
-                yield {
-                    **item,
-                    "videos_dir": videos_dir,
-                    "settings": asdict(settings),
-                    "status": "failed",
-                    "reason": reason,
-                }
-
-    return run_sharded(
-        workdir=config.workdir,
-        stage=STAGE,
-        key="video_id",
-        items=items,
-        process_batch=process_batch,
-        is_done=lambda record: record["status"] == "ok",
-        desc="segment",
-    )
+def _failed_record(item: dict, config: SegmentConfig, settings: DetectionSettings, reason: str) -> SegmentRecord:
+    return {
+        **item,
+        "videos_dir": str(Path(config.videos).resolve()),
+        "settings": asdict(settings),
+        "status": "failed",
+        "reason": reason,
+    }
 
 
-def summarize(records: dict[str, dict]) -> str:
-    """One line of counts, then one line per failed video."""
-    ok = [r for r in records.values() if r["status"] == "ok"]
-    failed = [r for r in records.values() if r["status"] != "ok"]
-    lines = [f"segments: {len(ok)} video(s) ok, {sum(len(r['clips']) for r in ok)} clip(s); {len(failed)} failed"]
-    lines += [f"  FAILED {r['video_id']} ({r['video_path']}): {r['reason']}" for r in failed]
-    return "\n".join(lines)
+def run(job: SegmentJob) -> SegmentSummary:
+    """Segment every video of `job.config.videos` not done yet, sharing them between processes."""
+    config, settings = job.config, job.detection
+    videos_dir = Path(config.videos).resolve()
+    with workdir_lock(config.workdir, create=True):
+        items = list_videos(config.videos, recursive=config.recursive, exclude=config.workdir)
+
+        def process_batch(batch: list[dict]):
+            for item in batch:
+                try:
+                    yield segment_video(item, config, settings)
+                except _VIDEO_FAILURES as err:
+                    reason = err.reason if isinstance(err, VideoError) else f"{type(err).__name__}: {err}"
+                    yield _failed_record(item, config, settings, reason)
+
+        records = run_sharded(
+            workdir=config.workdir,
+            stage=SEGMENTS,
+            items=items,
+            process_batch=process_batch,
+            is_done=lambda record: record["status"] == "ok",
+            failures=FailureLog(
+                SEGMENTS.name,
+                reason=lambda record: record.get("reason"),
+                path=lambda item: videos_dir / item["video_path"],
+            ),
+            desc="segment",
+        )
+    return SegmentSummary(records)
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = HfArgumentParser((SegmentConfig, DetectionSettings))
-    config, settings = parser.parse_args_into_dataclasses(args=argv)
-    with command_lock(config.workdir, "generation.segment", create=True):
-        records = segment_all(config, settings)
-    if PartialState().is_main_process:
-        print(summarize(records))
-    return 1 if any(r["status"] != "ok" for r in records.values()) else 0
+    return stage_main("generation.segment", SegmentJob, run, argv, creates_workdir=True)
 
 
 if __name__ == "__main__":

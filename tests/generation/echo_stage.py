@@ -1,4 +1,4 @@
-"""A minimal stage for testing `generation._stage.run_sharded` under `accelerate launch` (`launch_command`).
+"""A minimal stage for testing `generation.stage.run_sharded` under `accelerate launch` (`launch_command`).
 
     accelerate launch --multi_gpu --num_processes 2 tests/generation/echo_stage.py W N [--die_after K] [--hold GATE]
         [--lag_main S]
@@ -22,9 +22,11 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from generation import _stage
+from generation import stage
+from lovr_common.run_folder import StageFile
 
 HOLD_LIMIT_S = 60
+ECHO = StageFile("echo", "id", "tests.generation.echo_stage")
 
 
 def launch_command(num_processes: int) -> list[str]:
@@ -57,13 +59,13 @@ def main() -> None:
     args = parser.parse_args()
     state = PartialState(cpu=True)  # first, so that every later PartialState() is this one
     if args.lag_main and state.is_main_process:
-        load_records = _stage.load_records
+        load_records = stage.load_records
 
         def late_load_records(*a, **kw):
             time.sleep(args.lag_main)
             return load_records(*a, **kw)
 
-        _stage.load_records = late_load_records
+        stage.load_records = late_load_records
     written = 0
 
     def process(batch):
@@ -77,7 +79,7 @@ def main() -> None:
                 _hold(args.hold)
 
     items = [{"id": f"i-{n:03d}"} for n in range(args.count)]
-    _stage.run_sharded(workdir=args.workdir, stage="echo", key="id", items=items, process_batch=process, batch_size=3)
+    stage.run_sharded(workdir=args.workdir, stage=ECHO, items=items, process_batch=process, batch_size=3)
 
 
 if __name__ == "__main__":

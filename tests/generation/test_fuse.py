@@ -6,14 +6,20 @@ from pathlib import Path
 
 import pytest
 
+from generation._fuse_prompts import parse_two_paragraphs, split_paragraphs
 from generation._llm import LlmCall, call_with_retries
 from generation.backends import BackendArguments, ChatResult, EndpointBackend, GenerationParams
-from generation.fuse import FuseConfig, fuse, main, parse_two_paragraphs, split_paragraphs
+from generation.fuse import FuseConfig, FuseJob, main, run
 from generation.review import merge_review
 from lovr_common.jsonl import read_jsonl
 from lovr_standins.tiny_models import tiny_model_path
 
 SERVER = Path(__file__).with_name("openai_server.py")
+
+
+def fuse(config, backend_args, backend=None):
+    """Every videos record after `generation.fuse` ran with `backend` (loaded from `backend_args` when None)."""
+    return run(FuseJob(config, backend_args), backend).records
 
 
 class ScriptedSummarizer:
@@ -213,7 +219,7 @@ def test_endpoint_server_errors_fall_back_per_boundary(tmp_path, server):
 
 def test_cli_exit_status(tmp_path):
     with pytest.raises(ValueError, match="segments.jsonl: run generation.segment first"):
-        main(["--workdir", str(tmp_path), "--model", "m"])
+        fuse(FuseConfig(str(tmp_path)), BackendArguments(model="m"))
     _write_run(tmp_path, 3)
     _write_run(tmp_path, 1, captions={1: None}, video_id="bad")
     args = ["--workdir", str(tmp_path), "--model", str(tiny_model_path("causal-lm")), "--max_new_tokens", "8"]

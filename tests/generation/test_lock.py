@@ -1,4 +1,4 @@
-"""One writer per run folder: `generation._stage.workdir_lock`, with real processes, real SIGKILL and a real
+"""One writer per run folder: `lovr_common.run_folder.workdir_lock`, with real processes, real SIGKILL and a real
 `accelerate launch`.
 
 The holder is `echo_stage.py --hold GATE`: once its first record is written (the folder locked) it writes its pid
@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from generation import caption, fuse, refine, review, run, segment
-from generation._stage import LOCK_FILE, WorkdirBusyError, run_sharded, stage_output, workdir_lock
-from tests.generation.echo_stage import launch_command
+from generation.backends import BackendArguments
+from generation.stage import run_sharded
+from lovr_common.run_folder import LOCK_FILE, WorkdirBusyError, workdir_lock
+from tests.generation.echo_stage import ECHO, launch_command
 
 ECHO_STAGE = Path(__file__).with_name("echo_stage.py")
 EXPECTED = [{"id": f"i-{n:03d}", "text": f"I-{n:03d}", "status": "ok"} for n in range(6)]
@@ -42,7 +44,7 @@ def _snapshot(workdir):
 
 
 def _records(workdir):
-    return [json.loads(line) for line in stage_output(workdir, "echo").read_text().splitlines()]
+    return [json.loads(line) for line in ECHO.path(workdir).read_text().splitlines()]
 
 
 def _probe(workdir) -> bool:
@@ -76,7 +78,7 @@ def test_a_second_run_on_the_same_workdir_is_refused_naming_the_holder(tmp_path)
             with pytest.raises(SystemExit, match=rf"^generation\.{name}: run folder .* in use by process {pid} "):
                 main(argv)
         with pytest.raises(WorkdirBusyError, match=f"process {pid} "):
-            run_sharded(workdir=workdir, stage="echo", key="id", items=[{"id": "x"}], process_batch=lambda b: [])
+            run_sharded(workdir=workdir, stage=ECHO, items=[{"id": "x"}], process_batch=lambda b: [])
         # and a third process, from its command line: a non-zero exit with the message
         third = subprocess.run(
             [sys.executable, str(ECHO_STAGE), str(workdir), "6"], capture_output=True, text=True, timeout=120
@@ -104,7 +106,7 @@ def test_a_sigkilled_holder_does_not_block_the_next_run(tmp_path):
         return [{"id": item["id"], "text": item["id"].upper(), "status": "ok"} for item in batch]
 
     items = [{"id": f"i-{n:03d}"} for n in range(6)]
-    run_sharded(workdir=workdir, stage="echo", key="id", items=items, process_batch=process, batch_size=3)
+    run_sharded(workdir=workdir, stage=ECHO, items=items, process_batch=process, batch_size=3)
     assert done == [f"i-{n:03d}" for n in range(1, 6)]  # the killed holder's first record is kept
     assert _records(workdir) == EXPECTED
 
@@ -120,7 +122,7 @@ def test_the_lock_is_reentrant_and_held_until_the_outermost_block_ends(tmp_path)
 
 def test_a_stage_reading_an_earlier_one_does_not_create_a_missing_workdir(tmp_path):
     with pytest.raises(ValueError, match=r"run folder .*typo does not exist"):
-        fuse.main(["--workdir", str(tmp_path / "typo"), "--model", "m"])
+        fuse.run(fuse.FuseJob(fuse.FuseConfig(str(tmp_path / "typo")), BackendArguments(model="m")))
     assert not (tmp_path / "typo").exists()
 
 
@@ -144,7 +146,7 @@ def test_accelerate_launch_shares_the_lock_and_a_second_launch_is_refused(tmp_pa
         assert second.returncode != 0, second.stderr[-2000:]
         for rank in (0, 1):
             assert (
-                f"[rank{rank}]: generation._stage.WorkdirBusyError: run folder {workdir} is in use by process {pid} "
+                f"[rank{rank}]: lovr_common.run_folder.lock.WorkdirBusyError: run folder {workdir} is in use by process {pid} "
                 in second.stderr
             ), second.stderr[-3000:]
         assert _snapshot(workdir) == before

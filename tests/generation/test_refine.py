@@ -3,7 +3,7 @@ import json
 import pytest
 
 from generation.backends import BackendArguments, GenerationParams
-from generation.refine import ESCALATION, RefineConfig, main, refine, round_settings
+from generation.refine import ESCALATION, RefineConfig, RefineJob, main, round_settings, run
 from lovr_common.jsonl import read_jsonl
 from lovr_standins.tiny_models import tiny_model_path
 from lovr_standins.videos import make_synthetic_video
@@ -42,7 +42,7 @@ def _run(workdir, threshold, **kwargs):
         **kwargs,
     )  # fmt: skip
     backend = BackendArguments(model=str(tiny_model_path("vlm")))
-    return refine(config, backend, GenerationParams(max_new_tokens=4))
+    return run(RefineJob(config, GenerationParams(max_new_tokens=4), backend)).records
 
 
 def test_escalation_schedule():

@@ -1,6 +1,6 @@
 import pytest
 
-from generation.run import RunConfig, main, stage_commands
+from generation.run import RunConfig, main, stage_configs
 from lovr_common.jsonl import read_jsonl
 from lovr_standins.tiny_models import tiny_model_path
 from lovr_standins.videos import make_synthetic_video
@@ -60,8 +60,8 @@ def test_sampling_settings_reach_every_stage_and_are_recorded(tmp_path):
         "temperature": 0.3, "seed": 5, "do_sample": False
     }  # fmt: skip
     config = RunConfig(str(videos), str(workdir), "m", seed=5, do_sample=False, fuse_seed=9, fuse_do_sample=True)
-    fuse_args = dict(zip(*[iter(stage_commands(config)[-1][2])] * 2, strict=True))
-    assert (fuse_args["--seed"], fuse_args["--do_sample"]) == ("9", "True")
+    fuse_job = stage_configs(config)[-1][2]
+    assert (fuse_job.config.seed, fuse_job.config.do_sample) == (9, True)
 
 
 def test_a_damaged_stage_file_stops_the_run_naming_file_and_line(tmp_path, capsys):

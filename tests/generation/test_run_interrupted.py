@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from generation._stage import LOCK_FILE
 from generation.run import main
+from lovr_common.run_folder import LOCK_FILE
 from lovr_standins.tiny_models import tiny_model_path
 from lovr_standins.videos import make_synthetic_video
 

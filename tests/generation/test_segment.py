@@ -13,10 +13,10 @@ import av
 import pytest
 from scenedetect import ContentDetector, SceneManager, StatsManager, detect, open_video
 
-from generation._failures import read_failures
 from generation._scenes import DetectionSettings, choose_scenes, score_video
-from generation.segment import SegmentConfig, decoded_coverage, list_videos, main, segment_video
+from generation.segment import SegmentConfig, SegmentJob, decoded_coverage, list_videos, main, run, segment_video
 from lovr_common.jsonl import read_jsonl
+from lovr_common.run_folder import read_failures
 from lovr_common.video import VideoError, VideoInfo
 from lovr_standins.videos import make_bad_videos, make_synthetic_video, make_truncated_video, sample_video
 from tests.conftest import accelerate_launch
@@ -272,7 +272,7 @@ def test_duplicate_stems_are_refused(tmp_path):
     make_synthetic_video(tmp_path / "a.mp4", scene_seconds=[0.2], size=(64, 48))
     make_synthetic_video(tmp_path / "a.mkv", scene_seconds=[0.2], size=(64, 48))
     with pytest.raises(ValueError, match=r"'a': \['a.mkv', 'a.mp4'\]"):
-        main(["--videos", str(tmp_path), "--workdir", str(tmp_path / "W")])
+        run(SegmentJob(SegmentConfig(videos=str(tmp_path), workdir=str(tmp_path / "W"))))
 
 
 @pytest.mark.slow

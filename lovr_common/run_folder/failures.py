@@ -3,7 +3,8 @@
 Any process of any stage may append at any time: each record is one `os.write` of one whole line to a file opened
 with `O_APPEND`, which the kernel appends atomically, so concurrent writers never interleave or tear lines. The
 file is a log: a rerun that fails on the same input again appends another line. The stage's own output holds the
-current status of every id (`"status": "failed"` with the same `reason`).
+current status of every id (`"status": "failed"` with the same `reason`). `generation.stage.run_sharded` is the
+one writer of the `generation` stages.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import os
 from pathlib import Path
 
 from lovr_common.jsonl import read_jsonl
-
-FAILURES_FILE = "failures.jsonl"
+from lovr_common.run_folder.layout import FAILURES_FILE, FailureRecord
 
 
 def failures_path(workdir: str | os.PathLike) -> Path:
@@ -24,9 +24,9 @@ def failures_path(workdir: str | os.PathLike) -> Path:
 
 def record_failure(
     workdir: str | os.PathLike, stage: str, id: str, path: str | os.PathLike | None, reason: str
-) -> dict:
+) -> FailureRecord:
     """Append `{"stage", "id", "path", "reason"}` to `W/failures.jsonl` and return the record."""
-    record = {"stage": stage, "id": id, "path": None if path is None else str(path), "reason": reason}
+    record: FailureRecord = {"stage": stage, "id": id, "path": None if path is None else str(path), "reason": reason}
     line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
     target = failures_path(workdir)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +38,7 @@ def record_failure(
     return record
 
 
-def read_failures(workdir: str | os.PathLike, stage: str | None = None) -> list[dict]:
+def read_failures(workdir: str | os.PathLike, stage: str | None = None) -> list[FailureRecord]:
     """Every failure logged in `workdir` (of `stage` only, when given), oldest first."""
     target = failures_path(workdir)
     if not target.exists():
