@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lovr_common.jsonl import read_jsonl
 from lovr_common.run_folder.layout import CAPTIONS, SEGMENTS, VIDEOS, StageFile
+from lovr_common.run_folder.readers import read_merged
 
 # (stage name, file it writes, key of the settings dict in each record), in pipeline order. `refine` writes its
 # scorer's settings into the caption records under `scorer`.
@@ -82,7 +82,7 @@ def summarise_run(workdir: str | Path) -> RunSummary:
     for _, stage_file, _ in _STAGES:
         path = stage_file.path(workdir)
         if stage_file not in records:
-            records[stage_file] = list(read_jsonl(path)) if path.exists() else []
+            records[stage_file] = list(read_merged(path, stage_file.key).values()) if path.exists() else []
     if not any(records.values()):
         raise ValueError(
             f"workdir={str(workdir)!r} holds none of {sorted(f.filename for f in records)}; "

@@ -8,7 +8,7 @@
 A shard is written whole (temporary file, rename) before the index lines that point into it, and a job's own record
 comes after its embeddings' records: a run killed at any moment leaves only complete entries, and a job without its
 record is simply done again. Each process appends to its own index file; the main process folds them into
-`index.jsonl` (the pattern of `generation._stage`).
+`index.jsonl` (the pattern of `generation.stage.run_sharded`).
 """
 
 from __future__ import annotations

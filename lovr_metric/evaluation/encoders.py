@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from lovr_common.model_source import check_model_source
+from lovr_metric.evaluation.long_text import TokenCounts, check_policy, chunk_mean, windows
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,8 @@ class EncoderConfig:
         text_max_length (`int`, *optional*): token limit (the registry's value for known baselines, else the
             tokenizer's, capped by the model's position embeddings).
         trust_remote_code (`bool`, defaults to `False`): run code shipped with the model. Only when you trust it.
+        long_text (`str`, defaults to `"truncate"`): a text over the token limit is cut (`truncate`) or embedded
+            as the mean of its windows (`chunk_mean`; `long_text.py`).
     """
 
     model: str
@@ -121,8 +124,10 @@ class EncoderConfig:
     device: str | None = None
     text_max_length: int | None = None
     trust_remote_code: bool = False
+    long_text: str = "truncate"
 
     def __post_init__(self):
+        check_policy(self.long_text)
         if self.family is not None and self.family not in FAMILIES:
             raise ValueError(f"family={self.family!r}, expected one of {sorted(FAMILIES)} (or None to detect it)")
         if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
@@ -154,24 +159,38 @@ def mean_pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> 
 class TransformersEncoder:
     """A transformers model of family `dual`, `video` or `text` with its tokenizer and image processor."""
 
-    def __init__(self, model, tokenizer, image_processor, *, family: str, text_max_length: int, padding):
+    def __init__(
+        self, model, tokenizer, image_processor, *, family: str, text_max_length: int, padding, long_text="truncate"
+    ):
         self.model, self.tokenizer, self.image_processor = model, tokenizer, image_processor
         self.family, self.text_max_length, self.padding = family, text_max_length, padding
+        self.long_text = check_policy(long_text)
         self.device, self.dtype = model.device, model.dtype
         self.calls = 0
         if family == "video":
             self.num_frames = model.config.vision_config.num_frames
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
+        if self.long_text == "chunk_mean":
+            inputs, owners = windows(self.tokenizer, texts, self.text_max_length, self.padding)
+            return chunk_mean(self._embed_tokens, inputs, owners, len(texts))
         tokens = self.tokenizer(
             texts, padding=self.padding, truncation=True, max_length=self.text_max_length, return_tensors="pt"
-        ).to(self.device)
+        )
+        return self._embed_tokens(dict(tokens))
+
+    def _embed_tokens(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        tokens = {key: value.to(self.device) for key, value in tokens.items()}
         self.calls += 1
         with torch.inference_mode():
             if self.family == "text":
                 output = self.model(**tokens)
                 return mean_pool(output.last_hidden_state, tokens["attention_mask"]).float().cpu()
             return _features(self.model.get_text_features(**tokens))
+
+    def token_counts(self, texts: list[str]) -> TokenCounts:
+        """How `texts` compare with this encoder's token limit."""
+        return TokenCounts.of(self.tokenizer, texts, self.text_max_length)
 
     def decode_size(self, width: int, height: int) -> tuple[int, int] | None:
         """The (width, height) the image processor resizes a `width` x `height` frame to, or None if unknown."""
@@ -213,17 +232,38 @@ class TransformersEncoder:
 class SentenceTransformersEncoder:
     """A sentence-transformers model: texts, and frames (as PIL images) when the model supports images."""
 
-    def __init__(self, model):
+    def __init__(self, model, long_text: str = "truncate"):
         self.model = model
+        self.long_text = check_policy(long_text)
         self.calls = 0
+        if long_text == "chunk_mean" and getattr(model, "tokenizer", None) is None:
+            raise ValueError("long_text='chunk_mean' needs a sentence-transformers model with a text tokenizer")
 
     @property
     def takes_images(self) -> bool:
         return self.model.supports("image")
 
+    @property
+    def text_max_length(self) -> int:
+        return self.model.max_seq_length
+
     def encode_text(self, texts: list[str]) -> torch.Tensor:
+        if self.long_text == "chunk_mean":
+            inputs, owners = windows(self.model.tokenizer, texts, self.text_max_length, True)
+            return chunk_mean(self._embed_tokens, inputs, owners, len(texts))
         self.calls += 1
         return self.model.encode(texts, convert_to_tensor=True, batch_size=len(texts)).float().cpu()
+
+    def _embed_tokens(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        self.calls += 1
+        features = {key: value.to(self.model.device) for key, value in tokens.items()}
+        with torch.inference_mode():
+            return self.model(features)["sentence_embedding"].float().cpu()
+
+    def token_counts(self, texts: list[str]) -> TokenCounts | None:
+        """How `texts` compare with the model's token limit (None when it has no text tokenizer)."""
+        tokenizer = getattr(self.model, "tokenizer", None)
+        return None if tokenizer is None else TokenCounts.of(tokenizer, texts, self.text_max_length)
 
     def preprocess_frames(self, frames: list[np.ndarray]) -> list:
         from PIL import Image
@@ -280,7 +320,7 @@ def _load_sentence_transformers(config: EncoderConfig, device: torch.device, nee
     )
     if config.text_max_length:
         model.max_seq_length = config.text_max_length
-    encoder = SentenceTransformersEncoder(model)
+    encoder = SentenceTransformersEncoder(model, config.long_text)
     if need == "visual" and not encoder.takes_images:
         raise UnsupportedModelError(
             config.model, f"this sentence-transformers model takes only {model.modalities}, not images or video"
@@ -314,7 +354,13 @@ def _load_transformers(config: EncoderConfig, device: torch.device, need: str, f
     max_length = config.text_max_length or min(n for n in limits if isinstance(n, int) and n > 0)
     padding = "max_length" if model_config.model_type in PAD_TO_MAX_LENGTH else True
     return TransformersEncoder(
-        model, tokenizer, image_processor, family=family, text_max_length=max_length, padding=padding
+        model,
+        tokenizer,
+        image_processor,
+        family=family,
+        text_max_length=max_length,
+        padding=padding,
+        long_text=config.long_text,
     )
 
 

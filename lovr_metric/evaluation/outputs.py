@@ -41,6 +41,7 @@ class RunSettings:
     sampling: dict
     dataset_fingerprint: str
     bootstrap: dict
+    text_lengths: dict | None = None  # `long_text.TokenCounts` of the query texts
     protocol: str = "default"
 
 
@@ -62,6 +63,7 @@ def results_record(run: RunSettings, ranking: Ranking, embedded: Embedded) -> di
             "k_values": run.k_values,
             "encoder": run.visual,
             "text_encoder": run.text,
+            "text_lengths": run.text_lengths,
             "num_clips": len(data.clip_ids),
             "num_videos": len(data.video_ids),
             "missing": data.missing,

