@@ -82,7 +82,7 @@ def rank_tasks(granularities: list[str], embedded: Embedded, options: RankOption
         ranking.metrics[name], directions = ranked
         ranking.per_query += directions
         if options.num_resamples:
-            ranking.intervals[name] = _intervals(directions, ranking.metrics[name], options)
+            ranking.intervals[name] = direction_intervals(directions, ranking.metrics[name], options)
     return ranking
 
 
@@ -106,15 +106,25 @@ def rank_task(task: Task, embedded: Embedded, ids: set[str], k_values: list[int]
         raise NoMetricError(
             f"every k of --k_values {k_values} exceeds {largest}, the texts or {task.gallery}s to rank"
         )
-    ranked = retrieval_ranks(
+    scores, directions = rank_embeddings(
+        task.name,
+        task.directions,
         torch.from_numpy(embedded.texts.get("text", [text_key(text) for text, _ in texts])),
         [target for _, target in texts],
         torch.from_numpy(embedded.items.get(task.gallery, gallery)),
         gallery,
+        ks,
     )
-    scores = {key: value for key, value in metrics_from_ranks(ranked, ks).items() if key.startswith(task.directions)}
     scores["num_skipped_texts"] = len(queries) - len(texts)
-    return scores, [_direction_ranks(task, direction, ranked, texts, gallery) for direction in task.directions]
+    return scores, directions
+
+
+def rank_embeddings(name: str, directions, texts, targets: list[str], items, item_ids: list[str], ks: list[int]):
+    """The metrics of `directions` and their per-query ranks, for texts (each about the item `targets[i]`) against
+    the items; `ks` must not exceed the texts or items. Shared by `evaluate` and the scoring of original runs."""
+    ranked = retrieval_ranks(texts, targets, items, item_ids)
+    scores = {key: value for key, value in metrics_from_ranks(ranked, ks).items() if key.startswith(directions)}
+    return scores, [_direction_ranks(name, direction, ranked, targets, item_ids) for direction in directions]
 
 
 def query_ids(targets: list[str]) -> list[str]:
@@ -127,9 +137,9 @@ def query_ids(targets: list[str]) -> list[str]:
     return ids
 
 
-def _direction_ranks(task: Task, direction: str, ranked: RankedPairs, texts, gallery: list[str]) -> DirectionRanks:
+def _direction_ranks(name: str, direction: str, ranked: RankedPairs, targets, gallery: list[str]) -> DirectionRanks:
     """One direction's per-query ranks and top ids: texts querying the gallery, or gallery items querying texts."""
-    text_ids = query_ids([target for _, target in texts])
+    text_ids = query_ids(targets)
     query, ranks = ranked.direction(direction)
     rows = np.unique(query)  # the query rows: every text, or the gallery items with a relevant text
     if direction == "text_to_video":
@@ -150,10 +160,10 @@ def _direction_ranks(task: Task, direction: str, ranked: RankedPairs, texts, gal
     best = top_indices(queries[torch.from_numpy(rows).to(queries.device)], candidates)
     for row, indices in zip(rows.tolist(), best, strict=True):
         top[row] = [candidate_names[j] for j in indices]
-    return DirectionRanks.from_pairs(task.name, direction, query_names, query, ranks, top)
+    return DirectionRanks.from_pairs(name, direction, query_names, query, ranks, top)
 
 
-def _intervals(directions: list[DirectionRanks], metrics: dict, options: RankOptions) -> dict[str, list[float]]:
+def direction_intervals(directions: list[DirectionRanks], metrics: dict, options: RankOptions) -> dict[str, list[float]]:
     """The bootstrap interval of every metric of one task (the ks it computed), keyed as in its metrics."""
     out = {}
     for d in directions:
