@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lovr_common.jsonl import ReadStats, read_jsonl_numbered
+from lovr_common.splits import OTHER_SPLIT, QUERY_SPLIT
 
 logger = logging.getLogger(__name__)
 
 SCENE_MARK = "-Scene-"
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 MISSING_CLIP_POLICIES = ("keep", "drop", "error")
-QUERY_SPLIT = "test"
-OTHER_SPLIT = "train"
 
 
 @dataclass(frozen=True)

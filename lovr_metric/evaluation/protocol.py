@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The split of the dataset's `clips` config that holds the query clips (`lovr_dataset` writes it).
-QUERY_SPLIT = "test"
+from lovr_common.splits import QUERY_SPLIT
+
 # The official evaluation embeds every 10th frame of a clip (LOVR_REFERENCE.md); 30 for the slowest models.
 LOVR_FRAME_INTERVAL = 10
 # The key prefixes of `retrieval_metrics`: texts ranking the gallery's items, and the items ranking the texts.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-QUERY_SPLIT = "test"  # the split of the `clips` config that holds the query clips (written by `lovr_dataset`)
+from lovr_common.splits import QUERY_SPLIT
 
 
 @dataclass(frozen=True)
