@@ -8,7 +8,9 @@ so its peak memory (max RSS) is its own, and the steps take turns, `--repeats` t
 - floor:  pyarrow reads the two JSON Lines files and writes the same Parquet (pyarrow.json + pq.write_table);
 - export: `lovr_dataset.export` (the builder, every config, Parquet, README);
 - pyarrow read: pq.read_table of the exported clips Parquet;
-- load:   `datasets.load_dataset(export, "clips")` into a fresh cache (cold), then again (warm, cached).
+- load:   `datasets.load_dataset(export, "clips")` into a fresh cache (cold), then again (warm, cached);
+- sharded load: the same export with its clips split into `SHARDS` Parquet files, loaded cold with
+  `num_proc=SHARDS_PROC` (datasets gives each process whole files): does sharding let a cold load use every core?
 Imports are not timed. Both readers first read a tiny export, so that what a library does once per process
 (datasets imports some modules lazily on its first load) is not charged to this dataset; that one-time cost has a
 row of its own. CPU seconds (user + system, every thread) sit next to wall seconds: pyarrow reads row groups on
@@ -32,6 +34,7 @@ import numpy as np
 
 NUM_CLIPS, NUM_VIDEOS, CLIP_WORDS, VIDEO_WORDS = 40_804, 467, 1_000, 17_000
 TINY_SCALE = 0.001
+SHARDS, SHARDS_PROC = 4, 2
 
 
 def make_source(root: Path, scale: float, seed: int = 0) -> None:
@@ -64,6 +67,19 @@ def clip_parquet(export_dir: Path) -> list[Path]:
     return sorted((export_dir / "clips").glob("*.parquet"))
 
 
+def reshard(export_dir: Path, out: Path, shards: int) -> None:
+    """A copy of `export_dir` whose clips train split is `shards` Parquet files of consecutive rows."""
+    import pyarrow.parquet as pq
+
+    shutil.copytree(export_dir, out)
+    (train,) = (out / "clips").glob("train-*.parquet")
+    table = pq.read_table(train)
+    train.unlink()
+    bounds = np.linspace(0, table.num_rows, shards + 1).astype(int)
+    for index, (start, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        pq.write_table(table.slice(start, end - start), out / "clips" / f"train-{index:05d}-of-{shards:05d}.parquet")
+
+
 def step(name: str, workdir: Path, repeat: int) -> None:
     """Run one measured step in this process and print its seconds, CPU seconds and peak RSS as JSON."""
     import datasets
@@ -79,10 +95,11 @@ def step(name: str, workdir: Path, repeat: int) -> None:
     if name == "prepare":  # the exports the other steps read; in a process of its own, like every step
         export(workdir / "LoVR-tiny", tiny, cache_dir=str(workdir / "hf-cache-tiny"))
         export(source, out, cache_dir=str(workdir / "hf-cache-export"))
+        reshard(out, workdir / "lovr-sharded", SHARDS)
         return
     if name == "pyarrow_read":
         pq.read_table(clip_parquet(tiny))
-    elif name in ("load_cold", "load_warm"):
+    elif name in ("load_cold", "load_warm", "load_sharded"):
         started = time.perf_counter()
         datasets.load_dataset(str(tiny), "clips", cache_dir=str(workdir / f"hf-cache-tiny-{name}-{repeat}"))
         first_call = time.perf_counter() - started
@@ -99,6 +116,9 @@ def step(name: str, workdir: Path, repeat: int) -> None:
         pq.read_table(clip_parquet(out))
     elif name in ("load_cold", "load_warm"):
         datasets.load_dataset(str(out), "clips", cache_dir=load_cache)
+    elif name == "load_sharded":
+        datasets.load_dataset(str(workdir / "lovr-sharded"), "clips", cache_dir=load_cache + "-sharded",
+                              num_proc=SHARDS_PROC)  # fmt: skip
     result = {
         "seconds": time.perf_counter() - start,
         "cpu_seconds": time.process_time() - cpu_start,
@@ -147,19 +167,20 @@ def main() -> None:
     # the preparing exports included, runs in a child.
     subprocess.run([sys.executable, __file__, "--step", "prepare", "--workdir", str(args.workdir)], check=True)
 
-    names = ("floor", "export", "pyarrow_read", "load_cold", "load_warm")
+    names = ("floor", "export", "pyarrow_read", "load_cold", "load_warm", "load_sharded")
     runs = {name: [] for name in names}
     for repeat in range(args.repeats):
         for name in names:  # the steps take turns, so that a slow spell of the machine hits all of them
             runs[name].append(measure(name, args.workdir, repeat))
             if name == "export":  # keep the disk use flat: only ./lovr is read by later steps
                 shutil.rmtree(args.workdir / f"lovr-{repeat}")
-    floor, ours, read, cold, warm = (summarize(runs[name]) for name in names)
+    floor, ours, read, cold, warm, sharded = (summarize(runs[name]) for name in names)
 
     rows = [
         ("build + export", ours, floor, "pyarrow json -> parquet", 2.0),
         ("load_dataset (cold cache)", cold, read, "pq.read_table", 1.5),
         ("load_dataset (warm cache)", warm, read, "pq.read_table", 1.5),
+        (f"load_dataset (cold, {SHARDS} shards, num_proc={SHARDS_PROC})", sharded, read, "pq.read_table", 1.5),
     ]
     print(f"\nmedians of {args.repeats} runs taking turns")
     header = ["step", "lovr_dataset s (CPU s)", "baseline", "baseline s (CPU s)", "ratio", "target"]

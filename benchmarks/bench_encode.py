@@ -1,6 +1,7 @@
 """Frames per second of embedding a long video's clips and the video itself, measured side by side.
 
     nice -n 5 python benchmarks/bench_encode.py [--minutes 10] [--scene-seconds 15] [--interval 10] [--model clip]
+        [--num-workers 0 1 2 4] [--repeat 5]
 
 A synthetic long video (`lovr_standins.videos.make_synthetic_video`, one scene per clip) is embedded at LoVR's
 protocol (every `interval`-th frame of every clip, and of the whole video) three ways:
@@ -8,21 +9,28 @@ protocol (every `interval`-th frame of every clip, and of the whole video) three
 - decode only: one `lovr_common.video.iter_frames_at` pass over exactly the frames our encoder embeds (the floor);
 - lovr_metric: `lovr_metric.evaluation.frames.embed_job`, one decode pass for all clips and the video, batched and
   overlapped with the model (the tiny random-weight CLIP by default: its cost is mostly preprocessing), with the
-  image processor's resize (default) and with FFmpeg resizing while decoding (`--resize-in-decoder`);
+  image processor's resize (the default) at each `--num-workers` (threads preprocessing batches beside the
+  decoder and the model), and with FFmpeg resizing while decoding (`--resize-in-decoder`);
 - original: a port of the original LoVR evaluation: every clip file copied to a temporary file, opened with decord
   (PyAV per clip when decord is not installed), frames read one by one into a growing `np.concatenate`, flipped
   "BGR->RGB", encoded clip by clip; the merged video decoded again the same way for the video embedding.
 
-The clip files the original needs are written beforehand (the release ships them) and are not timed.
+The clip files the original needs are written beforehand (the release ships them) and are not timed. The CPU is
+shared, so the approaches take turns `--repeat` times and the table gives each one's median wall time, the spread
+(fastest-slowest run), the CPU seconds the process used (all threads) and its peak resident memory during the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import statistics
 import subprocess
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,23 +38,33 @@ import torch
 
 from lovr_common.video import iter_frames_at, probe
 from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
-from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, embed_job
+from lovr_metric.evaluation.frames import (
+    DEFAULT_NUM_WORKERS,
+    FrameSampling,
+    Segment,
+    VideoJob,
+    embed_job,
+    plan_frames,
+)
 from lovr_standins.tiny_models import tiny_model_path
 from lovr_standins.videos import make_synthetic_video
 
 FPS = 25
 
 
-def make_inputs(folder: Path, minutes: float, scene_seconds: float, size: tuple[int, int]) -> tuple[Path, list[Path]]:
+def make_inputs(
+    folder: Path, minutes: float, scene_seconds: float, size: tuple[int, int], fps: int = FPS
+) -> tuple[Path, list[Path]]:
     """One file per scene (the clip files) and their concatenation (the long video), reused when present."""
     num_scenes = max(1, round(minutes * 60 / scene_seconds))
-    long_video = folder / f"long-{num_scenes}x{scene_seconds:g}s-{size[0]}x{size[1]}.mp4"
+    suffix = "" if fps == FPS else f"-{fps}fps"
+    long_video = folder / f"long-{num_scenes}x{scene_seconds:g}s-{size[0]}x{size[1]}{suffix}.mp4"
     clips = [folder / "clips" / f"{long_video.stem}-Scene-{n:03d}.mp4" for n in range(1, num_scenes + 1)]
     if long_video.exists() and all(clip.exists() for clip in clips):
         return long_video, clips
     clips[0].parent.mkdir(parents=True, exist_ok=True)
     for seed, clip in enumerate(clips):
-        make_synthetic_video(clip, scene_seconds=[scene_seconds], fps=FPS, size=size, seed=seed)
+        make_synthetic_video(clip, scene_seconds=[scene_seconds], fps=fps, size=size, seed=seed)
     listing = folder / "concat.txt"
     listing.write_text("".join(f"file '{clip.resolve()}'\n" for clip in clips))
     command = ["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy"]
@@ -66,17 +84,14 @@ def job_for(long_video: Path, clips: list[Path]) -> VideoJob:
 def decode_only(job: VideoJob, sampling: FrameSampling, size: tuple[int, int] | None = None) -> int:
     """Decode exactly the frames `embed_job` embeds (at `size`, as `embed_job` would), and do nothing with them."""
     info = probe(job.path)
-    frames = set()
-    for segment in job.segments:
-        end = info.duration if segment.end is None else min(segment.end, info.duration)
-        frames.update(round(t * info.fps) for t in sampling.times(segment.start, end, info.fps))
+    frames, _ = plan_frames(job.segments, sampling, info.duration, info.fps)
     count = 0
     for _ in iter_frames_at(job.path, [frame / info.fps for frame in sorted(frames)], size):
         count += 1
     return count
 
 
-def _read_every(path: Path, interval: int) -> np.ndarray:
+def read_like_original(path: Path, interval: int) -> np.ndarray:
     """The original's loader: a temporary copy, then frame by frame into a growing array."""
     with tempfile.NamedTemporaryFile(suffix=path.suffix) as tmp:
         shutil.copyfile(path, tmp.name)
@@ -105,7 +120,7 @@ def original(long_video: Path, clips: list[Path], encoder, interval: int) -> int
     """Clip by clip, then the merged video, each read and encoded the original way."""
     count = 0
     for path in [*clips, long_video]:
-        frames = _read_every(path, interval)
+        frames = read_like_original(path, interval)
         features = torch.cat(
             [
                 encoder.encode_frames(encoder.preprocess_frames(list(frames[start : start + 32])))
@@ -117,16 +132,76 @@ def original(long_video: Path, clips: list[Path], encoder, interval: int) -> int
     return count
 
 
-def _best_times(approaches: dict, repeat: int) -> dict[str, tuple[int, float]]:
-    """Frames and best wall time of each approach, run round-robin `repeat` times: the CPU is shared, so every
-    approach meets the same disturbances and the best run is the least disturbed."""
-    best = {name: (0, float("inf")) for name in approaches}
+@dataclass
+class Run:
+    """One run of an approach: frames embedded (or decoded), wall and CPU seconds, peak resident memory."""
+
+    frames: int
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mib: float
+
+
+class PeakRss:
+    """The process's peak resident memory while the block runs, sampled every few milliseconds (`/proc`)."""
+
+    def __enter__(self):
+        self.peak, self._stop = _rss_mib(), threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss_mib())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mib())
+
+
+def _rss_mib() -> float:
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def run_once(approach) -> Run:
+    with PeakRss() as rss:
+        wall, cpu = time.perf_counter(), _cpu_seconds()
+        frames = approach()
+        wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
+    return Run(frames, wall, cpu, rss.peak)
+
+
+def take_turns(approaches: dict, repeat: int) -> dict[str, list[Run]]:
+    """Every approach `repeat` times, round-robin: on a shared CPU each one meets the same disturbances."""
+    runs = {name: [] for name in approaches}
     for _ in range(repeat):
-        for name, run in approaches.items():
-            start = time.perf_counter()
-            frames = run()
-            best[name] = (frames, min(best[name][1], time.perf_counter() - start))
-    return best
+        for name, approach in approaches.items():
+            runs[name].append(run_once(approach))
+    return runs
+
+
+def print_table(runs: dict[str, list[Run]], floors: dict[str, str | None]) -> None:
+    """One row per approach: medians, the spread of wall times, and the ratio of rates to its floor's."""
+    rate = {name: r[0].frames / statistics.median(x.seconds for x in r) for name, r in runs.items()}
+    print(
+        "| approach | frames | seconds (median) | spread | CPU s | frames/s | vs its decode-only floor | peak RSS MiB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in runs.items():
+        seconds = [x.seconds for x in r]
+        ratio = f"{rate[name] / rate[floors[name]]:.2f}x" if floors.get(name) else "floor"
+        spread = f"{min(seconds):.1f}-{max(seconds):.1f}" if len(r) > 1 else "1 run"
+        print(f"| {name} | {r[0].frames} | {statistics.median(seconds):.2f} | {spread} | "
+              f"{statistics.median(x.cpu_seconds for x in r):.1f} | {rate[name]:.0f} | {ratio} | "
+              f"{max(x.peak_rss_mib for x in r):.0f} |")  # fmt: skip
 
 
 def main() -> None:
@@ -136,8 +211,10 @@ def main() -> None:
     parser.add_argument("--size", default="640x360", help="WIDTHxHEIGHT of the synthetic video")
     parser.add_argument("--interval", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-workers", type=int, nargs="+", default=[0, 1, 2, 4], help="the preprocessing sweep")
     parser.add_argument("--model", default="clip", help="a tiny model name, or a model id/folder")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per approach; the best is reported")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per approach, taking turns; medians reported")
+    parser.add_argument("--skip-original", action="store_true", help="leave out the (slow) original port")
     parser.add_argument(
         "--torch-threads", type=int, default=1, help="the tiny model gains nothing from more; decoding needs a core"
     )
@@ -152,37 +229,36 @@ def main() -> None:
           f"ready in {time.perf_counter() - started:.0f} s")  # fmt: skip
     model = str(tiny_model_path(args.model)) if "/" not in args.model else args.model
     encoder = load_encoder(EncoderConfig(model=model), need="visual")
-    sampling = FrameSampling(interval=args.interval, batch_size=args.batch_size)
-    resized = FrameSampling(interval=args.interval, batch_size=args.batch_size, resize_in_decoder=True)
     job = job_for(long_video, clips)
-    embed_job(job_for(long_video, clips[:1]), encoder, sampling)  # warm-up: first model call, allocator
 
+    def sampling(**options) -> FrameSampling:
+        return FrameSampling(interval=args.interval, batch_size=args.batch_size, **options)
+
+    embed_job(job_for(long_video, clips[:1]), encoder, sampling())  # warm-up: first model call, allocator
     small = encoder.decode_size(*_frame_size(long_video))
     floor, small_floor = "decode only", f"decode only, resized to {small[0]}x{small[1]} by FFmpeg"
-    rows = _best_times(
-        {
-            floor: lambda: decode_only(job, sampling),
-            small_floor: lambda: decode_only(job, sampling, small),
-            "lovr_metric embed_job (image processor resizes)": lambda: embed_job(job, encoder, sampling).num_frames,
-            "lovr_metric embed_job --resize-in-decoder": lambda: embed_job(job, encoder, resized).num_frames,
-        },
-        args.repeat,
-    )
-    # Once: it is two orders of magnitude slower (the growing np.concatenate is quadratic in a video's frames).
-    original_name = "original (tmp copy, decord, concat)"
-    rows.update(_best_times({original_name: lambda: original(long_video, clips, encoder, args.interval)}, 1))
-    floors = {name: floor for name in rows} | {small_floor: None, floor: None}
-    floors["lovr_metric embed_job --resize-in-decoder"] = small_floor
+    approaches = {
+        floor: lambda: decode_only(job, sampling()),
+        small_floor: lambda: decode_only(job, sampling(), small),
+    }
+    floors: dict[str, str | None] = {floor: None, small_floor: None}
+    for workers in args.num_workers:
+        name = f"lovr_metric embed_job (image processor resizes), num_workers={workers}"
+        approaches[name] = lambda w=workers: embed_job(job, encoder, sampling(num_workers=w)).num_frames
+        floors[name] = floor
+    resized = f"lovr_metric embed_job --resize-in-decoder, num_workers={DEFAULT_NUM_WORKERS}"
+    approaches[resized] = lambda: embed_job(job, encoder, sampling(resize_in_decoder=True)).num_frames
+    floors[resized] = small_floor
+    runs = take_turns(approaches, args.repeat)
+    if not args.skip_original:  # once: two orders of magnitude slower (its growing np.concatenate is quadratic)
+        original_name = "original (tmp copy, decord, concat)"
+        runs[original_name] = [run_once(lambda: original(long_video, clips, encoder, args.interval))]
+        floors[original_name] = floor
 
-    rates = {name: frames / seconds for name, (frames, seconds) in rows.items()}
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"\n{len(clips)} clips + 1 video, every {args.interval}th frame, model {args.model}, {device}, "
-          f"torch threads {torch.get_num_threads()}, best of {args.repeat}\n")  # fmt: skip
-    print("| approach | frames | seconds | frames/s | vs its decode-only floor |")
-    print("|---|---:|---:|---:|---:|")
-    for name, (frames, seconds) in rows.items():
-        ratio = f"{rates[name] / rates[floors[name]]:.2f}x" if floors[name] else "floor"
-        print(f"| {name} | {frames} | {seconds:.1f} | {rates[name]:.0f} | {ratio} |")
+          f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}, median of {args.repeat} turns\n")  # fmt: skip
+    print_table(runs, floors)
 
 
 def _frame_size(path: Path) -> tuple[int, int]:

@@ -12,17 +12,23 @@ and streams them through the encoder in batches:
 
 Frames are RGB, as decoded. The original LoVR code flipped decord's RGB frames "to RGB" and so fed BGR to every
 baseline; `FrameSampling(bgr=True)` reproduces that defect, for comparison only. Decoding runs in a background
-thread, overlapped with preprocessing and the model; only a batch of frames is held in memory at a time.
+thread; with `FrameSampling.num_workers` > 0, whole batches are preprocessed in that many worker threads (PIL's
+resize and NumPy release the GIL) while the main thread runs the model on the batch before. Batches keep their
+frames, their order and their composition, so the embeddings are the same with any number of workers; queues are
+bounded, so only a few batches of frames are held in memory at a time, however long the video.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +40,13 @@ from lovr_metric.evaluation.encoders import FrameEncoder, VideoEncoder
 from lovr_metric.evaluation.protocol import LOVR_FRAME_INTERVAL
 
 COST_PARTS = ("decode", "preprocess", "encode", "total_with_io", "total_without_io")
+# Preprocessing is most of the CPU work of the processor-exact path; two threads preprocess at 1.7x the rate of one
+# on 2 cores. Where decoding already fills the cores (the 2-core machine of README's "Performance",
+# benchmarks/bench_encode.py --num-workers 0 1 2 4) they gain little; beside a GPU with more cores they matter.
+DEFAULT_NUM_WORKERS = 2
+# How the work is scheduled, not what is computed: left out of the cache key and the results' settings. The same
+# frames in model calls of another size agree up to float rounding; any number of workers gives the same bits.
+EXECUTION_ONLY = ("batch_size", "num_workers")
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,10 @@ class FrameSampling:
             processor resizes them to, instead of the processor's PIL resize. Several times cheaper on large
             frames; the pixels differ slightly (another interpolation), so the default keeps the processor's.
         batch_size (`int`, defaults to 32): frames (or clips, for a video tower) per model call.
+        num_workers (`int`, defaults to `DEFAULT_NUM_WORKERS`): threads preprocessing batches while the model runs
+            (0: on the main thread, between model calls). Changes only the speed, never the embeddings. The
+            encoder's `preprocess_frames` / `preprocess_videos` must then be safe to call from several threads at
+            once, as the image processors and PIL are; use 0 for an adapter whose preprocessing is not.
     """
 
     interval: int | None = LOVR_FRAME_INTERVAL
@@ -56,12 +73,19 @@ class FrameSampling:
     bgr: bool = False
     resize_in_decoder: bool = False
     batch_size: int = 32
+    num_workers: int = DEFAULT_NUM_WORKERS
 
     def __post_init__(self):
         if (self.interval is None) == (self.num_frames is None):
             raise ValueError(f"set exactly one of interval={self.interval} and num_frames={self.num_frames}")
         if (self.interval or self.num_frames) < 1 or self.batch_size < 1:
             raise ValueError(f"interval, num_frames and batch_size must be >= 1, got {self}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers={self.num_workers}: expected 0 (preprocess on the main thread) or more")
+
+    def settings(self) -> dict:
+        """The fields the embeddings depend on (the cache key and the results' record): all but `EXECUTION_ONLY`."""
+        return {name: value for name, value in dataclasses.asdict(self).items() if name not in EXECUTION_ONLY}
 
     def times(self, start: float, end: float, fps: float) -> list[float]:
         if not end > start:  # a segment at or past the end of the file: its nearest frame
@@ -156,6 +180,22 @@ class _Pooler:
         return torch.nn.functional.normalize(self.sums / self.counts.clamp(min=1).unsqueeze(1), dim=-1)
 
 
+def plan_frames(
+    segments: list[Segment], sampling: FrameSampling, duration: float, fps: float
+) -> tuple[dict[int, list[int]], list[list[int]]]:
+    """The frames to embed, by index in the file: `(frame -> positions of the segments using it, each segment's
+    frames)`. A frame shared by segments (a clip's and its video's) is decoded and embedded once."""
+    frame_owners: dict[int, list[int]] = {}
+    segment_frames: list[list[int]] = []
+    for position, segment in enumerate(segments):
+        end = duration if segment.end is None else min(segment.end, duration)
+        frames = [round(t * fps) for t in sampling.times(segment.start, end, fps)]
+        segment_frames.append(frames)
+        for frame in dict.fromkeys(frames):
+            frame_owners.setdefault(frame, []).append(position)
+    return frame_owners, segment_frames
+
+
 def embed_job(job: VideoJob, encoder: FrameEncoder | VideoEncoder, sampling: FrameSampling) -> JobResult:
     """Embed every segment of `job` in one decode pass; raises `lovr_common.video.VideoError` for a bad file."""
     started = time.perf_counter()
@@ -166,15 +206,7 @@ def embed_job(job: VideoJob, encoder: FrameEncoder | VideoEncoder, sampling: Fra
             f"sampling.num_frames={sampling.num_frames}, but this video tower takes exactly {encoder.num_frames} frames"
         )
 
-    # Frames are identified by their index in the file, so a frame shared by segments is decoded and embedded once.
-    frame_owners: dict[int, list[int]] = {}
-    segment_frames: list[list[int]] = []
-    for position, segment in enumerate(job.segments):
-        end = info.duration if segment.end is None else min(segment.end, info.duration)
-        frames = [round(t * info.fps) for t in sampling.times(segment.start, end, info.fps)]
-        segment_frames.append(frames)
-        for frame in dict.fromkeys(frames):
-            frame_owners.setdefault(frame, []).append(position)
+    frame_owners, segment_frames = plan_frames(job.segments, sampling, info.duration, info.fps)
     order = sorted(frame_owners)
     times = [frame / info.fps for frame in order]
 
@@ -191,49 +223,70 @@ def embed_job(job: VideoJob, encoder: FrameEncoder | VideoEncoder, sampling: Fra
     return JobResult(embeddings, _cost_by_kind(job, work, decode_seconds[0], wall, frame_owners), len(order))
 
 
-def _run_frame_encoder(encoder, sampling, frames, order, frame_owners, segment_frames):
-    pooler = _Pooler(len(segment_frames))
-    work = {"preprocess": 0.0, "encode": 0.0}
-    batch, owners = [], []
+def _in_order(work: Callable, items: Iterator[tuple], num_workers: int) -> Iterator[tuple]:
+    """`(context, work(payload), seconds spent in work)` for every `(payload, context)` item, in order. With
+    workers, `work` runs on up to `num_workers` items at once (the next ones, while the caller uses this one's
+    result); a payload is dropped once worked on."""
 
-    def flush():
+    def timed(item):
+        payload, context = item
         start = time.perf_counter()
-        inputs = encoder.preprocess_frames(batch)
-        middle = time.perf_counter()
-        pooler.add(encoder.encode_frames(inputs), owners)
-        work["preprocess"] += middle - start
-        work["encode"] += time.perf_counter() - middle
-        batch.clear()
-        owners.clear()
+        result = work(payload)
+        return context, result, time.perf_counter() - start
 
+    if num_workers == 0:
+        yield from map(timed, items)
+        return
+    with ThreadPoolExecutor(num_workers, thread_name_prefix="lovr-preprocess") as pool:
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(timed, item))
+                if len(pending) > num_workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # on an error, or when the caller stops early, nothing more starts
+            for future in pending:
+                future.cancel()
+
+
+def _frame_batches(frames, sampling, order, frame_owners) -> Iterator[tuple[list, list]]:
+    """`(frames, the segments of each frame)` in batches of `batch_size` (the last one shorter), in time order."""
+    batch, owners = [], []
     for position, frame in frames:
         batch.append(_channels(frame, sampling.bgr))
         owners.append(frame_owners[order[position]])
         if len(batch) == sampling.batch_size:
-            flush()
+            yield batch, owners
+            batch, owners = [], []
     if batch:
-        flush()
+        yield batch, owners
+
+
+def _run_frame_encoder(encoder, sampling, frames, order, frame_owners, segment_frames):
+    pooler = _Pooler(len(segment_frames))
+    work = {"preprocess": 0.0, "encode": 0.0}
+    batches = _frame_batches(frames, sampling, order, frame_owners)
+    for owners, inputs, seconds in _in_order(encoder.preprocess_frames, batches, sampling.num_workers):
+        start = time.perf_counter()
+        pooler.add(encoder.encode_frames(inputs), owners)
+        work["encode"] += time.perf_counter() - start
+        work["preprocess"] += seconds
     return pooler.embeddings(), work
 
 
-def _run_video_tower(encoder, sampling, frames, order, frame_owners, segment_frames):
-    """Hand each segment its frames once they are all decoded; frames stream in time order."""
+def _segment_batches(frames, sampling, order, frame_owners, segment_frames) -> Iterator[tuple[list, list]]:
+    """`(frames of each segment, segments)` in batches of `batch_size`, each segment as soon as all its frames are
+    decoded (frames stream in time order)."""
     pending = [dict.fromkeys(needed) for needed in segment_frames]
-    vectors: list[torch.Tensor | None] = [None] * len(segment_frames)
-    work = {"preprocess": 0.0, "encode": 0.0}
     ready: list[int] = []
 
-    def flush():
-        start = time.perf_counter()
-        inputs = encoder.preprocess_videos([[pending[s][f] for f in segment_frames[s]] for s in ready])
-        middle = time.perf_counter()
-        features = torch.nn.functional.normalize(encoder.encode_videos(inputs).float(), dim=-1)
-        work["preprocess"] += middle - start
-        work["encode"] += time.perf_counter() - middle
-        for row, segment in enumerate(ready):
-            vectors[segment] = features[row]
+    def batch():
+        videos = [[pending[s][f] for f in segment_frames[s]] for s in ready]
+        for segment in ready:
             pending[segment] = None  # its frames can go
-        ready.clear()
+        return videos, list(ready)
 
     for position, frame in frames:
         index = order[position]
@@ -242,9 +295,23 @@ def _run_video_tower(encoder, sampling, frames, order, frame_owners, segment_fra
             if all(value is not None for value in pending[segment].values()):
                 ready.append(segment)
         if len(ready) >= sampling.batch_size:
-            flush()
+            yield batch()
+            ready.clear()
     if ready:
-        flush()
+        yield batch()
+
+
+def _run_video_tower(encoder, sampling, frames, order, frame_owners, segment_frames):
+    vectors: list[torch.Tensor | None] = [None] * len(segment_frames)
+    work = {"preprocess": 0.0, "encode": 0.0}
+    batches = _segment_batches(frames, sampling, order, frame_owners, segment_frames)
+    for segments, inputs, seconds in _in_order(encoder.preprocess_videos, batches, sampling.num_workers):
+        start = time.perf_counter()
+        features = torch.nn.functional.normalize(encoder.encode_videos(inputs).float(), dim=-1)
+        work["encode"] += time.perf_counter() - start
+        work["preprocess"] += seconds
+        for row, segment in enumerate(segments):
+            vectors[segment] = features[row]
     return torch.stack(vectors), work
 
 

@@ -29,7 +29,7 @@ from accelerate import PartialState
 from lovr_metric.evaluation.cache import EmbeddingCache, folder_fingerprint
 from lovr_metric.evaluation.embed import Embedded, encode_texts, encode_videos, sync
 from lovr_metric.evaluation.encoders import EncoderConfig, TextEncoder, VideoEncoder, load_encoder
-from lovr_metric.evaluation.frames import FrameSampling
+from lovr_metric.evaluation.frames import DEFAULT_NUM_WORKERS, FrameSampling
 from lovr_metric.evaluation.jobs import EvalData, plan
 from lovr_metric.evaluation.outputs import RunSettings, results_record, write_outputs
 from lovr_metric.evaluation.protocol import GRANULARITIES, LOVR_FRAME_INTERVAL, LOVR_TASKS
@@ -67,8 +67,17 @@ class EvaluateConfig:
         default=False, metadata={"help": "Resize frames with FFmpeg while decoding (faster, slightly other pixels)."}
     )
     batch_size: int = field(default=32, metadata={"help": "Frames (clips for a video tower) per model call."})
+    num_workers: int = field(
+        default=DEFAULT_NUM_WORKERS,
+        metadata={"help": "Threads preprocessing frames while the model runs (0: none); never changes the results."},
+    )
     text_batch_size: int = field(default=256, metadata={"help": "Texts per model call."})
     text_max_length: int | None = field(default=None, metadata={"help": "Token limit (default: registry/tokenizer)."})
+    long_text: str = field(
+        default="truncate",
+        metadata={"help": "Texts over the token limit: truncate (as the original LoVR code) or chunk_mean (the "
+                  "normalised mean of windows within the limit)."},
+    )  # fmt: skip
     dtype: str = field(default="auto", metadata={"help": "auto (half precision on GPU), float32, float16, bfloat16."})
     family: str | None = field(default=None, metadata={"help": "Force an encoder family (default: detected)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow code shipped with the model to run."})
@@ -102,12 +111,14 @@ def _encoder_config(config: EvaluateConfig, model: str, revision: str | None) ->
         family=config.family if model == config.model else None,
         dtype=config.dtype,
         text_max_length=config.text_max_length or (baseline.text_max_length if baseline else None),
+        long_text=config.long_text,
         trust_remote_code=config.trust_remote_code,
     )
 
 
 def _sampling(config: EvaluateConfig, encoder) -> FrameSampling:
-    common = {"bgr": config.bgr, "resize_in_decoder": config.resize_in_decoder, "batch_size": config.batch_size}
+    common = {"bgr": config.bgr, "resize_in_decoder": config.resize_in_decoder, "batch_size": config.batch_size,
+              "num_workers": config.num_workers}  # fmt: skip
     if isinstance(encoder, VideoEncoder):  # a video tower takes exactly its number of frames
         return FrameSampling(interval=None, num_frames=encoder.num_frames, **common)
     if config.num_frames:
@@ -128,6 +139,7 @@ def _identity(encoder_config: EncoderConfig, encoder) -> dict:
         "family": getattr(encoder, "family", type(encoder).__name__),
         "dtype": str(getattr(encoder, "dtype", encoder_config.dtype)),
         "text_max_length": getattr(encoder, "text_max_length", encoder_config.text_max_length),
+        "long_text": getattr(encoder, "long_text", encoder_config.long_text),
     }
 
 
@@ -141,6 +153,10 @@ def load_rows(dataset: str) -> tuple[list[dict], list[dict], list[dict]]:
 
     themes = rows("themes") if "themes" in get_dataset_config_names(dataset) else []
     return rows("clips"), rows("videos"), themes
+
+
+def _as_dict(value) -> dict | None:
+    return None if value is None else dataclasses.asdict(value)
 
 
 def dataset_fingerprint(rows: tuple[list[dict], ...]) -> str:
@@ -190,13 +206,16 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
         text_encoder = encoder if same else load_encoder(text_config, need="text")
     sampling = _sampling(config, encoder)
 
+    texts = [text for queries in data.queries.values() for text, _ in queries]
+    counts = getattr(text_encoder, "token_counts", None)
     run = RunSettings(
         dataset=config.dataset,
         k_values=config.k_values,
         visual=_identity(visual_config, encoder),
         text=_identity(text_config, text_encoder),
-        sampling={k: v for k, v in dataclasses.asdict(sampling).items() if k != "batch_size"},
+        sampling=sampling.settings(),
         dataset_fingerprint=dataset_fingerprint(rows),
+        text_lengths=_as_dict(counts(texts)) if counts and state.is_main_process else None,
         bootstrap={"num_resamples": config.bootstrap_resamples, "confidence": config.confidence,
                    "seed": config.bootstrap_seed, "method": "percentile, queries resampled with replacement"},
     )  # fmt: skip
@@ -204,7 +223,6 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
     visual_cache = EmbeddingCache(root, visual_config.model, {**run.visual, **run.sampling}, rank)
     text_cache = EmbeddingCache(root, text_config.model, {**run.text, "kind": "text"}, rank)
 
-    texts = [text for queries in data.queries.values() for text, _ in queries]
     encode_texts(text_encoder, text_cache, texts, config.text_batch_size)
     sync(text_cache)
     encode_videos(encoder, visual_cache, data, sampling)
