@@ -163,7 +163,9 @@ def _direction_ranks(name: str, direction: str, ranked: RankedPairs, targets, ga
     return DirectionRanks.from_pairs(name, direction, query_names, query, ranks, top)
 
 
-def direction_intervals(directions: list[DirectionRanks], metrics: dict, options: RankOptions) -> dict[str, list[float]]:
+def direction_intervals(
+    directions: list[DirectionRanks], metrics: dict, options: RankOptions
+) -> dict[str, list[float]]:
     """The bootstrap interval of every metric of one task (the ks it computed), keyed as in its metrics."""
     out = {}
     for d in directions:
