@@ -10,9 +10,7 @@ in `W/failures.jsonl`. Exceptions stay for what stops a whole stage (bad argumen
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -25,6 +23,3 @@ class Failed:
     def within(self, context: str) -> Failed:
         """The same failure, its reason prefixed with what was being done (`"cannot decode frames to score"`)."""
         return Failed(f"{context}: {self.reason}", self.details)
-
-
-Outcome = T | Failed

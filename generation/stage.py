@@ -27,6 +27,7 @@ import os
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -121,7 +122,12 @@ def _process(
     with JsonlWriter(stage.shard_path(workdir, state.process_index)) as writer:
         for start in range(0, len(mine), batch_size):
             batch = mine[start : start + batch_size]
-            for item, record in zip(batch, process_batch(batch), strict=True):
+            for item, record in zip_longest(batch, process_batch(batch)):
+                if item is None or record is None:
+                    raise RuntimeError(
+                        f"{stage.name}: process_batch gave {'more' if item is None else 'fewer'} records than the "
+                        f"{len(batch)} items of its batch: it must yield one record per item, in order"
+                    )
                 if record[stage.key] != item[stage.key]:
                     raise RuntimeError(
                         f"{stage.name}: process_batch gave {stage.key}={record[stage.key]!r} for the item "

@@ -1,15 +1,20 @@
 """The LoVR evaluation harness: any model's embeddings of a LoVR dataset, ranked with the metric maths of
-`lovr_metric.lovr_retrieval` (`python -m lovr_metric evaluate`). From the command line down:
+`lovr_metric.lovr_retrieval` (`python -m lovr_metric evaluate | compare | leaderboard`). From the command line down:
 
-    runner.py    `EvaluateConfig` and `evaluate_model`: plan, embed, rank, write
-    protocol.py  the LoVR tasks (`Task`, `LOVR_TASKS`), `QUERY_SPLIT`, `LOVR_FRAME_INTERVAL`
-    jobs.py      dataset rows to queries, galleries and decode jobs (`plan`, `EvalData`)
-    registry.py  the paper's baselines and their settings (`get_baseline`)
-    encoders.py  transformers / sentence-transformers models, or adapters, as text, frame and video encoders
-    frames.py    one decode pass per video file, frames batched through an encoder (`embed_job`)
-    cache.py     the on-disk embedding cache, sharded per process (`EmbeddingCache`)
-    embed.py     filling the caches, each process its share, and reading them back (`Embedded`)
-    ranking.py   each task's metrics, or why it has none (`rank_tasks`, `NoMetricError`)
-    outputs.py   results.json and the files written from it
-    report.py    results.md, pass_at_k.png and the printed summary of what was left out
+    runner.py       `EvaluateConfig` and `evaluate_model`: plan, embed, rank, write
+    protocol.py     the LoVR tasks (`Task`, `LOVR_TASKS`), `QUERY_SPLIT`, `LOVR_FRAME_INTERVAL`
+    jobs.py         dataset rows to queries, galleries and decode jobs (`plan`, `EvalData`)
+    registry.py     the paper's baselines and their settings (`get_baseline`)
+    encoders.py     transformers / sentence-transformers models, or adapters, as text, frame and video encoders
+    long_text.py    texts over the token limit: `truncate` or `chunk_mean`, and their token counts
+    frames.py       one decode pass per video file, frames batched through an encoder (`embed_job`, workers)
+    cache.py        the on-disk embedding cache, sharded per process (`EmbeddingCache`)
+    embed.py        filling the caches, each process its share, and reading them back (`Embedded`)
+    ranking.py      each task's metrics and per-query ranks, or why it has none (`rank_tasks`, `NoMetricError`)
+    per_query.py    per_query.parquet: every query's relevant ranks and top ids (`DirectionRanks`)
+    uncertainty.py  bootstrap intervals over queries, paired comparisons
+    outputs.py      results.json and the files written from it
+    report.py       results.md, pass_at_k.png and the printed summary of what was left out
+    compare.py      two runs query by query: deltas, paired intervals, p-values
+    leaderboard.py  several runs: leaderboard.md and leaderboard.png
 """

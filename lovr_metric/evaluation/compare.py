@@ -3,7 +3,8 @@
     python -m lovr_metric compare runs/clip runs/siglip [--num_resamples 1000] [--seed 0] [--output delta.json]
 
 Both runs must come from the same protocol on the same dataset rows (`protocol` and `dataset_fingerprint` in their
-`results.json`); otherwise their numbers measure different things and the comparison is refused. The queries of
+`results.json`), and have embedded the same items (a video that failed to decode in one run only changes its
+gallery); otherwise their numbers measure different things and the comparison is refused. The queries of
 each direction are paired by id; a query only one run ranked (its item failed to decode in the other) is left out
 and counted. Deltas are run B minus run A; see `uncertainty.paired_comparison` for the interval and the p-value.
 """
@@ -37,8 +38,8 @@ class CompareConfig:
     output: str | None = field(default=None, metadata={"help": "Also write the comparison as JSON here."})
 
 
-def load_run(folder: str | Path) -> tuple[dict, dict[tuple[str, str], DirectionRanks]]:
-    """A run's `results.json` and its per-query ranks; a clear error when the folder is not a complete run."""
+def load_results(folder: str | Path) -> dict:
+    """A run's `results.json`; a clear error when the folder holds none, or one without a protocol and fingerprint."""
     folder = Path(folder)
     results_path = folder / RESULTS_FILE
     if not results_path.is_file():
@@ -47,7 +48,18 @@ def load_run(folder: str | Path) -> tuple[dict, dict[tuple[str, str], DirectionR
     missing = [name for name in COMPARABLE if name not in results]
     if missing:
         raise ValueError(f"{results_path} has no {missing}: it was written by an older toolkit; evaluate again")
-    return results, read_per_query(folder / PER_QUERY_FILE)
+    return results
+
+
+def load_run(folder: str | Path) -> tuple[dict, dict[tuple[str, str], DirectionRanks]]:
+    """A run's `results.json` and its per-query ranks."""
+    return load_results(folder), read_per_query(Path(folder) / PER_QUERY_FILE)
+
+
+def _left_out(results: dict) -> set[str]:
+    """The clips and videos a run could not embed (failed video files, items without a file)."""
+    missing = results.get("settings", {}).get("missing", [])
+    return {r["id"] for r in results.get("failed_videos", [])} | {r["id"] for r in missing}
 
 
 def check_comparable(runs: dict[str, dict]) -> None:
@@ -85,6 +97,13 @@ def compare_runs(config: CompareConfig) -> dict:
     lists per metric `a`, `b`, `delta`, `low`, `high`, `p_value`, and its `num_queries` and `num_left_out`."""
     (results_a, ranks_a), (results_b, ranks_b) = load_run(config.run_a), load_run(config.run_b)
     check_comparable({config.run_a: results_a, config.run_b: results_b})
+    if _left_out(results_a) != _left_out(results_b):
+        # Their galleries differ, so every rank may differ for reasons other than the models.
+        only = sorted(_left_out(results_a) ^ _left_out(results_b))
+        raise ValueError(
+            f"{config.run_a} and {config.run_b} could not embed the same items ({len(only)} differ, e.g. {only[:3]}): "
+            "their galleries differ, so their ranks are not comparable; fix the failed videos and evaluate again"
+        )
     directions = []
     for key in [k for k in ranks_a if k in ranks_b]:
         ks = _common_ks(results_a, results_b, *key)

@@ -9,10 +9,11 @@ the metric and its bootstrap interval from `results.json`. A random-weight run i
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lovr_metric.evaluation.compare import check_comparable, load_run
+from lovr_metric.evaluation.compare import check_comparable, load_results
 from lovr_metric.evaluation.protocol import DIRECTIONS
 
 DEFAULT_METRICS = ("pass@1", "pass@10")
@@ -39,6 +40,7 @@ class Entry:
     random_weights: bool
     values: dict[str, dict[str, float]]  # "clip text_to_video" -> {metric: value}
     intervals: dict[str, dict[str, list[float]]]
+    confidence: float | None  # of the intervals; None when the run has none
 
 
 def _entry(folder: str, results: dict) -> Entry:
@@ -54,14 +56,18 @@ def _entry(folder: str, results: dict) -> Entry:
             low_high = results.get("intervals", {}).get(granularity, {}).get(key)
             if low_high is not None:
                 intervals.setdefault(column, {})[metric] = low_high
-    return Entry(folder, model, bool(results["random_weights"]), values, intervals)
+    confidence = (results.get("bootstrap") or {}).get("confidence")
+    return Entry(folder, model, bool(results["random_weights"]), values, intervals, confidence)
 
 
 def load_entries(folders: list[str]) -> list[Entry]:
     if not folders:
         raise ValueError("leaderboard: no runs given: expected one or more --output folders of `lovr_metric evaluate`")
-    runs = {folder: load_run(folder)[0] for folder in folders}
+    runs = {folder: load_results(folder) for folder in folders}
     check_comparable(runs)
+    levels = {json.dumps(results.get("bootstrap", {}).get("confidence")) for results in runs.values()}
+    if len(levels) > 1:
+        raise ValueError(f"leaderboard: the runs' intervals have different confidence levels {sorted(levels)}")
     return [_entry(folder, results) for folder, results in runs.items()]
 
 
@@ -80,7 +86,13 @@ def _cell(entry: Entry, column: str, metric: str) -> str:
 def _sort_key(entries: list[Entry], metrics: list[str]):
     column, metric = _columns(entries)[0], metrics[0]
     sign = 1 if metric in LOWER_IS_BETTER else -1
-    return lambda e: sign * e.values.get(column, {}).get(metric, float("inf") * -sign)
+    # A run without the metric sorts last, whichever way the metric is better.
+    return lambda e: (metric not in e.values.get(column, {}), sign * e.values.get(column, {}).get(metric, 0.0))
+
+
+def _level(entries: list[Entry]) -> str:
+    level = next((e.confidence for e in entries if e.confidence is not None), None)
+    return "" if level is None else f"{100 * level:g}%"
 
 
 def leaderboard_markdown(entries: list[Entry], metrics: list[str]) -> str:
@@ -89,7 +101,7 @@ def leaderboard_markdown(entries: list[Entry], metrics: list[str]) -> str:
     lines = [
         f"# LoVR leaderboard ({len(entries)} runs)",
         "",
-        "Each cell: the metric [its 95% bootstrap interval over queries], from the run's results.json.",
+        f"Each cell: the metric [its {_level(entries)} bootstrap interval over queries], from the run's results.json.",
         "",
         "| model | " + " | ".join(header) + " | run |",
         "|---" * (len(header) + 2) + "|",

@@ -5,7 +5,8 @@ One row per query and direction:
 
     granularity     "clip" | "video" | "theme"
     direction       "text_to_video" | "video_to_text"
-    query_id        the query's id: a text's own id (text -> item), or the gallery item's id (item -> text)
+    query_id        text -> item: the id of the text's relevant item (`#2`, `#3`, ... for further texts about the
+                    same item: `ranking.query_ids`); item -> text: the gallery item's id
     first_rank      1-based rank of its first relevant item (what pass@k, MRR and the rank metrics use)
     relevant_ranks  the ranks of all its relevant items, ascending (recall@k and nDCG use them)
     top_ids         the ids of its `TOP_IDS` best-scoring items, best first (ties: the earlier gallery item)
@@ -74,7 +75,7 @@ def top_indices(queries: torch.Tensor, gallery: torch.Tensor, k: int = TOP_IDS, 
     core's rule). `queries` and `gallery` are the core's normalised embeddings; scores are computed here in blocks
     of `rows` queries, so a near tie may order as the core's tiles would not (they are other products)."""
     k = min(k, gallery.shape[0])
-    out = []
+    out = [np.empty((0, k), dtype=np.int64)]
     for start in range(0, queries.shape[0], rows):
         scores = queries[start : start + rows] @ gallery.T
         values, indices = torch.topk(scores, k, dim=1)

@@ -46,7 +46,7 @@ class EvaluateConfig:
 
     dataset: str = field(metadata={"help": "An export folder (load_dataset(DIR, 'clips')) or a Hub dataset repo id."})
     model: str = field(metadata={"help": "The clip/video encoder: a Hub id, a local folder or a registry name."})
-    output: str = field(metadata={"help": "Folder for results.json, results.md and pass_at_k.png."})
+    output: str = field(metadata={"help": "Folder for results.json, per_query.parquet, results.md and pass_at_k.png."})
     text_model: str | None = field(default=None, metadata={"help": "A separate text encoder (default: --model)."})
     revision: str | None = field(default=None, metadata={"help": "Hub revision of --model."})
     text_revision: str | None = field(default=None, metadata={"help": "Hub revision of --text_model."})
@@ -128,8 +128,9 @@ def _sampling(config: EvaluateConfig, encoder) -> FrameSampling:
     return FrameSampling(interval=config.interval or default, **common)
 
 
-def _identity(encoder_config: EncoderConfig, encoder) -> dict:
-    """What identifies an encoder's outputs: the cache key and the results' record of the model."""
+def _identity(encoder_config: EncoderConfig, encoder, *, text: bool) -> dict:
+    """What identifies an encoder's outputs: the cache key and the results' record of the model. The long-text
+    policy changes only text embeddings, so it is in the key of texts (`text`) and not of frames."""
     model = getattr(encoder, "model", None)
     commit = getattr(getattr(model, "config", None), "_commit_hash", None)
     return {
@@ -139,8 +140,7 @@ def _identity(encoder_config: EncoderConfig, encoder) -> dict:
         "family": getattr(encoder, "family", type(encoder).__name__),
         "dtype": str(getattr(encoder, "dtype", encoder_config.dtype)),
         "text_max_length": getattr(encoder, "text_max_length", encoder_config.text_max_length),
-        "long_text": getattr(encoder, "long_text", encoder_config.long_text),
-    }
+    } | ({"long_text": getattr(encoder, "long_text", encoder_config.long_text)} if text else {})
 
 
 def load_rows(dataset: str) -> tuple[list[dict], list[dict], list[dict]]:
@@ -211,8 +211,8 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
     run = RunSettings(
         dataset=config.dataset,
         k_values=config.k_values,
-        visual=_identity(visual_config, encoder),
-        text=_identity(text_config, text_encoder),
+        visual=_identity(visual_config, encoder, text=False),
+        text=_identity(text_config, text_encoder, text=True),
         sampling=sampling.settings(),
         dataset_fingerprint=dataset_fingerprint(rows),
         text_lengths=_as_dict(counts(texts)) if counts and state.is_main_process else None,

@@ -142,7 +142,9 @@ def paired_comparison(
             stat = statistic(name)
             permuted = stat(np.where(swap, a[name], b[name]), axis=1) - stat(np.where(swap, b[name], a[name]), axis=1)
             # A tolerance, so that float noise on an exactly equal delta still counts it as extreme.
-            extreme[name] += int(np.sum(np.abs(permuted) >= abs(observed[name]) - 1e-12))
+            extreme[name] += int(
+                np.sum(np.abs(permuted) >= abs(observed[name]) - 1e-9 * max(1.0, abs(observed[name])))
+            )
 
     tail = (1 - confidence) / 2
     out = {}

@@ -21,7 +21,6 @@ class RetrievalInputs:
     pair_text: torch.Tensor  # (P,) text row of each relevant pair, sorted by text
     pair_video: torch.Tensor  # (P,) video row of each relevant pair
     num_skipped: int
-    kept: list[int]  # the position in `text_ids` of each text row (texts skipped as missing are absent)
 
 
 def from_nested_lists(embeddings):
@@ -169,5 +168,4 @@ def check_inputs(
         pair_text=torch.tensor(pair_text, dtype=torch.long, device=texts.device),
         pair_video=torch.tensor(pair_video, dtype=torch.long, device=texts.device),
         num_skipped=len(missing),
-        kept=kept,
     )

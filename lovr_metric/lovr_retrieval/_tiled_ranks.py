@@ -54,7 +54,6 @@ class TileShape:
 CPU_TILES = TileShape(block_bytes=8 * 2**20, videos=2048, count_rows=256)
 # A GPU takes whole rows of videos in large blocks and counts them at once.
 GPU_TILES = TileShape(block_bytes=512 * 2**20)
-NDCG_CUTOFF = 10
 # Rows per block of the pair-score product that precedes the pass: few, cheap products.
 GUESS_ROWS = 256
 

@@ -217,3 +217,9 @@ def test_stage_main_parses_groups_runs_reports_and_exits(tmp_path, capsys):
         stage_main("toy", _Job, run, ["--workdir", str(tmp_path), "--size", "0"])
     with pytest.raises(SystemExit, match=r"^toy: run folder .*missing does not exist"):
         stage_main("toy", _Job, run, ["--workdir", str(tmp_path / "missing")])
+
+
+@pytest.mark.parametrize("records, word", [([], "fewer"), ([{"id": "a"}, {"id": "b"}], "more")])
+def test_a_batch_yielding_too_few_or_too_many_records_is_named(tmp_path, records, word):
+    with pytest.raises(RuntimeError, match=f"s: process_batch gave {word} records than the 1 items of its batch"):
+        run_sharded(workdir=tmp_path, stage=S, items=[{"id": "a"}], process_batch=lambda batch: records)

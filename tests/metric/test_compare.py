@@ -13,7 +13,7 @@ import torch
 
 from lovr_metric.__main__ import main
 from lovr_metric.evaluation.compare import CompareConfig, compare_runs
-from lovr_metric.evaluation.leaderboard import LeaderboardConfig, load_entries, write_leaderboard
+from lovr_metric.evaluation.leaderboard import LeaderboardConfig, leaderboard_markdown, load_entries, write_leaderboard
 from lovr_metric.evaluation.per_query import (
     DirectionRanks,
     metric_values,
@@ -154,3 +154,30 @@ def test_compare_and_leaderboard_commands_on_real_runs(tmp_path, lovr_export, ti
     board = (tmp_path / "board" / "leaderboard.md").read_text()
     rows = [line for line in board.splitlines() if line.startswith("| `")]
     assert len(rows) == 2 and all("(RANDOM WEIGHTS: meaningless)" in row for row in rows)
+
+
+def test_leaderboard_puts_a_run_without_the_metric_last(tmp_path):
+    best = make_run(tmp_path / "best", [1, 1], model="best")
+    other = make_run(tmp_path / "other", [2, 2], model="other")
+    results = json.loads((other / "results.json").read_text())
+    del results["metrics"]["clip"]["text_to_video_pass@1"]
+    (other / "results.json").write_text(json.dumps(results))
+    worst = make_run(tmp_path / "worst", [3, 3], model="worst")
+    entries = load_entries([str(other), str(worst), str(best)])
+    rows = [line.split("|")[1].strip() for line in leaderboard_markdown(entries, ["pass@1"]).splitlines()
+            if line.startswith("| `")]  # fmt: skip
+    assert rows == ["`best`", "`worst`", "`other`"]
+
+
+def test_runs_that_embedded_other_items_are_refused(tmp_path):
+    a = make_run(tmp_path / "a", [1, 2])
+    b = make_run(tmp_path / "b", [1, 2])
+    results = json.loads((b / "results.json").read_text())
+    results["failed_videos"] = [{"id": "v7", "path": "v7.mp4", "reason": "corrupt"}]
+    (b / "results.json").write_text(json.dumps(results))
+    with pytest.raises(ValueError, match="could not embed the same items"):
+        compare_runs(CompareConfig(str(a), str(b)))
+
+
+def test_top_indices_of_no_query():
+    assert top_indices(torch.zeros(0, 2), torch.eye(2), k=2).shape == (0, 2)
