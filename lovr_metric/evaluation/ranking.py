@@ -100,12 +100,7 @@ def rank_task(task: Task, embedded: Embedded, ids: set[str], k_values: list[int]
             f"none of the {targets} {task.gallery}s that its {len(queries)} {task.description} are about could be "
             "embedded"
         )
-    largest = min(len(gallery), len(texts))
-    ks = [k for k in k_values if k <= largest]
-    if not ks:
-        raise NoMetricError(
-            f"every k of --k_values {k_values} exceeds {largest}, the texts or {task.gallery}s to rank"
-        )
+    ks = cutoffs(k_values, len(texts), len(gallery), f"{task.gallery}s")
     scores, directions = rank_embeddings(
         task.name,
         task.directions,
@@ -117,6 +112,15 @@ def rank_task(task: Task, embedded: Embedded, ids: set[str], k_values: list[int]
     )
     scores["num_skipped_texts"] = len(queries) - len(texts)
     return scores, directions
+
+
+def cutoffs(k_values, num_texts: int, num_items: int, items: str) -> list[int]:
+    """The ks of `k_values` that neither the texts nor the items ranked exceed; `NoMetricError` when none is left."""
+    largest = min(num_texts, num_items)
+    ks = [k for k in k_values if k <= largest]
+    if not ks:
+        raise NoMetricError(f"every k of --k_values {list(k_values)} exceeds {largest}, the texts or {items} to rank")
+    return ks
 
 
 def rank_embeddings(name: str, directions, texts, targets: list[str], items, item_ids: list[str], ks: list[int]):

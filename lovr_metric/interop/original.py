@@ -42,7 +42,7 @@ import torch
 
 from lovr_metric.evaluation.outputs import write_outputs
 from lovr_metric.evaluation.per_query import DirectionRanks
-from lovr_metric.evaluation.ranking import RankOptions, direction_intervals, rank_embeddings
+from lovr_metric.evaluation.ranking import NoMetricError, RankOptions, cutoffs, direction_intervals, rank_embeddings
 from lovr_metric.evaluation.uncertainty import DEFAULT_RESAMPLES, DEFAULT_SEED
 
 logger = logging.getLogger(__name__)
@@ -254,7 +254,7 @@ def score_original_run(
     for granularity in granularities:
         try:
             metrics[granularity.name], directions = _rank(granularity, k_values)
-        except _NoMetric as err:
+        except NoMetricError as err:
             unranked[granularity.name] = str(err)
             continue
         per_query += directions
@@ -276,10 +276,6 @@ def score_original_run(
         "unmatched_texts": {"count": len(unmatched), "sources": unmatched[:SHOW_UNMATCHED]},
         "zero_rows": zero,
     }
-
-
-class _NoMetric(Exception):
-    """A granularity with nothing to rank; the message says why."""
 
 
 def _check_unambiguous(sources: list[str], clip_ids: set[str], video_ids: set[str]) -> None:
@@ -305,16 +301,13 @@ def _rank(granularity: _Granularity, k_values) -> tuple[dict, list[DirectionRank
     """The metrics and per-query ranks of one granularity; texts whose item is an all-zero row are skipped and
     counted."""
     if not granularity.targets:
-        raise _NoMetric(f"no text of the run names a {_ITEM[granularity.name]} row of video.pt")
+        raise NoMetricError(f"no text of the run names a {_ITEM[granularity.name]} row of video.pt")
     zero = set(_zero_row_ids(granularity.gallery_ids, granularity.gallery_feats))
     keep = [i for i, item in enumerate(granularity.gallery_ids) if item not in zero]
     texts = [i for i, target in enumerate(granularity.targets) if target not in zero]
     if not texts:
-        raise _NoMetric(f"every {_ITEM[granularity.name]} its texts name is an all-zero row of video.pt")
-    largest = min(len(keep), len(texts))
-    ks = [k for k in k_values if k <= largest]
-    if not ks:
-        raise _NoMetric(f"every k of k_values {list(k_values)} exceeds {largest}, the texts or items to rank")
+        raise NoMetricError(f"every {_ITEM[granularity.name]} its texts name is an all-zero row of video.pt")
+    ks = cutoffs(k_values, len(texts), len(keep), f"{_ITEM[granularity.name]}s")
     scores, directions = rank_embeddings(
         granularity.name,
         granularity.directions,

@@ -188,3 +188,13 @@ def test_a_tiny_clip_run_on_real_frames_matches_a_naive_ranking(tmp_path, releas
         and "text_to_video_pass@2" not in (results["metrics"]["video"])
     )
     assert math.isclose(results["cost_ms"]["clip"]["total_with_io"], 1500 / 5)
+
+
+def test_cutoffs_beyond_every_gallery_leave_nothing_to_rank(tmp_path):
+    # 3 clips and 2 videos: k=3 still ranks the clips, while the videos cannot be ranked at k=3 alone.
+    text_pt, video_pt = write_original(tmp_path / "run")
+    results = score_original(config(tmp_path, text_pt, video_pt, k_values=[3]))
+    assert set(results["metrics"]) == {"clip"}
+    assert results["unranked"]["video"] == "every k of --k_values [3] exceeds 2, the texts or videos to rank"
+    with pytest.raises(ValueError, match=r"nothing to rank .*every k of --k_values \[50\] exceeds 3"):
+        score_original(config(tmp_path, text_pt, video_pt, k_values=[50]))
