@@ -45,9 +45,16 @@ def _folder(workdir: Path) -> dict[str, bytes | set[bytes]]:
 
 
 def _state(workdir: Path) -> list[tuple[str, int, int]]:
-    if not workdir.exists():
-        return []
-    return sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in workdir.rglob("*") if p.name != LOCK_FILE)
+    """(path, size, mtime) of every file in `workdir`; a temporary file renamed away while we look is skipped."""
+    state = []
+    for path in workdir.rglob("*") if workdir.exists() else ():
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        if path.name != LOCK_FILE:
+            state.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return sorted(state)
 
 
 def _killed_run(args: list[str], workdir: Path, changes: int, delay: float, deadline: float) -> int:
