@@ -84,7 +84,7 @@ def job_for(long_video: Path, clips: list[Path]) -> VideoJob:
 def decode_only(job: VideoJob, sampling: FrameSampling, size: tuple[int, int] | None = None) -> int:
     """Decode exactly the frames `embed_job` embeds (at `size`, as `embed_job` would), and do nothing with them."""
     info = probe(job.path)
-    frames, _ = plan_frames(job.segments, sampling, info.duration, info.fps)
+    frames, _ = plan_frames(job.segments, sampling, [info])
     count = 0
     for _ in iter_frames_at(job.path, [frame / info.fps for frame in sorted(frames)], size):
         count += 1

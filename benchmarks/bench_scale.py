@@ -45,7 +45,14 @@ import torch
 from bench_encode import job_for, make_inputs, read_like_original
 from PIL import Image
 
-from lovr_common.video import decode_frames_at, iter_frames_at, lovr_caption_num_frames, probe, uniform_times
+from lovr_common.video import (
+    VideoInfo,
+    decode_frames_at,
+    iter_frames_at,
+    lovr_caption_num_frames,
+    probe,
+    uniform_times,
+)
 from lovr_metric.evaluation.frames import FrameSampling, Segment, plan_frames
 from lovr_standins.tiny_models import tiny_model_path
 
@@ -118,7 +125,7 @@ def measure_evaluation(long_video: Path, clips: list[Path], repeat: int) -> dict
 
     info = probe(long_video)
     job = job_for(long_video, clips)
-    owners, _ = plan_frames(job.segments, FrameSampling(interval=INTERVAL), info.duration, info.fps)
+    owners, _ = plan_frames(job.segments, FrameSampling(interval=INTERVAL), [info])
     times = [frame / info.fps for frame in sorted(owners)]
     decode = measure(lambda: sum(1 for _ in iter_frames_at(long_video, times)), repeat) / info.num_frames
     frames = list(decode_frames_at(long_video, times[:64]))
@@ -207,7 +214,8 @@ def full_scale(seed: int = 0) -> Scale:
     lengths = rng.uniform(5.0, 2 * CLIP_SECONDS - 5.0, size=round(NUM_CLIPS / NUM_VIDEOS))
     bounds = np.concatenate([[0.0], np.cumsum(lengths * VIDEO_MINUTES * 60 / lengths.sum())])
     segments = [Segment(str(i), "clip", a, b) for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]
-    owners, segment_frames = plan_frames([*segments, Segment("v", "video")], FrameSampling(interval=INTERVAL), frames / FPS, FPS)  # fmt: skip
+    info = VideoInfo(Path("synthetic.mp4"), frames / FPS, FPS, frames, 1280, 720)
+    owners, segment_frames = plan_frames([*segments, Segment("v", "video")], FrameSampling(interval=INTERVAL), [info])
     counts = [len(f) for f in segment_frames]
     # The k-th frame appended to the merged video's array copies the k before it. The clips' arrays are short; their
     # copying is part of the original's measured decoding cost per frame.

@@ -56,6 +56,7 @@ class EvaluationResults:
     settings: dict
     metrics: dict[str, dict[str, float]]
     toolkit_version: str | None = None
+    protocol: str = "default"
 
 
 def load_results(results_dir: str | Path) -> EvaluationResults:
@@ -92,6 +93,7 @@ def load_results(results_dir: str | Path) -> EvaluationResults:
         settings=raw.get("settings") or {},
         metrics=metrics,
         toolkit_version=raw.get("toolkit_version"),
+        protocol=raw.get("protocol") or "default",
     )
 
 
@@ -146,6 +148,7 @@ def results_card(
         for task in LOVR_TASKS.values()
         if task.name in results.metrics
         for d in task.directions
+        if any(key.startswith(f"{d}_") for key in results.metrics[task.name])  # the directions its protocol ranked
     ]
     return ModelCard.from_template(
         card_data,

@@ -2,12 +2,12 @@
 `lovr_metric.lovr_retrieval` (`python -m lovr_metric evaluate | compare | leaderboard`). From the command line down:
 
     runner.py       `EvaluateConfig` and `evaluate_model`: plan, embed, rank, write
-    protocol.py     the LoVR tasks (`Task`, `LOVR_TASKS`), `QUERY_SPLIT`, `LOVR_FRAME_INTERVAL`
+    protocol.py     the LoVR tasks (`Task`, `LOVR_TASKS`), `QUERY_SPLIT`, `LOVR_FRAME_INTERVAL`, `PROTOCOLS`
     jobs.py         dataset rows to queries, galleries and decode jobs (`plan`, `EvalData`)
     registry.py     the paper's baselines and their settings (`get_baseline`)
     encoders.py     transformers / sentence-transformers models, or adapters, as text, frame and video encoders
     long_text.py    texts over the token limit: `truncate` or `chunk_mean`, and their token counts
-    frames.py       one decode pass per video file, frames batched through an encoder (`embed_job`, workers)
+    frames.py       one decode pass per video file, frames batched through an encoder (`embed_job`, pooling, workers)
     cache.py        the on-disk embedding cache, sharded per process (`EmbeddingCache`)
     embed.py        filling the caches, each process its share, and reading them back (`Embedded`)
     ranking.py      each task's metrics and per-query ranks, or why it has none (`rank_tasks`, `NoMetricError`)

@@ -51,7 +51,7 @@ def encode_videos(encoder, cache: EmbeddingCache, data: EvalData, sampling: Fram
             except VideoError as err:
                 logger.warning("skipping %s: %s", job.job_id, err)
                 cache.put_records([{"kind": "job", "key": job.job_id, "signature": job.signature, "status": "failed",
-                                    "path": str(job.path), "reason": err.reason}])  # fmt: skip
+                                    "path": err.path, "reason": err.reason}])  # fmt: skip
                 continue
             for kind in ITEM_KINDS:
                 cache.put(kind, {s.key: result.embeddings[s.key] for s in job.segments if s.kind == kind})

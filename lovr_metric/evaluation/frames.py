@@ -1,17 +1,21 @@
 """Clip and video embeddings from one decode pass per video file, following the LoVR protocol.
 
 A `VideoJob` is one file and the segments to embed from it: every clip of a long video (time ranges) and the video
-itself, or a single clip file. `embed_job` plans the frame times of every segment (every `interval`-th frame, or
-`num_frames` uniform frames), decodes the union of those frames in one sequential pass (`lovr_common.video`),
-and streams them through the encoder in batches:
+itself, or a single clip file; or (the `lovr-original` protocol) the clip files of one video, one after the other,
+and the video they make up. `embed_job` plans the frames of every segment (every `interval`-th frame, or
+`num_frames` uniform frames), decodes the union of those frames in one sequential pass of each file
+(`lovr_common.video`), and streams them through the encoder in batches:
 
 - a frame encoder (`dual`, sentence-transformers) embeds each frame once, however many segments use it; a
   segment's embedding is the mean of its L2-normalised frame features, L2-normalised (LoVR's clip rule, and the
-  same over the whole video for the video embedding);
+  same over the whole video for the video embedding), or with `pooling="raw"` the mean of the features as the
+  encoder returns them, L2-normalised (the original's frame-model scripts);
 - a video encoder (X-CLIP) receives each segment's `num_frames` frames as soon as they are all decoded.
 
 Frames are RGB, as decoded. The original LoVR code flipped decord's RGB frames "to RGB" and so fed BGR to every
-baseline; `FrameSampling(bgr=True)` reproduces that defect, for comparison only. Decoding runs in a background
+baseline; `FrameSampling(bgr=True)` reproduces that defect. Its video embedding came from the clip files, the
+interval continuing across clip boundaries; `FrameSampling(video_from_clips=True)` takes a video's frames that way
+from its clips' time ranges too (`stride_across_clips`). Decoding runs in a background
 thread; with `FrameSampling.num_workers` > 0, whole batches are preprocessed in that many worker threads (PIL's
 resize and NumPy release the GIL) while the main thread runs the model on the batch before. Batches keep their
 frames, their order and their composition, so the embeddings are the same with any number of workers; queues are
@@ -35,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lovr_common.video import interval_times, iter_frames_at, probe, uniform_times
+from lovr_common.video import VideoInfo, interval_times, iter_frames_at, probe, uniform_times
 from lovr_metric.evaluation.encoders import FrameEncoder, VideoEncoder
 from lovr_metric.evaluation.protocol import LOVR_FRAME_INTERVAL
 
@@ -47,6 +51,7 @@ DEFAULT_NUM_WORKERS = 2
 # How the work is scheduled, not what is computed: left out of the cache key and the results' settings. The same
 # frames in model calls of another size agree up to float rounding; any number of workers gives the same bits.
 EXECUTION_ONLY = ("batch_size", "num_workers")
+POOLINGS = ("normalized", "raw")
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,12 @@ class FrameSampling:
             or 30).
         num_frames (`int`, *optional*): embed `num_frames` uniformly spread frames instead (set for video towers).
         bgr (`bool`, defaults to `False`): reverse the channels, reproducing the original code's defect.
+        pooling (`str`, defaults to `"normalized"`): how a frame encoder's frame features become a segment's
+            embedding, one of `POOLINGS`: the mean of the L2-normalised features, or (`"raw"`, the original code)
+            the mean of the features as returned; L2-normalised either way.
+        video_from_clips (`bool`, defaults to `False`): take a video's frames from its clips, every
+            `interval`-th frame of the clips one after the other (the interval continues across clip boundaries,
+            as the original's `make_video_dict`), instead of every `interval`-th frame of the video's file.
         resize_in_decoder (`bool`, defaults to `False`): let FFmpeg's scaler shrink frames to the size the image
             processor resizes them to, instead of the processor's PIL resize. Several times cheaper on large
             frames; the pixels differ slightly (another interpolation), so the default keeps the processor's.
@@ -71,6 +82,8 @@ class FrameSampling:
     interval: int | None = LOVR_FRAME_INTERVAL
     num_frames: int | None = None
     bgr: bool = False
+    pooling: str = "normalized"
+    video_from_clips: bool = False
     resize_in_decoder: bool = False
     batch_size: int = 32
     num_workers: int = DEFAULT_NUM_WORKERS
@@ -82,6 +95,12 @@ class FrameSampling:
             raise ValueError(f"interval, num_frames and batch_size must be >= 1, got {self}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers={self.num_workers}: expected 0 (preprocess on the main thread) or more")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling={self.pooling!r}: expected one of {POOLINGS}")
+        if self.video_from_clips and self.interval is None:
+            raise ValueError(
+                f"video_from_clips takes every interval-th frame: set interval, not num_frames={self.num_frames}"
+            )
 
     def settings(self) -> dict:
         """The fields the embeddings depend on (the cache key and the results' record): all but `EXECUTION_ONLY`."""
@@ -97,33 +116,47 @@ class FrameSampling:
 
 @dataclass(frozen=True)
 class Segment:
-    """A clip or a whole video to embed from a job's file: `end=None` means to the end of the file."""
+    """A clip or a whole video to embed from a job's files: `end=None` means to the end of the file.
+
+    `part` is the index in `VideoJob.files` of the file it is cut from; `None` means all of them, one after the
+    other (a video made of its clip files), of which it takes every `interval`-th frame."""
 
     key: str
     kind: str  # "clip" or "video"
     start: float = 0.0
     end: float | None = None
+    part: int | None = 0
 
 
 @dataclass
 class VideoJob:
-    """One file to decode once, and the segments to embed from it."""
+    """One file to decode once and the segments to embed from it; or, with `parts`, a video's clip files decoded
+    one after the other (in scene order), `path` being the folder that holds them."""
 
     job_id: str
     path: Path
     segments: list[Segment]
+    parts: tuple[Path, ...] = ()
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The files decoded, in order: `parts`, or `path` alone."""
+        return self.parts or (self.path,)
 
     @property
     def signature(self) -> str:
-        """What the job's embeddings depend on besides the model: the file (resolved path, size, modification
-        time) and the segments cut from it. Ids alone are not enough: a new run folder can reuse
+        """What the job's embeddings depend on besides the model: the files (resolved path, size, modification
+        time) and the segments cut from them. Ids alone are not enough: a new run folder can reuse
         `<video>-Scene-001` for another time range, or replace the file behind a path."""
-        try:
-            stat = self.path.stat()
-            file = [str(self.path.resolve()), stat.st_size, stat.st_mtime_ns]
-        except OSError:
-            file = [str(self.path)]
-        segments = [[s.key, s.kind, s.start, s.end] for s in self.segments]
+        files = []
+        for path in self.files:
+            try:
+                stat = path.stat()
+                files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+            except OSError:
+                files.append([str(path)])
+        file = files[0] if not self.parts else files  # a one-file job's signature is what it always was
+        segments = [[s.key, s.kind, s.start, s.end] + ([s.part] if self.parts else []) for s in self.segments]
         return hashlib.sha1(json.dumps([file, segments]).encode()).hexdigest()[:16]
 
 
@@ -161,14 +194,17 @@ def _prefetch(iterator: Iterator, maxsize: int, decode_seconds: list[float]) -> 
 
 
 class _Pooler:
-    """Sums of L2-normalised frame features per segment, filled batch by batch."""
+    """Sums of frame features per segment (L2-normalised first unless `pooling="raw"`), filled batch by batch."""
 
-    def __init__(self, num_segments: int):
+    def __init__(self, num_segments: int, pooling: str):
         self.sums: torch.Tensor | None = None
         self.counts = torch.zeros(num_segments)
+        self.normalize_frames = pooling == "normalized"
 
     def add(self, features: torch.Tensor, owners: list[list[int]]) -> None:
-        features = torch.nn.functional.normalize(features.float(), dim=-1)
+        features = features.float()
+        if self.normalize_frames:
+            features = torch.nn.functional.normalize(features, dim=-1)
         if self.sums is None:
             self.sums = torch.zeros(len(self.counts), features.shape[1])
         rows = torch.tensor([row for row, segs in enumerate(owners) for _ in segs])
@@ -180,41 +216,91 @@ class _Pooler:
         return torch.nn.functional.normalize(self.sums / self.counts.clamp(min=1).unsqueeze(1), dim=-1)
 
 
+def stride_across_clips(spans: list[tuple[int, int]], interval: int) -> list[int]:
+    """Every `interval`-th frame of the frame ranges `[first, stop)` taken one after the other, the count going on
+    across each boundary: the frames the original code's `make_video_dict` embeds a video with. After a clip of 25
+    frames at interval 10, the next clip's first frame taken is its 6th (the 30th of the two)."""
+    frames, seen = [], 0
+    for first, stop in spans:
+        frames += range(first + (-seen) % interval, stop, interval)
+        seen += stop - first
+    return frames
+
+
 def plan_frames(
-    segments: list[Segment], sampling: FrameSampling, duration: float, fps: float
+    segments: list[Segment], sampling: FrameSampling, infos: list[VideoInfo]
 ) -> tuple[dict[int, list[int]], list[list[int]]]:
-    """The frames to embed, by index in the file: `(frame -> positions of the segments using it, each segment's
-    frames)`. A frame shared by segments (a clip's and its video's) is decoded and embedded once."""
+    """The frames to embed, numbered over the job's files one after the other (frame `k` of the second file is
+    `infos[0].num_frames + k`): `(frame -> positions of the segments using it, each segment's frames)`. A frame
+    shared by segments (a clip's and its video's) is decoded and embedded once."""
+    offsets = [0]
+    for info in infos[:-1]:
+        offsets.append(offsets[-1] + info.num_frames)
+    many = len(infos) > 1
+
+    def frames_of(segment: Segment) -> list[int]:
+        if segment.part is None:  # every file: the frames of a video made of its clip files
+            spans = [(offset, offset + info.num_frames) for offset, info in zip(offsets, infos, strict=True)]
+            return stride_across_clips(spans, sampling.interval)
+        info, offset = infos[segment.part], offsets[segment.part]
+        if segment.kind == "video" and segment.end is None and sampling.video_from_clips:
+            clips = sorted(_span(s, info) for s in segments if s.kind == "clip" and s.part == segment.part)
+            return [offset + frame for frame in stride_across_clips(clips, sampling.interval)]
+        end = info.duration if segment.end is None else min(segment.end, info.duration)
+        frames = [round(t * info.fps) for t in sampling.times(segment.start, end, info.fps)]
+        if many:  # a frame past a file's end must not name the next file's
+            frames = [min(frame, max(info.num_frames - 1, 0)) for frame in frames]
+        return [offset + frame for frame in frames]
+
     frame_owners: dict[int, list[int]] = {}
     segment_frames: list[list[int]] = []
     for position, segment in enumerate(segments):
-        end = duration if segment.end is None else min(segment.end, duration)
-        frames = [round(t * fps) for t in sampling.times(segment.start, end, fps)]
+        frames = frames_of(segment)
         segment_frames.append(frames)
         for frame in dict.fromkeys(frames):
             frame_owners.setdefault(frame, []).append(position)
     return frame_owners, segment_frames
 
 
+def _span(segment: Segment, info: VideoInfo) -> tuple[int, int]:
+    """The frames `[first, stop)` of a clip segment, as `interval_times` counts them."""
+    end = info.duration if segment.end is None else min(segment.end, info.duration)
+    first = round(segment.start * info.fps)
+    return first, max(round(end * info.fps), first + 1)
+
+
+def _decode(job: VideoJob, infos: list[VideoInfo], order: list[int], size_of) -> Iterator[tuple[int, np.ndarray]]:
+    """`(position in order, frame)` for every planned frame, the job's files decoded one after the other."""
+    position, offset = 0, 0
+    for index, (path, info) in enumerate(zip(job.files, infos, strict=True)):
+        stop = offset + info.num_frames if index < len(infos) - 1 else float("inf")
+        mine = [frame for frame in order[position:] if frame < stop]
+        for i, frame in iter_frames_at(path, [(f - offset) / info.fps for f in mine], size_of(info)):
+            yield position + i, frame
+        position, offset = position + len(mine), offset + info.num_frames
+
+
 def embed_job(job: VideoJob, encoder: FrameEncoder | VideoEncoder, sampling: FrameSampling) -> JobResult:
-    """Embed every segment of `job` in one decode pass; raises `lovr_common.video.VideoError` for a bad file."""
+    """Embed every segment of `job` in one decode pass of each file; raises `lovr_common.video.VideoError` for a
+    bad file."""
     started = time.perf_counter()
-    info = probe(job.path)
+    infos = [probe(path) for path in job.files]
     video_tower = isinstance(encoder, VideoEncoder)
     if video_tower and sampling.num_frames != encoder.num_frames:
         raise ValueError(
             f"sampling.num_frames={sampling.num_frames}, but this video tower takes exactly {encoder.num_frames} frames"
         )
 
-    frame_owners, segment_frames = plan_frames(job.segments, sampling, info.duration, info.fps)
+    frame_owners, segment_frames = plan_frames(job.segments, sampling, infos)
     order = sorted(frame_owners)
-    times = [frame / info.fps for frame in order]
 
-    size = None
-    if sampling.resize_in_decoder and hasattr(encoder, "decode_size"):
-        size = encoder.decode_size(info.width, info.height)
+    def size_of(info: VideoInfo) -> tuple[int, int] | None:
+        if sampling.resize_in_decoder and hasattr(encoder, "decode_size"):
+            return encoder.decode_size(info.width, info.height)
+        return None
+
     decode_seconds = [0.0]
-    frames = _prefetch(iter_frames_at(job.path, times, size), 2 * sampling.batch_size, decode_seconds)
+    frames = _prefetch(_decode(job, infos, order, size_of), 2 * sampling.batch_size, decode_seconds)
     run = _run_video_tower if video_tower else _run_frame_encoder
     vectors, work = run(encoder, sampling, frames, order, frame_owners, segment_frames)
     wall = time.perf_counter() - started
@@ -265,7 +351,7 @@ def _frame_batches(frames, sampling, order, frame_owners) -> Iterator[tuple[list
 
 
 def _run_frame_encoder(encoder, sampling, frames, order, frame_owners, segment_frames):
-    pooler = _Pooler(len(segment_frames))
+    pooler = _Pooler(len(segment_frames), sampling.pooling)
     work = {"preprocess": 0.0, "encode": 0.0}
     batches = _frame_batches(frames, sampling, order, frame_owners)
     for owners, inputs, seconds in _in_order(encoder.preprocess_frames, batches, sampling.num_workers):

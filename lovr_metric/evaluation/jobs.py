@@ -1,8 +1,9 @@
-"""From LoVR dataset rows to the texts to embed and the video files to decode (one `VideoJob` per file).
+"""From LoVR dataset rows to the texts to embed and the video files to decode (`VideoJob`s).
 
 Clips with a time range (a run folder's virtual clips) are cut from their long video, so one decode pass of that
 video yields all its clips and the video embedding itself. Clips known only by their own file (the official
-release) are decoded file by file, and the long video (`video_path`) in a job of its own. Every path must stay
+release) are decoded file by file, and the long video (`video_path`) in a job of its own; under `lovr-original`
+(`video_from_clips`) a video is embedded from its clip files instead, all of them in one job. Every path must stay
 inside the video root, as `lovr_dataset` requires of a release.
 """
 
@@ -69,12 +70,22 @@ def _queries(task: Task, clips: list[dict], videos: list[dict], themes: list[dic
     return [(t["theme"], t["clip_id"]) for t in themes]
 
 
-def plan(clips: list[dict], videos: list[dict], themes: list[dict], video_root: Path, granularity) -> EvalData:
+def plan(
+    clips: list[dict],
+    videos: list[dict],
+    themes: list[dict],
+    video_root: Path,
+    granularity,
+    video_from_clips: bool = False,
+) -> EvalData:
     """Turn the rows of the `clips`, `videos` and `themes` configs into queries, galleries and decode jobs.
 
-    `granularity` names the tasks to plan, among `LOVR_TASKS`. Raises `ValueError` for any other name, and for a
-    `clip_path` or `video_path` whose text leads outside `video_root` (absolute, or `..` climbing out); symlinks
-    in the root are followed."""
+    `granularity` names the tasks to plan, among `LOVR_TASKS`. With `video_from_clips` (the `lovr-original`
+    protocol) a video is embedded from its clips' frames: the clips of its time ranges go into its job whatever is
+    ranked, and a video known by clip files gets one job over those files in clip-id (scene) order; a video
+    without clips is listed as missing. Raises `ValueError` for an unknown granularity, and for a `clip_path` or
+    `video_path` whose text leads outside `video_root` (absolute, or `..` climbing out); symlinks in the root are
+    followed."""
     unknown = sorted(set(granularity) - set(LOVR_TASKS))
     if unknown:
         raise ValueError(f"granularity={list(granularity)} names {unknown}, expected a subset of {list(LOVR_TASKS)}")
@@ -87,10 +98,14 @@ def plan(clips: list[dict], videos: list[dict], themes: list[dict], video_root: 
         queries={task.name: _queries(task, clips, videos, themes) for task in tasks},
         jobs=[],
     )
+    wanted_videos = set(data.video_ids)
     by_video: dict[str, list[Segment]] = {}
+    clip_files: dict[str, list[tuple[str, Path]]] = {}  # video id -> (clip id, file), for video_from_clips
     root = _VideoRoot(video_root)
     paths = {v["video_id"]: root.join(v["video_path"], f"video {v['video_id']!r}: video_path") for v in videos}
-    for clip in clips if want_clips else []:
+    for clip in clips if want_clips or video_from_clips else []:
+        if not want_clips and clip["video_id"] not in wanted_videos:
+            continue
         where = f"clip {clip['clip_id']!r}: "
         long_video = paths.get(clip["video_id"]) or root.join(clip["video_path"], where + "video_path")
         if clip["start"] is not None and clip["end"] is not None and long_video is not None:
@@ -100,11 +115,26 @@ def plan(clips: list[dict], videos: list[dict], themes: list[dict], video_root: 
             )
         elif clip["clip_path"] is not None:
             clip_file = root.join(clip["clip_path"], where + "clip_path")
-            data.jobs.append(VideoJob(clip["clip_id"], clip_file, [Segment(clip["clip_id"], "clip")]))
-        else:
+            if video_from_clips and clip["video_id"] in wanted_videos:
+                clip_files.setdefault(clip["video_id"], []).append((clip["clip_id"], clip_file))
+            elif want_clips:
+                data.jobs.append(VideoJob(clip["clip_id"], clip_file, [Segment(clip["clip_id"], "clip")]))
+        elif want_clips:
             data.missing.append({"id": clip["clip_id"], "path": None, "reason": "no clip file and no time range"})
     for video_id in data.video_ids:
-        by_video.setdefault(video_id, []).append(Segment(video_id, "video"))
+        if video_from_clips and video_id in clip_files and video_id not in by_video:
+            files = sorted(clip_files.pop(video_id))
+            segments = [Segment(clip_id, "clip", part=i) for i, (clip_id, _) in enumerate(files)]
+            parts = tuple(path for _, path in files)
+            segments.append(Segment(video_id, "video", part=None))
+            data.jobs.append(VideoJob(video_id, parts[0].parent, segments, parts))
+        elif video_from_clips and video_id not in by_video:
+            data.missing.append({"id": video_id, "path": None, "reason": "no clips to take its frames from (the "
+                                 "lovr-original protocol embeds a video from its clips)"})  # fmt: skip
+        else:
+            by_video.setdefault(video_id, []).append(Segment(video_id, "video"))
+    for files in clip_files.values() if want_clips else []:  # a video with time-range clips too: files on their own
+        data.jobs.extend(VideoJob(clip_id, path, [Segment(clip_id, "clip")]) for clip_id, path in files)
     for video_id, segments in by_video.items():
         if paths.get(video_id) is None:
             data.missing.extend({"id": s.key, "path": None, "reason": "no video_path"} for s in segments)

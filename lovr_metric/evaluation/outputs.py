@@ -22,7 +22,7 @@ import numpy as np
 from lovr_common.provenance import is_random_weights
 from lovr_metric.evaluation.embed import Embedded
 from lovr_metric.evaluation.per_query import PER_QUERY_FILE, DirectionRanks, write_per_query
-from lovr_metric.evaluation.protocol import GRANULARITIES
+from lovr_metric.evaluation.protocol import GRANULARITIES, PROTOCOLS
 from lovr_metric.evaluation.ranking import Ranking
 from lovr_metric.evaluation.report import plot_pass_at_k, results_markdown
 
@@ -56,6 +56,7 @@ def results_record(run: RunSettings, ranking: Ranking, embedded: Embedded) -> di
         "random_weights": random_weights,
         "dataset": run.dataset,
         "protocol": run.protocol,
+        "protocol_settings": PROTOCOLS[run.protocol].record(),
         "dataset_fingerprint": run.dataset_fingerprint,
         "settings": {
             **run.sampling,

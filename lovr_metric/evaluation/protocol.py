@@ -1,10 +1,14 @@
-"""The LoVR evaluation protocol: its retrieval tasks, the split its query captions come from, and its frame rule.
+"""The LoVR evaluation protocol: its retrieval tasks, the split its query captions come from, its frame rule, and
+the two protocols an evaluation can follow.
 
 `LOVR_TASKS` maps each granularity to a `Task`: the runner ranks it, `results.md` labels its rows with it, and
-the model card turns its metrics into `model-index` entries with it.
+the model card turns its metrics into `model-index` entries with it. `PROTOCOLS` holds the corrected `default`
+and `lovr-original`, which reproduces the original code where the two differ (see `Protocol`).
 
     >>> LOVR_TASKS["theme"].label("text_to_video")
     'theme → clip'
+    >>> [PROTOCOLS[name].directions(LOVR_TASKS["theme"]) for name in PROTOCOLS]
+    [('text_to_video',), ('text_to_video', 'video_to_text')]
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ class Task:
         name (`str`): the granularity, as `--granularity` and `results.json` name it.
         query (`str`): what a query is, in labels ("text", "theme").
         gallery (`str`): the embeddings ranked, `"clip"` or `"video"`.
-        directions (`tuple[str]`): the directions reported, among `DIRECTIONS`.
+        directions (`tuple[str]`): the directions it can be ranked in, among `DIRECTIONS` (`Protocol.directions`
+            says which are ranked).
         config (`str`): the dataset config the query texts come from.
         description (`str`): the query texts, in messages ("video captions").
     """
@@ -53,8 +58,51 @@ LOVR_TASKS = {
     for task in (
         Task("clip", "text", "clip", DIRECTIONS, "clips", f"query captions (clips of the '{QUERY_SPLIT}' split)"),
         Task("video", "text", "video", DIRECTIONS, "videos", "video captions"),
-        # A theme names several clips; the paper ranks clips for themes only.
-        Task("theme", "theme", "clip", DIRECTIONS[:1], "themes", "theme texts (a 'themes' config)"),
+        Task("theme", "theme", "clip", DIRECTIONS, "themes", "theme texts (a 'themes' config)"),
     )
 }
 GRANULARITIES = tuple(LOVR_TASKS)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How an evaluation turns frames into embeddings and which directions it ranks.
+
+    Args:
+        name (`str`): as `--protocol` and `results.json` name it.
+        bgr (`bool`): feed frames with their channels reversed. The original code flipped decord's RGB frames "to
+            RGB", so every baseline it evaluated saw BGR frames.
+        pooling (`str`): a frame encoder's clip (and video) embedding from its frame features: `"normalized"`,
+            the mean of the L2-normalised features, L2-normalised; `"raw"`, the mean of the features as the encoder
+            returns them, L2-normalised (the original's frame-model scripts).
+        video_from_clips (`bool`): embed a video from its clips' frames, the frame interval continuing across clip
+            boundaries (the original's `make_video_dict`), instead of from its own file.
+        theme_directions (`tuple[str]`): the directions of the theme task. The paper ranks clips for themes; the
+            original code also ranks theme texts for clips.
+    """
+
+    name: str
+    bgr: bool
+    pooling: str
+    video_from_clips: bool
+    theme_directions: tuple[str, ...]
+
+    def directions(self, task: Task) -> tuple[str, ...]:
+        """The directions of `task` this protocol ranks."""
+        return self.theme_directions if task.name == "theme" else task.directions
+
+    def record(self) -> dict:
+        """What `results.json` records of the protocol (its name, frames and post-processing)."""
+        return {"name": self.name, "frames": "BGR" if self.bgr else "RGB", "pooling": self.pooling,
+                "video_frames": "clip files, interval across clip boundaries" if self.video_from_clips
+                else "the video's own file", "theme_directions": list(self.theme_directions)}  # fmt: skip
+
+
+PROTOCOLS = {
+    protocol.name: protocol
+    for protocol in (
+        Protocol("default", bgr=False, pooling="normalized", video_from_clips=False, theme_directions=DIRECTIONS[:1]),
+        Protocol("lovr-original", bgr=True, pooling="raw", video_from_clips=True, theme_directions=DIRECTIONS),
+    )
+}
+DEFAULT_PROTOCOL = PROTOCOLS["default"]

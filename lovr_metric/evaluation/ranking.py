@@ -17,7 +17,7 @@ from lovr_metric.evaluation.cache import text_key
 from lovr_metric.evaluation.embed import Embedded
 from lovr_metric.evaluation.jobs import EvalData
 from lovr_metric.evaluation.per_query import DirectionRanks, metric_values, top_indices
-from lovr_metric.evaluation.protocol import LOVR_TASKS, Task
+from lovr_metric.evaluation.protocol import DEFAULT_PROTOCOL, LOVR_TASKS, Protocol, Task
 from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_intervals
 from lovr_metric.lovr_retrieval.retrieval import RankedPairs, metrics_from_ranks, retrieval_ranks
 
@@ -61,12 +61,14 @@ class Ranking:
 
 @dataclass(frozen=True)
 class RankOptions:
-    """How tasks are ranked: the cut-offs, and the bootstrap of the intervals (`num_resamples=0`: none)."""
+    """How tasks are ranked: the cut-offs, the bootstrap of the intervals (`num_resamples=0`: none), and the
+    protocol (which directions of each task)."""
 
     k_values: list[int]
     num_resamples: int = DEFAULT_RESAMPLES
     confidence: float = DEFAULT_CONFIDENCE
     seed: int = DEFAULT_SEED
+    protocol: Protocol = DEFAULT_PROTOCOL
 
 
 def rank_tasks(granularities: list[str], embedded: Embedded, options: RankOptions) -> Ranking:
@@ -75,7 +77,8 @@ def rank_tasks(granularities: list[str], embedded: Embedded, options: RankOption
     ids = embedded.ids()
     for name in granularities:
         try:
-            ranked = rank_task(LOVR_TASKS[name], embedded, ids, options.k_values)
+            task = LOVR_TASKS[name]
+            ranked = rank_task(task, embedded, ids, options.k_values, options.protocol.directions(task))
         except NoMetricError as err:
             ranking.unranked[name] = str(err)
             continue
@@ -86,9 +89,10 @@ def rank_tasks(granularities: list[str], embedded: Embedded, options: RankOption
     return ranking
 
 
-def rank_task(task: Task, embedded: Embedded, ids: set[str], k_values: list[int]):
-    """The task's metrics and per-query ranks (one `DirectionRanks` per direction): the embedded items (`ids`) of
-    its gallery ranked for its queries and back; texts whose item could not be embedded are skipped and counted.
+def rank_task(task: Task, embedded: Embedded, ids: set[str], k_values: list[int], directions: tuple[str, ...]):
+    """The task's metrics and per-query ranks (one `DirectionRanks` per direction of `directions`): the embedded
+    items (`ids`) of its gallery ranked for its queries and back; texts whose item could not be embedded are
+    skipped and counted.
     Raises `NoMetricError` saying why when nothing can be ranked (the task's queries are never empty: the runner
     refuses that before embedding anything)."""
     queries = embedded.data.queries[task.name]
@@ -103,7 +107,7 @@ def rank_task(task: Task, embedded: Embedded, ids: set[str], k_values: list[int]
     ks = cutoffs(k_values, len(texts), len(gallery), f"{task.gallery}s")
     scores, directions = rank_embeddings(
         task.name,
-        task.directions,
+        directions,
         torch.from_numpy(embedded.texts.get("text", [text_key(text) for text, _ in texts])),
         [target for _, target in texts],
         torch.from_numpy(embedded.items.get(task.gallery, gallery)),

@@ -32,7 +32,7 @@ from lovr_metric.evaluation.encoders import EncoderConfig, TextEncoder, VideoEnc
 from lovr_metric.evaluation.frames import DEFAULT_NUM_WORKERS, FrameSampling
 from lovr_metric.evaluation.jobs import EvalData, plan
 from lovr_metric.evaluation.outputs import RunSettings, results_record, write_outputs
-from lovr_metric.evaluation.protocol import GRANULARITIES, LOVR_FRAME_INTERVAL, LOVR_TASKS
+from lovr_metric.evaluation.protocol import GRANULARITIES, LOVR_FRAME_INTERVAL, LOVR_TASKS, PROTOCOLS
 from lovr_metric.evaluation.ranking import NoMetricError, Ranking, RankOptions, rank_tasks
 from lovr_metric.evaluation.registry import check_servable, get_baseline
 from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED
@@ -62,6 +62,11 @@ class EvaluateConfig:
         default=None, metadata={"help": f"Embed every interval-th frame (default: {LOVR_FRAME_INTERVAL})."}
     )
     num_frames: int | None = field(default=None, metadata={"help": "Embed N uniform frames per clip instead."})
+    protocol: str = field(
+        default="default",
+        metadata={"help": "default (the corrected protocol) or lovr-original (the original code's: BGR frames, raw "
+                  "features averaged, videos from their clips' frames, theme retrieval both ways)."},
+    )  # fmt: skip
     bgr: bool = field(default=False, metadata={"help": "Feed BGR frames, reproducing the original code's defect."})
     resize_in_decoder: bool = field(
         default=False, metadata={"help": "Resize frames with FFmpeg while decoding (faster, slightly other pixels)."}
@@ -90,6 +95,15 @@ class EvaluateConfig:
     confidence: float = field(default=DEFAULT_CONFIDENCE, metadata={"help": "Level of the bootstrap intervals."})
 
     def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol={self.protocol!r}: expected one of {list(PROTOCOLS)}")
+        if self.protocol != "default":
+            clash = [f"--{name}" for name in ("num_frames", "resize_in_decoder") if getattr(self, name)]
+            if clash:
+                raise ValueError(
+                    f"{' and '.join(clash)} cannot be used with --protocol {self.protocol}: the original code embeds "
+                    "every interval-th frame (--interval), decoded at full size"
+                )
         if self.bootstrap_resamples < 0:
             raise ValueError(f"bootstrap_resamples={self.bootstrap_resamples}: expected 0 (no intervals) or more")
         if not 0 < self.confidence < 1:
@@ -117,9 +131,17 @@ def _encoder_config(config: EvaluateConfig, model: str, revision: str | None) ->
 
 
 def _sampling(config: EvaluateConfig, encoder) -> FrameSampling:
-    common = {"bgr": config.bgr, "resize_in_decoder": config.resize_in_decoder, "batch_size": config.batch_size,
-              "num_workers": config.num_workers}  # fmt: skip
+    protocol = PROTOCOLS[config.protocol]
+    common = {"bgr": config.bgr or protocol.bgr, "pooling": protocol.pooling,
+              "video_from_clips": protocol.video_from_clips, "resize_in_decoder": config.resize_in_decoder,
+              "batch_size": config.batch_size, "num_workers": config.num_workers}  # fmt: skip
     if isinstance(encoder, VideoEncoder):  # a video tower takes exactly its number of frames
+        if protocol.video_from_clips:
+            raise ValueError(
+                f"--protocol {config.protocol} is defined for frame encoders: the original feeds a video tower the "
+                "frames its own model-specific preprocessing picks, which this toolkit does not reproduce; evaluate "
+                f"{config.model} with --protocol default (add --bgr for the original's channel order)"
+            )
         return FrameSampling(interval=None, num_frames=encoder.num_frames, **common)
     if config.num_frames:
         return FrameSampling(interval=None, num_frames=config.num_frames, **common)
@@ -175,11 +197,12 @@ def _plan(config: EvaluateConfig, rows: tuple[list[dict], ...], video_root: Path
     """The granularities to rank (by default those the dataset holds texts for) and their plan; a requested one
     without texts is refused here, before a model is loaded or anything embedded."""
     requested = config.granularity or list(GRANULARITIES)
-    data = plan(*rows, video_root, requested)
+    video_from_clips = PROTOCOLS[config.protocol].video_from_clips
+    data = plan(*rows, video_root, requested, video_from_clips)
     textless = {g: f"the dataset holds no {LOVR_TASKS[g].description}" for g in requested if not data.queries[g]}
     if config.granularity is None and textless and len(textless) < len(requested):
         requested = [g for g in requested if g not in textless]
-        return requested, plan(*rows, video_root, requested)
+        return requested, plan(*rows, video_root, requested, video_from_clips)
     if textless:
         raise NoMetricError(Ranking(unranked=textless).no_metric_message(data, video_root, written=None))
     return requested, data
@@ -218,6 +241,7 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
         text_lengths=_as_dict(counts(texts)) if counts and state.is_main_process else None,
         bootstrap={"num_resamples": config.bootstrap_resamples, "confidence": config.confidence,
                    "seed": config.bootstrap_seed, "method": "percentile, queries resampled with replacement"},
+        protocol=config.protocol,
     )  # fmt: skip
     root, rank = Path(config.cache_dir), state.process_index
     visual_cache = EmbeddingCache(root, visual_config.model, {**run.visual, **run.sampling}, rank)
@@ -231,7 +255,8 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
         return None
 
     embedded = Embedded(texts=text_cache, items=visual_cache, data=data)
-    options = RankOptions(config.k_values, config.bootstrap_resamples, config.confidence, config.bootstrap_seed)
+    options = RankOptions(config.k_values, config.bootstrap_resamples, config.confidence, config.bootstrap_seed,
+                          PROTOCOLS[config.protocol])  # fmt: skip
     ranking = rank_tasks(granularities, embedded, options)
     if not ranking.metrics:  # an earlier run's results in the same folder are worth more than empty ones
         raise NoMetricError(ranking.no_metric_message(data, video_root, written=None))

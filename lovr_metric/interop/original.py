@@ -15,7 +15,8 @@ three leave two files, which this module reads:
 
 What is ranked, as `lovr_metric evaluate` ranks it: `clip`, the texts whose source is a clip row's id against every
 clip row, and back for the clip rows that have a text; `video`, the same with the full rows; `theme`, the theme
-texts against every clip row (text -> clip only). Texts are told apart by their source, not by position (the
+texts against every clip row, and back for the clip rows a theme names (both directions, as the original's
+`calc_pass` ranks them). Texts are told apart by their source, not by position (the
 original cuts at `len(feat) - 467`), so any number of videos works. A source that names no row at all is skipped:
 counted and listed under `unmatched_texts` in results.json and logged (the original would have ranked it and
 counted a miss); a source naming both a clip row and a full row is an error. An all-zero row (the original writes
@@ -42,6 +43,7 @@ import torch
 
 from lovr_metric.evaluation.outputs import write_outputs
 from lovr_metric.evaluation.per_query import DirectionRanks
+from lovr_metric.evaluation.protocol import PROTOCOLS
 from lovr_metric.evaluation.ranking import NoMetricError, RankOptions, cutoffs, direction_intervals, rank_embeddings
 from lovr_metric.evaluation.uncertainty import DEFAULT_RESAMPLES, DEFAULT_SEED
 
@@ -244,7 +246,7 @@ def score_original_run(
     ]
     if run.theme_feats is not None:
         theme = _select("theme", run.theme_feats, run.theme_sources, clip_ids, run.clip_feats, run.clip_ids)
-        granularities.append(dataclasses.replace(theme, directions=("text_to_video",)))
+        granularities.append(dataclasses.replace(theme, directions=PROTOCOLS["lovr-original"].theme_directions))
     unmatched = [s for s in run.text_sources if s not in clip_ids and s not in video_ids]
     unmatched += [s for s in run.theme_sources if s not in clip_ids]
     if unmatched:

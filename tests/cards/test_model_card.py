@@ -54,6 +54,21 @@ def test_results_card_model_index_has_exact_entries(tmp_path):
     assert RANDOM_WEIGHTS_LABEL not in card.text
 
 
+def test_a_lovr_original_run_says_so_and_shows_clip_to_theme(tmp_path):
+    path = write_results(tmp_path / "eval") / "results.json"
+    raw = json.loads(path.read_text())
+    theme = {"text_to_video_pass@1": 0.25, "video_to_text_pass@1": 0.75}
+    path.write_text(json.dumps({**raw, "protocol": "lovr-original", "metrics": {**raw["metrics"], "theme": theme}}))
+    card = results_card(load_results(path), "org/LoVR")
+    assert "under the `lovr-original` protocol" in card.text
+    assert "| clip->theme | 0.75 |" in card.text and "| theme->clip | 0.25 |" in card.text
+    names = [m["name"] for r in _model_index(card)[0]["results"] for m in r["metrics"]]
+    assert "clip->theme pass@1" in names
+    # A default run shows no theme row it did not rank, and names no protocol.
+    default = results_card(load_results(write_results(tmp_path / "default")), "org/LoVR")
+    assert "protocol" not in default.text and "theme" not in default.text
+
+
 def test_random_weight_results_refused_without_flag(tmp_path):
     results = load_results(write_results(tmp_path / "eval", model="/tmp/tiny-clip", random_weights=True))
     with pytest.raises(ResultsError, match="random_weights=true.*meaningless"):

@@ -5,20 +5,32 @@ import pytest
 import torch
 
 from lovr_metric.evaluation.jobs import plan
-from lovr_metric.evaluation.protocol import DIRECTIONS, GRANULARITIES, LOVR_TASKS, QUERY_SPLIT
+from lovr_metric.evaluation.protocol import DIRECTIONS, GRANULARITIES, LOVR_TASKS, PROTOCOLS, QUERY_SPLIT
 from lovr_metric.lovr_retrieval.retrieval import CPU_TILES, GPU_TILES, tile_shape
 
 
 def test_tasks_and_their_labels():
     assert GRANULARITIES == ("clip", "video", "theme")
     labels = {name: [task.label(d) for d in task.directions] for name, task in LOVR_TASKS.items()}
-    # Themes rank clips only: a theme names several clips, and no clip -> theme direction is reported.
     assert labels == {"clip": ["text → clip", "clip → text"], "video": ["text → video", "video → text"],
-                      "theme": ["theme → clip"]}  # fmt: skip
+                      "theme": ["theme → clip", "clip → theme"]}  # fmt: skip
     assert LOVR_TASKS["clip"].label(DIRECTIONS[1], "->") == "clip->text"
     assert [task.config for task in LOVR_TASKS.values()] == ["clips", "videos", "themes"]
-    with pytest.raises(ValueError, match=r"direction='video_to_text' is not one of task 'theme'"):
-        LOVR_TASKS["theme"].label("video_to_text")
+    with pytest.raises(ValueError, match=r"direction='sideways' is not one of task 'theme'"):
+        LOVR_TASKS["theme"].label("sideways")
+
+
+def test_protocols_differ_where_the_original_code_does():
+    default, original = PROTOCOLS["default"], PROTOCOLS["lovr-original"]
+    # The paper ranks clips for themes; the original code ranks theme texts for clips as well.
+    assert default.directions(LOVR_TASKS["theme"]) == ("text_to_video",)
+    assert original.directions(LOVR_TASKS["theme"]) == DIRECTIONS
+    assert all(p.directions(LOVR_TASKS[g]) == DIRECTIONS for p in (default, original) for g in ("clip", "video"))
+    assert (default.bgr, default.pooling, default.video_from_clips) == (False, "normalized", False)
+    assert (original.bgr, original.pooling, original.video_from_clips) == (True, "raw", True)
+    assert original.record() == {"name": "lovr-original", "frames": "BGR", "pooling": "raw",
+                                 "video_frames": "clip files, interval across clip boundaries",
+                                 "theme_directions": ["text_to_video", "video_to_text"]}  # fmt: skip
 
 
 def test_plan_reads_each_tasks_queries_and_gallery(tmp_path):

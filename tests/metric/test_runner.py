@@ -23,7 +23,8 @@ from tests.conftest import accelerate_launch
 
 from .encode_data import BROKEN, lovr_export, official_export, tiny_models  # noqa: F401
 
-TOP_KEYS = {"model", "text_model", "revision", "random_weights", "dataset", "protocol", "dataset_fingerprint",
+TOP_KEYS = {"model", "text_model", "revision", "random_weights", "dataset", "protocol", "protocol_settings",
+            "dataset_fingerprint",
             "settings", "metrics", "intervals", "bootstrap", "unranked", "cost_ms", "num_video_files",
             "num_failed_videos", "failed_videos", "toolkit_version"}  # fmt: skip
 COST_KEYS = {"decode", "preprocess", "encode", "total_with_io", "total_without_io"}
@@ -65,6 +66,9 @@ def test_evaluate_writes_results_table_and_plot(tmp_path, lovr_export, tiny_mode
 
     # Every metric has its bootstrap interval, which holds it; every query is in per_query.parquet.
     assert results["protocol"] == "default" and len(results["dataset_fingerprint"]) == 16
+    assert results["protocol_settings"] == {"name": "default", "frames": "RGB", "pooling": "normalized",
+                                            "video_frames": "the video's own file",
+                                            "theme_directions": ["text_to_video"]}  # fmt: skip
     for granularity, values in results["metrics"].items():
         intervals = results["intervals"][granularity]
         assert set(intervals) == set(values) - {"num_skipped_texts", "text_to_video_num_queries",

@@ -101,7 +101,8 @@ def test_num_workers_is_validated_and_left_out_of_the_settings():
         FrameSampling(num_workers=-1)
     assert set(EXECUTION_ONLY) == {"batch_size", "num_workers"}
     assert FrameSampling(num_workers=0).settings() == FrameSampling(num_workers=4, batch_size=7).settings()
-    assert set(FrameSampling().settings()) == {"interval", "num_frames", "bgr", "resize_in_decoder"}
+    assert set(FrameSampling().settings()) == {"interval", "num_frames", "bgr", "pooling", "video_from_clips",
+                                               "resize_in_decoder"}  # fmt: skip
 
 
 def test_a_run_with_other_workers_is_served_from_the_same_cache(tmp_path, lovr_export, tiny_models):  # noqa: F811

@@ -1,0 +1,170 @@
+"""`--protocol lovr-original`: the original code's frames (BGR, every interval-th frame of each clip file, a video's
+frames counted across its clip files), its pooling (raw features averaged) and its clip -> theme direction.
+
+The reference below replays the original's `make_video_dict` literally (its running `start_offset`, the frames
+it appends per clip file), on the real clip files of a tiny official release, and pools as its frame-model scripts
+do; the toolkit's job over the same files must give the same embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from lovr_common.video import VideoInfo, decode_frames_at, probe
+from lovr_metric.__main__ import main
+from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
+from lovr_metric.evaluation.frames import FrameSampling, Segment, embed_job, plan_frames, stride_across_clips
+from lovr_metric.evaluation.jobs import plan
+from lovr_metric.evaluation.per_query import read_per_query
+from lovr_metric.evaluation.runner import load_rows
+
+from .encode_data import SCENES, lovr_export, official_export, tiny_models  # noqa: F401
+
+INTERVAL = 10
+ORIGINAL = FrameSampling(interval=INTERVAL, bgr=True, pooling="raw", video_from_clips=True)
+
+
+def test_stride_across_clips_by_hand():
+    # Clips of 25, 12 and 23 frames, one after the other: every 10th frame of the 60 is 0, 10, ..., 50.
+    assert stride_across_clips([(0, 25), (25, 37), (37, 60)], 10) == [0, 10, 20, 30, 40, 50]
+    # Apart in the file: the count goes on across the gap (25 frames seen, so the second clip starts at its 6th).
+    assert stride_across_clips([(100, 125), (200, 212)], 10) == [100, 110, 120, 205]
+    assert stride_across_clips([(0, 3), (3, 6), (6, 9)], 4) == [0, 4, 8]
+    assert stride_across_clips([], 10) == []
+
+
+def test_plan_frames_of_a_video_from_its_time_ranges():
+    info = VideoInfo("v.mp4", duration=10.0, fps=10.0, num_frames=100, width=64, height=48)
+    # Clips [1 s, 3.5 s) and [6 s, 7.2 s): frames 10-34 and 60-71; listed out of time order on purpose.
+    segments = [Segment("b", "clip", 6.0, 7.2), Segment("a", "clip", 1.0, 3.5), Segment("v", "video")]
+    _, frames = plan_frames(segments, FrameSampling(interval=10, video_from_clips=True), [info])
+    assert frames == [[60, 70], [10, 20, 30], [10, 20, 30, 65]]
+    _, frames = plan_frames(segments, FrameSampling(interval=10), [info])  # the default: the video's own file
+    assert frames[2] == list(range(0, 100, 10))
+
+
+def test_plan_video_from_clips_builds_one_job_over_a_videos_clip_files(official_export):  # noqa: F811
+    export, release = official_export
+    clips, videos, themes = load_rows(str(export))
+    data = plan(clips[::-1], videos, themes, release, ["clip", "video"], video_from_clips=True)  # any row order
+    jobs = {job.job_id: job for job in data.jobs}
+    assert sorted(jobs) == ["-dash", "echo"] and data.missing == []
+    echo = jobs["echo"]
+    assert [p.name for p in echo.parts] == [f"echo-Scene-00{n}.mp4" for n in (1, 2, 3)]  # scene order
+    assert echo.path == echo.parts[0].parent and echo.files == echo.parts
+    assert [(s.key, s.kind, s.part) for s in echo.segments] == [
+        ("echo-Scene-001", "clip", 0), ("echo-Scene-002", "clip", 1), ("echo-Scene-003", "clip", 2),
+        ("echo", "video", None)]  # fmt: skip
+    # The default: a job per clip file and one per merged video.
+    assert len(plan(clips, videos, themes, release, ["clip", "video"]).jobs) == 6 + 2
+    # Clips alone: each file on its own; a video with no clips has nothing to take its frames from.
+    assert len(plan(clips, videos, themes, release, ["clip"], video_from_clips=True).jobs) == 6
+    lone = plan([c for c in clips if c["video_id"] != "echo"], videos, themes, release, ["video"], True)
+    assert [job.job_id for job in lone.jobs] == ["-dash"]
+    assert lone.missing[0]["id"] == "echo" and "no clips to take its frames from" in lone.missing[0]["reason"]
+
+
+def test_plan_video_from_clips_keeps_the_time_ranges_of_clips_not_ranked(lovr_export):  # noqa: F811
+    export, videos_dir = lovr_export
+    clips, videos, themes = load_rows(str(export))
+    data = plan(clips, videos, themes, videos_dir, ["video"], video_from_clips=True)
+    alpha = next(job for job in data.jobs if job.job_id == "alpha")
+    assert [s.kind for s in alpha.segments] == ["clip"] * len(SCENES) + ["video"] and data.clip_ids == []
+    assert [s.kind for s in plan(clips, videos, themes, videos_dir, ["video"]).jobs[0].segments] == ["video"]
+
+
+def _make_video_dict(clip_files, interval):
+    """The original's `make_video_dict`, step by step: `(frames, clip_src, full_src)` of a video's clip files."""
+    images, clip_src, full_src, start_offset = [], [], [], 0
+    for path in clip_files:
+        info = probe(path)
+        every = decode_frames_at(path, [k / info.fps for k in range(info.num_frames)])  # decord's whole file
+        clip_frames = every[list(range(0, info.num_frames, interval))]
+        images += list(clip_frames)
+        clip_src += [path.stem] * len(clip_frames)
+        if start_offset == 0:
+            full_src += ["video"] * len(clip_frames)
+        else:
+            full_src += [None] * len(clip_frames)
+            full_frames = every[list(range(interval - start_offset, info.num_frames, interval))]
+            images += list(full_frames)
+            full_src += ["video"] * len(full_frames)
+            clip_src += [None] * len(full_frames)
+        start_offset = (start_offset + info.num_frames) % interval
+    return images, clip_src, full_src
+
+
+def _original_embeddings(encoder, clip_files, interval) -> dict[str, torch.Tensor]:
+    """Every source's embedding as the original's frame-model scripts pool them: BGR frames, mean of the raw
+    frame features, normalised."""
+    images, clip_src, full_src = _make_video_dict(clip_files, interval)
+    by_source: dict[str, list[np.ndarray]] = {}
+    for image, clip, full in zip(images, clip_src, full_src, strict=True):
+        for source in (clip, full):
+            if source is not None:
+                by_source.setdefault(source, []).append(np.ascontiguousarray(image[..., ::-1]))
+    return {
+        source: torch.nn.functional.normalize(encoder.encode_frames(encoder.preprocess_frames(frames)).mean(0), dim=0)
+        for source, frames in by_source.items()
+    }
+
+
+def test_a_video_from_its_clip_files_equals_the_originals_make_video_dict(official_export, tiny_models):  # noqa: F811
+    export, release = official_export
+    encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
+    clips, videos, themes = load_rows(str(export))
+    job = next(j for j in plan(clips, videos, themes, release, ["video"], True).jobs if j.job_id == "echo")
+    # 25, 30 and 20 frames at interval 10: the video takes frames 5, 15, 25 of the second file, 5 and 15 of the
+    # third, which no clip embeds.
+    assert [probe(p).num_frames for p in job.parts] == [round(s * 25) for s in SCENES]
+    expected = _original_embeddings(encoder, job.parts, INTERVAL)
+    result = embed_job(job, encoder, ORIGINAL)
+    assert result.num_frames == 3 + 3 + 2 + (3 + 2)  # the clips' frames, then the video's own
+    for segment in job.segments:
+        source = "video" if segment.kind == "video" else segment.key
+        torch.testing.assert_close(torch.from_numpy(result.embeddings[segment.key]), expected[source])
+    # Each difference of the protocol moves the embeddings: RGB frames, normalised pooling, the merged file.
+    for other in (FrameSampling(interval=INTERVAL, pooling="raw", video_from_clips=True),
+                  FrameSampling(interval=INTERVAL, bgr=True, video_from_clips=True)):  # fmt: skip
+        moved = embed_job(job, encoder, other).embeddings["echo"]
+        assert not np.allclose(moved, result.embeddings["echo"], atol=1e-4)
+
+
+def test_evaluate_with_the_original_protocol(tmp_path, official_export, tiny_models, capsys):  # noqa: F811
+    export, release = official_export
+    base = ["evaluate", "--dataset", str(export), "--video-root", str(release), "--model", str(tiny_models["clip"]),
+            "--cache-dir", str(tmp_path / "cache"), "--k-values", "1", "2", "--bootstrap-resamples", "50"]  # fmt: skip
+    assert main([*base, "--output", str(tmp_path / "out"), "--protocol", "lovr-original"]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["protocol"] == "lovr-original"
+    assert results["protocol_settings"]["frames"] == "BGR" and results["protocol_settings"]["pooling"] == "raw"
+    settings = results["settings"]
+    assert (settings["bgr"], settings["pooling"], settings["video_from_clips"], settings["interval"]) == (
+        True, "raw", True, INTERVAL)  # fmt: skip
+    assert results["num_video_files"] == 2 and results["num_failed_videos"] == 0  # one job per video
+    theme = results["metrics"]["theme"]
+    # both directions: 6 themes rank 6 clips, and the 6 clips a theme names rank the 6 theme texts
+    assert theme["text_to_video_num_queries"] == 6 and theme["video_to_text_num_queries"] == 6
+    assert "video_to_text_pass@1" in results["intervals"]["theme"]
+    assert "| clip → theme |" in (tmp_path / "out" / "results.md").read_text()
+    clip_to_theme = read_per_query(tmp_path / "out" / "per_query.parquet")[("theme", "video_to_text")]
+    assert sorted(clip_to_theme.query_ids) == sorted(c["clip_id"] for c in load_rows(str(export))[0])
+
+    # The default on the same data and cache: its own embeddings (other settings), theme -> clip only.
+    assert main([*base, "--output", str(tmp_path / "default")]) == 0
+    default = json.loads((tmp_path / "default" / "results.json").read_text())
+    assert default["num_video_files"] == 6 + 2 and not any(
+        k.startswith("video_to") for k in default["metrics"]["theme"]
+    )
+
+    for bad, message in ((["--protocol", "original"], "protocol='original': expected one of"),
+                         (["--protocol", "lovr-original", "--num-frames", "4"], "--num_frames cannot be used with"),
+                         (["--protocol", "lovr-original", "--model", str(tiny_models["xclip"])],
+                          "is defined for frame encoders")):  # fmt: skip
+        capsys.readouterr()
+        assert main([*base, "--output", str(tmp_path / "bad"), *bad]) == 1
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
