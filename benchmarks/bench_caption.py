@@ -1,9 +1,12 @@
-"""Caption throughput with the tiny random-weight VLM: batch 1 vs batch 8, one process vs two.
+"""Caption throughput with the tiny random-weight VLM: batch 1 vs batch 8, decoding overlapped or not, one process
+vs two.
 
     nice -n 5 python benchmarks/bench_caption.py [--clips 32] [--max-new-tokens 32]
 
 `bikes.mp4` is cut into equal clips (hand-made segments, no segment stage). The in-process rows time
-`generation.caption.caption_clips` alone (model loaded once); the command rows time whole
+`generation.caption.caption_clips` alone (model loaded once); the two `run_sharded` rows time the stage's loop over
+batches of 8 in-process, decoding each batch before generating it, or the next batch while this one generates (the
+caption stage's `prepare`: the same frames and captions); the command rows time whole
 `python -m generation.caption` / `accelerate launch --num_processes 2 -m generation.caption` runs, start-up
 (imports, model loading) included. Captions from random weights are meaningless; only the speed counts.
 """
@@ -19,8 +22,9 @@ import time
 from pathlib import Path
 
 from generation.backends import GenerationParams, TransformersBackend
-from generation.caption import CaptionSettings, caption_clips, clips_from_segments
-from lovr_common.run_folder import SEGMENTS, clip_id_of
+from generation.caption import CaptionSettings, caption_clips, caption_frames, clips_from_segments
+from generation.stage import run_sharded
+from lovr_common.run_folder import CAPTIONS, SEGMENTS, clip_id_of
 from lovr_common.video import probe
 from lovr_standins.tiny_models import tiny_model_path
 from lovr_standins.videos import sample_video
@@ -61,16 +65,35 @@ def write_segments(workdir: Path, num_clips: int) -> None:
     SEGMENTS.path(workdir).write_text(json.dumps(record) + "\n")
 
 
-def time_in_process(clips: list[dict], backend, params: GenerationParams, batch_size: int) -> float:
-    settings = CaptionSettings(max_frames=MAX_FRAMES)
+def time_in_process(clips: list[dict], backend, params: GenerationParams, batch_size: int, max_frames: int) -> float:
+    settings = CaptionSettings(max_frames=max_frames)
     start = time.perf_counter()
     for i in range(0, len(clips), batch_size):
         caption_clips(clips[i : i + batch_size], backend, settings, params)
     return time.perf_counter() - start
 
 
-def time_command(prefix: list[str], workdir: Path, model: Path, batch_size: int, max_new_tokens: int) -> float:
-    args = ["--workdir", str(workdir), "--model", str(model), "--max_frames", str(MAX_FRAMES), "--do_sample", "false"]
+def time_sharded(
+    workdir: Path, num_clips: int, backend, params: GenerationParams, overlap: bool, max_frames: int
+) -> float:
+    """The caption stage's loop (`run_sharded`, batches of 8, records written) with or without its `prepare`."""
+    write_segments(workdir, num_clips)
+    clips = clips_from_segments(workdir)
+    settings = CaptionSettings(max_frames=max_frames)
+    if overlap:
+        hooks = {"prepare": lambda batch: caption_frames(batch, settings),
+                 "process_batch": lambda batch, frames: caption_clips(batch, backend, settings, params, frames).values()}  # fmt: skip
+    else:
+        hooks = {"process_batch": lambda batch: caption_clips(batch, backend, settings, params).values()}
+    start = time.perf_counter()
+    run_sharded(workdir=workdir, stage=CAPTIONS, items=clips, batch_size=8, **hooks)
+    return time.perf_counter() - start
+
+
+def time_command(
+    prefix: list[str], workdir: Path, model: Path, batch_size: int, max_new_tokens: int, max_frames: int
+) -> float:
+    args = ["--workdir", str(workdir), "--model", str(model), "--max_frames", str(max_frames), "--do_sample", "false"]
     args += ["--batch_size", str(batch_size), "--max_new_tokens", str(max_new_tokens)]
     start = time.perf_counter()
     subprocess.run([*prefix, *args], check=True, capture_output=True)
@@ -81,6 +104,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--max-frames", type=int, default=MAX_FRAMES, help="frames per clip (LoVR: 8 to 64)")
+    parser.add_argument("--skip-commands", action="store_true", help="leave out the python -m / accelerate rows")
     args = parser.parse_args()
     model = tiny_model_path("vlm")
     params = GenerationParams(max_new_tokens=args.max_new_tokens, do_sample=False)
@@ -89,11 +114,19 @@ def main() -> None:
         write_segments(tmp / "segments", args.clips)
         clips = clips_from_segments(tmp / "segments")
         backend = TransformersBackend(str(model))
-        time_in_process(clips[:2], backend, params, 2)  # warm-up
+        time_in_process(clips[:2], backend, params, 2, args.max_frames)  # warm-up
         rows = [
-            ("in-process, batch 1", time_in_process(clips, backend, params, 1)),
-            ("in-process, batch 8", time_in_process(clips, backend, params, 8)),
+            ("in-process, batch 1", time_in_process(clips, backend, params, 1, args.max_frames)),
+            ("in-process, batch 8", time_in_process(clips, backend, params, 8, args.max_frames)),
         ]
+        for overlap in (False, True, False, True):  # alternated: the machine's drift falls on both
+            name = f"run_sharded, batch 8, {'next batch decoded meanwhile' if overlap else 'decode then generate'}"
+            rows.append(
+                (
+                    name,
+                    time_sharded(tmp / f"sharded-{len(rows)}", args.clips, backend, params, overlap, args.max_frames),
+                )
+            )
         single = [sys.executable, "-m", "generation.caption"]
         launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
         launch += [
@@ -106,21 +139,19 @@ def main() -> None:
             "-m",
             "generation.caption",
         ]
-        for name, prefix in [
-            ("python -m, 1 process, batch 8", single),
-            ("accelerate launch, 2 processes, batch 8", launch),
-        ]:
+        commands = [("python -m, 1 process, batch 8", single), ("accelerate launch, 2 processes, batch 8", launch)]
+        for name, prefix in [] if args.skip_commands else commands:
             workdir = tmp / name.replace(" ", "_").replace(",", "")
             write_segments(workdir, args.clips)
-            rows.append((name, time_command(prefix, workdir, model, 8, args.max_new_tokens)))
+            rows.append((name, time_command(prefix, workdir, model, 8, args.max_new_tokens, args.max_frames)))
 
     print(f"Caption throughput, tiny random-weight VLM (outputs meaningless), {args.clips} clips of bikes.mp4, ")
-    print(f"{MAX_FRAMES} frames per clip, {args.max_new_tokens} new tokens at most, greedy")
-    print(f"| {'setting':<42} | {'seconds':>8} | {'clips/s':>8} | {'vs batch 1':>10} |")
-    print(f"|{'-' * 44}|{'-' * 10}|{'-' * 10}|{'-' * 12}|")
+    print(f"{args.max_frames} frames per clip, {args.max_new_tokens} new tokens at most, greedy")
+    print(f"| {'setting':<52} | {'seconds':>8} | {'clips/s':>8} | {'vs batch 1':>10} |")
+    print(f"|{'-' * 54}|{'-' * 10}|{'-' * 10}|{'-' * 12}|")
     base = rows[0][1]
     for name, seconds in rows:
-        print(f"| {name:<42} | {seconds:>8.2f} | {args.clips / seconds:>8.2f} | {base / seconds:>9.2f}x |")
+        print(f"| {name:<52} | {seconds:>8.2f} | {args.clips / seconds:>8.2f} | {base / seconds:>9.2f}x |")
     print("Command rows include start-up (imports, model loading) in every process.")
 
 

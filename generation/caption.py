@@ -247,13 +247,24 @@ def caption_settings_record(
     }
 
 
+def caption_frames(clips: Sequence[dict], settings: CaptionSettings) -> list[list[np.ndarray] | Failed]:
+    """The frames `caption_clips` captions each clip from (or why it has none), decoded one pass per video."""
+    return decode_clip_frames(clips, lambda clip: _clip_times(clip, settings), settings.max_side)
+
+
 def caption_clips(
-    clips: Sequence[dict], backend: ChatBackend, settings: CaptionSettings, params: GenerationParams
+    clips: Sequence[dict],
+    backend: ChatBackend,
+    settings: CaptionSettings,
+    params: GenerationParams,
+    frames: list[list[np.ndarray] | Failed] | None = None,
 ) -> dict[str, CaptionRecord]:
     """Caption `clips` (dicts as made by `clips_from_segments`) in one generation call: one record per clip id,
-    in the order of `clips`, with `status` "ok" and the caption, or "failed" and the reason."""
+    in the order of `clips`, with `status` "ok" and the caption, or "failed" and the reason. `frames` are
+    `caption_frames(clips, settings)` when already decoded."""
     system, user = PROMPTS[settings.prompt_version]
-    frames = decode_clip_frames(clips, lambda clip: _clip_times(clip, settings), settings.max_side)
+    if frames is None:
+        frames = caption_frames(clips, settings)
     requests = [ChatRequest(user=user, system=system, images=f) for f in frames if not isinstance(f, Failed)]
     replies = iter(backend.generate(requests, params) if requests else [])  # in the order of the decoded clips
     records = {}
@@ -283,7 +294,11 @@ def run(job: CaptionJob, backend: ChatBackend | None = None) -> CaptionSummary:
             workdir=job.workdir,
             stage=CAPTIONS,
             items=clips,
-            process_batch=lambda batch: caption_clips(batch, backend, job.settings, job.params).values(),
+            # the next batch's frames are decoded while this one's captions are generated
+            prepare=lambda batch: caption_frames(batch, job.settings),
+            process_batch=lambda batch, frames: caption_clips(
+                batch, backend, job.settings, job.params, frames
+            ).values(),
             batch_size=job.run.batch_size,
             is_done=lambda record: record.get("status") == "ok",
             failures=FailureLog(

@@ -217,9 +217,10 @@ class Refiner:
             self._backend = load_backend(self.backend_args, self.device)
         return self._backend
 
-    def refine(self, batch: list[dict]) -> list[CaptionRecord]:
-        """One enriched captions record per item (`{"clip": ..., "record": ...}`), in order."""
-        frames: FrameCache = {}
+    def refine(self, batch: list[dict], frames: FrameCache | None = None) -> list[CaptionRecord]:
+        """One enriched captions record per item (`{"clip": ..., "record": ...}`), in order; `frames` holds the
+        scorer's frames of clips already decoded (`scoring_frames`)."""
+        frames = {} if frames is None else frames
         refinements, unscorable = self.score_first(batch, frames)
         for round_ in range(2, self.config.max_rounds + 1):
             weak = [r for r in refinements if r.best["score"] < self.config.threshold]
@@ -279,6 +280,12 @@ class Refiner:
         )
         return record
 
+    def scoring_frames(self, batch: list[dict]) -> FrameCache:
+        """The scorer's frames of the batch's clips (what `refine` scores the first captions on)."""
+        frames: FrameCache = {}
+        self._decode([item["clip"] for item in batch], frames)
+        return frames
+
     def _decode(self, clips: Sequence[dict], frames: FrameCache) -> None:
         """Add the scorer's frames of the clips `frames` lacks, one decoding pass per source video."""
         missing = [clip for clip in clips if clip["clip_id"] not in frames]
@@ -332,6 +339,7 @@ def run(job: RefineJob, scorer: Scorer | None = None) -> RefineSummary:
             workdir=workdir,
             stage=CAPTIONS,
             items=items,
+            prepare=refiner.scoring_frames,  # the next batch decoded while this one is scored and re-captioned
             process_batch=refiner.refine,
             batch_size=job.config.batch_size,
             # Failed captions are the caption stage's to retry: refine leaves them alone.

@@ -25,7 +25,8 @@ import dataclasses
 import logging
 import os
 import typing
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
@@ -69,11 +70,15 @@ def run_sharded(
     is_done: Callable[[dict], bool] = lambda record: True,
     failures: FailureLog | None = None,
     desc: str | None = None,
+    prepare: Callable[[list[dict]], Any] | None = None,
 ) -> dict[str, dict]:
     """Run `process_batch` over the `items` whose `stage.key` has no finished record yet and merge the results.
 
     `process_batch` receives a list of items and yields one record per item, in order (each carrying the key); a
-    record may be yielded as soon as it is ready. `is_done(record)` tells whether an existing record counts as
+    record may be yielded as soon as it is ready. With `prepare` (the part of the work that needs no model, such as
+    decoding the batch's frames), `process_batch(batch, prepare(batch))` is called instead, and the next batch is
+    prepared in a background thread while this one is processed: one batch ahead, so memory stays bounded. PyAV
+    decodes and PIL resizes without the GIL, so decoding overlaps generation. `is_done(record)` tells whether an existing record counts as
     finished (for example, to retry failed ones). A record that `failures` calls failed gets a line in
     `W/failures.jsonl` as it is written. Holds `workdir_lock(workdir)` throughout. Returns every record of the
     stage, in the order of `items`, on every process.
@@ -97,7 +102,7 @@ def run_sharded(
 
         with state.split_between_processes(todo) as mine:
             if mine:
-                _process(workdir, stage, mine, process_batch, batch_size, failures, desc or stage.name)
+                _process(workdir, stage, mine, process_batch, batch_size, failures, desc or stage.name, prepare)
         state.wait_for_everyone()
 
         if state.is_main_process:
@@ -105,6 +110,22 @@ def run_sharded(
         state.wait_for_everyone()
         merged = load_records(workdir, stage)
     return {item[key]: merged[item[key]] for item in items if item[key] in merged}
+
+
+def _batch_records(
+    batches: list[list[dict]], process_batch: Callable[..., Iterable[dict]], prepare: Callable | None
+) -> Iterator[tuple[list[dict], Iterable[dict]]]:
+    """`(batch, its records)` in order; with `prepare`, the next batch is prepared in a thread meanwhile."""
+    if prepare is None:
+        for batch in batches:
+            yield batch, process_batch(batch)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="lovr-prepare") as pool:
+        ahead = pool.submit(prepare, batches[0]) if batches else None
+        for index, batch in enumerate(batches):
+            prepared = ahead.result()
+            ahead = pool.submit(prepare, batches[index + 1]) if index + 1 < len(batches) else None
+            yield batch, process_batch(batch, prepared)
 
 
 def _process(
@@ -115,14 +136,15 @@ def _process(
     batch_size: int,
     failures: FailureLog | None,
     desc: str,
+    prepare: Callable[[list[dict]], Any] | None = None,
 ) -> None:
     """This rank's share: its records appended to its shard, its failures to the failure log."""
     state = PartialState()
     bar = tqdm(total=len(mine), desc=desc, disable=not state.is_main_process)
+    batches = [mine[start : start + batch_size] for start in range(0, len(mine), batch_size)]
     with JsonlWriter(stage.shard_path(workdir, state.process_index)) as writer:
-        for start in range(0, len(mine), batch_size):
-            batch = mine[start : start + batch_size]
-            for item, record in zip_longest(batch, process_batch(batch)):
+        for batch, records in _batch_records(batches, process_batch, prepare):
+            for item, record in zip_longest(batch, records):
                 if item is None or record is None:
                     raise RuntimeError(
                         f"{stage.name}: process_batch gave {'more' if item is None else 'fewer'} records than the "

@@ -1,5 +1,6 @@
 import json
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,3 +224,44 @@ def test_stage_main_parses_groups_runs_reports_and_exits(tmp_path, capsys):
 def test_a_batch_yielding_too_few_or_too_many_records_is_named(tmp_path, records, word):
     with pytest.raises(RuntimeError, match=f"s: process_batch gave {word} records than the 1 items of its batch"):
         run_sharded(workdir=tmp_path, stage=S, items=[{"id": "a"}], process_batch=lambda batch: records)
+
+
+def test_prepare_runs_on_the_next_batch_while_this_one_is_processed(tmp_path):
+    items = [{"id": f"v{n}", "n": n} for n in range(5)]  # batches of 2: [v0 v1] [v2 v3] [v4]
+    prepared_ready = [threading.Event() for _ in range(3)]
+    threads = set()
+
+    def prepare(batch):
+        threads.add(threading.current_thread().name)
+        prepared_ready[batch[0]["n"] // 2].set()
+        return [item["n"] * 10 for item in batch]
+
+    def process(batch, prepared):
+        index = batch[0]["n"] // 2
+        # Without overlap this would wait forever: the next batch is prepared only once this one is done.
+        if index + 1 < len(prepared_ready):
+            assert prepared_ready[index + 1].wait(timeout=30), f"batch {index + 1} was not prepared meanwhile"
+        return [{"id": item["id"], "tens": tens} for item, tens in zip(batch, prepared, strict=True)]
+
+    records = run_sharded(workdir=tmp_path, stage=S, items=items, process_batch=process, batch_size=2,
+                          prepare=prepare)  # fmt: skip
+    assert [r["tens"] for r in records.values()] == [0, 10, 20, 30, 40]
+    assert threads and threading.current_thread().name not in threads
+
+
+def test_a_failing_prepare_keeps_the_batches_already_done(tmp_path):
+    items = [{"id": f"v{n}", "n": n} for n in range(4)]
+
+    def prepare(batch):
+        if batch[0]["n"] == 2:
+            raise RuntimeError("decoder crashed")
+        return None
+
+    with pytest.raises(RuntimeError, match="decoder crashed"):
+        run_sharded(workdir=tmp_path, stage=S, items=items, process_batch=lambda b, _: [{"id": i["id"]} for i in b],
+                    batch_size=2, prepare=prepare)  # fmt: skip
+    # the first batch's records are in this rank's shard, and a rerun merges them instead of redoing them
+    seen = []
+    run_sharded(workdir=tmp_path, stage=S, items=items, batch_size=2,
+                process_batch=lambda batch: seen.extend(i["id"] for i in batch) or [{"id": i["id"]} for i in batch])  # fmt: skip
+    assert seen == ["v2", "v3"] and _ids(S.path(tmp_path)) == ["v0", "v1", "v2", "v3"]
