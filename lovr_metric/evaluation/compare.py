@@ -2,6 +2,9 @@
 
     python -m lovr_metric compare runs/clip runs/siglip [--num_resamples 1000] [--seed 0] [--output delta.json]
 
+`--bootstrap_resamples` and `--bootstrap_seed` (the names `evaluate` uses) are accepted for `--num_resamples` and
+`--seed`.
+
 Both runs must come from the same protocol on the same dataset rows (`protocol` and `dataset_fingerprint` in their
 `results.json`), and have embedded the same items (a video that failed to decode in one run only changes its
 gallery); otherwise their numbers measure different things and the comparison is refused. The queries of
@@ -32,9 +35,14 @@ class CompareConfig:
 
     run_a: str = field(metadata={"help": "The first run's --output folder (the baseline)."})
     run_b: str = field(metadata={"help": "The second run's --output folder; deltas are B - A."})
-    num_resamples: int = field(default=DEFAULT_RESAMPLES, metadata={"help": "Bootstrap and permutation resamples."})
+    num_resamples: int = field(
+        default=DEFAULT_RESAMPLES,
+        metadata={"help": "Bootstrap and permutation resamples.", "aliases": ["--bootstrap_resamples"]},
+    )
     confidence: float = field(default=DEFAULT_CONFIDENCE, metadata={"help": "Level of the delta's interval."})
-    seed: int = field(default=DEFAULT_SEED, metadata={"help": "Seed of the resampling."})
+    seed: int = field(
+        default=DEFAULT_SEED, metadata={"help": "Seed of the resampling.", "aliases": ["--bootstrap_seed"]}
+    )
     output: str | None = field(default=None, metadata={"help": "Also write the comparison as JSON here."})
 
 

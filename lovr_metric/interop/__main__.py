@@ -1,11 +1,12 @@
 """Command line of `lovr_metric.interop`.
 
     python -m lovr_metric.interop score-original --text_pt RUN/text.pt --video_pt RUN/video.pt --output OUT \
-        [--name MODEL] [--k_values 1 5 10] [--random_weights] [--trust_pickle]
+        [--name MODEL] [--k_values 1 5 10] [--bootstrap_resamples 1000] [--bootstrap_seed 0] [--confidence 0.95] \
+        [--random_weights] [--trust_pickle]
     python -m lovr_metric.interop export-uvrb --dataset ./lovr --output ./lovr-uvrb
 
-Exit status: 0 when done, 1 on bad input (a one-line message says what and where), 2 on a bad command line; 0 for
-`--help`.
+Exit status: 0 when done, 1 on bad input or a refused option value (a one-line message says what and where), 2 on
+a command line argparse cannot parse; 0 for `--help`.
 """
 
 from __future__ import annotations
@@ -57,14 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         (config,) = parser.parse_args_into_dataclasses(args=argv[1:])
+        print(run(config))
     except SystemExit as stop:  # argparse has reported --help or a bad option: its status, returned
         return stop.code
-    except ValueError as err:  # a value the config refuses (e.g. --k_values 0): a bad command line
-        print(f"{PROG} {argv[0]}: error: {err}", file=sys.stderr)
-        return 2
-    try:
-        print(run(config))
-    except ValueError as err:
+    except ValueError as err:  # bad input, a value the config refuses (--k_values 0) included, as lovr_metric
         print(f"{PROG} {argv[0]}: error: {err}", file=sys.stderr)
         return 1
     return 0

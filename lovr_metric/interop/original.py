@@ -45,7 +45,7 @@ from lovr_metric.evaluation.outputs import write_outputs
 from lovr_metric.evaluation.per_query import DirectionRanks
 from lovr_metric.evaluation.protocol import PROTOCOLS
 from lovr_metric.evaluation.ranking import NoMetricError, RankOptions, cutoffs, direction_intervals, rank_embeddings
-from lovr_metric.evaluation.uncertainty import DEFAULT_RESAMPLES, DEFAULT_SEED
+from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +209,7 @@ class ScoreOriginalConfig:
         default=DEFAULT_RESAMPLES, metadata={"help": "Resampled query sets of the metrics' intervals (0: none)."}
     )
     bootstrap_seed: int = field(default=DEFAULT_SEED, metadata={"help": "Seed of the bootstrap."})
+    confidence: float = field(default=DEFAULT_CONFIDENCE, metadata={"help": "Level of the bootstrap intervals."})
     trust_pickle: bool = field(
         default=False,
         metadata={"help": "Unpickle objects beyond tensors and lists (e.g. a pandas theme_src): trusted files only."},
@@ -218,6 +219,10 @@ class ScoreOriginalConfig:
         bad = [k for k in self.k_values if isinstance(k, bool) or not isinstance(k, int) or k < 1]
         if not self.k_values or bad:
             raise ValueError(f"k_values={self.k_values!r}; expected positive integers")
+        if self.bootstrap_resamples < 0:
+            raise ValueError(f"bootstrap_resamples={self.bootstrap_resamples}: expected 0 (no intervals) or more")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence={self.confidence}: expected a number strictly between 0 and 1")
 
 
 @dataclass(frozen=True)
@@ -233,7 +238,11 @@ class _Granularity:
 
 
 def score_original_run(
-    run: OriginalRun, k_values=DEFAULT_K_VALUES, num_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
+    run: OriginalRun,
+    k_values=DEFAULT_K_VALUES,
+    num_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> dict:
     """`metrics` per granularity (the runner's keys) with their bootstrap `intervals`, `per_query` (a
     `DirectionRanks` per granularity and direction), `unranked` (granularity -> why not), `unmatched_texts` and
@@ -252,7 +261,7 @@ def score_original_run(
     if unmatched:
         logger.warning("%d text(s) name no clip or video row and are skipped, e.g. %s", len(unmatched), unmatched[:3])
     metrics, unranked, per_query, intervals = {}, {}, [], {}
-    options = RankOptions(list(k_values), num_resamples, seed=seed)
+    options = RankOptions(list(k_values), num_resamples, confidence, seed)
     for granularity in granularities:
         try:
             metrics[granularity.name], directions = _rank(granularity, k_values)
@@ -366,7 +375,9 @@ def score_original(config: ScoreOriginalConfig) -> dict:
     """Load the run named by `config`, score it and write results.json; return the results. Raises `ValueError`
     when no granularity has anything to rank (nothing is written then)."""
     run = load_original_run(config.text_pt, config.video_pt, config.trust_pickle)
-    scores = score_original_run(run, config.k_values, config.bootstrap_resamples, config.bootstrap_seed)
+    scores = score_original_run(
+        run, config.k_values, config.bootstrap_resamples, config.bootstrap_seed, config.confidence
+    )
     if not scores["metrics"]:
         reasons = "; ".join(f"{name}: {why}" for name, why in scores["unranked"].items())
         raise ValueError(f"nothing to rank in {config.text_pt} against {config.video_pt} ({reasons})")

@@ -139,7 +139,8 @@ def test_command_line_exit_codes(tmp_path, capsys):
     assert main([*base[:2], str(tmp_path / "absent.pt"), *base[3:]]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "absent.pt is not a file" in err[0]
-    assert main([*base, "--k_values", "0"]) == 2
+    assert main([*base, "--k_values", "0"]) == 1  # a refused value: bad input, as lovr_metric evaluate
+    assert main([*base, "--confidence", "1.5"]) == 1
     assert main(["score-original", "--text_pt", str(text_pt)]) == 2
     assert main(["nope"]) == 2
     assert main(["--help"]) == 0

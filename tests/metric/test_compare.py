@@ -136,12 +136,13 @@ def test_compare_and_leaderboard_commands_on_real_runs(tmp_path, lovr_export, ti
         assert subprocess.run(command, capture_output=True, text=True).returncode == 0
     done = subprocess.run(
         [sys.executable, "-m", "lovr_metric", "compare", str(tmp_path / "clip"), str(tmp_path / "siglip"),
-         "--num_resamples", "200", "--output", str(tmp_path / "delta.json")],
+         "--bootstrap_resamples", "200", "--output", str(tmp_path / "delta.json")],  # evaluate's option name
         capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "| clip | text_to_video | pass@1 |" in done.stdout
     comparison = json.loads((tmp_path / "delta.json").read_text())
+    assert comparison["settings"]["num_resamples"] == 200
     per_query = {name: read_per_query(tmp_path / name / "per_query.parquet") for name in ("clip", "siglip")}
     for d in comparison["directions"]:
         key = (d["granularity"], d["direction"])
