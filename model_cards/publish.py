@@ -138,7 +138,12 @@ def stage_metric(config: PublishConfig, out: Path) -> list[Operation]:
     metric_dir = Path(config.metric_dir) if config.metric_dir else default_metric_dir()
     folder = out / "space"
     for rel in metric_space_files(metric_dir):
-        _link_or_copy(metric_dir / rel, folder / rel)
+        if rel == Path("README.md"):  # its usage names the Space: this organisation's, not the placeholder
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            text = (metric_dir / rel).read_text(encoding="utf-8")
+            (folder / rel).write_text(text.replace(f"ORG/{MODULE_NAME}", f"{config.org}/{MODULE_NAME}"), "utf-8")
+        else:
+            _link_or_copy(metric_dir / rel, folder / rel)
     repo = dict(repo_id=f"{config.org}/{MODULE_NAME}", repo_type="space")
     return [
         Operation("create_repo", **repo, options={"exist_ok": True, "private": config.private, "space_sdk": "gradio"}),

@@ -7,6 +7,7 @@ from huggingface_hub import DatasetCard, ModelCard, SpaceCard
 
 import model_cards.publish
 from model_cards.__main__ import main
+from model_cards.metric import default_metric_dir
 from model_cards.model import ResultsError
 
 from .conftest import METRIC_CARD, write_metric_dir, write_results
@@ -211,3 +212,12 @@ def test_the_export_writes_the_full_card_that_publish_uploads(tmp_path, run_dir,
     # the body: statistics from the data and the settings of the run it was built from
     assert "| clip caption words | 2 | 2 | 2.50 | 2.50 | 3 |" in card.text
     assert 'load_dataset("org/LoVR", "clips")' in card.text
+
+
+def test_the_staged_space_card_names_the_organisations_space(tmp_path):
+    main(["publish", "--org", "lovr-demo", "--metric", "--dry-run", "--out", str(tmp_path / "staged")])
+    card = (tmp_path / "staged" / "space" / "README.md").read_text()
+    assert 'evaluate.load("lovr-demo/lovr_retrieval")' in card and "ORG/" not in card
+    assert (
+        "ORG/lovr_retrieval" in (default_metric_dir() / "README.md").read_text()
+    )  # the package keeps the placeholder
