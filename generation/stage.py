@@ -120,12 +120,18 @@ def _batch_records(
         for batch in batches:
             yield batch, process_batch(batch)
         return
-    with ThreadPoolExecutor(1, thread_name_prefix="lovr-prepare") as pool:
-        ahead = pool.submit(prepare, batches[0]) if batches else None
+    if not batches:
+        return
+    pool = ThreadPoolExecutor(1, thread_name_prefix="lovr-prepare")
+    try:
+        ahead = None
         for index, batch in enumerate(batches):
-            prepared = ahead.result()
+            # The first batch has nothing to overlap with: prepared here, so lazy loading stays on this thread.
+            prepared = prepare(batch) if ahead is None else ahead.result()
             ahead = pool.submit(prepare, batches[index + 1]) if index + 1 < len(batches) else None
             yield batch, process_batch(batch, prepared)
+    finally:  # on an error (or Ctrl-C) do not wait for the next batch's decoding
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _process(

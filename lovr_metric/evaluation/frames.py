@@ -52,6 +52,7 @@ DEFAULT_NUM_WORKERS = 2
 # frames in model calls of another size agree up to float rounding; any number of workers gives the same bits.
 EXECUTION_ONLY = ("batch_size", "num_workers")
 POOLINGS = ("normalized", "raw")
+_LATER_FIELDS = {"pooling": "normalized", "video_from_clips": False}  # and their defaults: see cache_settings
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,13 @@ class FrameSampling:
             )
 
     def settings(self) -> dict:
-        """The fields the embeddings depend on (the cache key and the results' record): all but `EXECUTION_ONLY`."""
+        """The fields the embeddings depend on (the results' record): all but `EXECUTION_ONLY`."""
         return {name: value for name, value in dataclasses.asdict(self).items() if name not in EXECUTION_ONLY}
+
+    def cache_settings(self) -> dict:
+        """`settings()` as the embedding cache keys them: fields added after caches were first written are left
+        out at their default, so that those caches, made with the same frames, stay valid."""
+        return {k: v for k, v in self.settings().items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
 
     def times(self, start: float, end: float, fps: float) -> list[float]:
         if not end > start:  # a segment at or past the end of the file: its nearest frame
@@ -239,17 +245,23 @@ def plan_frames(
     many = len(infos) > 1
 
     def frames_of(segment: Segment) -> list[int]:
+        if many and sampling.interval is None:
+            raise ValueError(
+                f"a job over several files takes every interval-th frame: got num_frames={sampling.num_frames}"
+            )
         if segment.part is None:  # every file: the frames of a video made of its clip files
             spans = [(offset, offset + info.num_frames) for offset, info in zip(offsets, infos, strict=True)]
             return stride_across_clips(spans, sampling.interval)
         info, offset = infos[segment.part], offsets[segment.part]
+        if many and segment.start == 0 and segment.end is None:  # a whole clip file, counted as the video counts it
+            return list(range(offset, offset + info.num_frames, sampling.interval))
         if segment.kind == "video" and segment.end is None and sampling.video_from_clips:
             clips = sorted(_span(s, info) for s in segments if s.kind == "clip" and s.part == segment.part)
             return [offset + frame for frame in stride_across_clips(clips, sampling.interval)]
         end = info.duration if segment.end is None else min(segment.end, info.duration)
         frames = [round(t * info.fps) for t in sampling.times(segment.start, end, info.fps)]
         if many:  # a frame past a file's end must not name the next file's
-            frames = [min(frame, max(info.num_frames - 1, 0)) for frame in frames]
+            frames = [min(frame, info.num_frames - 1) for frame in frames if info.num_frames]
         return [offset + frame for frame in frames]
 
     frame_owners: dict[int, list[int]] = {}

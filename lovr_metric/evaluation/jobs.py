@@ -70,6 +70,12 @@ def _queries(task: Task, clips: list[dict], videos: list[dict], themes: list[dic
     return [(t["theme"], t["clip_id"]) for t in themes]
 
 
+def _scene_order(clip: dict) -> tuple[float, str]:
+    """Where a clip comes in its video: its scene number (`clip_index`: Scene-1000 after Scene-999), then its id."""
+    index = clip.get("clip_index")
+    return (float("inf") if index is None else index, clip["clip_id"])
+
+
 def plan(
     clips: list[dict],
     videos: list[dict],
@@ -82,7 +88,7 @@ def plan(
 
     `granularity` names the tasks to plan, among `LOVR_TASKS`. With `video_from_clips` (the `lovr-original`
     protocol) a video is embedded from its clips' frames: the clips of its time ranges go into its job whatever is
-    ranked, and a video known by clip files gets one job over those files in clip-id (scene) order; a video
+    ranked, and a video known by clip files gets one job over those files in scene order (`clip_index`); a video
     without clips is listed as missing. Raises `ValueError` for an unknown granularity, and for a `clip_path` or
     `video_path` whose text leads outside `video_root` (absolute, or `..` climbing out); symlinks in the root are
     followed."""
@@ -100,7 +106,7 @@ def plan(
     )
     wanted_videos = set(data.video_ids)
     by_video: dict[str, list[Segment]] = {}
-    clip_files: dict[str, list[tuple[str, Path]]] = {}  # video id -> (clip id, file), for video_from_clips
+    clip_files: dict[str, list[tuple[str, Path]]] = {}  # video id -> (clip id, file) in scene order, video_from_clips
     root = _VideoRoot(video_root)
     paths = {v["video_id"]: root.join(v["video_path"], f"video {v['video_id']!r}: video_path") for v in videos}
     for clip in clips if want_clips or video_from_clips else []:
@@ -116,7 +122,7 @@ def plan(
         elif clip["clip_path"] is not None:
             clip_file = root.join(clip["clip_path"], where + "clip_path")
             if video_from_clips and clip["video_id"] in wanted_videos:
-                clip_files.setdefault(clip["video_id"], []).append((clip["clip_id"], clip_file))
+                clip_files.setdefault(clip["video_id"], []).append((_scene_order(clip), clip["clip_id"], clip_file))
             elif want_clips:
                 data.jobs.append(VideoJob(clip["clip_id"], clip_file, [Segment(clip["clip_id"], "clip")]))
         elif want_clips:
@@ -124,8 +130,8 @@ def plan(
     for video_id in data.video_ids:
         if video_from_clips and video_id in clip_files and video_id not in by_video:
             files = sorted(clip_files.pop(video_id))
-            segments = [Segment(clip_id, "clip", part=i) for i, (clip_id, _) in enumerate(files)]
-            parts = tuple(path for _, path in files)
+            segments = [Segment(clip_id, "clip", part=i) for i, (_, clip_id, _) in enumerate(files)]
+            parts = tuple(path for *_, path in files)
             segments.append(Segment(video_id, "video", part=None))
             data.jobs.append(VideoJob(video_id, parts[0].parent, segments, parts))
         elif video_from_clips and video_id not in by_video:
@@ -134,7 +140,7 @@ def plan(
         else:
             by_video.setdefault(video_id, []).append(Segment(video_id, "video"))
     for files in clip_files.values() if want_clips else []:  # a video with time-range clips too: files on their own
-        data.jobs.extend(VideoJob(clip_id, path, [Segment(clip_id, "clip")]) for clip_id, path in files)
+        data.jobs.extend(VideoJob(clip_id, path, [Segment(clip_id, "clip")]) for _, clip_id, path in files)
     for video_id, segments in by_video.items():
         if paths.get(video_id) is None:
             data.missing.extend({"id": s.key, "path": None, "reason": "no video_path"} for s in segments)

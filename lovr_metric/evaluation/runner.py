@@ -244,7 +244,7 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
         protocol=config.protocol,
     )  # fmt: skip
     root, rank = Path(config.cache_dir), state.process_index
-    visual_cache = EmbeddingCache(root, visual_config.model, {**run.visual, **run.sampling}, rank)
+    visual_cache = EmbeddingCache(root, visual_config.model, {**run.visual, **sampling.cache_settings()}, rank)
     text_cache = EmbeddingCache(root, text_config.model, {**run.text, "kind": "text"}, rank)
 
     encode_texts(text_encoder, text_cache, texts, config.text_batch_size)

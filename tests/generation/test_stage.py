@@ -246,7 +246,9 @@ def test_prepare_runs_on_the_next_batch_while_this_one_is_processed(tmp_path):
     records = run_sharded(workdir=tmp_path, stage=S, items=items, process_batch=process, batch_size=2,
                           prepare=prepare)  # fmt: skip
     assert [r["tens"] for r in records.values()] == [0, 10, 20, 30, 40]
-    assert threads and threading.current_thread().name not in threads
+    # the first batch, with nothing to overlap, on the calling thread (lazy model loading stays there); the rest in
+    # the background
+    assert threading.current_thread().name in threads and len(threads) == 2
 
 
 def test_a_failing_prepare_keeps_the_batches_already_done(tmp_path):
@@ -265,3 +267,23 @@ def test_a_failing_prepare_keeps_the_batches_already_done(tmp_path):
     run_sharded(workdir=tmp_path, stage=S, items=items, batch_size=2,
                 process_batch=lambda batch: seen.extend(i["id"] for i in batch) or [{"id": i["id"]} for i in batch])  # fmt: skip
     assert seen == ["v2", "v3"] and _ids(S.path(tmp_path)) == ["v0", "v1", "v2", "v3"]
+
+
+def test_an_error_does_not_wait_for_the_next_batchs_preparation(tmp_path):
+    release = threading.Event()
+
+    def prepare(batch):
+        if batch[0]["n"] == 2:
+            release.wait(timeout=30)  # a slow decode of the second batch
+        return None
+
+    def process(batch, prepared):
+        raise RuntimeError("the model failed")
+
+    items = [{"id": f"v{n}", "n": n} for n in range(4)]
+    try:
+        with pytest.raises(RuntimeError, match="the model failed"):
+            run_sharded(workdir=tmp_path, stage=S, items=items, process_batch=process, batch_size=2, prepare=prepare)
+        assert not release.is_set()  # the error came out while the next batch was still being prepared
+    finally:
+        release.set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from lovr_common.video import VideoInfo, decode_frames_at, probe
@@ -46,6 +47,27 @@ def test_plan_frames_of_a_video_from_its_time_ranges():
     assert frames[2] == list(range(0, 100, 10))
 
 
+def test_plan_frames_of_clip_files_count_frames_as_the_video_does():
+    # A stream-copied cut can claim more frames than duration x fps: the original counts len(vr) frames for the
+    # clip and for the video alike, so the clip's frames are the video's frames in that file.
+    first = VideoInfo("a.mp4", duration=3.1, fps=10.0, num_frames=33, width=64, height=48)
+    second = VideoInfo("b.mp4", duration=1.0, fps=10.0, num_frames=10, width=64, height=48)
+    segments = [Segment("a", "clip", part=0), Segment("b", "clip", part=1), Segment("v", "video", part=None)]
+    _, frames = plan_frames(segments, ORIGINAL, [first, second])
+    assert frames == [[0, 10, 20, 30], [33], [0, 10, 20, 30, 40]]  # b is frames 33-42: its 1st, and its 8th (40)
+    empty = VideoInfo("e.mp4", duration=0.0, fps=10.0, num_frames=0, width=64, height=48)
+    assert plan_frames(segments[:2], ORIGINAL, [empty, second])[1] == [[], [0]]  # no frame of b taken for a
+    with pytest.raises(ValueError, match="a job over several files takes every interval-th frame"):
+        plan_frames(segments, FrameSampling(interval=None, num_frames=8), [first, second])
+
+
+def test_the_cache_key_of_the_default_frames_is_what_it_was():
+    assert FrameSampling().cache_settings() == {"interval": 10, "num_frames": None, "bgr": False,
+                                                "resize_in_decoder": False}  # fmt: skip
+    assert ORIGINAL.cache_settings() == ORIGINAL.settings()  # non-default: part of the key
+    assert FrameSampling().settings()["pooling"] == "normalized"  # results.json records it whatever the key
+
+
 def test_plan_video_from_clips_builds_one_job_over_a_videos_clip_files(official_export):  # noqa: F811
     export, release = official_export
     clips, videos, themes = load_rows(str(export))
@@ -58,6 +80,10 @@ def test_plan_video_from_clips_builds_one_job_over_a_videos_clip_files(official_
     assert [(s.key, s.kind, s.part) for s in echo.segments] == [
         ("echo-Scene-001", "clip", 0), ("echo-Scene-002", "clip", 1), ("echo-Scene-003", "clip", 2),
         ("echo", "video", None)]  # fmt: skip
+    # Scene order is the scene number, not the id's text: Scene-1000 comes after Scene-999.
+    renumbered = [{**c, "clip_index": 1000 - c["clip_index"]} if c["video_id"] == "echo" else c for c in clips]
+    reordered = next(j for j in plan(renumbered, videos, themes, release, ["video"], True).jobs if j.job_id == "echo")
+    assert [p.name for p in reordered.parts] == [f"echo-Scene-00{n}.mp4" for n in (3, 2, 1)]
     # The default: a job per clip file and one per merged video.
     assert len(plan(clips, videos, themes, release, ["clip", "video"]).jobs) == 6 + 2
     # Clips alone: each file on its own; a video with no clips has nothing to take its frames from.
