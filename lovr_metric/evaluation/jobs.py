@@ -88,8 +88,9 @@ def plan(
 
     `granularity` names the tasks to plan, among `LOVR_TASKS`. With `video_from_clips` (the `lovr-original`
     protocol) a video is embedded from its clips' frames: the clips of its time ranges go into its job whatever is
-    ranked, and a video known by clip files gets one job over those files in scene order (`clip_index`); a video
-    without clips is listed as missing. Raises `ValueError` for an unknown granularity, and for a `clip_path` or
+    ranked, and a video known by clip files gets one job over those of its files that exist, in scene order
+    (`clip_index`; the original listed the video's clip folder, so a clip whose file is absent is left out of the
+    video and listed as missing); a video without clips is listed as missing. Raises `ValueError` for an unknown granularity, and for a `clip_path` or
     `video_path` whose text leads outside `video_root` (absolute, or `..` climbing out); symlinks in the root are
     followed."""
     unknown = sorted(set(granularity) - set(LOVR_TASKS))
@@ -106,7 +107,7 @@ def plan(
     )
     wanted_videos = set(data.video_ids)
     by_video: dict[str, list[Segment]] = {}
-    clip_files: dict[str, list[tuple[str, Path]]] = {}  # video id -> (clip id, file) in scene order, video_from_clips
+    clip_files: dict[str, list[tuple]] = {}  # video id -> [(scene order, clip id, file)], for video_from_clips
     root = _VideoRoot(video_root)
     paths = {v["video_id"]: root.join(v["video_path"], f"video {v['video_id']!r}: video_path") for v in videos}
     for clip in clips if want_clips or video_from_clips else []:
@@ -121,7 +122,10 @@ def plan(
             )
         elif clip["clip_path"] is not None:
             clip_file = root.join(clip["clip_path"], where + "clip_path")
-            if video_from_clips and clip["video_id"] in wanted_videos:
+            if video_from_clips and clip["video_id"] in wanted_videos and not clip_file.is_file():
+                # the original lists a video's clip folder: a clip without its file is not part of the video
+                data.missing.append({"id": clip["clip_id"], "path": str(clip_file), "reason": "no such file"})
+            elif video_from_clips and clip["video_id"] in wanted_videos:
                 clip_files.setdefault(clip["video_id"], []).append((_scene_order(clip), clip["clip_id"], clip_file))
             elif want_clips:
                 data.jobs.append(VideoJob(clip["clip_id"], clip_file, [Segment(clip["clip_id"], "clip")]))

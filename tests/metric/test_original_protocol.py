@@ -84,6 +84,13 @@ def test_plan_video_from_clips_builds_one_job_over_a_videos_clip_files(official_
     renumbered = [{**c, "clip_index": 1000 - c["clip_index"]} if c["video_id"] == "echo" else c for c in clips]
     reordered = next(j for j in plan(renumbered, videos, themes, release, ["video"], True).jobs if j.job_id == "echo")
     assert [p.name for p in reordered.parts] == [f"echo-Scene-00{n}.mp4" for n in (3, 2, 1)]
+    # A clip whose file is absent is not part of its video (the original lists the clip folder): left out, listed.
+    absent = [{**c, "clip_path": c["clip_path"].replace("Scene-002", "Scene-009")} if c["clip_id"] == "echo-Scene-002"
+              else c for c in clips]  # fmt: skip
+    data = plan(absent, videos, themes, release, ["clip", "video"], True)
+    echo = next(j for j in data.jobs if j.job_id == "echo")
+    assert [p.name for p in echo.parts] == ["echo-Scene-001.mp4", "echo-Scene-003.mp4"]
+    assert [(m["id"], m["reason"]) for m in data.missing] == [("echo-Scene-002", "no such file")]
     # The default: a job per clip file and one per merged video.
     assert len(plan(clips, videos, themes, release, ["clip", "video"]).jobs) == 6 + 2
     # Clips alone: each file on its own; a video with no clips has nothing to take its frames from.
