@@ -53,11 +53,17 @@ def encode_videos(encoder, cache: EmbeddingCache, data: EvalData, sampling: Fram
                 cache.put_records([{"kind": "job", "key": job.job_id, "signature": job.signature, "status": "failed",
                                     "path": err.path, "reason": err.reason}])  # fmt: skip
                 continue
+            for skipped in result.skipped:
+                logger.warning(
+                    "skipping %s of %s: %s: %s", skipped["id"], job.job_id, skipped["path"], skipped["reason"]
+                )
+            embedded = [s for s in job.segments if s.key in result.embeddings]
             for kind in ITEM_KINDS:
-                cache.put(kind, {s.key: result.embeddings[s.key] for s in job.segments if s.kind == kind})
-            counts = {kind: sum(s.kind == kind for s in job.segments) for kind in ITEM_KINDS}
+                cache.put(kind, {s.key: result.embeddings[s.key] for s in embedded if s.kind == kind})
+            counts = {kind: sum(s.kind == kind for s in embedded) for kind in ITEM_KINDS}
             cache.put_records([{"kind": "job", "key": job.job_id, "signature": job.signature, "status": "ok",
-                                "seconds": result.seconds, "counts": counts, "num_frames": result.num_frames}])  # fmt: skip
+                                "seconds": result.seconds, "counts": counts, "num_frames": result.num_frames,
+                                "skipped": result.skipped}])  # fmt: skip
 
 
 def sync(cache: EmbeddingCache) -> None:
@@ -79,16 +85,26 @@ class Embedded:
     data: EvalData
 
     def ids(self) -> set[str]:
-        """Ids whose embeddings come from a job that succeeded on the current file and segments."""
-        return {s.key for job in self.data.jobs if self._record(job).get("status") == "ok" for s in job.segments}
+        """Ids whose embeddings come from a job that succeeded on the current file and segments (less the clips it
+        skipped)."""
+        ids = set()
+        for job in self.data.jobs:
+            if (record := self._record(job)).get("status") == "ok":
+                skipped = {s["id"] for s in record.get("skipped", [])}
+                ids.update(s.key for s in job.segments if s.key not in skipped)
+        return ids
 
     def failed_jobs(self) -> list[dict]:
-        """`{"id", "path", "reason"}` of every video file that failed to decode."""
-        return [
-            {"id": record["key"], "path": record["path"], "reason": record["reason"]}
-            for job in self.data.jobs
-            if (record := self._record(job)).get("status") == "failed"
-        ]
+        """`{"id", "path", "reason"}` of every video file that failed to decode (and of every clip file a job over a
+        video's clip files left out)."""
+        failed = []
+        for job in self.data.jobs:
+            record = self._record(job)
+            if record.get("status") == "failed":
+                failed.append({"id": record["key"], "path": record["path"], "reason": record["reason"]})
+            elif record.get("status") == "ok":
+                failed += record.get("skipped", [])
+        return failed
 
     def costs(self) -> dict[str, dict[str, float]]:
         """Milliseconds per clip and per video, from the cost each job recorded when it ran."""

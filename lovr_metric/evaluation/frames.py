@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lovr_common.video import VideoInfo, interval_times, iter_frames_at, probe, uniform_times
+from lovr_common.video import VideoError, VideoInfo, interval_times, iter_frames_at, probe, uniform_times
 from lovr_metric.evaluation.encoders import FrameEncoder, VideoEncoder
 from lovr_metric.evaluation.protocol import LOVR_FRAME_INTERVAL
 
@@ -168,11 +168,14 @@ class VideoJob:
 
 @dataclass
 class JobResult:
-    """The embeddings of a job's segments (key -> float32 vector) and its cost in seconds by kind and part."""
+    """The embeddings of a job's segments (key -> float32 vector) and its cost in seconds by kind and part; for a job
+    over clip files, `skipped` lists the clips whose file could not be opened (`{"id", "path", "reason"}`), left
+    out of the video as the original left them out."""
 
     embeddings: dict[str, np.ndarray]
     seconds: dict[str, dict[str, float]] = field(default_factory=dict)
     num_frames: int = 0
+    skipped: list[dict] = field(default_factory=list)
 
 
 def _prefetch(iterator: Iterator, maxsize: int, decode_seconds: list[float]) -> Iterator:
@@ -292,11 +295,33 @@ def _decode(job: VideoJob, infos: list[VideoInfo], order: list[int], size_of) ->
         position, offset = position + len(mine), offset + info.num_frames
 
 
+def _openable_parts(job: VideoJob) -> tuple[VideoJob, list[VideoInfo], list[dict]]:
+    """`job` without the clip files that cannot be opened (the original skipped a clip its reader could not open,
+    and made the video of the others), their files' infos, and what was skipped. A one-file job is all or nothing:
+    its file's `VideoError` is raised."""
+    if not job.parts:
+        return job, [probe(job.path)], []
+    kept, infos, skipped = [], [], []
+    for index, path in enumerate(job.parts):
+        try:
+            infos.append(probe(path))
+            kept.append(index)
+        except VideoError as err:
+            skipped += [{"id": s.key, "path": err.path, "reason": err.reason} for s in job.segments if s.part == index]
+    if not kept:
+        raise VideoError(job.path, f"none of its {len(job.parts)} clip files could be opened")
+    renumber = {old: new for new, old in enumerate(kept)}
+    segments = [dataclasses.replace(s, part=renumber[s.part]) if s.part is not None else s
+                for s in job.segments if s.part is None or s.part in renumber]  # fmt: skip
+    return dataclasses.replace(job, segments=segments, parts=tuple(job.parts[i] for i in kept)), infos, skipped
+
+
 def embed_job(job: VideoJob, encoder: FrameEncoder | VideoEncoder, sampling: FrameSampling) -> JobResult:
     """Embed every segment of `job` in one decode pass of each file; raises `lovr_common.video.VideoError` for a
-    bad file."""
+    bad file (for a job over clip files: when none opens, or one fails after opening; one that cannot be opened is
+    left out and listed in `JobResult.skipped`)."""
     started = time.perf_counter()
-    infos = [probe(path) for path in job.files]
+    job, infos, skipped = _openable_parts(job)
     video_tower = isinstance(encoder, VideoEncoder)
     if video_tower and sampling.num_frames != encoder.num_frames:
         raise ValueError(
@@ -318,7 +343,8 @@ def embed_job(job: VideoJob, encoder: FrameEncoder | VideoEncoder, sampling: Fra
     wall = time.perf_counter() - started
 
     embeddings = {segment.key: vectors[i].numpy() for i, segment in enumerate(job.segments)}
-    return JobResult(embeddings, _cost_by_kind(job, work, decode_seconds[0], wall, frame_owners), len(order))
+    costs = _cost_by_kind(job, work, decode_seconds[0], wall, frame_owners)
+    return JobResult(embeddings, costs, len(order), skipped)
 
 
 def _in_order(work: Callable, items: Iterator[tuple], num_workers: int) -> Iterator[tuple]:

@@ -9,6 +9,7 @@ do; the toolkit's job over the same files must give the same embeddings.
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -164,6 +165,32 @@ def test_a_video_from_its_clip_files_equals_the_originals_make_video_dict(offici
                   FrameSampling(interval=INTERVAL, bgr=True, video_from_clips=True)):  # fmt: skip
         moved = embed_job(job, encoder, other).embeddings["echo"]
         assert not np.allclose(moved, result.embeddings["echo"], atol=1e-4)
+
+
+def test_a_clip_file_that_cannot_be_opened_is_left_out_of_its_video(tmp_path, official_export, tiny_models):  # noqa: F811
+    export, release = official_export
+    root = tmp_path / "release"
+    shutil.copytree(release / "video_data", root / "video_data")
+    broken = root / "video_data/long_video_clip/echo/echo-Scene-002.mp4"
+    broken.write_bytes(b"not a video")
+    encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
+    clips, videos, themes = load_rows(str(export))
+    job = next(j for j in plan(clips, videos, themes, root, ["clip", "video"], True).jobs if j.job_id == "echo")
+    result = embed_job(job, encoder, ORIGINAL)
+    assert [(s["id"], s["path"]) for s in result.skipped] == [("echo-Scene-002", str(broken))]
+    assert sorted(result.embeddings) == ["echo", "echo-Scene-001", "echo-Scene-003"]
+    # The original's reader fails on the file and goes on with the next: its count does not advance.
+    expected = _original_embeddings(encoder, [job.parts[0], job.parts[2]], INTERVAL)
+    torch.testing.assert_close(torch.from_numpy(result.embeddings["echo"]), expected["video"])
+
+    out = tmp_path / "out"
+    assert main(["evaluate", "--dataset", str(export), "--video-root", str(root), "--model", str(tiny_models["clip"]),
+                 "--cache-dir", str(tmp_path / "cache"), "--k-values", "1", "--protocol", "lovr-original",
+                 "--output", str(out)]) == 0  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    assert [(f["id"], f["path"]) for f in results["failed_videos"]] == [("echo-Scene-002", str(broken))]
+    assert results["metrics"]["video"]["text_to_video_num_queries"] == 2  # both videos, echo from two clips
+    assert results["metrics"]["theme"]["num_skipped_texts"] == 1  # the broken clip's theme
 
 
 def test_evaluate_with_the_original_protocol(tmp_path, official_export, tiny_models, capsys):  # noqa: F811
