@@ -130,7 +130,7 @@ def _batch_records(
             prepared = prepare(batch) if ahead is None else ahead.result()
             ahead = pool.submit(prepare, batches[index + 1]) if index + 1 < len(batches) else None
             yield batch, process_batch(batch, prepared)
-    finally:  # on an error (or Ctrl-C) do not wait for the next batch's decoding
+    finally:  # on an error the exception comes out at once; a preparation already running still ends before exit
         pool.shutdown(wait=False, cancel_futures=True)
 
 

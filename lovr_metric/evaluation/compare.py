@@ -37,11 +37,15 @@ class CompareConfig:
     run_b: str = field(metadata={"help": "The second run's --output folder; deltas are B - A."})
     num_resamples: int = field(
         default=DEFAULT_RESAMPLES,
-        metadata={"help": "Bootstrap and permutation resamples.", "aliases": ["--bootstrap_resamples"]},
+        metadata={
+            "help": "Bootstrap and permutation resamples.",
+            "aliases": ["--bootstrap_resamples", "--bootstrap-resamples"],
+        },
     )
     confidence: float = field(default=DEFAULT_CONFIDENCE, metadata={"help": "Level of the delta's interval."})
     seed: int = field(
-        default=DEFAULT_SEED, metadata={"help": "Seed of the resampling.", "aliases": ["--bootstrap_seed"]}
+        default=DEFAULT_SEED,
+        metadata={"help": "Seed of the resampling.", "aliases": ["--bootstrap_seed", "--bootstrap-seed"]},
     )
     output: str | None = field(default=None, metadata={"help": "Also write the comparison as JSON here."})
 

@@ -43,7 +43,8 @@ def job_record(cache: EmbeddingCache, job: VideoJob) -> dict:
 def encode_videos(encoder, cache: EmbeddingCache, data: EvalData, sampling: FrameSampling) -> None:
     """Embed (on this process's share) every job the cache has not finished; a file that fails is recorded."""
     state = PartialState()
-    todo = [job for job in data.jobs if job_record(cache, job).get("status") != "ok"]
+    # A job that left a clip file out is tried again: the file may open now (permissions, a transient error).
+    todo = [job for job in data.jobs if (r := job_record(cache, job)).get("status") != "ok" or r.get("skipped")]
     with state.split_between_processes(todo) as mine:
         for job in tqdm(mine, desc="videos", disable=not state.is_main_process):
             try:

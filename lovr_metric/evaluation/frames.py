@@ -256,7 +256,8 @@ def plan_frames(
             spans = [(offset, offset + info.num_frames) for offset, info in zip(offsets, infos, strict=True)]
             return stride_across_clips(spans, sampling.interval)
         info, offset = infos[segment.part], offsets[segment.part]
-        if many and segment.start == 0 and segment.end is None:  # a whole clip file, counted as the video counts it
+        whole_clip_file = segment.kind == "clip" and segment.start == 0 and segment.end is None
+        if whole_clip_file and sampling.video_from_clips and sampling.interval:  # counted as the video counts it
             return list(range(offset, offset + info.num_frames, sampling.interval))
         if segment.kind == "video" and segment.end is None and sampling.video_from_clips:
             clips = sorted(_span(s, info) for s in segments if s.kind == "clip" and s.part == segment.part)

@@ -122,7 +122,7 @@ def plan(
             )
         elif clip["clip_path"] is not None:
             clip_file = root.join(clip["clip_path"], where + "clip_path")
-            if video_from_clips and clip["video_id"] in wanted_videos and not clip_file.is_file():
+            if video_from_clips and clip["video_id"] in wanted_videos and not os.path.isfile(clip_file):
                 # the original lists a video's clip folder: a clip without its file is not part of the video
                 data.missing.append({"id": clip["clip_id"], "path": str(clip_file), "reason": "no such file"})
             elif video_from_clips and clip["video_id"] in wanted_videos:

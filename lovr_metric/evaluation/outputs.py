@@ -75,7 +75,7 @@ def results_record(run: RunSettings, ranking: Ranking, embedded: Embedded) -> di
         "bootstrap": run.bootstrap,
         "unranked": ranking.unranked,
         "cost_ms": embedded.costs(),
-        "num_video_files": len(data.jobs),
+        "num_video_files": sum(len(job.files) for job in data.jobs),
         "num_failed_videos": len(ranking.failed),
         "failed_videos": ranking.failed,
         "toolkit_version": version("lovr-toolkit"),

@@ -44,7 +44,7 @@ class Ranking:
         lines = [f"no metric for granularity {name!r}: {reason}" for name, reason in self.unranked.items()]
         if self.failed:
             lines.append(
-                f"{len(self.failed)} of {len(data.jobs)} video files could not be decoded, e.g. "
+                f"{len(self.failed)} of {sum(len(job.files) for job in data.jobs)} video files could not be decoded, e.g. "
                 f"{self.failed[0]['path']}: {self.failed[0]['reason']}"
             )
         if data.missing:

@@ -115,7 +115,8 @@ def failure_summary(results: dict) -> str:
         ids = ", ".join(record["id"] for record in failed[:SHOW_IDS]) + (", ..." if len(failed) > SHOW_IDS else "")
         parts.append(
             f"{len(failed)} of {results['num_video_files']} video files could not be decoded ({ids}): the clips and "
-            "videos in them are left out of the rankings and their texts counted in num_skipped_texts; paths and "
+            "videos in them are left out of the rankings (a clip file left out of its video under lovr-original "
+            "leaves the video ranked from its other clips) and their texts counted in num_skipped_texts; paths and "
             "reasons are under failed_videos in results.json."
         )
     missing = results["settings"]["missing"]

@@ -7,7 +7,7 @@ for a 40,804 x 512 float matrix. Only the gallery ids, a flat list of strings, a
 matrices and the per-text relevant ids travel as keyword arguments, which `EvaluationModule.compute` forwards to
 `_compute` untouched. Call `compute` once with every input: `add_batch` would only stream gallery ids.
 
-This folder is the whole metric, as the Space holds it: `evaluate.load("ORG/lovr_retrieval")` downloads this file
+This folder is the whole metric, as the Space holds it: `evaluate.load("<org>/lovr_retrieval")` downloads this file
 and the siblings it imports relatively at the start of a line (`retrieval.py`, and `_retrieval_inputs.py` and
 `_tiled_ranks.py`, which it imports too so that the loader fetches them for `retrieval.py`); `lovr_metric`
 re-exports the same maths.

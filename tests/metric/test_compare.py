@@ -136,7 +136,7 @@ def test_compare_and_leaderboard_commands_on_real_runs(tmp_path, lovr_export, ti
         assert subprocess.run(command, capture_output=True, text=True).returncode == 0
     done = subprocess.run(
         [sys.executable, "-m", "lovr_metric", "compare", str(tmp_path / "clip"), str(tmp_path / "siglip"),
-         "--bootstrap_resamples", "200", "--output", str(tmp_path / "delta.json")],  # evaluate's option name
+         "--bootstrap-resamples", "200", "--output", str(tmp_path / "delta.json")],  # evaluate's option name
         capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

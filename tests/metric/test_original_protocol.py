@@ -58,6 +58,8 @@ def test_plan_frames_of_clip_files_count_frames_as_the_video_does():
     assert frames == [[0, 10, 20, 30], [33], [0, 10, 20, 30, 40]]  # b is frames 33-42: its 1st, and its 8th (40)
     empty = VideoInfo("e.mp4", duration=0.0, fps=10.0, num_frames=0, width=64, height=48)
     assert plan_frames(segments[:2], ORIGINAL, [empty, second])[1] == [[], [0]]  # no frame of b taken for a
+    # A clip file in a job of its own (--granularity clip) counts its frames the same way.
+    assert plan_frames(segments[:1], ORIGINAL, [first])[1] == [[0, 10, 20, 30]]
     with pytest.raises(ValueError, match="a job over several files takes every interval-th frame"):
         plan_frames(segments, FrameSampling(interval=None, num_frames=8), [first, second])
 
@@ -191,6 +193,13 @@ def test_a_clip_file_that_cannot_be_opened_is_left_out_of_its_video(tmp_path, of
     assert [(f["id"], f["path"]) for f in results["failed_videos"]] == [("echo-Scene-002", str(broken))]
     assert results["metrics"]["video"]["text_to_video_num_queries"] == 2  # both videos, echo from two clips
     assert results["metrics"]["theme"]["num_skipped_texts"] == 1  # the broken clip's theme
+    assert results["num_video_files"] == 6  # the clip files of both videos
+    # Repaired, the clip file is tried again on the same cache and joins its video.
+    shutil.copy2(release / "video_data/long_video_clip/echo/echo-Scene-002.mp4", broken)
+    assert main(["evaluate", "--dataset", str(export), "--video-root", str(root), "--model", str(tiny_models["clip"]),
+                 "--cache-dir", str(tmp_path / "cache"), "--k-values", "1", "--protocol", "lovr-original",
+                 "--output", str(out)]) == 0  # fmt: skip
+    assert json.loads((out / "results.json").read_text())["failed_videos"] == []
 
 
 def test_evaluate_with_the_original_protocol(tmp_path, official_export, tiny_models, capsys):  # noqa: F811
@@ -204,7 +213,8 @@ def test_evaluate_with_the_original_protocol(tmp_path, official_export, tiny_mod
     settings = results["settings"]
     assert (settings["bgr"], settings["pooling"], settings["video_from_clips"], settings["interval"]) == (
         True, "raw", True, INTERVAL)  # fmt: skip
-    assert results["num_video_files"] == 2 and results["num_failed_videos"] == 0  # one job per video
+    assert len(results["settings"]["missing"]) == 0 and results["num_failed_videos"] == 0
+    assert results["num_video_files"] == 6  # the 6 clip files, decoded once each (the default adds the 2 merged)
     theme = results["metrics"]["theme"]
     # both directions: 6 themes rank 6 clips, and the 6 clips a theme names rank the 6 theme texts
     assert theme["text_to_video_num_queries"] == 6 and theme["video_to_text_num_queries"] == 6
