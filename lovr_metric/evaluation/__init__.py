@@ -7,7 +7,8 @@
     registry.py     the paper's baselines and their settings (`get_baseline`)
     encoders.py     transformers / sentence-transformers models, or adapters, as text, frame and video encoders
     long_text.py    texts over the token limit: `truncate` or `chunk_mean`, and their token counts
-    frames.py       one decode pass per video file, frames batched through an encoder (`embed_job`, pooling, workers)
+    frames.py       one decode pass per video file, frames batched through an encoder (`embed_job`, `plan_frames`)
+    _batches.py     those batches through the model: worker-thread preprocessing, pooling
     cache.py        the on-disk embedding cache, sharded per process (`EmbeddingCache`)
     embed.py        filling the caches, each process its share, and reading them back (`Embedded`)
     ranking.py      each task's metrics and per-query ranks, or why it has none (`rank_tasks`, `NoMetricError`)
