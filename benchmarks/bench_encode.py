@@ -1,16 +1,19 @@
 """Frames per second of embedding a long video's clips and the video itself, measured side by side.
 
     nice -n 5 python benchmarks/bench_encode.py [--minutes 10] [--scene-seconds 15] [--interval 10] [--model clip]
-        [--num-workers 0 1 2 4] [--repeat 5]
+        [--num-workers 0 1 2 4] [--decode-threads 0] [--repeat 5]
 
 A synthetic long video (`lovr_standins.videos.make_synthetic_video`, one scene per clip) is embedded at LoVR's
 protocol (every `interval`-th frame of every clip, and of the whole video) three ways:
 
-- decode only: one `lovr_common.video.iter_frames_at` pass over exactly the frames our encoder embeds (the floor);
+- decode only: one `lovr_common.video.iter_frames_at` pass over exactly the frames our encoder embeds (the floor,
+  FFmpeg choosing its decoder threads; and with each other number of `--decode-threads`);
 - lovr_metric: `lovr_metric.evaluation.frames.embed_job`, one decode pass for all clips and the video, batched and
   overlapped with the model (the tiny random-weight CLIP by default: its cost is mostly preprocessing), with the
   image processor's resize (the default) at each `--num-workers` (threads preprocessing batches beside the
-  decoder and the model), and with FFmpeg resizing while decoding (`--resize-in-decoder`);
+  decoder and the model), with the default decoder threads (`default_decode_threads`) and with each
+  `--decode-threads` (0: FFmpeg chooses, as before the default rule), and with FFmpeg resizing while decoding
+  (`--resize-in-decoder`);
 - original: a port of the original LoVR evaluation: every clip file copied to a temporary file, opened with decord
   (PyAV per clip when decord is not installed), frames read one by one into a growing `np.concatenate`, flipped
   "BGR->RGB", encoded clip by clip; the merged video decoded again the same way for the video embedding.
@@ -39,10 +42,11 @@ import torch
 from lovr_common.video import iter_frames_at, probe
 from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
 from lovr_metric.evaluation.frames import (
-    DEFAULT_NUM_WORKERS,
     FrameSampling,
     Segment,
     VideoJob,
+    default_decode_threads,
+    default_num_workers,
     embed_job,
     plan_frames,
 )
@@ -81,12 +85,13 @@ def job_for(long_video: Path, clips: list[Path]) -> VideoJob:
     return VideoJob(long_video.stem, long_video, [*segments, Segment(long_video.stem, "video")])
 
 
-def decode_only(job: VideoJob, sampling: FrameSampling, size: tuple[int, int] | None = None) -> int:
-    """Decode exactly the frames `embed_job` embeds (at `size`, as `embed_job` would), and do nothing with them."""
+def decode_only(job: VideoJob, sampling: FrameSampling, size: tuple[int, int] | None = None, threads: int = 0) -> int:
+    """Decode exactly the frames `embed_job` embeds (at `size`, as `embed_job` would) with `threads` decoder
+    threads (0: FFmpeg chooses), and do nothing with them."""
     info = probe(job.path)
     frames, _ = plan_frames(job.segments, sampling, [info])
     count = 0
-    for _ in iter_frames_at(job.path, [frame / info.fps for frame in sorted(frames)], size):
+    for _ in iter_frames_at(job.path, [frame / info.fps for frame in sorted(frames)], size, threads):
         count += 1
     return count
 
@@ -212,6 +217,13 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-workers", type=int, nargs="+", default=[0, 1, 2, 4], help="the preprocessing sweep")
+    parser.add_argument(
+        "--decode-threads",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="decoder threads to set beside the default rule's (0: FFmpeg chooses)",
+    )
     parser.add_argument("--model", default="clip", help="a tiny model name, or a model id/folder")
     parser.add_argument("--repeat", type=int, default=5, help="runs per approach, taking turns; medians reported")
     parser.add_argument("--skip-original", action="store_true", help="leave out the (slow) original port")
@@ -242,11 +254,21 @@ def main() -> None:
         small_floor: lambda: decode_only(job, sampling(), small),
     }
     floors: dict[str, str | None] = {floor: None, small_floor: None}
-    for workers in args.num_workers:
-        name = f"lovr_metric embed_job (image processor resizes), num_workers={workers}"
-        approaches[name] = lambda w=workers: embed_job(job, encoder, sampling(num_workers=w)).num_frames
+    for threads in (t for t in args.decode_threads if t):
+        name = f"decode only, decode_threads={threads}"
+        approaches[name] = lambda t=threads: decode_only(job, sampling(), threads=t)
         floors[name] = floor
-    resized = f"lovr_metric embed_job --resize-in-decoder, num_workers={DEFAULT_NUM_WORKERS}"
+    for workers in args.num_workers:
+        default = default_decode_threads(workers)
+        for threads in [None, *(t for t in args.decode_threads if t != default)]:
+            shown = f"{default} (default)" if threads is None else "0 (FFmpeg chooses)" if threads == 0 else threads
+            mark = " (default)" if workers == default_num_workers() else ""
+            name = f"lovr_metric embed_job (image processor resizes), num_workers={workers}{mark}, "
+            name += f"decode_threads={shown}"
+            options = {"num_workers": workers, "decode_threads": threads}
+            approaches[name] = lambda o=options: embed_job(job, encoder, sampling(**o)).num_frames
+            floors[name] = floor
+    resized = f"lovr_metric embed_job --resize-in-decoder, num_workers={default_num_workers()} (default)"
     approaches[resized] = lambda: embed_job(job, encoder, sampling(resize_in_decoder=True)).num_frames
     floors[resized] = small_floor
     runs = take_turns(approaches, args.repeat)

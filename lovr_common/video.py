@@ -123,7 +123,7 @@ def _count_packets(path: Path) -> int:
 
 
 def iter_frames_at(
-    path: str | os.PathLike, times: Sequence[float], size: tuple[int, int] | None = None
+    path: str | os.PathLike, times: Sequence[float], size: tuple[int, int] | None = None, threads: int = 0
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield `(i, frame)` for every requested `times[i]`, in time order, in one sequential decode pass.
 
@@ -136,6 +136,9 @@ def iter_frames_at(
         path: the video file.
         times: seconds from the start of the video, in any order.
         size: `(width, height)` to resize to (FFmpeg's scaler), or `None` for the native size.
+        threads: decoder threads: 0 lets FFmpeg choose (frame and slice threads, about one per core), 1 decodes on
+            the calling thread alone (cheaper in CPU time, when other threads need the cores). Never changes the
+            frames: FFmpeg's decoders give the same pixels at any thread count.
     """
     path = Path(path)
     times = np.asarray(times, dtype=np.float64)
@@ -144,6 +147,8 @@ def iter_frames_at(
     width, height = size if size is not None else (None, None)
     if size is not None and (len(size) != 2 or min(size) < 1):
         raise ValueError(f"iter_frames_at: size={size} must be (width, height), both >= 1")
+    if threads < 0:
+        raise ValueError(f"iter_frames_at: threads={threads} must be 0 (FFmpeg chooses) or a number of threads")
     if len(times) == 0:
         return
     order = np.argsort(times, kind="stable")
@@ -152,6 +157,7 @@ def iter_frames_at(
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.thread_count = threads
         offset = _first_frame_time(path, container, stream)
         first_time = times[order[0]]
         # Lands on the keyframe at or before the first needed time; decoding goes on from there.

@@ -15,11 +15,12 @@ and the video they make up. `embed_job` plans the frames of every segment (every
 Frames are RGB, as decoded. The original LoVR code flipped decord's RGB frames "to RGB" and so fed BGR to every
 baseline; `FrameSampling(bgr=True)` reproduces that defect. Its video embedding came from the clip files, the
 interval continuing across clip boundaries; `FrameSampling(video_from_clips=True)` takes a video's frames that way
-from its clips' time ranges too (`stride_across_clips`). Decoding runs in a background
-thread; with `FrameSampling.num_workers` > 0, whole batches are preprocessed in that many worker threads (PIL's
-resize and NumPy release the GIL) while the main thread runs the model on the batch before. Batches keep their
-frames, their order and their composition, so the embeddings are the same with any number of workers; queues are
-bounded, so only a few batches of frames are held in memory at a time, however long the video.
+from its clips' time ranges too (`stride_across_clips`). Decoding runs in a background thread (FFmpeg's decoder
+threads on the cores the rest leaves free: `default_decode_threads`); with `FrameSampling.num_workers` > 0, whole
+batches are preprocessed in that many worker threads (PIL's resize and NumPy release the GIL) while the main thread
+runs the model on the batch before. Batches keep their frames, their order and their composition, so the embeddings
+are the same with any number of workers or decoder threads; queues are bounded, so only a few batches of frames are
+held in memory at a time, however long the video.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import queue
 import threading
 import time
@@ -42,15 +44,37 @@ from lovr_metric.evaluation.encoders import FrameEncoder, VideoEncoder
 from lovr_metric.evaluation.protocol import LOVR_FRAME_INTERVAL
 
 COST_PARTS = ("decode", "preprocess", "encode", "total_with_io", "total_without_io")
-# Preprocessing is most of the CPU work of the processor-exact path; two threads preprocess at 1.7x the rate of one
-# on 2 cores. Where decoding already fills the cores (the 2-core machine of README's "Performance",
-# benchmarks/bench_encode.py --num-workers 0 1 2 4) they gain little; beside a GPU with more cores they matter.
-DEFAULT_NUM_WORKERS = 2
 # How the work is scheduled, not what is computed: left out of the cache key and the results' settings. The same
-# frames in model calls of another size agree up to float rounding; any number of workers gives the same bits.
-EXECUTION_ONLY = ("batch_size", "num_workers")
+# frames in model calls of another size agree up to float rounding; any number of workers or decoder threads gives
+# the same bits.
+EXECUTION_ONLY = ("batch_size", "num_workers", "decode_threads")
 POOLINGS = ("normalized", "raw")
 _LATER_FIELDS = {"pooling": "normalized", "video_from_clips": False}  # and their defaults: see cache_settings
+
+
+def cores_per_process() -> int:
+    """The cores this process may use: the machine's (its CPU affinity), shared among the processes that
+    `accelerate launch` (or torchrun) started on it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def default_num_workers(cores: int | None = None) -> int:
+    """Preprocessing threads by default: half the `cores` (default: `cores_per_process()`) beyond the model's
+    thread and one decoder thread; none on 2 cores, where the main thread preprocesses between model calls while
+    the decoder has the other core (the fastest there: README, "Performance"). PIL's resize, most of the
+    processor-exact path's work, and FFmpeg's decoding cost about the same CPU time per embedded frame at LoVR's
+    interval (`benchmarks/bench_encode.py`, `bench_scale.py`), so the cores left are split evenly between them."""
+    cores = cores_per_process() if cores is None else cores
+    return max(0, (cores - 2) // 2)
+
+
+def default_decode_threads(num_workers: int, cores: int | None = None) -> int:
+    """FFmpeg decoder threads by default: the `cores` (default: `cores_per_process()`) that `num_workers`
+    preprocessing threads and the model's thread leave, at least 1. FFmpeg's own choice, a thread per core
+    whatever else runs, has the decoder compete with preprocessing (10-30% slower on 2 cores)."""
+    cores = cores_per_process() if cores is None else cores
+    return max(1, cores - num_workers - 1)
 
 
 @dataclass(frozen=True)
@@ -72,10 +96,17 @@ class FrameSampling:
             processor resizes them to, instead of the processor's PIL resize. Several times cheaper on large
             frames; the pixels differ slightly (another interpolation), so the default keeps the processor's.
         batch_size (`int`, defaults to 32): frames (or clips, for a video tower) per model call.
-        num_workers (`int`, defaults to `DEFAULT_NUM_WORKERS`): threads preprocessing batches while the model runs
-            (0: on the main thread, between model calls). Changes only the speed, never the embeddings. The
-            encoder's `preprocess_frames` / `preprocess_videos` must then be safe to call from several threads at
-            once, as the image processors and PIL are; use 0 for an adapter whose preprocessing is not.
+        num_workers (`int`, *optional*): threads preprocessing batches while the model runs (0: on the main
+            thread, between model calls); by default `default_num_workers()` (0 on 2 cores). Changes only the speed,
+            never the embeddings. The encoder's `preprocess_frames` / `preprocess_videos` must then be safe to call
+            from several threads at once, as the image processors and PIL are; use 0 for an adapter whose
+            preprocessing is not.
+        decode_threads (`int`, *optional*): FFmpeg's decoder threads; by default `default_decode_threads`, the
+            cores the preprocessing workers and the model's thread leave (1 on 2 cores); 0 lets FFmpeg choose
+            (about one per core, competing with preprocessing). Changes only the speed, never the frames.
+
+    `embed_job` fills in `num_workers` and `decode_threads` left unset from the cores of the machine it runs on
+    (`for_this_machine`).
     """
 
     interval: int | None = LOVR_FRAME_INTERVAL
@@ -85,21 +116,30 @@ class FrameSampling:
     video_from_clips: bool = False
     resize_in_decoder: bool = False
     batch_size: int = 32
-    num_workers: int = DEFAULT_NUM_WORKERS
+    num_workers: int | None = None
+    decode_threads: int | None = None
 
     def __post_init__(self):
         if (self.interval is None) == (self.num_frames is None):
             raise ValueError(f"set exactly one of interval={self.interval} and num_frames={self.num_frames}")
         if (self.interval or self.num_frames) < 1 or self.batch_size < 1:
             raise ValueError(f"interval, num_frames and batch_size must be >= 1, got {self}")
-        if self.num_workers < 0:
+        if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(f"num_workers={self.num_workers}: expected 0 (preprocess on the main thread) or more")
+        if self.decode_threads is not None and self.decode_threads < 0:
+            raise ValueError(f"decode_threads={self.decode_threads}: expected 0 (FFmpeg chooses) or more")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling={self.pooling!r}: expected one of {POOLINGS}")
         if self.video_from_clips and self.interval is None:
             raise ValueError(
                 f"video_from_clips takes every interval-th frame: set interval, not num_frames={self.num_frames}"
             )
+
+    def for_this_machine(self) -> FrameSampling:
+        """This sampling with `num_workers` and `decode_threads` set: left unset, by this machine's defaults."""
+        workers = default_num_workers() if self.num_workers is None else self.num_workers
+        threads = default_decode_threads(workers) if self.decode_threads is None else self.decode_threads
+        return dataclasses.replace(self, num_workers=workers, decode_threads=threads)
 
     def settings(self) -> dict:
         """The fields the embeddings depend on (the results' record): all but `EXECUTION_ONLY`."""
@@ -260,13 +300,16 @@ def _span(segment: Segment, info: VideoInfo) -> tuple[int, int]:
     return first, max(round(end * info.fps), first + 1)
 
 
-def _decode(job: VideoJob, infos: list[VideoInfo], order: list[int], size_of) -> Iterator[tuple[int, np.ndarray]]:
-    """`(position in order, frame)` for every planned frame, the job's files decoded one after the other."""
+def _decode(
+    job: VideoJob, infos: list[VideoInfo], order: list[int], size_of, threads: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """`(position in order, frame)` for every planned frame, the job's files decoded one after the other (with
+    `threads` decoder threads)."""
     position, offset = 0, 0
     for index, (path, info) in enumerate(zip(job.files, infos, strict=True)):
         stop = offset + info.num_frames if index < len(infos) - 1 else float("inf")
         mine = [frame for frame in order[position:] if frame < stop]
-        for i, frame in iter_frames_at(path, [(f - offset) / info.fps for f in mine], size_of(info)):
+        for i, frame in iter_frames_at(path, [(f - offset) / info.fps for f in mine], size_of(info), threads):
             yield position + i, frame
         position, offset = position + len(mine), offset + info.num_frames
 
@@ -297,6 +340,7 @@ def embed_job(job: VideoJob, encoder: FrameEncoder | VideoEncoder, sampling: Fra
     bad file (for a job over clip files: when none opens, or one fails after opening; one that cannot be opened is
     left out and listed in `JobResult.skipped`)."""
     started = time.perf_counter()
+    sampling = sampling.for_this_machine()
     job, infos, skipped = _openable_parts(job)
     video_tower = isinstance(encoder, VideoEncoder)
     if video_tower and sampling.num_frames != encoder.num_frames:
@@ -313,7 +357,9 @@ def embed_job(job: VideoJob, encoder: FrameEncoder | VideoEncoder, sampling: Fra
         return None
 
     decode_seconds = [0.0]
-    frames = _prefetch(_decode(job, infos, order, size_of), 2 * sampling.batch_size, decode_seconds)
+    frames = _prefetch(
+        _decode(job, infos, order, size_of, sampling.decode_threads), 2 * sampling.batch_size, decode_seconds
+    )
     run = run_video_tower if video_tower else run_frame_encoder
     vectors, work = run(encoder, sampling, frames, order, frame_owners, segment_frames)
     wall = time.perf_counter() - started

@@ -29,7 +29,7 @@ from accelerate import PartialState
 from lovr_metric.evaluation.cache import EmbeddingCache, folder_fingerprint
 from lovr_metric.evaluation.embed import Embedded, encode_texts, encode_videos, sync
 from lovr_metric.evaluation.encoders import EncoderConfig, TextEncoder, VideoEncoder, load_encoder
-from lovr_metric.evaluation.frames import DEFAULT_NUM_WORKERS, FrameSampling
+from lovr_metric.evaluation.frames import FrameSampling
 from lovr_metric.evaluation.jobs import EvalData, plan
 from lovr_metric.evaluation.outputs import RunSettings, results_record, write_outputs
 from lovr_metric.evaluation.protocol import GRANULARITIES, LOVR_FRAME_INTERVAL, LOVR_TASKS, PROTOCOLS
@@ -72,10 +72,16 @@ class EvaluateConfig:
         default=False, metadata={"help": "Resize frames with FFmpeg while decoding (faster, slightly other pixels)."}
     )
     batch_size: int = field(default=32, metadata={"help": "Frames (clips for a video tower) per model call."})
-    num_workers: int = field(
-        default=DEFAULT_NUM_WORKERS,
-        metadata={"help": "Threads preprocessing frames while the model runs (0: none); never changes the results."},
-    )
+    num_workers: int | None = field(
+        default=None,
+        metadata={"help": "Threads preprocessing frames while the model runs (0: none; default: half the cores "
+                  "beyond the model's and one decoder thread, 0 on 2 cores); never changes the results."},
+    )  # fmt: skip
+    decode_threads: int | None = field(
+        default=None,
+        metadata={"help": "FFmpeg decoder threads (0: FFmpeg chooses; default: the cores that --num_workers and the "
+                  "model leave, at least 1); never changes the results."},
+    )  # fmt: skip
     text_batch_size: int = field(default=256, metadata={"help": "Texts per model call."})
     text_max_length: int | None = field(default=None, metadata={"help": "Token limit (default: registry/tokenizer)."})
     long_text: str = field(
@@ -134,7 +140,8 @@ def _sampling(config: EvaluateConfig, encoder) -> FrameSampling:
     protocol = PROTOCOLS[config.protocol]
     common = {"bgr": config.bgr or protocol.bgr, "pooling": protocol.pooling,
               "video_from_clips": protocol.video_from_clips, "resize_in_decoder": config.resize_in_decoder,
-              "batch_size": config.batch_size, "num_workers": config.num_workers}  # fmt: skip
+              "batch_size": config.batch_size, "num_workers": config.num_workers,
+              "decode_threads": config.decode_threads}  # fmt: skip
     if isinstance(encoder, VideoEncoder):  # a video tower takes exactly its number of frames
         if protocol.video_from_clips:
             raise ValueError(

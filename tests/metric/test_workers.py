@@ -1,5 +1,6 @@
-"""Preprocessing in worker threads (`FrameSampling.num_workers`): the same bits as on the main thread, a bounded
-lookahead, errors raised where the caller sees them, and no effect on the cache key or the results' settings."""
+"""Preprocessing in worker threads (`FrameSampling.num_workers`) and FFmpeg's decoder threads
+(`FrameSampling.decode_threads`): the same bits as on the main thread, a bounded lookahead, errors raised where the
+caller sees them, defaults set from the machine's cores, and no effect on the cache key or the results' settings."""
 
 from __future__ import annotations
 
@@ -9,8 +10,18 @@ import numpy as np
 import pytest
 import torch
 
+from lovr_common.video import iter_frames_at
 from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
-from lovr_metric.evaluation.frames import EXECUTION_ONLY, FrameSampling, Segment, VideoJob, embed_job
+from lovr_metric.evaluation.frames import (
+    EXECUTION_ONLY,
+    FrameSampling,
+    Segment,
+    VideoJob,
+    cores_per_process,
+    default_decode_threads,
+    default_num_workers,
+    embed_job,
+)
 from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 from lovr_standins.videos import sample_video
 
@@ -44,6 +55,19 @@ def test_frame_encoder_embeddings_are_bit_identical_with_workers(tiny_models, nu
     assert inline.num_frames == threaded.num_frames == 140
     assert _same_bits(inline.embeddings, threaded.embeddings)
     assert _same_bits(embed(bgr=True, num_workers=0).embeddings, embed(bgr=True, num_workers=num_workers).embeddings)
+
+
+@pytest.mark.parametrize("decode_threads", [1, 3])
+def test_embeddings_are_bit_identical_at_any_number_of_decoder_threads(tiny_models, decode_threads):  # noqa: F811
+    encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
+    job = _bikes_job()
+
+    def embed(threads: int):  # 0: FFmpeg's own choice (frame and slice threads)
+        return embed_job(job, encoder, FrameSampling(interval=3, batch_size=6, num_workers=1, decode_threads=threads))
+
+    ffmpeg, chosen = embed(0), embed(decode_threads)
+    assert ffmpeg.num_frames == chosen.num_frames == 140
+    assert _same_bits(ffmpeg.embeddings, chosen.embeddings)
 
 
 def test_video_tower_embeddings_are_bit_identical_with_workers(tiny_models):  # noqa: F811
@@ -96,13 +120,35 @@ def test_an_error_in_a_worker_reaches_the_caller():
         )
 
 
-def test_num_workers_is_validated_and_left_out_of_the_settings():
+def test_num_workers_and_decode_threads_are_validated_and_left_out_of_the_settings():
     with pytest.raises(ValueError, match=r"num_workers=-1: expected 0"):
         FrameSampling(num_workers=-1)
-    assert set(EXECUTION_ONLY) == {"batch_size", "num_workers"}
-    assert FrameSampling(num_workers=0).settings() == FrameSampling(num_workers=4, batch_size=7).settings()
+    with pytest.raises(ValueError, match=r"decode_threads=-2: expected 0 \(FFmpeg chooses\) or more"):
+        FrameSampling(decode_threads=-2)
+    with pytest.raises(ValueError, match=r"threads=-1 must be 0"):
+        next(iter_frames_at(sample_video("bikes"), [0.0], threads=-1))
+    assert set(EXECUTION_ONLY) == {"batch_size", "num_workers", "decode_threads"}
+    assert (FrameSampling(num_workers=0).settings()
+            == FrameSampling(num_workers=4, batch_size=7, decode_threads=1).settings())  # fmt: skip
     assert set(FrameSampling().settings()) == {"interval", "num_frames", "bgr", "pooling", "video_from_clips",
                                                "resize_in_decoder"}  # fmt: skip
+
+
+def test_default_threads_share_the_cores_between_preprocessing_and_decoding(monkeypatch):
+    # 2 cores: the main thread preprocesses between model calls, the decoder has the other core.
+    assert (default_num_workers(cores=2), default_decode_threads(0, cores=2)) == (0, 1)
+    assert (default_num_workers(cores=4), default_decode_threads(1, cores=4)) == (1, 2)
+    assert (default_num_workers(cores=16), default_decode_threads(7, cores=16)) == (7, 8)
+    assert default_num_workers(cores=1) == 0 and default_decode_threads(4, cores=2) == 1  # never below 0 and 1
+    # A set value is kept; an unset one comes from this machine, after the workers.
+    explicit = FrameSampling(num_workers=3, decode_threads=0).for_this_machine()
+    assert (explicit.num_workers, explicit.decode_threads) == (3, 0)
+    filled = FrameSampling(num_workers=1).for_this_machine()
+    assert filled.decode_threads == default_decode_threads(1) and FrameSampling().num_workers is None
+    # The processes `accelerate launch` starts on one machine share its cores.
+    alone = cores_per_process()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert cores_per_process() == max(1, alone // 2)
 
 
 def test_a_run_with_other_workers_is_served_from_the_same_cache(tmp_path, lovr_export, tiny_models):  # noqa: F811
