@@ -53,8 +53,8 @@ _LATER_FIELDS = {"pooling": "normalized", "video_from_clips": False}  # and thei
 
 
 def cores_per_process() -> int:
-    """The cores this process may use: the machine's (its CPU affinity), shared among the processes that
-    `accelerate launch` (or torchrun) started on it."""
+    """The cores this process may use: the machine's (its CPU affinity, not a container's CPU quota), shared among
+    the processes that `accelerate launch` (or torchrun) started on it."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
@@ -62,9 +62,12 @@ def cores_per_process() -> int:
 def default_num_workers(cores: int | None = None) -> int:
     """Preprocessing threads by default: half the `cores` (default: `cores_per_process()`) beyond the model's
     thread and one decoder thread; none on 2 cores, where the main thread preprocesses between model calls while
-    the decoder has the other core (the fastest there: README, "Performance"). PIL's resize, most of the
-    processor-exact path's work, and FFmpeg's decoding cost about the same CPU time per embedded frame at LoVR's
-    interval (`benchmarks/bench_encode.py`, `bench_scale.py`), so the cores left are split evenly between them."""
+    the decoder has the other core (as fast as any number there: README, "Performance"). Preprocessing and
+    FFmpeg's decoding cost CPU time of the same order per embedded frame at LoVR's interval (preprocessing 1.6x
+    decoding on 640x360 frames for the tiny model's 56x32, 2.5x on 1280x720 frames for 224 px:
+    `benchmarks/bench_encode.py`, `bench_scale.py`), so the cores left are split evenly between them; the split
+    is measured on 2 cores only. The rule counts one thread for the model, as beside a GPU; a model run on the CPU
+    takes more (torch's threads), and then these threads share the cores with it."""
     cores = cores_per_process() if cores is None else cores
     return max(0, (cores - 2) // 2)
 

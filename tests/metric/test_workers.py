@@ -4,6 +4,7 @@ caller sees them, defaults set from the machine's cores, and no effect on the ca
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -62,7 +63,8 @@ def test_embeddings_are_bit_identical_at_any_number_of_decoder_threads(tiny_mode
     encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
     job = _bikes_job()
 
-    def embed(threads: int):  # 0: FFmpeg's own choice (frame and slice threads)
+    # 0: FFmpeg's own choice (frame and slice threads; a single thread on a 1-core machine, where this cannot differ)
+    def embed(threads: int):
         return embed_job(job, encoder, FrameSampling(interval=3, batch_size=6, num_workers=1, decode_threads=threads))
 
     ffmpeg, chosen = embed(0), embed(decode_threads)
@@ -143,26 +145,35 @@ def test_default_threads_share_the_cores_between_preprocessing_and_decoding(monk
     # A set value is kept; an unset one comes from this machine, after the workers.
     explicit = FrameSampling(num_workers=3, decode_threads=0).for_this_machine()
     assert (explicit.num_workers, explicit.decode_threads) == (3, 0)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    cores = len(os.sched_getaffinity(0))
     filled = FrameSampling(num_workers=1).for_this_machine()
-    assert filled.decode_threads == default_decode_threads(1) and FrameSampling().num_workers is None
+    assert filled.decode_threads == max(1, cores - 2) and FrameSampling().num_workers is None
+    unset = FrameSampling().for_this_machine()
+    assert (unset.num_workers, unset.decode_threads) == (
+        max(0, (cores - 2) // 2),
+        max(1, cores - unset.num_workers - 1),
+    )
     # The processes `accelerate launch` starts on one machine share its cores.
-    alone = cores_per_process()
+    assert cores_per_process() == cores
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    assert cores_per_process() == max(1, alone // 2)
+    assert cores_per_process() == max(1, cores // 2)
 
 
 def test_a_run_with_other_workers_is_served_from_the_same_cache(tmp_path, lovr_export, tiny_models):  # noqa: F811
     export, videos_dir = lovr_export
     encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
 
-    def run(num_workers: int, output: str) -> dict:
+    def run(num_workers: int, decode_threads: int, output: str) -> dict:
         config = EvaluateConfig(dataset=str(export), video_root=str(videos_dir), model=str(tiny_models["clip"]),
                                 output=str(tmp_path / output), cache_dir=str(tmp_path / "cache"), interval=4,
-                                batch_size=4, num_workers=num_workers, bootstrap_resamples=0)  # fmt: skip
+                                batch_size=4, num_workers=num_workers, decode_threads=decode_threads,
+                                bootstrap_resamples=0)  # fmt: skip
         return evaluate_model(config, encoder=encoder)
 
-    first = run(0, "inline")
+    first = run(0, 1, "inline")
     calls = encoder.calls
-    second = run(3, "threaded")
+    second = run(3, 0, "threaded")
     assert encoder.calls == calls  # the same cache entry: nothing embedded again
-    assert second["metrics"] == first["metrics"] and "num_workers" not in second["settings"]
+    assert second["metrics"] == first["metrics"]
+    assert not {"num_workers", "decode_threads"} & set(second["settings"])
