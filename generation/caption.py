@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from accelerate import PartialState
 
 from generation.backends import BackendArguments, ChatBackend, ChatRequest, GenerationParams, load_backend
 from generation.outcome import Failed
 from generation.stage import FailureLog, run_sharded, stage_main
+from lovr_common.processes import process_state
 from lovr_common.provenance import is_random_weights
 from lovr_common.run_folder import (
     CAPTIONS,
@@ -284,7 +284,7 @@ def caption_clips(
 
 def run(job: CaptionJob, backend: ChatBackend | None = None) -> CaptionSummary:
     """Caption every clip of `W/segments.jsonl` not captioned yet (`backend`: a loaded model, else `job.backend`)."""
-    state = PartialState()
+    state = process_state()
     with workdir_lock(job.workdir, create=False):
         clips = clips_from_segments(job.workdir)
         backend = backend or load_backend(job.backend, device=state.device)

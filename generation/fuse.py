@@ -56,12 +56,11 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from accelerate import PartialState
-
 from generation._fuse_prompts import PROMPT_VERSION, linkage_call, rewrite_call, split_paragraphs, summary_call
 from generation._llm import LlmCall, LlmOutcome, call_with_retries
 from generation.backends import BackendArguments, ChatBackend, GenerationParams, load_backend
 from generation.stage import FailureLog, run_sharded, stage_main
+from lovr_common.processes import process_state
 from lovr_common.provenance import is_random_weights
 from lovr_common.run_folder import (
     CAPTIONS,
@@ -355,14 +354,14 @@ def run(job: FuseJob, backend: ChatBackend | None = None) -> FuseSummary:
 
         fused = load_records(workdir, VIDEOS)
         stale = [r for v, r in fused.items() if v in current and r.get("status") == "ok" and not up_to_date(r)]
-        if stale and PartialState().is_main_process:
+        if stale and process_state().is_main_process:
             _log_stale(stale)
         fuser = None
 
         def process(batch: list[SegmentRecord]) -> list[VideoRecord]:
             nonlocal fuser
             if fuser is None:  # loaded lazily: a rerun with nothing left to do loads no model
-                model = backend or load_backend(job.backend, PartialState().device)
+                model = backend or load_backend(job.backend, process_state().device)
                 fuser = Fuser(model, config, captions, fuse_settings(config, job.backend))
             return fuser.fuse(batch)
 

@@ -40,13 +40,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from accelerate import PartialState
 
 from generation.backends import BackendArguments, ChatBackend, GenerationParams, load_backend
 from generation.caption import PROMPTS, CaptionSettings, caption_clips, clips_from_segments, decode_clip_frames
 from generation.outcome import Failed
 from generation.scoring import EvqaScorer, JudgeScorer, Scorer, ScoreResult, ScoringItem
 from generation.stage import FailureLog, run_sharded, stage_main
+from lovr_common.processes import process_state
 from lovr_common.provenance import is_random_weights
 from lovr_common.run_folder import (
     CAPTIONS,
@@ -201,7 +201,7 @@ class Refiner:
         self.config = config
         self.backend_args = backend_args
         self.params = params
-        self.device = PartialState().device
+        self.device = process_state().device
         self._scorer = scorer
         self._backend = None
 
@@ -328,7 +328,7 @@ def run(job: RefineJob, scorer: Scorer | None = None) -> RefineSummary:
     """Score and refine every captioned clip not scored yet, then queue the weak ones for review (`scorer`: a loaded
     scorer, else the one `job.config` names)."""
     workdir = job.config.workdir
-    state = PartialState()
+    state = process_state()
     with workdir_lock(workdir, create=False):
         require_stage_file(workdir, CAPTIONS, "generation.refine")
         captions = load_records(workdir, CAPTIONS)

@@ -28,12 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from accelerate import PartialState
-
 from generation import caption, fuse, refine, segment
 from generation._scenes import DetectionSettings
 from generation.backends import BackendArguments, GenerationParams
 from generation.stage import StageSummary, stage_main
+from lovr_common.processes import process_state
 from lovr_common.run_folder import CAPTIONS, SEGMENTS, VIDEOS, load_records, workdir_lock
 
 logger = logging.getLogger(__name__)
@@ -190,7 +189,7 @@ class RunSummary:
 
 def run(config: RunConfig) -> RunSummary:
     """Run every stage in order, the run folder locked throughout, each printing its report."""
-    state = PartialState()
+    state = process_state()
     statuses = {}
     with workdir_lock(config.workdir):
         for name, stage_run, job in stage_configs(config):

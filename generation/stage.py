@@ -32,11 +32,11 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from accelerate import PartialState
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser
 
 from lovr_common.jsonl import JsonlWriter, write_jsonl_atomic
+from lovr_common.processes import process_state
 from lovr_common.run_folder import StageFile, command_lock, load_records, record_failure, workdir_lock
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def run_sharded(
     `W/failures.jsonl` as it is written. Holds `workdir_lock(workdir)` throughout. Returns every record of the
     stage, in the order of `items`, on every process.
     """
-    state = PartialState()
+    state = process_state()
     workdir = Path(workdir)
     key = stage.key
     order = [item[key] for item in items]
@@ -95,10 +95,10 @@ def run_sharded(
         # Every rank must split the same list: none may write a record before all have read what is done.
         state.wait_for_everyone()
         todo = [item for item in items if not (item[key] in existing and is_done(existing[item[key]]))]
-        if state.is_main_process and len(todo) < len(items):
-            logger.info(
-                "%s: %d of %d already done, %d to do", stage.name, len(items) - len(todo), len(items), len(todo)
-            )
+        if state.is_main_process and (len(todo) < len(items) or state.num_processes > 1):
+            done = f"{len(items) - len(todo)} of {len(items)} already done, " if len(todo) < len(items) else ""
+            shared = f", shared by {state.num_processes} processes" if state.num_processes > 1 else ""
+            logger.info("%s: %s%d to do%s", stage.name, done, len(todo), shared)
 
         with state.split_between_processes(todo) as mine:
             if mine:
@@ -145,7 +145,7 @@ def _process(
     prepare: Callable[[list[dict]], Any] | None = None,
 ) -> None:
     """This rank's share: its records appended to its shard, its failures to the failure log."""
-    state = PartialState()
+    state = process_state()
     bar = tqdm(total=len(mine), desc=desc, disable=not state.is_main_process)
     batches = [mine[start : start + batch_size] for start in range(0, len(mine), batch_size)]
     with JsonlWriter(stage.shard_path(workdir, state.process_index)) as writer:
@@ -215,7 +215,7 @@ def stage_main(
     creates_workdir: bool = False,
 ) -> int:
     """Parse, run and report one stage command (the module docstring); its exit status."""
-    state = PartialState()
+    state = process_state()
     logging.basicConfig(level=logging.INFO if state.is_main_process else logging.WARNING, format=LOG_FORMAT)
     try:
         job: Any = parse_job(job_type, argv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -27,9 +28,24 @@ def tiny_models_dir() -> Path:
 
 
 def accelerate_launch(num_processes: int) -> list[str]:
-    """The start of a real `accelerate launch` command on this CPU machine, without a saved accelerate config."""
-    return [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(num_processes),
+    """The start of a real `accelerate launch` of `num_processes` ranks on this CPU machine, without a saved
+    accelerate config. Several ranks need accelerate's torchrun launcher (`--multi_gpu`, which starts CPU ranks
+    where no GPU is visible: `lovr_common.processes`; GPUs are hidden from it, so that the ranks are CPU ranks on a
+    GPU machine too), each launch on a port of its own so that launches running at once rarely meet; the simple
+    launcher (`--cpu`) starts one process, whatever `--num_processes` says."""
+    if num_processes == 1:
+        start = [sys.executable, "-m", "accelerate.commands.launch", "--cpu"]
+    else:
+        start = ["env", "CUDA_VISIBLE_DEVICES=", sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                 "--main_process_port", str(_free_port())]  # fmt: skip
+    return [*start, "--num_processes", str(num_processes),
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

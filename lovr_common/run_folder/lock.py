@@ -60,8 +60,9 @@ def workdir_lock(workdir: str | os.PathLike, *, create: bool = True) -> Iterator
     together.
     """
     # accelerate (and torch) load only once a writer locks: the readers of a run folder never need them.
-    from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
+
+    from lovr_common.processes import process_state
 
     key = Path(workdir).resolve()
     if key in _held:
@@ -71,7 +72,7 @@ def workdir_lock(workdir: str | os.PathLike, *, create: bool = True) -> Iterator
         finally:
             _held[key] -= 1
         return
-    state = PartialState()
+    state = process_state()
     fd, refusal = None, None
     if state.is_main_process:
         try:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from accelerate import PartialState
 from tqdm.auto import tqdm
 
+from lovr_common.processes import process_state
 from lovr_common.video import VideoError
 from lovr_metric.evaluation.cache import EmbeddingCache, text_key
 from lovr_metric.evaluation.encoders import TextEncoder
@@ -24,9 +24,11 @@ ITEM_KINDS = ("clip", "video")
 
 
 def encode_texts(encoder: TextEncoder, cache: EmbeddingCache, texts: list[str], batch_size: int) -> None:
-    """Embed (on this process's share) every text the cache lacks."""
-    state = PartialState()
+    """Embed (on this process's share) every text the cache lacks. Every process must call it: the processes wait
+    for each other before they split the texts."""
+    state = process_state()
     todo = list(dict.fromkeys(t for t in texts if not cache.has("text", text_key(t))))
+    state.wait_for_everyone()  # every rank splits the same list: none may write before all have read the cache
     with state.split_between_processes(todo) as mine:
         for start in tqdm(range(0, len(mine), batch_size), desc="texts", disable=not state.is_main_process):
             batch = mine[start : start + batch_size]
@@ -41,10 +43,12 @@ def job_record(cache: EmbeddingCache, job: VideoJob) -> dict:
 
 
 def encode_videos(encoder, cache: EmbeddingCache, data: EvalData, sampling: FrameSampling) -> None:
-    """Embed (on this process's share) every job the cache has not finished; a file that fails is recorded."""
-    state = PartialState()
+    """Embed (on this process's share) every job the cache has not finished; a file that fails is recorded. Every
+    process must call it, as `encode_texts`."""
+    state = process_state()
     # A job that left a clip file out is tried again: the file may open now (permissions, a transient error).
     todo = [job for job in data.jobs if (r := job_record(cache, job)).get("status") != "ok" or r.get("skipped")]
+    state.wait_for_everyone()  # as in encode_texts
     with state.split_between_processes(todo) as mine:
         for job in tqdm(mine, desc="videos", disable=not state.is_main_process):
             try:
@@ -69,7 +73,7 @@ def encode_videos(encoder, cache: EmbeddingCache, data: EvalData, sampling: Fram
 
 def sync(cache: EmbeddingCache) -> None:
     """Wait for every process, merge their index files (main process), and reread the merged cache."""
-    state = PartialState()
+    state = process_state()
     state.wait_for_everyone()
     if state.is_main_process:
         cache.merge()

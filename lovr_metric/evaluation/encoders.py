@@ -296,10 +296,10 @@ def load_encoder(config: EncoderConfig, *, need: str = "text") -> TextEncoder:
 
     Raises `UnsupportedModelError` when the model cannot serve `need`, listing the supported families.
     """
-    from accelerate import PartialState
+    from lovr_common.processes import process_state
 
     check_model_source(config.model)
-    device = torch.device(config.device) if config.device else PartialState().device
+    device = torch.device(config.device) if config.device else process_state().device
     family = config.family
     if family is None and is_sentence_transformers(config.model, config.revision):
         family = "sentence-transformers"

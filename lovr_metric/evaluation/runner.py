@@ -20,12 +20,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from accelerate import PartialState
-
+from lovr_common.processes import process_state
 from lovr_metric.evaluation.cache import EmbeddingCache, folder_fingerprint
 from lovr_metric.evaluation.embed import Embedded, encode_texts, encode_videos, sync
 from lovr_metric.evaluation.encoders import EncoderConfig, TextEncoder, VideoEncoder, load_encoder
@@ -36,6 +36,8 @@ from lovr_metric.evaluation.protocol import GRANULARITIES, LOVR_FRAME_INTERVAL, 
 from lovr_metric.evaluation.ranking import NoMetricError, Ranking, RankOptions, rank_tasks
 from lovr_metric.evaluation.registry import check_servable, get_baseline
 from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("LOVR_EMBEDDING_CACHE", ".cache/lovr-embeddings"))
 
@@ -223,7 +225,9 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
     Raises `NoMetricError` (a `ValueError`) when a requested granularity produced no metric, saying what was looked
     for; the outputs are written first when another granularity did rank, and not at all when none did.
     """
-    state = PartialState()
+    state = process_state()
+    if state.is_main_process and state.num_processes > 1:
+        logger.info("%d processes share the texts and video files to embed", state.num_processes)
     video_root = Path(config.video_root or config.dataset)
     rows = load_rows(config.dataset)
     granularities, data = _plan(config, rows, video_root)

@@ -8,21 +8,18 @@ has written K records kills itself with SIGKILL (a hard crash mid-run). With --h
 first record is written (the run folder locked), writes its pid to GATE.held and waits until GATE exists. With
 --lag_main, the main process reads the run folder S seconds late, as a rank that starts slower than the others.
 
-On this CPU machine `accelerate launch --cpu --num_processes 2` starts one process (accelerate's simple launcher),
-so two ranks need the torchrun launcher (`--multi_gpu`) and `PartialState(cpu=True)`, without which each rank of a
-CPU-only launch takes itself for the only one.
+It makes its process state as the stages do (`lovr_common.processes.process_state`), so that its ranks see each
+other on this CPU machine.
 """
 
 import argparse
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
-from accelerate import PartialState
-
 from generation import stage
+from lovr_common.processes import process_state
 from lovr_common.run_folder import StageFile
 
 HOLD_LIMIT_S = 60
@@ -30,11 +27,10 @@ ECHO = StageFile("echo", "id", "tests.generation.echo_stage")
 
 
 def launch_command(num_processes: int) -> list[str]:
-    """The start of a real `accelerate launch` of `num_processes` CPU ranks of this script (one: plain python)."""
-    if num_processes == 1:  # `--multi_gpu` refuses a single process
-        return [sys.executable, __file__]
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", __file__]  # fmt: skip
+    """The start of a real `accelerate launch` of `num_processes` CPU ranks of this script."""
+    from tests.conftest import accelerate_launch
+
+    return [*accelerate_launch(num_processes), __file__]
 
 
 def _hold(gate: Path) -> None:
@@ -57,7 +53,7 @@ def main() -> None:
     parser.add_argument("--hold", type=Path)
     parser.add_argument("--lag_main", type=float)
     args = parser.parse_args()
-    state = PartialState(cpu=True)  # first, so that every later PartialState() is this one
+    state = process_state()
     if args.lag_main and state.is_main_process:
         load_records = stage.load_records
 

@@ -169,6 +169,7 @@ def test_accelerate_launch_two_processes_equals_one_process(tmp_path, reference)
     cmd = caption_cmd(workdir, "--batch_size", "4")
     done = subprocess.run(launch + cmd[2:], capture_output=True, text=True, timeout=180)
     assert done.returncode != 0 and "2 of 14 clips failed" in done.stdout, done.stderr[-2000:]
+    assert "captions: 14 to do, shared by 2 processes" in done.stderr  # two ranks, not one launched twice
     assert not (workdir / ".shards").exists() or not list((workdir / ".shards").iterdir())
     assert captions(workdir) == captions(reference[0])
 

@@ -289,6 +289,7 @@ def test_accelerate_launch_two_processes_equals_one(tmp_path):
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert result.returncode != 0, result.stderr  # broken.mp4 fails, the others do not
         assert "3 video(s) ok, 6 clip(s); 1 failed" in result.stdout
+        assert ("segments: 4 to do, shared by 2 processes" in result.stderr) == (processes == 2)
         outputs[processes] = (workdir / "segments.jsonl").read_text()
         assert not list((workdir / ".shards").glob("*.jsonl"))
     assert outputs[1] == outputs[2]

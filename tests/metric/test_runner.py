@@ -197,6 +197,7 @@ def test_accelerate_launch_two_processes_gives_the_same_results(tmp_path, lovr_e
     command = [*accelerate_launch(2), "-m", "lovr_metric", *multi_args]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 processes share the texts and video files" in done.stderr  # two ranks, not one launched twice
     single = json.loads((tmp_path / "single" / "results.json").read_text())
     multi = json.loads((tmp_path / "multi" / "results.json").read_text())
     assert multi["metrics"] == single["metrics"]
@@ -204,3 +205,14 @@ def test_accelerate_launch_two_processes_gives_the_same_results(tmp_path, lovr_e
     # Both processes wrote shards; the main process merged their index files.
     cache_folder = next((tmp_path / "cache-multi").glob("*/*/shards")).parent
     assert [p.name for p in cache_folder.glob("index*.jsonl")] == ["index.jsonl"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("late", ["main", "other"])
+def test_every_text_is_embedded_when_one_rank_reads_the_cache_late(tmp_path, late):
+    # The late rank reads the cache after the other has written its share: it must split the same list all the same.
+    script = os.path.join(os.path.dirname(__file__), "late_rank_texts.py")
+    done = subprocess.run([*accelerate_launch(2), script, str(tmp_path / "cache"), late, "9"],
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "missing 0 of 9" in done.stdout
