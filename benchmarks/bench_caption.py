@@ -6,15 +6,17 @@ vs two.
 `bikes.mp4` is cut into equal clips (hand-made segments, no segment stage). The in-process rows time
 `generation.caption.caption_clips` alone (model loaded once); the two `run_sharded` rows time the stage's loop over
 batches of 8 in-process, decoding each batch before generating it, or the next batch while this one generates (the
-caption stage's `prepare`: the same frames and captions); the command rows time whole
-`python -m generation.caption` / `accelerate launch --num_processes 2 -m generation.caption` runs, start-up
-(imports, model loading) included. Captions from random weights are meaningless; only the speed counts.
+caption stage's `prepare`: the same frames and captions); the command rows time whole `python -m generation.caption`
+/ `accelerate launch --multi_gpu --num_processes 2 -m generation.caption` runs (two CPU ranks where no GPU is
+visible), start-up (imports, model loading) included. Captions from random weights are meaningless; only the speed
+counts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +32,12 @@ from lovr_standins.tiny_models import tiny_model_path
 from lovr_standins.videos import sample_video
 
 MAX_FRAMES = 4
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def write_segments(workdir: Path, num_clips: int) -> None:
@@ -128,17 +136,11 @@ def main() -> None:
                 )
             )
         single = [sys.executable, "-m", "generation.caption"]
-        launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
-        launch += [
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "-m",
-            "generation.caption",
-        ]
+        # Two ranks on a machine without GPUs need accelerate's torchrun launcher; its simple one (--cpu) starts
+        # one process whatever --num_processes says (README, `generation`).
+        launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+        launch += ["--main_process_port", str(free_port()), "--num_machines", "1", "--mixed_precision", "no"]
+        launch += ["--dynamo_backend", "no", "-m", "generation.caption"]
         commands = [("python -m, 1 process, batch 8", single), ("accelerate launch, 2 processes, batch 8", launch)]
         for name, prefix in [] if args.skip_commands else commands:
             workdir = tmp / name.replace(" ", "_").replace(",", "")
