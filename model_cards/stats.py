@@ -74,16 +74,23 @@ def size_category(num_rows: int) -> str:
 
 
 def _unique_rows(table: pa.Table, key: str) -> pa.Table:
-    """The first row of each distinct `key`, in table order."""
+    """The first row of each distinct `key`, in table order (`table` itself when no key repeats: taking rows copies
+    every caption, a second at LoVR's scale)."""
     first = pc.unique(table[key])
+    if len(first) == len(table):
+        return table
     indices = pc.index_in(first, value_set=table[key])
     return table.take(indices)
 
 
 def _word_counts(column: pa.ChunkedArray) -> list[float]:
-    """Whitespace-separated words of each non-null string."""
-    column = pc.drop_null(column)
-    return pc.list_value_length(pc.utf8_split_whitespace(column)).to_pylist()
+    """Whitespace-separated words of each non-null string, as `len(text.split())` counts them.
+
+    Trimmed first: Arrow's split gives an empty word for leading or trailing whitespace (a caption ending in a
+    newline counted one word too many) and one for an empty string."""
+    trimmed = pc.utf8_trim_whitespace(pc.drop_null(column))
+    words = pc.list_value_length(pc.utf8_split_whitespace(trimmed))
+    return pc.subtract(words, pc.cast(pc.equal(trimmed, ""), words.type)).to_pylist()
 
 
 def _durations(table: pa.Table) -> list[float]:

@@ -35,6 +35,15 @@ def test_statistics_skip_missing_timings_and_captions_and_count_themes():
     assert stats.num_themes == 2
 
 
+def test_caption_words_are_counted_as_str_split_counts_them():
+    # A caption ending in a newline, one with leading and doubled spaces, Unicode spaces, and an empty one.
+    captions = ["a man rides.\n", "  two  words ", "x\u2003y\u00a0z", ""]
+    stats = compute_statistics(Dataset.from_dict({**CLIPS, "caption": captions}), Dataset.from_dict(VIDEOS))
+    words = sorted(len(caption.split()) for caption in captions)  # 0, 2, 3, 3
+    assert words == [0, 2, 3, 3]
+    assert stats.clip_caption_words == Distribution(count=4, min=0, median=2.5, mean=2.0, max=3)
+
+
 def test_statistics_name_missing_columns():
     with pytest.raises(ValueError, match=r"clips dataset lacks columns \['caption'\]"):
         compute_statistics(Dataset.from_dict({"video_id": ["a"], "clip_id": ["a-1"]}), Dataset.from_dict(VIDEOS))
