@@ -90,7 +90,7 @@ def _load_configs(export_dir: Path, configs: list[dict]) -> dict[str, datasets.D
 
 def _files_fingerprint(files: list[Path]) -> str:
     """A fingerprint of `files` as they are now: their paths, sizes and modification times."""
-    stats = [(str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns) for path in files]
+    stats = [(str(path.resolve()), stat.st_size, stat.st_mtime_ns) for path in files for stat in [path.stat()]]
     return hashlib.sha256(repr(stats).encode()).hexdigest()[:16]
 
 
