@@ -242,8 +242,15 @@ def interval_times(start: float, end: float, fps: float, interval: int) -> list[
             f"interval_times: expected fps > 0, interval >= 1, start < end; "
             f"got fps={fps}, interval={interval}, start={start}, end={end}"
         )
-    first, stop = round(start * fps), round(end * fps)
-    return [k / fps for k in range(first, max(stop, first + 1), interval)]
+    first, stop = frame_span(start, end, fps)
+    return [k / fps for k in range(first, stop, interval)]
+
+
+def frame_span(start: float, end: float, fps: float) -> tuple[int, int]:
+    """The frames `[first, stop)` of the time range `[start, end)` at `fps`, as `interval_times` counts them: at
+    least one frame, however short the range."""
+    first = round(start * fps)
+    return first, max(round(end * fps), first + 1)
 
 
 def lovr_caption_num_frames(frame_count: int, fps: float) -> int:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lovr_common.video import VideoError, VideoInfo, interval_times, iter_frames_at, probe, uniform_times
+from lovr_common.video import VideoError, VideoInfo, frame_span, interval_times, iter_frames_at, probe, uniform_times
 from lovr_metric.evaluation._batches import run_frame_encoder, run_video_tower
 from lovr_metric.evaluation.encoders import FrameEncoder, VideoEncoder
 from lovr_metric.evaluation.protocol import LOVR_FRAME_INTERVAL
@@ -56,7 +56,13 @@ def cores_per_process() -> int:
     """The cores this process may use: the machine's (its CPU affinity, not a container's CPU quota), shared among
     the processes that `accelerate launch` (or torchrun) started on it."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    local = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    if not local.strip().isdigit():
+        raise ValueError(
+            f"LOCAL_WORLD_SIZE={local!r} is not a number of processes; expected a positive integer (torchrun and "
+            "accelerate launch set it to the processes they start on this machine)"
+        )
+    return max(1, cores // max(1, int(local)))
 
 
 def default_num_workers(cores: int | None = None) -> int:
@@ -298,9 +304,9 @@ def plan_frames(
 
 def _span(segment: Segment, info: VideoInfo) -> tuple[int, int]:
     """The frames `[first, stop)` of a clip segment, as `interval_times` counts them."""
-    end = info.duration if segment.end is None else min(segment.end, info.duration)
-    first = round(segment.start * info.fps)
-    return first, max(round(end * info.fps), first + 1)
+    return frame_span(
+        segment.start, info.duration if segment.end is None else min(segment.end, info.duration), info.fps
+    )
 
 
 def _decode(

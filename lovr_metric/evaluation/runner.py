@@ -18,8 +18,6 @@ others are written (nothing is written when no granularity ranked).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ from lovr_metric.evaluation.outputs import RunSettings, results_record, write_ou
 from lovr_metric.evaluation.protocol import GRANULARITIES, LOVR_FRAME_INTERVAL, LOVR_TASKS, PROTOCOLS
 from lovr_metric.evaluation.ranking import NoMetricError, Ranking, RankOptions, rank_tasks
 from lovr_metric.evaluation.registry import check_servable, get_baseline
+from lovr_metric.evaluation.rows import dataset_fingerprint, load_rows
 from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED
 
 logger = logging.getLogger(__name__)
@@ -174,32 +173,8 @@ def _identity(encoder_config: EncoderConfig, encoder, *, text: bool) -> dict:
     } | ({"long_text": getattr(encoder, "long_text", encoder_config.long_text)} if text else {})
 
 
-def load_rows(dataset: str) -> tuple[list[dict], list[dict], list[dict]]:
-    """The rows of the clips (every split), videos and themes (when present) configs of `dataset`."""
-    from datasets import get_dataset_config_names, load_dataset
-
-    def rows(name: str) -> list[dict]:
-        parts = load_dataset(dataset, name)
-        return [row for split in parts.values() for row in split]
-
-    themes = rows("themes") if "themes" in get_dataset_config_names(dataset) else []
-    return rows("clips"), rows("videos"), themes
-
-
 def _as_dict(value) -> dict | None:
     return None if value is None else dataclasses.asdict(value)
-
-
-def dataset_fingerprint(rows: tuple[list[dict], ...]) -> str:
-    """A hash of every row of the clips, videos and themes configs (values, in order): two runs with the same
-    fingerprint ranked the same queries against the same galleries."""
-    digest = hashlib.sha256()
-    for name, part in zip(("clips", "videos", "themes"), rows, strict=True):
-        digest.update(f"{name}:{len(part)}\n".encode())
-        for row in part:
-            digest.update(json.dumps(row, sort_keys=True, default=str).encode())
-            digest.update(b"\n")
-    return digest.hexdigest()[:16]
 
 
 def _plan(config: EvaluateConfig, rows: tuple[list[dict], ...], video_root: Path) -> tuple[list[str], EvalData]:

@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass, field
 
 from lovr_common.splits import QUERY_SPLIT
+from lovr_metric.evaluation import rows as dataset_rows
+from lovr_metric.evaluation.rows import LoVRRows
 
 
 @dataclass(frozen=True)
@@ -46,35 +48,14 @@ class InteropTask:
     left_out: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class LoVRRows:
-    """The rows of a LoVR export: every clip (both splits), every video, every theme (empty without a `themes`
-    config)."""
-
-    clips: list[dict]
-    videos: list[dict]
-    themes: list[dict]
-
-
 def load_rows(dataset: str | os.PathLike, cache_dir: str | None = None) -> LoVRRows:
-    """Read the `clips`, `videos` and (when present) `themes` configs of the export folder `dataset`."""
-    from datasets import get_dataset_config_names, load_dataset
-
-    dataset = str(dataset)
+    """Read the `clips`, `videos` and (when present) `themes` configs of the export folder `dataset`
+    (`lovr_metric.evaluation.rows.load_rows`; the tasks name files relative to a local video root)."""
     if not os.path.isdir(dataset):
         raise ValueError(
-            f"dataset={dataset!r} is not a folder; expected a LoVR export (python -m lovr_dataset export)"
+            f"dataset={str(dataset)!r} is not a folder; expected a LoVR export (python -m lovr_dataset export)"
         )
-    names = get_dataset_config_names(dataset)
-    missing = [name for name in ("clips", "videos") if name not in names]
-    if missing:
-        raise ValueError(f"dataset={dataset!r} has no {missing} config(s) (it has {names}); expected a LoVR export")
-
-    def rows(name: str) -> list[dict]:
-        parts = load_dataset(dataset, name, cache_dir=cache_dir)
-        return [row for split in parts.values() for row in split]
-
-    return LoVRRows(rows("clips"), rows("videos"), rows("themes") if "themes" in names else [])
+    return dataset_rows.load_rows(dataset, cache_dir)
 
 
 def lovr_tasks(rows: LoVRRows) -> list[InteropTask]:

@@ -21,7 +21,7 @@ from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
 from lovr_metric.evaluation.frames import FrameSampling, Segment, embed_job, plan_frames, stride_across_clips
 from lovr_metric.evaluation.jobs import plan
 from lovr_metric.evaluation.per_query import read_per_query
-from lovr_metric.evaluation.runner import load_rows
+from lovr_metric.evaluation.rows import load_rows
 
 from .encode_data import SCENES, lovr_export, official_export, tiny_models  # noqa: F401
 

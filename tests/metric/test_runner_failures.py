@@ -85,3 +85,15 @@ def test_help_exits_0(usage):
 def test_bad_command_exits_2():
     done = subprocess.run([sys.executable, "-m", "lovr_metric", "evaluat"], capture_output=True, text=True)
     assert done.returncode == 2 and "usage:" in done.stderr
+
+
+def test_a_dataset_without_the_lovr_configs_is_named_before_loading(tmp_path, tiny_models, capsys):  # noqa: F811
+    import datasets
+
+    folder = tmp_path / "not-lovr"
+    datasets.Dataset.from_dict({"text": ["a", "b"]}).to_parquet(str(folder / "train.parquet"))
+    status = main(_args(tiny_models["clip"], folder, tmp_path / "out", tmp_path / "cache"))
+    err = capsys.readouterr().err
+    assert status != 0
+    assert f"dataset='{folder}' has no ['clips', 'videos'] config(s) (it has ['default'])" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()

@@ -158,6 +158,9 @@ def test_default_threads_share_the_cores_between_preprocessing_and_decoding(monk
     assert cores_per_process() == cores
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert cores_per_process() == max(1, cores // 2)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match=r"LOCAL_WORLD_SIZE='two' is not a number of processes"):
+        cores_per_process()
 
 
 def test_a_run_with_other_workers_is_served_from_the_same_cache(tmp_path, lovr_export, tiny_models):  # noqa: F811
