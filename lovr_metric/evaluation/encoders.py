@@ -52,6 +52,7 @@ FAMILIES = {
 }
 # SigLIP was trained on text padded to its full length; it must be embedded the same way.
 PAD_TO_MAX_LENGTH = ("siglip", "siglip2")
+IMAGE_PROCESSOR_BACKENDS = ("pil", "torchvision")
 
 
 class UnsupportedModelError(ValueError):
@@ -115,6 +116,12 @@ class EncoderConfig:
         trust_remote_code (`bool`, defaults to `False`): run code shipped with the model. Only when you trust it.
         long_text (`str`, defaults to `"truncate"`): a text over the token limit is cut (`truncate`) or embedded
             as the mean of its windows (`chunk_mean`; `long_text.py`).
+        image_processor_backend (`str`, *optional*, defaults to `"pil"`): the backend of a transformers model's
+            image processor: `pil` gives the same pixels whether or not torchvision is installed; `torchvision` is
+            faster (on a GPU above all), its pixels can differ, and it is what transformers picks by itself (None)
+            wherever torchvision is installed. A model without the requested backend gets the other one
+            (transformers warns); the class actually loaded is part of the cache key and the results
+            (`image_processor_name`).
     """
 
     model: str
@@ -125,9 +132,15 @@ class EncoderConfig:
     text_max_length: int | None = None
     trust_remote_code: bool = False
     long_text: str = "truncate"
+    image_processor_backend: str | None = "pil"
 
     def __post_init__(self):
         check_policy(self.long_text)
+        if self.image_processor_backend not in (None, *IMAGE_PROCESSOR_BACKENDS):
+            raise ValueError(
+                f"image_processor_backend={self.image_processor_backend!r}, expected one of "
+                f"{list(IMAGE_PROCESSOR_BACKENDS)} (or None to let transformers choose)"
+            )
         if self.family is not None and self.family not in FAMILIES:
             raise ValueError(f"family={self.family!r}, expected one of {sorted(FAMILIES)} (or None to detect it)")
         if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
@@ -275,6 +288,19 @@ class SentenceTransformersEncoder:
         return self.model.encode(images, convert_to_tensor=True, batch_size=len(images)).float().cpu()
 
 
+def image_processor_name(encoder) -> str | None:
+    """The class of the image processor that turns the encoder's frames into pixels (`CLIPImageProcessorPil`, or
+    `CLIPImageProcessor` for torchvision's backend), found on a `TransformersEncoder` or in a sentence-transformers
+    model's modules; None for an adapter. Two backends give slightly different pixels, so it is part of the cache
+    key."""
+    processor = getattr(encoder, "image_processor", None)
+    model = getattr(encoder, "model", None)
+    if processor is None and isinstance(model, torch.nn.Module):
+        found = (getattr(getattr(module, "processor", None), "image_processor", None) for module in model.modules())
+        processor = next((p for p in found if p is not None), None)
+    return None if processor is None else type(processor).__name__
+
+
 def is_sentence_transformers(model: str, revision: str | None = None) -> bool:
     """Whether `model` (folder or repo id) is a sentence-transformers model (it has `modules.json`)."""
     if os.path.isdir(model):
@@ -348,7 +374,10 @@ def _load_transformers(config: EncoderConfig, device: torch.device, need: str, f
         raise UnsupportedModelError(config.model, f"{type(model).__name__} has no get_image_features")
 
     tokenizer = AutoTokenizer.from_pretrained(config.model, **options)
-    image_processor = AutoImageProcessor.from_pretrained(config.model, **options) if family != "text" else None
+    image_processor = None
+    if family != "text":
+        backend = {} if config.image_processor_backend is None else {"backend": config.image_processor_backend}
+        image_processor = AutoImageProcessor.from_pretrained(config.model, **options, **backend)
     text_config = getattr(model_config, "text_config", model_config)
     limits = [getattr(text_config, "max_position_embeddings", None), tokenizer.model_max_length]
     max_length = config.text_max_length or min(n for n in limits if isinstance(n, int) and n > 0)

@@ -26,7 +26,13 @@ from pathlib import Path
 from lovr_common.processes import process_state
 from lovr_metric.evaluation.cache import EmbeddingCache, folder_fingerprint
 from lovr_metric.evaluation.embed import Embedded, encode_texts, encode_videos, sync
-from lovr_metric.evaluation.encoders import EncoderConfig, TextEncoder, VideoEncoder, load_encoder
+from lovr_metric.evaluation.encoders import (
+    EncoderConfig,
+    TextEncoder,
+    VideoEncoder,
+    image_processor_name,
+    load_encoder,
+)
 from lovr_metric.evaluation.frames import FrameSampling
 from lovr_metric.evaluation.jobs import EvalData, plan
 from lovr_metric.evaluation.outputs import RunSettings, results_record, write_outputs
@@ -91,6 +97,12 @@ class EvaluateConfig:
                   "normalised mean of windows within the limit)."},
     )  # fmt: skip
     dtype: str = field(default="auto", metadata={"help": "auto (half precision on GPU), float32, float16, bfloat16."})
+    image_processor_backend: str = field(
+        default="pil",
+        metadata={"choices": ["pil", "torchvision"],
+                  "help": "A transformers model's image processor: pil (the same pixels everywhere) or torchvision "
+                  "(faster, pixels can differ; what transformers picks where torchvision is installed)."},
+    )  # fmt: skip
     family: str | None = field(default=None, metadata={"help": "Force an encoder family (default: detected)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow code shipped with the model to run."})
     k_values: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50, 100], metadata={"help": "Cut-offs k."})
@@ -134,6 +146,7 @@ def _encoder_config(config: EvaluateConfig, model: str, revision: str | None) ->
         text_max_length=config.text_max_length or (baseline.text_max_length if baseline else None),
         long_text=config.long_text,
         trust_remote_code=config.trust_remote_code,
+        image_processor_backend=config.image_processor_backend,
     )
 
 
@@ -160,7 +173,8 @@ def _sampling(config: EvaluateConfig, encoder) -> FrameSampling:
 
 def _identity(encoder_config: EncoderConfig, encoder, *, text: bool) -> dict:
     """What identifies an encoder's outputs: the cache key and the results' record of the model. The long-text
-    policy changes only text embeddings, so it is in the key of texts (`text`) and not of frames."""
+    policy changes only text embeddings, so it is in the key of texts (`text`) and not of frames; the image
+    processor that was loaded changes only frames' pixels."""
     model = getattr(encoder, "model", None)
     commit = getattr(getattr(model, "config", None), "_commit_hash", None)
     return {
@@ -170,7 +184,11 @@ def _identity(encoder_config: EncoderConfig, encoder, *, text: bool) -> dict:
         "family": getattr(encoder, "family", type(encoder).__name__),
         "dtype": str(getattr(encoder, "dtype", encoder_config.dtype)),
         "text_max_length": getattr(encoder, "text_max_length", encoder_config.text_max_length),
-    } | ({"long_text": getattr(encoder, "long_text", encoder_config.long_text)} if text else {})
+    } | (
+        {"long_text": getattr(encoder, "long_text", encoder_config.long_text)}
+        if text
+        else {"image_processor": image_processor_name(encoder)}
+    )
 
 
 def _as_dict(value) -> dict | None:

