@@ -15,6 +15,7 @@ measured by the captioning benchmark.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import statistics
 import subprocess
@@ -112,10 +113,11 @@ def bench_long_video(config: BenchConfig, work: Path) -> list[tuple]:
     truth = [round(t * info.fps) for t in truth_seconds]
     print(f"wrote {path}: {info.duration:.0f} s, {info.width}x{info.height}, {len(truth)} cuts in {make_s:.1f} s")
 
-    def original():
-        shutil.rmtree(work / "original_clips", ignore_errors=True)
+    runs = itertools.count()
+
+    def original():  # each run writes its clip files to a folder of its own: `work` is removed after the timings
         scenes = detect(str(path), ContentDetector(threshold=34.0, min_scene_len=round(5 * info.fps)))
-        split_video_ffmpeg(str(path), scenes, output_dir=work / "original_clips")
+        split_video_ffmpeg(str(path), scenes, output_dir=work / f"original_clips-{next(runs)}")
         return scenes
 
     def ours():

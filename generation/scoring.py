@@ -41,7 +41,7 @@ import torch
 from generation.backends import ChatRequest, GenerationParams
 from generation.outcome import Failed
 from lovr_common.model_source import check_model_source
-from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
+from lovr_metric.evaluation.encoders import EncoderConfig, image_processor_name, load_encoder
 
 KEYWORDS_VERSION = "stopwords-v1"
 MAX_KEYWORDS = 32
@@ -212,6 +212,7 @@ class EvqaScorer:
             "num_frames": self.num_frames,
             "tiles": self.tiles,
             "max_text_length": self.encoder.text_max_length,
+            "image_processor": image_processor_name(self.encoder),
             "keywords": (
                 {"source": "llm", "prompt_version": KEYWORD_PROMPT_VERSION}
                 if self.keywords

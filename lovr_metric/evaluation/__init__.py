@@ -3,6 +3,7 @@
 
     runner.py       `EvaluateConfig` and `evaluate_model`: plan, embed, rank, write
     protocol.py     the LoVR tasks (`Task`, `LOVR_TASKS`), `QUERY_SPLIT`, `LOVR_FRAME_INTERVAL`, `PROTOCOLS`
+    rows.py         a LoVR dataset's rows and their fingerprint (`load_rows`, `LoVRRows`)
     jobs.py         dataset rows to queries, galleries and decode jobs (`plan`, `EvalData`)
     registry.py     the paper's baselines and their settings (`get_baseline`)
     encoders.py     transformers / sentence-transformers models, or adapters, as text, frame and video encoders

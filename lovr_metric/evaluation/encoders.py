@@ -291,14 +291,25 @@ class SentenceTransformersEncoder:
 def image_processor_name(encoder) -> str | None:
     """The class of the image processor that turns the encoder's frames into pixels (`CLIPImageProcessorPil`, or
     `CLIPImageProcessor` for torchvision's backend), found on a `TransformersEncoder` or in a sentence-transformers
-    model's modules; None for an adapter. Two backends give slightly different pixels, so it is part of the cache
-    key."""
-    processor = getattr(encoder, "image_processor", None)
-    model = getattr(encoder, "model", None)
-    if processor is None and isinstance(model, torch.nn.Module):
-        found = (getattr(getattr(module, "processor", None), "image_processor", None) for module in model.modules())
-        processor = next((p for p in found if p is not None), None)
+    model's modules; None for an adapter. Two backends give different pixels, so it is part of the cache key."""
+    processor = _image_processor(encoder)
     return None if processor is None else type(processor).__name__
+
+
+def _image_processor(encoder):
+    from transformers.image_processing_utils import BaseImageProcessor
+
+    def image_processor_of(processor) -> BaseImageProcessor | None:
+        if isinstance(processor, BaseImageProcessor):  # an image-only model's processor is the image processor
+            return processor
+        return getattr(processor, "image_processor", None)
+
+    found = image_processor_of(getattr(encoder, "image_processor", None))
+    model = getattr(encoder, "model", None)
+    if found is None and isinstance(model, torch.nn.Module):
+        candidates = (image_processor_of(getattr(module, "processor", None)) for module in model.modules())
+        found = next((processor for processor in candidates if processor is not None), None)
+    return found
 
 
 def is_sentence_transformers(model: str, revision: str | None = None) -> bool:
@@ -350,6 +361,19 @@ def _load_sentence_transformers(config: EncoderConfig, device: torch.device, nee
     if need == "visual" and not encoder.takes_images:
         raise UnsupportedModelError(
             config.model, f"this sentence-transformers model takes only {model.modalities}, not images or video"
+        )
+    # No backend is asked of sentence-transformers: its `processor_kwargs` reach the tokenizer as well (AutoProcessor
+    # passes its kwargs to every part), which would take `backend` for its own. Say when it differs.
+    processor = _image_processor(encoder) if need == "visual" else None
+    backend = getattr(processor, "backend", None)
+    if config.image_processor_backend is not None and backend not in (None, config.image_processor_backend):
+        logger.warning(
+            "%s: this sentence-transformers model preprocesses frames with %s (%s backend), not with the %s backend "
+            "asked for, which applies to transformers models; the class is recorded with the results",
+            config.model,
+            type(processor).__name__,
+            backend,
+            config.image_processor_backend,
         )
     return encoder
 

@@ -57,12 +57,14 @@ def cores_per_process() -> int:
     the processes that `accelerate launch` (or torchrun) started on it."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     local = os.environ.get("LOCAL_WORLD_SIZE", "1")
-    if not local.strip().isdigit():
+    try:
+        processes = int(local)
+    except ValueError:
         raise ValueError(
-            f"LOCAL_WORLD_SIZE={local!r} is not a number of processes; expected a positive integer (torchrun and "
-            "accelerate launch set it to the processes they start on this machine)"
-        )
-    return max(1, cores // max(1, int(local)))
+            f"LOCAL_WORLD_SIZE={local!r} is not a number of processes; expected an integer (torchrun and accelerate "
+            "launch set it to the processes they start on this machine)"
+        ) from None
+    return max(1, cores // max(1, processes))
 
 
 def default_num_workers(cores: int | None = None) -> int:

@@ -27,6 +27,7 @@ from lovr_common.processes import process_state
 from lovr_metric.evaluation.cache import EmbeddingCache, folder_fingerprint
 from lovr_metric.evaluation.embed import Embedded, encode_texts, encode_videos, sync
 from lovr_metric.evaluation.encoders import (
+    IMAGE_PROCESSOR_BACKENDS,
     EncoderConfig,
     TextEncoder,
     VideoEncoder,
@@ -39,7 +40,7 @@ from lovr_metric.evaluation.outputs import RunSettings, results_record, write_ou
 from lovr_metric.evaluation.protocol import GRANULARITIES, LOVR_FRAME_INTERVAL, LOVR_TASKS, PROTOCOLS
 from lovr_metric.evaluation.ranking import NoMetricError, Ranking, RankOptions, rank_tasks
 from lovr_metric.evaluation.registry import check_servable, get_baseline
-from lovr_metric.evaluation.rows import dataset_fingerprint, load_rows
+from lovr_metric.evaluation.rows import LoVRRows, dataset_fingerprint, load_rows
 from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class EvaluateConfig:
     dtype: str = field(default="auto", metadata={"help": "auto (half precision on GPU), float32, float16, bfloat16."})
     image_processor_backend: str = field(
         default="pil",
-        metadata={"choices": ["pil", "torchvision"],
+        metadata={"choices": list(IMAGE_PROCESSOR_BACKENDS),
                   "help": "A transformers model's image processor: pil (the same pixels everywhere) or torchvision "
                   "(faster, pixels can differ; what transformers picks where torchvision is installed)."},
     )  # fmt: skip
@@ -184,18 +185,23 @@ def _identity(encoder_config: EncoderConfig, encoder, *, text: bool) -> dict:
         "family": getattr(encoder, "family", type(encoder).__name__),
         "dtype": str(getattr(encoder, "dtype", encoder_config.dtype)),
         "text_max_length": getattr(encoder, "text_max_length", encoder_config.text_max_length),
-    } | (
-        {"long_text": getattr(encoder, "long_text", encoder_config.long_text)}
-        if text
-        else {"image_processor": image_processor_name(encoder)}
-    )
+    } | _pixels_or_text(encoder_config, encoder, text)
+
+
+def _pixels_or_text(encoder_config: EncoderConfig, encoder, text: bool) -> dict:
+    """The long-text policy for texts; for frames the image processor class, when the encoder has one to name (an
+    adapter's own preprocessing is its own business, and its cache key stays what it was)."""
+    if text:
+        return {"long_text": getattr(encoder, "long_text", encoder_config.long_text)}
+    name = image_processor_name(encoder)
+    return {} if name is None else {"image_processor": name}
 
 
 def _as_dict(value) -> dict | None:
     return None if value is None else dataclasses.asdict(value)
 
 
-def _plan(config: EvaluateConfig, rows: tuple[list[dict], ...], video_root: Path) -> tuple[list[str], EvalData]:
+def _plan(config: EvaluateConfig, rows: LoVRRows, video_root: Path) -> tuple[list[str], EvalData]:
     """The granularities to rank (by default those the dataset holds texts for) and their plan; a requested one
     without texts is refused here, before a model is loaded or anything embedded."""
     requested = config.granularity or list(GRANULARITIES)

@@ -19,8 +19,8 @@ import os
 from dataclasses import dataclass, field
 
 from lovr_common.splits import QUERY_SPLIT
-from lovr_metric.evaluation import rows as dataset_rows
 from lovr_metric.evaluation.rows import LoVRRows
+from lovr_metric.evaluation.rows import load_rows as load_dataset_rows
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def load_rows(dataset: str | os.PathLike, cache_dir: str | None = None) -> LoVRR
         raise ValueError(
             f"dataset={str(dataset)!r} is not a folder; expected a LoVR export (python -m lovr_dataset export)"
         )
-    return dataset_rows.load_rows(dataset, cache_dir)
+    return load_dataset_rows(dataset, cache_dir)
 
 
 def lovr_tasks(rows: LoVRRows) -> list[InteropTask]:

@@ -136,3 +136,32 @@ def test_killed_run_resumes_where_it_stopped(tmp_path, lovr_export, tiny_models)
     )
     assert resumed["metrics"] == clean["metrics"]
     assert resumed["num_failed_videos"] == clean["num_failed_videos"] == 1
+
+
+def test_frames_are_cached_apart_per_image_processor_class(tmp_path, tiny_models):  # noqa: F811
+    # Two image processor classes make different pixels from the same frames (PIL's and torchvision's backends of
+    # one model, say): the frame cache must not serve one's embeddings to the other. Texts are not affected.
+    from transformers import AutoImageProcessor
+
+    from lovr_metric.evaluation.encoders import TransformersEncoder
+    from lovr_metric.evaluation.runner import _encoder_config, _identity
+
+    config = EncoderConfig(model=str(tiny_models["clip"]))
+    clip = load_encoder(config, need="visual")
+    other = TransformersEncoder(clip.model, clip.tokenizer, AutoImageProcessor.from_pretrained(tiny_models["siglip"]),
+                                family="dual", text_max_length=clip.text_max_length, padding=True)  # fmt: skip
+    frames, other_frames = (_identity(config, encoder, text=False) for encoder in (clip, other))
+    assert (
+        frames["image_processor"] == "CLIPImageProcessorPil"
+        and other_frames["image_processor"] != "CLIPImageProcessorPil"
+    )
+    assert (
+        EmbeddingCache(tmp_path, config.model, frames).folder
+        != EmbeddingCache(tmp_path, config.model, other_frames).folder
+    )
+    assert _identity(config, clip, text=True) == _identity(config, other, text=True)
+    # An adapter has no processor to name: its key is what it was before processors were recorded.
+    assert "image_processor" not in _identity(config, object(), text=False)
+    # The command line's backend reaches the encoder's configuration.
+    evaluate = EvaluateConfig(dataset="d", model=config.model, output="o", image_processor_backend="torchvision")
+    assert _encoder_config(evaluate, config.model, None).image_processor_backend == "torchvision"

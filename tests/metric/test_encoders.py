@@ -88,6 +88,13 @@ def test_image_processor_backend_is_chosen_and_recorded(tiny_models):  # noqa: F
     # None leaves the choice to transformers: torchvision's backend where torchvision is installed, else PIL's.
     chosen = load_encoder(EncoderConfig(model=path, image_processor_backend=None), need="visual")
     assert image_processor_name(chosen) == type(AutoImageProcessor.from_pretrained(path)).__name__
+    # Asked for torchvision's, a machine without torchvision falls back to PIL's (transformers warns): the name
+    # recorded is that of the class loaded.
+    from transformers.utils import is_torchvision_available
+
+    asked = load_encoder(EncoderConfig(model=path, image_processor_backend="torchvision"), need="visual")
+    expected = "CLIPImageProcessor" if is_torchvision_available() else "CLIPImageProcessorPil"
+    assert image_processor_name(asked) == expected
     with pytest.raises(ValueError, match=r"image_processor_backend='cv2', expected one of \['pil', 'torchvision'\]"):
         EncoderConfig(model=path, image_processor_backend="cv2")
     # A sentence-transformers model's image processor is found among its modules; an adapter has none to name.

@@ -94,6 +94,6 @@ def test_a_dataset_without_the_lovr_configs_is_named_before_loading(tmp_path, ti
     datasets.Dataset.from_dict({"text": ["a", "b"]}).to_parquet(str(folder / "train.parquet"))
     status = main(_args(tiny_models["clip"], folder, tmp_path / "out", tmp_path / "cache"))
     err = capsys.readouterr().err
-    assert status != 0
+    assert status == 1
     assert f"dataset='{folder}' has no ['clips', 'videos'] config(s) (it has ['default'])" in err
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
