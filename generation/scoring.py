@@ -41,7 +41,8 @@ import torch
 from generation.backends import ChatRequest, GenerationParams
 from generation.outcome import Failed
 from lovr_common.model_source import check_model_source
-from lovr_metric.evaluation.encoders import EncoderConfig, image_processor_name, load_encoder
+from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
+from lovr_metric.evaluation.image_processors import image_processor_name
 
 KEYWORDS_VERSION = "stopwords-v1"
 MAX_KEYWORDS = 32

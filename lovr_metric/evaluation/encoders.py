@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from lovr_common.model_source import check_model_source
+from lovr_metric.evaluation.image_processors import find_image_processor
 from lovr_metric.evaluation.long_text import TokenCounts, check_policy, chunk_mean, windows
 
 logger = logging.getLogger(__name__)
@@ -288,30 +289,6 @@ class SentenceTransformersEncoder:
         return self.model.encode(images, convert_to_tensor=True, batch_size=len(images)).float().cpu()
 
 
-def image_processor_name(encoder) -> str | None:
-    """The class of the image processor that turns the encoder's frames into pixels (`CLIPImageProcessorPil`, or
-    `CLIPImageProcessor` for torchvision's backend), found on a `TransformersEncoder` or in a sentence-transformers
-    model's modules; None for an adapter. Two backends give different pixels, so it is part of the cache key."""
-    processor = _image_processor(encoder)
-    return None if processor is None else type(processor).__name__
-
-
-def _image_processor(encoder):
-    from transformers.image_processing_utils import BaseImageProcessor
-
-    def image_processor_of(processor) -> BaseImageProcessor | None:
-        if isinstance(processor, BaseImageProcessor):  # an image-only model's processor is the image processor
-            return processor
-        return getattr(processor, "image_processor", None)
-
-    found = image_processor_of(getattr(encoder, "image_processor", None))
-    model = getattr(encoder, "model", None)
-    if found is None and isinstance(model, torch.nn.Module):
-        candidates = (image_processor_of(getattr(module, "processor", None)) for module in model.modules())
-        found = next((processor for processor in candidates if processor is not None), None)
-    return found
-
-
 def is_sentence_transformers(model: str, revision: str | None = None) -> bool:
     """Whether `model` (folder or repo id) is a sentence-transformers model (it has `modules.json`)."""
     if os.path.isdir(model):
@@ -364,7 +341,7 @@ def _load_sentence_transformers(config: EncoderConfig, device: torch.device, nee
         )
     # No backend is asked of sentence-transformers: its `processor_kwargs` reach the tokenizer as well (AutoProcessor
     # passes its kwargs to every part), which would take `backend` for its own. Say when it differs.
-    processor = _image_processor(encoder) if need == "visual" else None
+    processor = find_image_processor(encoder) if need == "visual" else None
     backend = getattr(processor, "backend", None)
     if config.image_processor_backend is not None and backend not in (None, config.image_processor_backend):
         logger.warning(

@@ -31,10 +31,10 @@ from lovr_metric.evaluation.encoders import (
     EncoderConfig,
     TextEncoder,
     VideoEncoder,
-    image_processor_name,
     load_encoder,
 )
 from lovr_metric.evaluation.frames import FrameSampling
+from lovr_metric.evaluation.image_processors import image_processor_name
 from lovr_metric.evaluation.jobs import EvalData, plan
 from lovr_metric.evaluation.outputs import RunSettings, results_record, write_outputs
 from lovr_metric.evaluation.protocol import GRANULARITIES, LOVR_FRAME_INTERVAL, LOVR_TASKS, PROTOCOLS

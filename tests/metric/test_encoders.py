@@ -16,11 +16,11 @@ from lovr_metric.evaluation.encoders import (
     EncoderConfig,
     SentenceTransformersEncoder,
     UnsupportedModelError,
-    image_processor_name,
     load_encoder,
     mean_pool,
 )
 from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, embed_job
+from lovr_metric.evaluation.image_processors import image_processor_name
 from lovr_metric.evaluation.registry import check_servable, get_baseline
 from lovr_standins.videos import sample_video
 
