@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from lovr_common.model_source import check_model_source
+from lovr_metric.evaluation.image_processors import IMAGE_PROCESSOR_BACKENDS, image_processor_name
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class ChatBackend(Protocol):
 
     model: str
     revision: str | None
+    image_processor: str | None  # the class that turns images into pixels; None where a server does it
 
     def generate(self, requests: Sequence[ChatRequest], params: GenerationParams) -> list[ChatResult]:
         """One result per request, in order; never raises for a failing request."""
@@ -106,6 +108,12 @@ class BackendArguments:
     )
     revision: str | None = field(default=None, metadata={"help": "Model revision (branch, tag or commit)."})
     dtype: str = field(default="auto", metadata={"help": "torch dtype of a local model: auto, bfloat16, float32..."})
+    image_processor_backend: str = field(
+        default="pil",
+        metadata={"choices": list(IMAGE_PROCESSOR_BACKENDS),
+                  "help": "A local vision-language model's image processor: pil (the same pixels everywhere) or "
+                  "torchvision (faster, pixels can differ; what transformers picks where torchvision is installed)."},
+    )  # fmt: skip
     trust_remote_code: bool = field(default=False, metadata={"help": "Run the model repository's own code."})
     api_key_env: str = field(
         default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the endpoint's API key, if any."}
@@ -122,6 +130,11 @@ class BackendArguments:
             raise ValueError(f"request_timeout must be > 0, but got request_timeout={self.request_timeout}")
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, but got concurrency={self.concurrency}")
+        if self.image_processor_backend not in IMAGE_PROCESSOR_BACKENDS:
+            raise ValueError(
+                f"image_processor_backend={self.image_processor_backend!r}, expected one of "
+                f"{list(IMAGE_PROCESSOR_BACKENDS)}"
+            )
 
 
 def load_backend(args: BackendArguments, device: str | torch.device | None = None) -> ChatBackend:
@@ -137,8 +150,25 @@ def load_backend(args: BackendArguments, device: str | torch.device | None = Non
             concurrency=args.concurrency,
         )
     return TransformersBackend(
-        args.model, revision=args.revision, dtype=args.dtype, trust_remote_code=args.trust_remote_code, device=device
+        args.model,
+        revision=args.revision,
+        dtype=args.dtype,
+        trust_remote_code=args.trust_remote_code,
+        device=device,
+        image_processor_backend=args.image_processor_backend,
     )
+
+
+def _use_image_processor_backend(processor, model: str, backend: str, kwargs: dict) -> None:
+    """Give `processor` the image processor of `backend` when transformers loaded another one. Asked of
+    `AutoProcessor` itself, `backend=` would reach the tokenizer too; a model that ships no processor of `backend`
+    keeps what transformers falls back to, and `image_processor_name` says which."""
+    from transformers import AutoImageProcessor
+
+    current = getattr(processor, "image_processor", None)
+    if current is None or getattr(current, "backend", None) in (None, backend):
+        return
+    processor.image_processor = AutoImageProcessor.from_pretrained(model, backend=backend, **kwargs)
 
 
 def _to_pil(image: Any) -> Image.Image:
@@ -166,6 +196,10 @@ class TransformersBackend:
 
     A batch is generated in one `generate` call with left padding. If that call fails, each request is retried
     alone so that only the requests that fail by themselves get an error.
+
+    A vision-language model's images go through its image processor's `image_processor_backend` (PIL's by default:
+    transformers 5 picks torchvision's wherever torchvision is installed, and the two give different pixels, so
+    the same run would caption other pixels on another machine). `image_processor` names the class loaded.
     """
 
     def __init__(
@@ -176,6 +210,7 @@ class TransformersBackend:
         dtype: str = "auto",
         trust_remote_code: bool = False,
         device: str | torch.device | None = None,
+        image_processor_backend: str = "pil",
     ):
         from transformers import AutoConfig
         from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
@@ -195,12 +230,15 @@ class TransformersBackend:
             from transformers import AutoModelForImageTextToText, AutoProcessor
 
             self.processor = AutoProcessor.from_pretrained(model, **kwargs)
+            _use_image_processor_backend(self.processor, model, image_processor_backend, kwargs)
             self.tokenizer = self.processor.tokenizer
+            self.image_processor = image_processor_name(self.processor)
             model_class = AutoModelForImageTextToText
         else:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             self.processor = self.tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
+            self.image_processor = None
             model_class = AutoModelForCausalLM
         # Decoder-only generation continues each row from its last token: pad on the left.
         self.tokenizer.padding_side = "left"
@@ -281,6 +319,7 @@ class EndpointBackend:
         self.url = url.rstrip("/") + "/chat/completions"
         self.model = model
         self.revision = None  # the server decides
+        self.image_processor = None  # so does the server's processor
         self.max_retries = max_retries
         self.backoff = backoff
         self.concurrency = concurrency

@@ -6,7 +6,8 @@
 Frames are decoded straight from the source video by the clip's time range (no temporary clip files), spread
 evenly over the clip; how many follows LoVR's rule (one per second, 8 to 64, 2 for clips under 8 frames; clips
 under 5 frames are not captioned), capped by `--max_frames`. They reach the model as a list of images through its
-processor, the path that works without torchvision. Prompts and sampling settings default to LoVR's and are
+processor, the path that works without torchvision (PIL's backend of its image processor unless
+`--image_processor_backend torchvision`; the class used is recorded). Prompts and sampling settings default to LoVR's and are
 recorded with every caption. Records are keyed by clip id: a clip that fails gets `status: failed` with the
 reason (also in `W/failures.jsonl`) and can never shift a caption onto another clip. A rerun skips clips already
 captioned and retries failed ones; the exit status is non-zero when clips failed. The run folder is locked for the
@@ -239,6 +240,7 @@ def caption_settings_record(
         "model": backend.model,
         "revision": backend.revision,
         "backend": type(backend).__name__,
+        "image_processor": getattr(backend, "image_processor", None),
         "prompt_version": settings.prompt_version,
         "num_frames": num_frames,
         **params.to_dict(),

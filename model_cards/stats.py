@@ -1,7 +1,7 @@
 """Statistics of a LoVR dataset for its card, computed from the `datasets.Dataset` objects themselves.
 
 Counts are of unique ids, so a query subset that repeats gallery clips in another split is not counted twice.
-Word counts split on whitespace (`pyarrow.compute.utf8_split_whitespace`), the way a reader would count them.
+Word counts split on whitespace (`str.split`), the way a reader would count them.
 """
 
 from __future__ import annotations

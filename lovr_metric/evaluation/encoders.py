@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from lovr_common.model_source import check_model_source
-from lovr_metric.evaluation.image_processors import find_image_processor
+from lovr_metric.evaluation.image_processors import IMAGE_PROCESSOR_BACKENDS, find_image_processor
 from lovr_metric.evaluation.long_text import TokenCounts, check_policy, chunk_mean, windows
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,6 @@ FAMILIES = {
 }
 # SigLIP was trained on text padded to its full length; it must be embedded the same way.
 PAD_TO_MAX_LENGTH = ("siglip", "siglip2")
-IMAGE_PROCESSOR_BACKENDS = ("pil", "torchvision")
 
 
 class UnsupportedModelError(ValueError):

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import torch
 
+IMAGE_PROCESSOR_BACKENDS = ("pil", "torchvision")
+
 
 def image_processor_name(encoder) -> str | None:
     """The class of the image processor that turns the encoder's frames into pixels (`CLIPImageProcessorPil`, or
-    `CLIPImageProcessor` for torchvision's backend), found on a `TransformersEncoder` or in a sentence-transformers
-    model's modules; None for an adapter. Two backends give different pixels, so it is part of the cache key."""
+    `CLIPImageProcessor` for torchvision's backend), found on a `TransformersEncoder`, a transformers processor
+    (`encoder.image_processor`) or in a sentence-transformers model's modules; None for an adapter. Two backends
+    give different pixels, so it is part of the cache key."""
     processor = find_image_processor(encoder)
     return None if processor is None else type(processor).__name__
 

@@ -26,15 +26,9 @@ from pathlib import Path
 from lovr_common.processes import process_state
 from lovr_metric.evaluation.cache import EmbeddingCache, folder_fingerprint
 from lovr_metric.evaluation.embed import Embedded, encode_texts, encode_videos, sync
-from lovr_metric.evaluation.encoders import (
-    IMAGE_PROCESSOR_BACKENDS,
-    EncoderConfig,
-    TextEncoder,
-    VideoEncoder,
-    load_encoder,
-)
+from lovr_metric.evaluation.encoders import EncoderConfig, TextEncoder, VideoEncoder, load_encoder
 from lovr_metric.evaluation.frames import FrameSampling
-from lovr_metric.evaluation.image_processors import image_processor_name
+from lovr_metric.evaluation.image_processors import IMAGE_PROCESSOR_BACKENDS, image_processor_name
 from lovr_metric.evaluation.jobs import EvalData, plan
 from lovr_metric.evaluation.outputs import RunSettings, results_record, write_outputs
 from lovr_metric.evaluation.protocol import GRANULARITIES, LOVR_FRAME_INTERVAL, LOVR_TASKS, PROTOCOLS

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
-from generation.backends import ChatRequest, EndpointBackend, GenerationParams, TransformersBackend
+from generation.backends import (
+    BackendArguments,
+    ChatRequest,
+    EndpointBackend,
+    GenerationParams,
+    TransformersBackend,
+    load_backend,
+)
 from lovr_common.provenance import is_random_weights
 from lovr_standins.tiny_models import tiny_model_path
 
@@ -78,6 +85,23 @@ def test_causal_lm_batches_and_rejects_images():
     assert batch == [lm.generate([request], GREEDY)[0] for request in requests]
     assert batch[0].ok and batch[2].ok and batch[0].text != batch[2].text
     assert "text-only causal LM" in batch[1].error
+
+
+def test_the_image_processor_backend_is_chosen_and_named(vlm):
+    assert vlm.image_processor == "CLIPImageProcessorPil"  # PIL's, the default, whether or not torchvision is here
+    assert TransformersBackend(str(tiny_model_path("causal-lm"))).image_processor is None
+    asked = load_backend(BackendArguments(model=str(tiny_model_path("vlm")), image_processor_backend="torchvision"))
+    try:
+        import torchvision  # noqa: F401
+    except (ImportError, RuntimeError):  # a torchvision built for another torch fails at import
+        # Without torchvision the processor asked for is not there: the model keeps PIL's, and the record says so.
+        assert asked.image_processor == "CLIPImageProcessorPil"
+        request = ChatRequest(user="Describe.", images=frames(4, 2))
+        assert asked.generate([request], GREEDY) == vlm.generate([request], GREEDY)
+    else:
+        assert asked.image_processor == "CLIPImageProcessor"
+    with pytest.raises(ValueError, match=r"image_processor_backend='cv2', expected one of \['pil', 'torchvision'\]"):
+        BackendArguments(model="m", image_processor_backend="cv2")
 
 
 def test_seeded_sampling_is_reproducible(vlm):

@@ -126,6 +126,7 @@ def test_a_batch_holding_failing_clips_keeps_every_caption_on_its_clip(tmp_path)
     settings_record = ok[0]["settings"]
     assert settings_record["prompt_version"] == "lovr-code-v1" and settings_record["num_frames"] == 2
     assert settings_record["random_weights"] is True and settings_record["do_sample"] is False
+    assert settings_record["image_processor"] == "CLIPImageProcessorPil"  # the pixels' processor is on record
 
 
 def test_failing_clips_are_recorded_and_the_exit_status_says_so(reference):
