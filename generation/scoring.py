@@ -293,6 +293,7 @@ class JudgeScorer:
             "num_frames": self.num_frames,
             "prompt_version": JUDGE_PROMPT_VERSION,
             "with_frames": self.with_frames,
+            "image_processor": getattr(self.backend, "image_processor", None),
         }
 
     def score(self, items: Sequence[ScoringItem]) -> list[ScoreResult | Failed]:

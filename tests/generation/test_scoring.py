@@ -150,6 +150,7 @@ def test_judge_with_a_real_tiny_vlm_gives_one_result_per_clip():
     # each either a rating in range or a failure quoting the reply, never an exception.
     backend = TransformersBackend(str(tiny_model_path("vlm")))
     scorer = JudgeScorer(backend, model="tiny-vlm", num_frames=2)
+    assert scorer.settings()["image_processor"] == "CLIPImageProcessorPil"
     results = scorer.score([ScoringItem("a", _frames(4), "A dog runs."), ScoringItem("b", _frames(5), "A cat.")])
     assert len(results) == 2
     for result in results:
