@@ -16,7 +16,9 @@ summary read from `W` and exits with status 1 when anything failed. The run fold
 to the summary (`lovr_common.run_folder.workdir_lock`): a second run or stage on the same `--workdir` is refused at
 once, naming the pid that holds it. `--do_sample false` decodes greedily in every stage, so that the captions do
 not depend on batch composition, process count or interruptions; the other sampling options reach the stages
-named in their help.
+named in their help. `--dtype` and `--trust_remote_code` reach every local generating model, `--revision` the
+captioning model (and fusion when it uses that model), `--image_processor_backend` captioning and re-captioning;
+refinement's scorer keeps its defaults.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from generation.backends import BackendArguments, GenerationParams
 from generation.stage import StageSummary, stage_main
 from lovr_common.processes import process_state
 from lovr_common.run_folder import CAPTIONS, SEGMENTS, VIDEOS, load_records, workdir_lock
+from lovr_metric.evaluation.image_processors import IMAGE_PROCESSOR_BACKENDS
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,12 @@ class RunConfig:
         fuse_temperature (`float`, *optional*): fusion's temperature (default: `generation.fuse`'s, 0.5).
         fuse_seed (`int`, *optional*): fusion's seed (default: `seed`).
         fuse_do_sample (`bool`, *optional*): whether fusion samples (default: `do_sample`).
+        revision (`str`, *optional*): the revision of `model`, and of the fusion model when that is `model` too.
+        dtype (`str`, *optional*, defaults to "auto"): torch dtype of every local generating model.
+        image_processor_backend (`str`, *optional*, defaults to "pil"): a local VLM's image processor, for
+            captioning and re-captioning (`generation.backends.BackendArguments`).
+        trust_remote_code (`bool`, *optional*, defaults to False): run the repositories' own code, for every local
+            generating model.
     """
 
     videos: str = field(metadata={"help": "Folder of source videos."})
@@ -89,6 +98,17 @@ class RunConfig:
     fuse_do_sample: bool | None = field(
         default=None, metadata={"help": "Whether fusion samples (default: --do_sample)."}
     )
+    revision: str | None = field(
+        default=None, metadata={"help": "Revision of --model (and of fusion's model when it is --model)."}
+    )
+    dtype: str = field(default="auto", metadata={"help": "torch dtype of the local models: auto, bfloat16..."})
+    image_processor_backend: str = field(
+        default="pil",
+        metadata={"choices": list(IMAGE_PROCESSOR_BACKENDS),
+                  "help": "A local VLM's image processor when captioning: pil (the same pixels everywhere) or "
+                  "torchvision (faster, pixels can differ)."},
+    )  # fmt: skip
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run the model repositories' own code."})
 
 
 def _given(**options: Any) -> dict[str, Any]:
@@ -98,7 +118,11 @@ def _given(**options: Any) -> dict[str, Any]:
 
 def stage_configs(config: RunConfig) -> list[tuple[str, Callable[[Any], StageSummary] | None, Any]]:
     """(name, the stage's `run` or None when skipped, its job), in order."""
-    model = BackendArguments(model=config.model, endpoint=config.endpoint)
+    local = {"dtype": config.dtype, "trust_remote_code": config.trust_remote_code}
+    model = BackendArguments(
+        model=config.model, endpoint=config.endpoint, revision=config.revision,
+        image_processor_backend=config.image_processor_backend, **local,
+    )  # fmt: skip
     sampling = _given(
         temperature=config.temperature, top_p=config.top_p, repetition_penalty=config.repetition_penalty,
         seed=config.seed, do_sample=config.do_sample,
@@ -111,7 +135,10 @@ def stage_configs(config: RunConfig) -> list[tuple[str, Callable[[Any], StageSum
     fuse_endpoint = config.fuse_endpoint
     if config.fuse_model is None and config.fuse_endpoint is None:
         fuse_endpoint = config.endpoint
-    fuse_model = BackendArguments(model=config.fuse_model or config.model, endpoint=fuse_endpoint)
+    fuse_revision = config.revision if config.fuse_model in (None, config.model) else None
+    fuse_model = BackendArguments(
+        model=config.fuse_model or config.model, endpoint=fuse_endpoint, revision=fuse_revision, **local
+    )
     refine_job = None
     if config.threshold is not None and config.scorer_model is not None:
         refine_job = refine.RefineJob(

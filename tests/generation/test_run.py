@@ -76,3 +76,34 @@ def test_a_damaged_stage_file_stops_the_run_naming_file_and_line(tmp_path, capsy
     assert f"segment: could not run: {workdir / 'segments.jsonl'}:1: malformed" in out
     assert f"summary: could not read the run folder: {workdir / 'segments.jsonl'}:1: malformed" in out
     assert sorted(p.name for p in workdir.iterdir()) == [".lock", "segments.jsonl"]
+
+
+def test_model_settings_reach_every_generating_stage_and_the_revision_only_its_model(tmp_path):
+    settings = {"dtype": "bfloat16", "trust_remote_code": True}
+    config = RunConfig("v", "w", "vlm", revision="abc123", image_processor_backend="torchvision", threshold=0.2,
+                       scorer_model="clip", **settings)  # fmt: skip
+    jobs = {name: job for name, _, job in stage_configs(config)}
+    for name in ("caption", "refine", "fuse"):
+        backend = jobs[name].backend
+        assert (backend.model, backend.revision, backend.dtype, backend.trust_remote_code) == (
+            "vlm",
+            "abc123",
+            "bfloat16",
+            True,
+        ), name
+    assert jobs["caption"].backend.image_processor_backend == "torchvision"
+    assert jobs["refine"].backend.image_processor_backend == "torchvision"
+    other_fuser = {name: job for name, _, job in stage_configs(RunConfig("v", "w", "vlm", revision="abc123",
+                                                                          fuse_model="llm", **settings))}  # fmt: skip
+    fuser = other_fuser["fuse"].backend
+    assert (fuser.model, fuser.revision, fuser.dtype, fuser.trust_remote_code) == ("llm", None, "bfloat16", True)
+
+
+def test_an_unknown_image_processor_backend_is_refused_before_anything_runs(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    args = ["--videos", str(tmp_path), "--workdir", str(workdir), "--model", "m", "--image_processor_backend", "cv2"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'cv2' (choose from 'pil', 'torchvision')" in capsys.readouterr().err
+    assert not workdir.exists()
