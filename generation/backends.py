@@ -111,7 +111,8 @@ class BackendArguments:
     image_processor_backend: str = field(
         default="pil",
         metadata={"choices": list(IMAGE_PROCESSOR_BACKENDS),
-                  "help": "A local vision-language model's image processor: pil (the same pixels everywhere) or "
+                  "help": "A local vision-language model's image processor: pil (the same pixels everywhere, where "
+                  "the model has one) or "
                   "torchvision (faster, pixels can differ; what transformers picks where torchvision is installed)."},
     )  # fmt: skip
     trust_remote_code: bool = field(default=False, metadata={"help": "Run the model repository's own code."})
@@ -130,6 +131,8 @@ class BackendArguments:
             raise ValueError(f"request_timeout must be > 0, but got request_timeout={self.request_timeout}")
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, but got concurrency={self.concurrency}")
+        if self.dtype != "auto" and not isinstance(getattr(torch, self.dtype, None), torch.dtype):
+            raise ValueError(f"dtype={self.dtype!r}, expected auto or a torch dtype (bfloat16, float16, float32...)")
         if self.image_processor_backend not in IMAGE_PROCESSOR_BACKENDS:
             raise ValueError(
                 f"image_processor_backend={self.image_processor_backend!r}, expected one of "
@@ -169,6 +172,12 @@ def _use_image_processor_backend(processor, model: str, backend: str, kwargs: di
     if current is None or getattr(current, "backend", None) in (None, backend):
         return
     processor.image_processor = AutoImageProcessor.from_pretrained(model, backend=backend, **kwargs)
+    loaded = getattr(processor.image_processor, "backend", None)
+    if loaded != backend:
+        logger.warning(
+            "%s ships no %s image processor: its images go through %s (%s backend), whose pixels can depend on the "
+            "machine", model, backend, type(processor.image_processor).__name__, loaded,
+        )  # fmt: skip
 
 
 def _to_pil(image: Any) -> Image.Image:

@@ -18,7 +18,7 @@ once, naming the pid that holds it. `--do_sample false` decodes greedily in ever
 not depend on batch composition, process count or interruptions; the other sampling options reach the stages
 named in their help. `--dtype` and `--trust_remote_code` reach every local generating model, `--revision` the
 captioning model (and fusion when it uses that model), `--image_processor_backend` captioning and re-captioning;
-refinement's scorer keeps its defaults.
+refinement's scorer (`--scorer_model`) is loaded with the defaults (PIL's image processor, the checkpoint's dtype).
 """
 
 from __future__ import annotations
@@ -105,7 +105,8 @@ class RunConfig:
     image_processor_backend: str = field(
         default="pil",
         metadata={"choices": list(IMAGE_PROCESSOR_BACKENDS),
-                  "help": "A local VLM's image processor when captioning: pil (the same pixels everywhere) or "
+                  "help": "A local VLM's image processor when captioning: pil (the same pixels everywhere, where "
+                  "the model has one) or "
                   "torchvision (faster, pixels can differ)."},
     )  # fmt: skip
     trust_remote_code: bool = field(default=False, metadata={"help": "Run the model repositories' own code."})
@@ -135,10 +136,9 @@ def stage_configs(config: RunConfig) -> list[tuple[str, Callable[[Any], StageSum
     fuse_endpoint = config.fuse_endpoint
     if config.fuse_model is None and config.fuse_endpoint is None:
         fuse_endpoint = config.endpoint
-    fuse_revision = config.revision if config.fuse_model in (None, config.model) else None
-    fuse_model = BackendArguments(
-        model=config.fuse_model or config.model, endpoint=fuse_endpoint, revision=fuse_revision, **local
-    )
+    fuse_name = config.fuse_model or config.model
+    fuse_revision = config.revision if fuse_name == config.model else None
+    fuse_model = BackendArguments(model=fuse_name, endpoint=fuse_endpoint, revision=fuse_revision, **local)
     refine_job = None
     if config.threshold is not None and config.scorer_model is not None:
         refine_job = refine.RefineJob(

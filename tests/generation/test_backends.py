@@ -4,6 +4,7 @@ import json
 import socket
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from generation.backends import (
     EndpointBackend,
     GenerationParams,
     TransformersBackend,
+    _use_image_processor_backend,
     load_backend,
 )
 from lovr_common.provenance import is_random_weights
@@ -87,21 +89,44 @@ def test_causal_lm_batches_and_rejects_images():
     assert "text-only causal LM" in batch[1].error
 
 
-def test_the_image_processor_backend_is_chosen_and_named(vlm):
+def test_the_image_processor_backend_is_chosen_and_named(vlm, caplog):
     assert vlm.image_processor == "CLIPImageProcessorPil"  # PIL's, the default, whether or not torchvision is here
     assert TransformersBackend(str(tiny_model_path("causal-lm"))).image_processor is None
     asked = load_backend(BackendArguments(model=str(tiny_model_path("vlm")), image_processor_backend="torchvision"))
     try:
         import torchvision  # noqa: F401
     except (ImportError, RuntimeError):  # a torchvision built for another torch fails at import
-        # Without torchvision the processor asked for is not there: the model keeps PIL's, and the record says so.
+        # Without torchvision the processor asked for is not there: the model keeps PIL's, the record says so, and
+        # so does a warning.
         assert asked.image_processor == "CLIPImageProcessorPil"
+        assert "ships no torchvision image processor: its images go through CLIPImageProcessorPil" in caplog.text
         request = ChatRequest(user="Describe.", images=frames(4, 2))
         assert asked.generate([request], GREEDY) == vlm.generate([request], GREEDY)
     else:
         assert asked.image_processor == "CLIPImageProcessor"
     with pytest.raises(ValueError, match=r"image_processor_backend='cv2', expected one of \['pil', 'torchvision'\]"):
         BackendArguments(model="m", image_processor_backend="cv2")
+
+
+def test_a_processor_of_another_backend_is_swapped_for_the_one_asked(vlm):
+    # What transformers gives where torchvision is installed (a torchvision-backed image processor), standing in
+    # here, where torchvision is not: the swap loads the model's PIL processor, with the model's own settings.
+    class TorchvisionBacked:
+        backend = "torchvision"
+
+    processor = types.SimpleNamespace(image_processor=TorchvisionBacked())
+    _use_image_processor_backend(processor, str(tiny_model_path("vlm")), "pil", {})
+    assert type(processor.image_processor).__name__ == "CLIPImageProcessorPil"
+    assert processor.image_processor.to_dict() == vlm.processor.image_processor.to_dict()
+    untouched = types.SimpleNamespace(image_processor=processor.image_processor)
+    _use_image_processor_backend(untouched, "no/such-model", "pil", {})  # already PIL's: nothing is loaded
+    assert untouched.image_processor is processor.image_processor
+
+
+def test_a_dtype_that_torch_does_not_have_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"dtype='bf16', expected auto or a torch dtype"):
+        BackendArguments(model="m", dtype="bf16")
+    assert BackendArguments(model="m", dtype="bfloat16").dtype == "bfloat16"
 
 
 def test_seeded_sampling_is_reproducible(vlm):

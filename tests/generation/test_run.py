@@ -97,6 +97,9 @@ def test_model_settings_reach_every_generating_stage_and_the_revision_only_its_m
                                                                           fuse_model="llm", **settings))}  # fmt: skip
     fuser = other_fuser["fuse"].backend
     assert (fuser.model, fuser.revision, fuser.dtype, fuser.trust_remote_code) == ("llm", None, "bfloat16", True)
+    for same in ("vlm", ""):  # fusion named as the captioning model, or left empty: the same model and revision
+        fuser = stage_configs(RunConfig("v", "w", "vlm", revision="abc123", fuse_model=same))[-1][2].backend
+        assert (fuser.model, fuser.revision) == ("vlm", "abc123")
 
 
 def test_an_unknown_image_processor_backend_is_refused_before_anything_runs(tmp_path, capsys):
