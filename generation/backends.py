@@ -98,6 +98,17 @@ class ChatBackend(Protocol):
         """One result per request, in order; never raises for a failing request."""
 
 
+def image_processor_backend_field():
+    """The `--image_processor_backend` option of the commands that caption (the stages' and `generation.run`)."""
+    return field(
+        default="pil",
+        metadata={"choices": list(IMAGE_PROCESSOR_BACKENDS),
+                  "help": "A local vision-language model's image processor: pil (the same pixels everywhere, where "
+                  "the model has one) or torchvision (faster, pixels can differ; what transformers picks where "
+                  "torchvision is installed)."},
+    )  # fmt: skip
+
+
 @dataclass
 class BackendArguments:
     """Which model generates, and how it is reached (shared by the `generation` stages' command lines)."""
@@ -108,13 +119,7 @@ class BackendArguments:
     )
     revision: str | None = field(default=None, metadata={"help": "Model revision (branch, tag or commit)."})
     dtype: str = field(default="auto", metadata={"help": "torch dtype of a local model: auto, bfloat16, float32..."})
-    image_processor_backend: str = field(
-        default="pil",
-        metadata={"choices": list(IMAGE_PROCESSOR_BACKENDS),
-                  "help": "A local vision-language model's image processor: pil (the same pixels everywhere, where "
-                  "the model has one) or "
-                  "torchvision (faster, pixels can differ; what transformers picks where torchvision is installed)."},
-    )  # fmt: skip
+    image_processor_backend: str = image_processor_backend_field()
     trust_remote_code: bool = field(default=False, metadata={"help": "Run the model repository's own code."})
     api_key_env: str = field(
         default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the endpoint's API key, if any."}

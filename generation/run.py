@@ -32,11 +32,10 @@ from typing import Any
 
 from generation import caption, fuse, refine, segment
 from generation._scenes import DetectionSettings
-from generation.backends import BackendArguments, GenerationParams
+from generation.backends import BackendArguments, GenerationParams, image_processor_backend_field
 from generation.stage import StageSummary, stage_main
 from lovr_common.processes import process_state
 from lovr_common.run_folder import CAPTIONS, SEGMENTS, VIDEOS, load_records, workdir_lock
-from lovr_metric.evaluation.image_processors import IMAGE_PROCESSOR_BACKENDS
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +101,7 @@ class RunConfig:
         default=None, metadata={"help": "Revision of --model (and of fusion's model when it is --model)."}
     )
     dtype: str = field(default="auto", metadata={"help": "torch dtype of the local models: auto, bfloat16..."})
-    image_processor_backend: str = field(
-        default="pil",
-        metadata={"choices": list(IMAGE_PROCESSOR_BACKENDS),
-                  "help": "A local VLM's image processor when captioning: pil (the same pixels everywhere, where "
-                  "the model has one) or "
-                  "torchvision (faster, pixels can differ)."},
-    )  # fmt: skip
+    image_processor_backend: str = image_processor_backend_field()
     trust_remote_code: bool = field(default=False, metadata={"help": "Run the model repositories' own code."})
 
 
