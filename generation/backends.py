@@ -27,7 +27,11 @@ import torch
 from PIL import Image
 
 from lovr_common.model_source import check_model_source
-from lovr_metric.evaluation.image_processors import IMAGE_PROCESSOR_BACKENDS, image_processor_name
+from lovr_metric.evaluation.image_processors import (
+    IMAGE_PROCESSOR_BACKENDS,
+    image_processor_name,
+    use_image_processor_backend,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -167,24 +171,6 @@ def load_backend(args: BackendArguments, device: str | torch.device | None = Non
     )
 
 
-def _use_image_processor_backend(processor, model: str, backend: str, kwargs: dict) -> None:
-    """Give `processor` the image processor of `backend` when transformers loaded another one. Asked of
-    `AutoProcessor` itself, `backend=` would reach the tokenizer too; a model that ships no processor of `backend`
-    keeps what transformers falls back to, and `image_processor_name` says which."""
-    from transformers import AutoImageProcessor
-
-    current = getattr(processor, "image_processor", None)
-    if current is None or getattr(current, "backend", None) in (None, backend):
-        return
-    processor.image_processor = AutoImageProcessor.from_pretrained(model, backend=backend, **kwargs)
-    loaded = getattr(processor.image_processor, "backend", None)
-    if loaded != backend:
-        logger.warning(
-            "%s ships no %s image processor: its images go through %s (%s backend), whose pixels can depend on the "
-            "machine", model, backend, type(processor.image_processor).__name__, loaded,
-        )  # fmt: skip
-
-
 def _to_pil(image: Any) -> Image.Image:
     if isinstance(image, Image.Image):
         return image.convert("RGB")
@@ -244,7 +230,7 @@ class TransformersBackend:
             from transformers import AutoModelForImageTextToText, AutoProcessor
 
             self.processor = AutoProcessor.from_pretrained(model, **kwargs)
-            _use_image_processor_backend(self.processor, model, image_processor_backend, kwargs)
+            use_image_processor_backend(self.processor, model, image_processor_backend, kwargs)
             self.tokenizer = self.processor.tokenizer
             self.image_processor = image_processor_name(self.processor)
             model_class = AutoModelForImageTextToText

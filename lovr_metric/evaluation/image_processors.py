@@ -1,9 +1,14 @@
 """Which image processor turns an encoder's frames into pixels: its class is recorded with the results and keys the
-frame cache, since the PIL and torchvision backends of one model give different pixels."""
+frame cache, since the PIL and torchvision backends of one model give different pixels; the generation stages give
+a vision-language model's processor the backend asked for with `use_image_processor_backend`."""
 
 from __future__ import annotations
 
+import logging
+
 import torch
+
+logger = logging.getLogger(__name__)
 
 IMAGE_PROCESSOR_BACKENDS = ("pil", "torchvision")
 
@@ -33,3 +38,22 @@ def find_image_processor(encoder):
         candidates = (image_processor_of(getattr(module, "processor", None)) for module in model.modules())
         found = next((processor for processor in candidates if processor is not None), None)
     return found
+
+
+def use_image_processor_backend(processor, model: str, backend: str, kwargs: dict) -> None:
+    """Give a multimodal `processor` (`AutoProcessor`'s) the image processor of `backend` when transformers loaded
+    another one, loaded with `kwargs` (revision, trust_remote_code). Asked of `AutoProcessor` itself, `backend=`
+    would reach the tokenizer too. A model that ships no processor of `backend` keeps what transformers falls back
+    to, with a warning, and `image_processor_name` says which."""
+    from transformers import AutoImageProcessor
+
+    current = getattr(processor, "image_processor", None)
+    if current is None or getattr(current, "backend", None) in (None, backend):
+        return
+    processor.image_processor = AutoImageProcessor.from_pretrained(model, backend=backend, **kwargs)
+    loaded = getattr(processor.image_processor, "backend", None)
+    if loaded != backend:
+        logger.warning(
+            "%s ships no %s image processor: its images go through %s (%s backend), whose pixels can depend on the "
+            "machine", model, backend, type(processor.image_processor).__name__, loaded,
+        )  # fmt: skip

@@ -18,10 +18,10 @@ from generation.backends import (
     EndpointBackend,
     GenerationParams,
     TransformersBackend,
-    _use_image_processor_backend,
     load_backend,
 )
 from lovr_common.provenance import is_random_weights
+from lovr_metric.evaluation.image_processors import use_image_processor_backend
 from lovr_standins.tiny_models import tiny_model_path
 
 SERVER = Path(__file__).with_name("openai_server.py")
@@ -115,11 +115,11 @@ def test_a_processor_of_another_backend_is_swapped_for_the_one_asked(vlm):
         backend = "torchvision"
 
     processor = types.SimpleNamespace(image_processor=TorchvisionBacked())
-    _use_image_processor_backend(processor, str(tiny_model_path("vlm")), "pil", {})
+    use_image_processor_backend(processor, str(tiny_model_path("vlm")), "pil", {})
     assert type(processor.image_processor).__name__ == "CLIPImageProcessorPil"
     assert processor.image_processor.to_dict() == vlm.processor.image_processor.to_dict()
     untouched = types.SimpleNamespace(image_processor=processor.image_processor)
-    _use_image_processor_backend(untouched, "no/such-model", "pil", {})  # already PIL's: nothing is loaded
+    use_image_processor_backend(untouched, "no/such-model", "pil", {})  # already PIL's: nothing is loaded
     assert untouched.image_processor is processor.image_processor
 
 
