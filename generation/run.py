@@ -16,7 +16,7 @@ summary read from `W` and exits with status 1 when anything failed. The run fold
 to the summary (`lovr_common.run_folder.workdir_lock`): a second run or stage on the same `--workdir` is refused at
 once, naming the pid that holds it. `--do_sample false` decodes greedily in every stage, so that the captions do
 not depend on batch composition, process count or interruptions; the other sampling options reach the stages
-named in their help. `--dtype` and `--trust_remote_code` reach every local generating model, `--revision` the
+named in their help. `--dtype` and `--trust_remote_code` reach the captioning and fusion models, `--revision` the
 captioning model (and fusion when it uses that model), `--image_processor_backend` captioning and re-captioning;
 refinement's scorer (`--scorer_model`) is loaded with the defaults (PIL's image processor, the checkpoint's dtype).
 """
@@ -66,11 +66,11 @@ class RunConfig:
         fuse_seed (`int`, *optional*): fusion's seed (default: `seed`).
         fuse_do_sample (`bool`, *optional*): whether fusion samples (default: `do_sample`).
         revision (`str`, *optional*): the revision of `model`, and of the fusion model when that is `model` too.
-        dtype (`str`, *optional*, defaults to "auto"): torch dtype of every local generating model.
+        dtype (`str`, *optional*, defaults to "auto"): torch dtype of the local captioning and fusion models.
         image_processor_backend (`str`, *optional*, defaults to "pil"): a local VLM's image processor, for
             captioning and re-captioning (`generation.backends.BackendArguments`).
-        trust_remote_code (`bool`, *optional*, defaults to False): run the repositories' own code, for every local
-            generating model.
+        trust_remote_code (`bool`, *optional*, defaults to False): run the repositories' own code, for the captioning
+            and fusion models.
     """
 
     videos: str = field(metadata={"help": "Folder of source videos."})
@@ -100,9 +100,13 @@ class RunConfig:
     revision: str | None = field(
         default=None, metadata={"help": "Revision of --model (and of fusion's model when it is --model)."}
     )
-    dtype: str = field(default="auto", metadata={"help": "torch dtype of the local models: auto, bfloat16..."})
+    dtype: str = field(
+        default="auto", metadata={"help": "torch dtype of the captioning and fusion models: auto, bfloat16..."}
+    )
     image_processor_backend: str = image_processor_backend_field()
-    trust_remote_code: bool = field(default=False, metadata={"help": "Run the model repositories' own code."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run the captioning and fusion models' own code."}
+    )
 
 
 def _given(**options: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@
     jobs.py              dataset rows to queries, galleries and decode jobs (`plan`, `EvalData`)
     registry.py          the paper's baselines and their settings (`get_baseline`)
     encoders.py          transformers / sentence-transformers models, or adapters, as text, frame and video encoders
-    image_processors.py  which image processor makes a frame's pixels (`image_processor_name`, the backends, a VLM processor's swap)
+    image_processors.py  which image processor makes a frame's pixels (`image_processor_name`, the backend swap)
     long_text.py         texts over the token limit: `truncate` or `chunk_mean`, and their token counts
     frames.py            one decode pass per video file, frames batched through an encoder (`embed_job`, `plan_frames`)
     _batches.py          those batches through the model: worker-thread preprocessing, pooling
