@@ -78,7 +78,7 @@ def test_a_damaged_stage_file_stops_the_run_naming_file_and_line(tmp_path, capsy
     assert sorted(p.name for p in workdir.iterdir()) == [".lock", "segments.jsonl"]
 
 
-def test_model_settings_reach_every_generating_stage_and_the_revision_only_its_model(tmp_path):
+def test_model_settings_reach_every_generating_stage_and_the_revision_only_its_model():
     settings = {"dtype": "bfloat16", "trust_remote_code": True}
     config = RunConfig("v", "w", "vlm", revision="abc123", image_processor_backend="torchvision", threshold=0.2,
                        scorer_model="clip", **settings)  # fmt: skip
@@ -93,9 +93,7 @@ def test_model_settings_reach_every_generating_stage_and_the_revision_only_its_m
         ), name
     assert jobs["caption"].backend.image_processor_backend == "torchvision"
     assert jobs["refine"].backend.image_processor_backend == "torchvision"
-    other_fuser = {name: job for name, _, job in stage_configs(RunConfig("v", "w", "vlm", revision="abc123",
-                                                                          fuse_model="llm", **settings))}  # fmt: skip
-    fuser = other_fuser["fuse"].backend
+    fuser = stage_configs(RunConfig("v", "w", "vlm", revision="abc123", fuse_model="llm", **settings))[-1][2].backend
     assert (fuser.model, fuser.revision, fuser.dtype, fuser.trust_remote_code) == ("llm", None, "bfloat16", True)
     for same in ("vlm", ""):  # fusion named as the captioning model, or left empty: the same model and revision
         fuser = stage_configs(RunConfig("v", "w", "vlm", revision="abc123", fuse_model=same))[-1][2].backend
