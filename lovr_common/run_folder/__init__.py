@@ -20,6 +20,7 @@ stage record carries `status` ("ok" or "failed"), `reason` when failed, and `set
 from lovr_common.run_folder.failures import failures_path, read_failures, record_failure
 from lovr_common.run_folder.layout import (
     CAPTIONS,
+    CLIP_END_SLACK_SECONDS,
     CLIPS_DIR,
     FAILURES_FILE,
     LOCK_FILE,
@@ -40,6 +41,7 @@ from lovr_common.run_folder.layout import (
     StageFile,
     Status,
     VideoRecord,
+    check_clip_span,
     clip_id_of,
 )
 from lovr_common.run_folder.lock import WorkdirBusyError, command_lock, workdir_lock
@@ -55,6 +57,7 @@ from lovr_common.run_folder.review_queue import (
 
 __all__ = [
     "CAPTIONS",
+    "CLIP_END_SLACK_SECONDS",
     "CLIPS_DIR",
     "DECISIONS",
     "FAILURES_FILE",
@@ -78,6 +81,7 @@ __all__ = [
     "Status",
     "VideoRecord",
     "WorkdirBusyError",
+    "check_clip_span",
     "clip_id_of",
     "command_lock",
     "failures_path",

@@ -14,6 +14,8 @@ stage record carries `status` (`"ok"` or `"failed"`), `reason` when failed, and 
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,9 @@ LOCK_FILE = ".lock"
 REVIEW_FILE = "review.jsonl"
 FAILURES_FILE = "failures.jsonl"
 CLIPS_DIR = "clips"  # W/clips/<video_id>/<clip_id>.mp4, the official release's layout
+# How far past its video's `duration` a clip may end: that duration is what the container claims, and the end of
+# the last decoded frame (where segmentation ends the last clip) may lie a frame or two beyond it.
+CLIP_END_SLACK_SECONDS = 0.5
 
 Status = Literal["ok", "failed"]
 
@@ -56,6 +61,22 @@ class ClipSpan(TypedDict):
     end_frame: int
     clip_path: str | None  # relative to W, when `--write-clips` wrote a file
     low_dynamic: LowDynamic | None  # None when the filter did not run
+
+
+def check_clip_span(start: Any, end: Any, duration: Any, where: str) -> None:
+    """Refuse a clip time range that is not one: `start` and `end` must be finite numbers of seconds (a bool is not
+    one) with `0 <= start < end`, and `end` at most `duration` (+ `CLIP_END_SLACK_SECONDS`) when `duration` is known
+    (not None). Raises `ValueError` starting with `where` (the file and line, and the clip), naming the values."""
+    named = {"start": start, "end": end} | ({} if duration is None else {"duration": duration})
+    for name, value in named.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValueError(f"{where}: {name}={value!r}; expected a finite number of seconds")
+    if start < 0 or end <= start:
+        raise ValueError(f"{where}: start={start!r}, end={end!r}; expected 0 <= start < end (seconds, end exclusive)")
+    if duration is not None and end > duration + CLIP_END_SLACK_SECONDS:
+        raise ValueError(
+            f"{where}: end={end!r} lies past the end of its video, duration={duration!r}; expected end <= duration"
+        )
 
 
 class SegmentRecord(TypedDict):

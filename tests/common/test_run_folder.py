@@ -1,7 +1,9 @@
 """`lovr_common.run_folder`: the names of W, its readers, the failure log and both ends of the review queue."""
 
 import json
+import math
 
+import numpy as np
 import pytest
 
 from lovr_common.jsonl import JsonlError
@@ -13,6 +15,7 @@ from lovr_common.run_folder import (
     VIDEOS,
     ReviewError,
     StageFile,
+    check_clip_span,
     clip_id_of,
     load_records,
     queue_pending,
@@ -118,3 +121,31 @@ def test_validate_review_returns_the_decided_lines_or_lists_every_problem(tmp_pa
     assert f"{path}:2: decision 'edited' needs a non-empty reviewed_caption, got None" in message
     with pytest.raises(ReviewError, match="does not exist"):
         validate_review(tmp_path / "missing.jsonl", captions)
+
+
+@pytest.mark.parametrize(
+    "start, end, duration",
+    [(0, 5, None), (2.5, 7.25, 10.0), (0.0, 10.2, 10.0), (np.float32(1), np.float64(2), 3)],  # 10.2: within slack
+)
+def test_check_clip_span_accepts_time_ranges_inside_the_video(start, end, duration):
+    check_clip_span(start, end, duration, "W/segments.jsonl, line 1")
+
+
+@pytest.mark.parametrize(
+    "start, end, duration, message",
+    [
+        (13, 6, 20.0, r"start=13, end=6; expected 0 <= start < end"),  # reversed
+        (4.0, 4.0, None, r"start=4\.0, end=4\.0; expected 0 <= start < end"),  # empty
+        (-1.0, 2.0, None, r"start=-1\.0, end=2\.0; expected 0 <= start"),
+        (0.0, math.nan, None, r"end=nan; expected a finite number"),
+        (0.0, math.inf, None, r"end=inf; expected a finite number"),
+        ("1.5", 3.0, None, r"start='1\.5'; expected a finite number"),
+        (True, 3.0, None, r"start=True; expected a finite number"),
+        (None, 3.0, None, r"start=None; expected a finite number"),
+        (0.0, 3.0, "10", r"duration='10'; expected a finite number"),
+        (0.0, 12.0, 10.0, r"end=12\.0 lies past the end of its video, duration=10\.0"),  # 10 + 0.5 s of slack < 12
+    ],
+)
+def test_check_clip_span_names_where_and_the_values(start, end, duration, message):
+    with pytest.raises(ValueError, match=r"^W/segments\.jsonl, line 3, clip 'v-Scene-001': " + message):
+        check_clip_span(start, end, duration, "W/segments.jsonl, line 3, clip 'v-Scene-001'")
