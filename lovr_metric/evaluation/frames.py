@@ -9,7 +9,7 @@ and the video they make up. `embed_job` plans the frames of every segment (every
 - a frame encoder (`dual`, sentence-transformers) embeds each frame once, however many segments use it; a
   segment's embedding is the mean of its L2-normalised frame features, L2-normalised (LoVR's clip rule, and the
   same over the whole video for the video embedding), or with `pooling="raw"` the mean of the features as the
-  encoder returns them, L2-normalised (the original's frame-model scripts);
+  encoder returns them, L2-normalised (the original's GME script; `original_scripts.py`);
 - a video encoder (X-CLIP) receives each segment's `num_frames` frames as soon as they are all decoded.
 
 Frames are RGB, as decoded. The original LoVR code flipped decord's RGB frames "to RGB" and so fed BGR to every
@@ -98,8 +98,8 @@ class FrameSampling:
         num_frames (`int`, *optional*): embed `num_frames` uniformly spread frames instead (set for video towers).
         bgr (`bool`, defaults to `False`): reverse the channels, reproducing the original code's defect.
         pooling (`str`, defaults to `"normalized"`): how a frame encoder's frame features become a segment's
-            embedding, one of `POOLINGS`: the mean of the L2-normalised features, or (`"raw"`, the original code)
-            the mean of the features as returned; L2-normalised either way.
+            embedding, one of `POOLINGS`: the mean of the L2-normalised features, or (`"raw"`, the original's GME
+            script) the mean of the features as returned; L2-normalised either way.
         video_from_clips (`bool`, defaults to `False`): take a video's frames from its clips, every
             `interval`-th frame of the clips one after the other (the interval continues across clip boundaries,
             as the original's `make_video_dict`), instead of every `interval`-th frame of the video's file.

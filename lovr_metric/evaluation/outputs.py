@@ -22,7 +22,7 @@ import numpy as np
 from lovr_common.provenance import is_random_weights
 from lovr_metric.evaluation.embed import Embedded
 from lovr_metric.evaluation.per_query import PER_QUERY_FILE, DirectionRanks, write_per_query
-from lovr_metric.evaluation.protocol import GRANULARITIES, PROTOCOLS
+from lovr_metric.evaluation.protocol import GRANULARITIES, PROTOCOLS, incomplete_reason
 from lovr_metric.evaluation.ranking import Ranking
 from lovr_metric.evaluation.report import plot_pass_at_k, results_markdown
 
@@ -43,20 +43,22 @@ class RunSettings:
     bootstrap: dict
     text_lengths: dict | None = None  # `long_text.TokenCounts` of the query texts
     protocol: str = "default"
+    original_scripts: dict | None = None  # under lovr-original: the original script followed, per side
 
 
 def results_record(run: RunSettings, ranking: Ranking, embedded: Embedded) -> dict:
     """The dict written to results.json."""
     random_weights = any(is_random_weights(m) for m in (run.visual["model"], run.text["model"]))
     data = embedded.data
-    return {
+    record = {
         "model": run.visual["model"],
         "text_model": run.text["model"] if run.text["model"] != run.visual["model"] else None,
         "revision": run.visual["revision"],
         "random_weights": random_weights,
         "dataset": run.dataset,
         "protocol": run.protocol,
-        "protocol_settings": PROTOCOLS[run.protocol].record(),
+        "protocol_settings": PROTOCOLS[run.protocol].record()
+        | ({"original_scripts": run.original_scripts} if run.original_scripts else {}),
         "dataset_fingerprint": run.dataset_fingerprint,
         "settings": {
             **run.sampling,
@@ -78,8 +80,12 @@ def results_record(run: RunSettings, ranking: Ranking, embedded: Embedded) -> di
         "num_video_files": sum(len(job.files) for job in data.jobs),
         "num_failed_videos": len(ranking.failed),
         "failed_videos": ranking.failed,
+        "complete": None,  # set below, from the record itself
+        "incomplete_reason": None,
         "toolkit_version": version("lovr-toolkit"),
     }
+    reason = incomplete_reason(record)
+    return record | {"complete": reason is None, "incomplete_reason": reason}
 
 
 def write_outputs(results: dict, per_query: list[DirectionRanks], out: Path) -> None:

@@ -72,9 +72,11 @@ class Protocol:
         name (`str`): as `--protocol` and `results.json` name it.
         bgr (`bool`): feed frames with their channels reversed. The original code flipped decord's RGB frames "to
             RGB", so every baseline it evaluated saw BGR frames.
-        pooling (`str`): a frame encoder's clip (and video) embedding from its frame features: `"normalized"`,
-            the mean of the L2-normalised features, L2-normalised; `"raw"`, the mean of the features as the encoder
-            returns them, L2-normalised (the original's frame-model scripts).
+        per_model_scripts (`bool`): pool a frame encoder's features and clean its texts as the original's script
+            for that model did (`original_scripts.py`: most normalise each frame's features before the mean, GME's
+            averages them raw; the CLIP script cleans texts as OpenAI's `clip.tokenize`). Otherwise a clip's (and a
+            video's) embedding is the mean of its L2-normalised frame features, L2-normalised, and texts are
+            tokenised as they are.
         video_from_clips (`bool`): embed a video from its clips' frames, the frame interval continuing across clip
             boundaries (the original's `make_video_dict`), instead of from its own file.
         theme_directions (`tuple[str]`): the directions of the theme task. The paper ranks clips for themes; the
@@ -83,7 +85,7 @@ class Protocol:
 
     name: str
     bgr: bool
-    pooling: str
+    per_model_scripts: bool
     video_from_clips: bool
     theme_directions: tuple[str, ...]
 
@@ -93,7 +95,8 @@ class Protocol:
 
     def record(self) -> dict:
         """What `results.json` records of the protocol (its name, frames and post-processing)."""
-        return {"name": self.name, "frames": "BGR" if self.bgr else "RGB", "pooling": self.pooling,
+        pooling = "as the model's original script (original_scripts)" if self.per_model_scripts else "normalized"
+        return {"name": self.name, "frames": "BGR" if self.bgr else "RGB", "pooling": pooling,
                 "video_frames": "clip files, interval across clip boundaries" if self.video_from_clips
                 else "the video's own file", "theme_directions": list(self.theme_directions)}  # fmt: skip
 
@@ -101,8 +104,34 @@ class Protocol:
 PROTOCOLS = {
     protocol.name: protocol
     for protocol in (
-        Protocol("default", bgr=False, pooling="normalized", video_from_clips=False, theme_directions=DIRECTIONS[:1]),
-        Protocol("lovr-original", bgr=True, pooling="raw", video_from_clips=True, theme_directions=DIRECTIONS),
+        Protocol(
+            "default", bgr=False, per_model_scripts=False, video_from_clips=False, theme_directions=DIRECTIONS[:1]
+        ),
+        Protocol(
+            "lovr-original", bgr=True, per_model_scripts=True, video_from_clips=True, theme_directions=DIRECTIONS
+        ),
     )
 }
 DEFAULT_PROTOCOL = PROTOCOLS["default"]
+
+
+def incomplete_reason(results: dict) -> str | None:
+    """Why an evaluation's galleries are smaller than its dataset's, or `None` when every item was embedded.
+
+    A clip or video that failed to decode, or whose file was missing, is left out of the gallery it belongs to: the
+    remaining items are ranked, an easier task than LoVR's, so such results are marked incomplete (results.json's
+    `complete`, results.md's first line) and kept off model cards and leaderboards unless the user says otherwise.
+    Reads `failed_videos` and `settings.missing`, which every results.json holds.
+
+        >>> incomplete_reason({"failed_videos": [], "settings": {"missing": []}}) is None
+        True
+        >>> incomplete_reason({"failed_videos": [{"id": "a"}], "settings": {"missing": [{"id": "b"}, {"id": "c"}]}})
+        '3 items left out of the galleries (1 failed to decode, 2 missing): every metric is measured on a smaller, easier gallery than the dataset's'
+    """
+    failed, missing = len(results["failed_videos"]), len(results["settings"]["missing"])
+    if not failed and not missing:
+        return None
+    return (
+        f"{failed + missing} items left out of the galleries ({failed} failed to decode, {missing} missing): every "
+        "metric is measured on a smaller, easier gallery than the dataset's"
+    )

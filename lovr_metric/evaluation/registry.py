@@ -15,6 +15,11 @@ from lovr_metric.evaluation.protocol import LOVR_FRAME_INTERVAL
 
 CLIP_TEXT_LENGTH = 77
 SIGLIP_TEXT_LENGTH = 64
+# The original LoVR scripts that evaluated them (lovr_metric.evaluation.original_scripts).
+CLIP_SCRIPT = "CLIP_test.py"
+SIGLIP_SCRIPT = "siglip-base-patch16-224_test.py"
+SIGLIP2_SCRIPT = "siglip2-base-patch16-224_test.py"
+METACLIP_SCRIPT = "MetaCLIP-ViT-H-14_test.py"
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class Baseline:
         num_frames (`int`, *optional*): frames per clip for models with a fixed-length video tower.
         needs_remote_code (`bool`): loading runs code from the repo (`--trust-remote-code`).
         unsupported_reason (`str`, *optional*): why the toolkit cannot serve it.
+        original_script (`str`, *optional*): the original LoVR script that evaluated it, a key of
+            `original_scripts.ORIGINAL_SCRIPTS` (`--protocol lovr-original` pools and cleans texts as it did).
     """
 
     name: str
@@ -40,18 +47,43 @@ class Baseline:
     num_frames: int | None = None
     needs_remote_code: bool = False
     unsupported_reason: str | None = None
+    original_script: str | None = None
 
 
 BASELINES = [
-    Baseline("clip-vit-b-32", "openai/clip-vit-base-patch32", "dual"),
-    Baseline("clip-vit-b-16", "openai/clip-vit-base-patch16", "dual"),
-    Baseline("clip-vit-l-14", "openai/clip-vit-large-patch14", "dual"),
-    Baseline("siglip-base-p16-224", "google/siglip-base-patch16-224", "dual", SIGLIP_TEXT_LENGTH),
-    Baseline("siglip-so400m-p14-384", "google/siglip-so400m-patch14-384", "dual", SIGLIP_TEXT_LENGTH),
-    Baseline("siglip2-base-p16-224", "google/siglip2-base-patch16-224", "dual", SIGLIP_TEXT_LENGTH),
-    Baseline("siglip2-so400m-p14-384", "google/siglip2-so400m-patch14-384", "dual", SIGLIP_TEXT_LENGTH),
-    Baseline("metaclip-b32-400m", "facebook/metaclip-b32-400m", "dual"),
-    Baseline("metaclip-h14-fullcc2.5b", "facebook/metaclip-h14-fullcc2.5b", "dual"),
+    Baseline("clip-vit-b-32", "openai/clip-vit-base-patch32", "dual", original_script=CLIP_SCRIPT),
+    Baseline("clip-vit-b-16", "openai/clip-vit-base-patch16", "dual", original_script=CLIP_SCRIPT),
+    Baseline("clip-vit-l-14", "openai/clip-vit-large-patch14", "dual", original_script=CLIP_SCRIPT),
+    Baseline(
+        "siglip-base-p16-224",
+        "google/siglip-base-patch16-224",
+        "dual",
+        SIGLIP_TEXT_LENGTH,
+        original_script=SIGLIP_SCRIPT,
+    ),
+    Baseline(
+        "siglip-so400m-p14-384",
+        "google/siglip-so400m-patch14-384",
+        "dual",
+        SIGLIP_TEXT_LENGTH,
+        original_script=SIGLIP_SCRIPT,
+    ),
+    Baseline(
+        "siglip2-base-p16-224",
+        "google/siglip2-base-patch16-224",
+        "dual",
+        SIGLIP_TEXT_LENGTH,
+        original_script=SIGLIP2_SCRIPT,
+    ),
+    Baseline(
+        "siglip2-so400m-p14-384",
+        "google/siglip2-so400m-patch14-384",
+        "dual",
+        SIGLIP_TEXT_LENGTH,
+        original_script=SIGLIP2_SCRIPT,
+    ),
+    Baseline("metaclip-b32-400m", "facebook/metaclip-b32-400m", "dual", original_script=METACLIP_SCRIPT),
+    Baseline("metaclip-h14-fullcc2.5b", "facebook/metaclip-h14-fullcc2.5b", "dual", original_script=METACLIP_SCRIPT),
     Baseline("xclip-base-p32", "microsoft/xclip-base-patch32", "video", frame_interval=None, num_frames=8),
     Baseline("xclip-base-p16", "microsoft/xclip-base-patch16", "video", frame_interval=None, num_frames=8),
     Baseline(
@@ -100,6 +132,7 @@ BASELINES = [
         "unsupported",
         needs_remote_code=True,
         unsupported_reason="an instruction-prompted VLM embedder (remote code); wrap it with an adapter",
+        original_script="gme-Qwen2-VL-7B-Instruct_test.py",
     ),
     Baseline(
         "mm-embed",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lovr_metric.evaluation.protocol import LOVR_TASKS
+from lovr_metric.evaluation.protocol import LOVR_TASKS, incomplete_reason
 from lovr_metric.lovr_retrieval.retrieval import NDCG_CUTOFF
 
 RANDOM_WEIGHTS_WARNING = (
@@ -51,7 +51,10 @@ def results_markdown(results: dict) -> str:
     """The Markdown table of `results` (the dict written to results.json): one row per granularity and direction,
     one column per metric computed (pass@k for each k of `--k_values`); a cell is blank where that row's gallery
     was smaller than k."""
-    lines = [f"# LoVR retrieval: `{results['model']}`", ""]
+    incomplete = incomplete_reason(results)
+    lines = [f"# LoVR retrieval: `{results['model']}`" + (" (INCOMPLETE)" if incomplete else ""), ""]
+    if incomplete:
+        lines += [f"> **INCOMPLETE:** {incomplete} (see `failed_videos` and `settings.missing` in results.json).", ""]
     if results["random_weights"]:
         lines += [RANDOM_WEIGHTS_WARNING, ""]
     if results["text_model"]:
@@ -107,9 +110,10 @@ def _interval_lines(results: dict, columns: list[str]) -> list[str]:
 
 
 def failure_summary(results: dict) -> str:
-    """What the rankings left out, in a sentence or two: video files that failed to decode (how many, which) and
-    clips or videos without a file; empty when nothing was."""
-    parts = []
+    """What the rankings left out, in a sentence or two: that the results are incomplete, video files that failed
+    to decode (how many, which) and clips or videos without a file; empty when nothing was."""
+    incomplete = incomplete_reason(results)
+    parts = [f"INCOMPLETE: {incomplete}."] if incomplete else []
     failed = results["failed_videos"]
     if failed:
         ids = ", ".join(record["id"] for record in failed[:SHOW_IDS]) + (", ..." if len(failed) > SHOW_IDS else "")

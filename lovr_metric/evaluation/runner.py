@@ -30,6 +30,7 @@ from lovr_metric.evaluation.encoders import EncoderConfig, TextEncoder, VideoEnc
 from lovr_metric.evaluation.frames import FrameSampling
 from lovr_metric.evaluation.image_processors import IMAGE_PROCESSOR_BACKENDS, image_processor_name
 from lovr_metric.evaluation.jobs import EvalData, plan
+from lovr_metric.evaluation.original_scripts import CleanedTextEncoder, OriginalScript, original_script
 from lovr_metric.evaluation.outputs import RunSettings, results_record, write_outputs
 from lovr_metric.evaluation.protocol import GRANULARITIES, LOVR_FRAME_INTERVAL, LOVR_TASKS, PROTOCOLS
 from lovr_metric.evaluation.ranking import NoMetricError, Ranking, RankOptions, rank_tasks
@@ -66,8 +67,9 @@ class EvaluateConfig:
     num_frames: int | None = field(default=None, metadata={"help": "Embed N uniform frames per clip instead."})
     protocol: str = field(
         default="default",
-        metadata={"help": "default (the corrected protocol) or lovr-original (the original code's: BGR frames, raw "
-                  "features averaged, videos from their clips' frames, theme retrieval both ways)."},
+        metadata={"help": "default (the corrected protocol) or lovr-original (the original code's: BGR frames, "
+                  "pooling and text cleaning as the model's original script, videos from their clips' frames, theme "
+                  "retrieval both ways)."},
     )  # fmt: skip
     bgr: bool = field(default=False, metadata={"help": "Feed BGR frames, reproducing the original code's defect."})
     resize_in_decoder: bool = field(
@@ -145,9 +147,17 @@ def _encoder_config(config: EvaluateConfig, model: str, revision: str | None) ->
     )
 
 
-def _sampling(config: EvaluateConfig, encoder) -> FrameSampling:
+def _original_script(config: EvaluateConfig, model: str, encoder) -> OriginalScript | None:
+    """Under a protocol that follows the original's per-model scripts, the script that embedded `model`."""
+    if not PROTOCOLS[config.protocol].per_model_scripts:
+        return None
+    model_type = getattr(getattr(getattr(encoder, "model", None), "config", None), "model_type", None)
+    return original_script(model, model_type)
+
+
+def _sampling(config: EvaluateConfig, encoder, script: OriginalScript | None) -> FrameSampling:
     protocol = PROTOCOLS[config.protocol]
-    common = {"bgr": config.bgr or protocol.bgr, "pooling": protocol.pooling,
+    common = {"bgr": config.bgr or protocol.bgr, "pooling": script.pooling if script else "normalized",
               "video_from_clips": protocol.video_from_clips, "resize_in_decoder": config.resize_in_decoder,
               "batch_size": config.batch_size, "num_workers": config.num_workers,
               "decode_threads": config.decode_threads}  # fmt: skip
@@ -182,11 +192,21 @@ def _identity(encoder_config: EncoderConfig, encoder, *, text: bool) -> dict:
     } | _pixels_or_text(encoder_config, encoder, text)
 
 
+def _clean_texts(text_encoder, script: OriginalScript | None):
+    """`text_encoder`, cleaning its texts first where the original script did."""
+    if script is None or script.text_cleaning is None:
+        return text_encoder
+    return CleanedTextEncoder(text_encoder, script.text_cleaning)
+
+
 def _pixels_or_text(encoder_config: EncoderConfig, encoder, text: bool) -> dict:
     """The long-text policy for texts; for frames the image processor class, when the encoder has one to name (an
     adapter's own preprocessing is its own business, and its cache key stays what it was)."""
     if text:
-        return {"long_text": getattr(encoder, "long_text", encoder_config.long_text)}
+        cleaning = getattr(encoder, "text_cleaning", None)  # in the key only when set: earlier caches stay valid
+        return {"long_text": getattr(encoder, "long_text", encoder_config.long_text)} | (
+            {"text_cleaning": cleaning} if cleaning else {}
+        )
     name = image_processor_name(encoder)
     return {} if name is None else {"image_processor": name}
 
@@ -231,7 +251,10 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
     if text_encoder is None:
         same = config.text_model in (None, config.model) and isinstance(encoder, TextEncoder)
         text_encoder = encoder if same else load_encoder(text_config, need="text")
-    sampling = _sampling(config, encoder)
+    script = _original_script(config, config.model, encoder)
+    text_script = _original_script(config, config.text_model or config.model, text_encoder)
+    text_encoder = _clean_texts(text_encoder, text_script)
+    sampling = _sampling(config, encoder, script)
 
     texts = [text for queries in data.queries.values() for text, _ in queries]
     counts = getattr(text_encoder, "token_counts", None)
@@ -246,6 +269,8 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
         bootstrap={"num_resamples": config.bootstrap_resamples, "confidence": config.confidence,
                    "seed": config.bootstrap_seed, "method": "percentile, queries resampled with replacement"},
         protocol=config.protocol,
+        original_scripts={"visual": script and script.record(), "text": text_script and text_script.record()}
+        if PROTOCOLS[config.protocol].per_model_scripts else None,
     )  # fmt: skip
     root, rank = Path(config.cache_dir), state.process_index
     visual_cache = EmbeddingCache(root, visual_config.model, {**run.visual, **sampling.cache_settings()}, rank)

@@ -1,13 +1,19 @@
 """`--protocol lovr-original`: the original code's frames (BGR, every interval-th frame of each clip file, a video's
-frames counted across its clip files), its pooling (raw features averaged) and its clip -> theme direction.
+frames counted across its clip files), its per-model pooling and text cleaning, and its clip -> theme direction.
 
-The reference below replays the original's `make_video_dict` literally (its running `start_offset`, the frames
-it appends per clip file), on the real clip files of a tiny official release, and pools as its frame-model scripts
-do; the toolkit's job over the same files must give the same embeddings.
+The references below replay the original scripts (LoVR-benchmark commit 00ca611,
+`scripts/evaluation_script/code/`): `make_video_dict` literally (its running `start_offset`, the frames it appends
+per clip file), on the real clip files of a tiny official release, then the `encode_image` block of `CLIP_test.py`
+(lines 143-159: each frame's features L2-normalised, averaged, normalised again) or of
+`gme-Qwen2-VL-7B-Instruct_test.py` (lines 163-198: the frames' embeddings averaged as returned, then normalised);
+texts go through OpenAI's own tokenizer code (the `openai-clip` package's `simple_tokenizer.py`, which
+`clip.tokenize` calls). The toolkit's job over the same files must give the same embeddings and token ids.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import shutil
 
@@ -26,7 +32,8 @@ from lovr_metric.evaluation.rows import load_rows
 from .encode_data import SCENES, lovr_export, official_export, tiny_models  # noqa: F401
 
 INTERVAL = 10
-ORIGINAL = FrameSampling(interval=INTERVAL, bgr=True, pooling="raw", video_from_clips=True)
+# The CLIP script's frames and pooling (a tiny CLIP follows it: `original_script`).
+ORIGINAL = FrameSampling(interval=INTERVAL, bgr=True, video_from_clips=True)
 
 
 def test_stride_across_clips_by_hand():
@@ -67,7 +74,9 @@ def test_plan_frames_of_clip_files_count_frames_as_the_video_does():
 def test_the_cache_key_of_the_default_frames_is_what_it_was():
     assert FrameSampling().cache_settings() == {"interval": 10, "num_frames": None, "bgr": False,
                                                 "resize_in_decoder": False}  # fmt: skip
-    assert ORIGINAL.cache_settings() == ORIGINAL.settings()  # non-default: part of the key
+    # Non-default fields are part of the key: the original's frames (its pooling is the default one)
+    assert ORIGINAL.cache_settings() == {**FrameSampling().cache_settings(), "bgr": True, "video_from_clips": True}
+    assert dataclasses.replace(ORIGINAL, pooling="raw").cache_settings()["pooling"] == "raw"
     assert FrameSampling().settings()["pooling"] == "normalized"  # results.json records it whatever the key
 
 
@@ -133,19 +142,26 @@ def _make_video_dict(clip_files, interval):
     return images, clip_src, full_src
 
 
-def _original_embeddings(encoder, clip_files, interval) -> dict[str, torch.Tensor]:
-    """Every source's embedding as the original's frame-model scripts pool them: BGR frames, mean of the raw
-    frame features, normalised."""
+def _original_embeddings(encoder, clip_files, interval, script="CLIP_test.py") -> dict[str, torch.Tensor]:
+    """Every source's embedding as the original script `script` computes it from `make_video_dict`'s frames."""
     images, clip_src, full_src = _make_video_dict(clip_files, interval)
     by_source: dict[str, list[np.ndarray]] = {}
     for image, clip, full in zip(images, clip_src, full_src, strict=True):
         for source in (clip, full):
-            if source is not None:
+            if source is not None:  # Image.fromarray(fr[:, :, ::-1]): the "BGR -> RGB" flip of RGB frames
                 by_source.setdefault(source, []).append(np.ascontiguousarray(image[..., ::-1]))
-    return {
-        source: torch.nn.functional.normalize(encoder.encode_frames(encoder.preprocess_frames(frames)).mean(0), dim=0)
-        for source, frames in by_source.items()
-    }
+    embeddings = {}
+    for source, frames in by_source.items():
+        feats = encoder.encode_frames(encoder.preprocess_frames(frames))
+        if script == "CLIP_test.py":
+            feats = feats / feats.norm(dim=-1, keepdim=True)
+            video_feat = feats.mean(dim=0, keepdim=True)
+            video_feat = video_feat / video_feat.norm(dim=-1, keepdim=True)
+        else:  # gme-Qwen2-VL-7B-Instruct_test.py
+            video_feat = feats.mean(dim=0, keepdim=True)
+            video_feat = video_feat / (video_feat.norm(dim=-1, keepdim=True) + 1e-8)
+        embeddings[source] = video_feat[0]
+    return embeddings
 
 
 def test_a_video_from_its_clip_files_equals_the_originals_make_video_dict(official_export, tiny_models):  # noqa: F811
@@ -162,9 +178,12 @@ def test_a_video_from_its_clip_files_equals_the_originals_make_video_dict(offici
     for segment in job.segments:
         source = "video" if segment.kind == "video" else segment.key
         torch.testing.assert_close(torch.from_numpy(result.embeddings[segment.key]), expected[source])
-    # Each difference of the protocol moves the embeddings: RGB frames, normalised pooling, the merged file.
-    for other in (FrameSampling(interval=INTERVAL, pooling="raw", video_from_clips=True),
-                  FrameSampling(interval=INTERVAL, bgr=True, video_from_clips=True)):  # fmt: skip
+    # GME's script pools raw features: the toolkit's "raw" pooling is that script's.
+    gme = _original_embeddings(encoder, job.parts, INTERVAL, script="gme-Qwen2-VL-7B-Instruct_test.py")
+    raw = embed_job(job, encoder, dataclasses.replace(ORIGINAL, pooling="raw"))
+    torch.testing.assert_close(torch.from_numpy(raw.embeddings["echo"]), gme["video"])
+    # Each difference of the protocol moves the embeddings: RGB frames, the other pooling.
+    for other in (dataclasses.replace(ORIGINAL, bgr=False), dataclasses.replace(ORIGINAL, pooling="raw")):
         moved = embed_job(job, encoder, other).embeddings["echo"]
         assert not np.allclose(moved, result.embeddings["echo"], atol=1e-4)
 
@@ -209,10 +228,14 @@ def test_evaluate_with_the_original_protocol(tmp_path, official_export, tiny_mod
     assert main([*base, "--output", str(tmp_path / "out"), "--protocol", "lovr-original"]) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["protocol"] == "lovr-original"
-    assert results["protocol_settings"]["frames"] == "BGR" and results["protocol_settings"]["pooling"] == "raw"
+    assert results["protocol_settings"]["frames"] == "BGR"
+    # A CLIP model follows the original's CLIP script: normalised pooling, texts cleaned as clip.tokenize cleans them.
+    scripts = results["protocol_settings"]["original_scripts"]
+    assert scripts["visual"]["file"] == scripts["text"]["file"] == "CLIP_test.py"
     settings = results["settings"]
     assert (settings["bgr"], settings["pooling"], settings["video_from_clips"], settings["interval"]) == (
-        True, "raw", True, INTERVAL)  # fmt: skip
+        True, "normalized", True, INTERVAL)  # fmt: skip
+    assert settings["text_encoder"]["text_cleaning"] == "openai-clip"
     assert len(results["settings"]["missing"]) == 0 and results["num_failed_videos"] == 0
     assert results["num_video_files"] == 6  # the 6 clip files, decoded once each (the default adds the 2 merged)
     theme = results["metrics"]["theme"]
@@ -226,6 +249,8 @@ def test_evaluate_with_the_original_protocol(tmp_path, official_export, tiny_mod
     # The default on the same data and cache: its own embeddings (other settings), theme -> clip only.
     assert main([*base, "--output", str(tmp_path / "default")]) == 0
     default = json.loads((tmp_path / "default" / "results.json").read_text())
+    assert "original_scripts" not in default["protocol_settings"] and "text_cleaning" not in default["settings"][
+        "text_encoder"]  # fmt: skip
     assert default["num_video_files"] == 6 + 2 and not any(
         k.startswith("video_to") for k in default["metrics"]["theme"]
     )
@@ -238,3 +263,60 @@ def test_evaluate_with_the_original_protocol(tmp_path, official_export, tiny_mod
         assert main([*base, "--output", str(tmp_path / "bad"), *bad]) == 1
         assert message in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def _openai_clip_tokenize(texts: list[str], context_length: int = 77) -> list[list[int]]:
+    """`clip.tokenize(texts, truncate=True)` (openai-clip 1.0.1, `clip/clip.py`) with OpenAI's own `SimpleTokenizer`,
+    loaded from the installed package's file (its `__init__` imports torchvision, which the CPU machine lacks)."""
+    folder = importlib.util.find_spec("clip").submodule_search_locations[0]
+    spec = importlib.util.spec_from_file_location("openai_simple_tokenizer", f"{folder}/simple_tokenizer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tokenizer = module.SimpleTokenizer()
+    sot, eot = tokenizer.encoder["<|startoftext|>"], tokenizer.encoder["<|endoftext|>"]
+    result = []
+    for text in texts:
+        tokens = [sot, *tokenizer.encode(text), eot]
+        if len(tokens) > context_length:
+            tokens = [*tokens[: context_length - 1], eot]
+        result.append(tokens)
+    return result
+
+
+CAPTIONS_TO_CLEAN = [
+    "Tom &amp; Jerry run &lt;fast&gt;",  # entities: unescaped by clip.tokenize, not by transformers
+    "a double-escaped &amp;amp; sign",  # unescaped twice
+    "Caf\u00c3\u00a9 cr\u00c3\u00a8me",  # mojibake that ftfy repairs ("Café crème")
+    "  spaced\n\n\tout   text  ",
+    "A man in a red coat. " * 20,  # over 77 tokens: truncated, the end token kept
+]
+
+
+def test_texts_under_the_original_protocol_get_clip_tokenizes_ids(tiny_models):  # noqa: F811
+    from transformers import AutoTokenizer
+
+    from lovr_metric.evaluation.original_scripts import clean_like_openai_clip
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["clip"])  # the real CLIP BPE vocabulary
+    expected = _openai_clip_tokenize(CAPTIONS_TO_CLEAN)
+    cleaned = [clean_like_openai_clip(text) for text in CAPTIONS_TO_CLEAN]
+    assert tokenizer(cleaned, truncation=True, max_length=77)["input_ids"] == expected
+    # transformers' tokenizer alone differs on the entities and the mojibake: the cleaning is what makes them equal
+    plain = tokenizer(CAPTIONS_TO_CLEAN, truncation=True, max_length=77)["input_ids"]
+    assert [a == b for a, b in zip(plain, expected, strict=True)] == [False, False, False, True, True]
+
+
+def test_the_original_protocol_embeds_texts_cleaned(tmp_path, tiny_models):  # noqa: F811
+    from lovr_metric.evaluation.original_scripts import CleanedTextEncoder, original_script
+
+    encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])))
+    cleaned = CleanedTextEncoder(encoder, "openai-clip")
+    torch.testing.assert_close(cleaned.encode_text(["Tom &amp; Jerry"]), encoder.encode_text(["Tom & Jerry"]))
+    assert not torch.allclose(encoder.encode_text(["Tom &amp; Jerry"]), encoder.encode_text(["Tom & Jerry"]))
+    assert cleaned.token_counts(["Tom &amp; Jerry"]) == encoder.token_counts(["Tom & Jerry"])
+    # Which script a model follows: the registry's, else its architecture's; GME's pools raw, the others normalise.
+    assert original_script("siglip2-base-p16-224", None).file == "siglip2-base-patch16-224_test.py"
+    assert original_script("gme-qwen2-vl-7b", None).pooling == "raw"
+    assert original_script(str(tiny_models["clip"]), "clip").text_cleaning == "openai-clip"
+    assert original_script("facebook/metaclip-b32-400m", "clip").text_cleaning is None  # its script: HF's processor
+    assert original_script("some/bert", "bert") is None

@@ -26,9 +26,10 @@ def test_protocols_differ_where_the_original_code_does():
     assert default.directions(LOVR_TASKS["theme"]) == ("text_to_video",)
     assert original.directions(LOVR_TASKS["theme"]) == DIRECTIONS
     assert all(p.directions(LOVR_TASKS[g]) == DIRECTIONS for p in (default, original) for g in ("clip", "video"))
-    assert (default.bgr, default.pooling, default.video_from_clips) == (False, "normalized", False)
-    assert (original.bgr, original.pooling, original.video_from_clips) == (True, "raw", True)
-    assert original.record() == {"name": "lovr-original", "frames": "BGR", "pooling": "raw",
+    assert (default.bgr, default.per_model_scripts, default.video_from_clips) == (False, False, False)
+    assert (original.bgr, original.per_model_scripts, original.video_from_clips) == (True, True, True)
+    assert original.record() == {"name": "lovr-original", "frames": "BGR",
+                                 "pooling": "as the model's original script (original_scripts)",
                                  "video_frames": "clip files, interval across clip boundaries",
                                  "theme_directions": ["text_to_video", "video_to_text"]}  # fmt: skip
 
