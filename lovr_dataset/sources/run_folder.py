@@ -9,6 +9,11 @@ Records with `status: "failed"` carry no data: a failed video has no clips, a fa
 a reviewer rejected (`review: "rejected"`) is null too. `clip_path` is relative to `W`; `video_path` to the
 `videos_dir` of its segments record, which is where `attach_video_root` must point for virtual clips. Shards left
 in `W/.shards/` (a stage interrupted or still running) are not read, only warned about.
+
+Refused, naming the file, line (and clip): ids that break the release's rules (`check_id`: no '/', '\\' or '..';
+a clip id is `<video_id>-Scene-<clip_index>` of its segments record), clip times that are no time range of the
+video (`lovr_common.run_folder.check_clip_span`: finite numbers, 0 <= start < end <= duration), and a captions or
+videos record (status ok) of a clip or video that segments.jsonl does not list as ok.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from lovr_common.run_folder.layout import (
     SegmentRecord,
     StageFile,
     VideoRecord,
+    check_clip_span,
 )
 
 from ..records import (
@@ -33,9 +39,11 @@ from ..records import (
     SourceData,
     SourceReport,
     apply_missing_clip_policy,
+    check_id,
     finish,
     read_records,
     safe_relpath,
+    split_clip_id,
     unique_by,
 )
 
@@ -47,10 +55,10 @@ def matches(root: Path) -> bool:
 
 
 def _ok_records(
-    root: Path, stage: StageFile, options: ReadOptions, report: SourceReport
+    root: Path, stage: StageFile, options: ReadOptions, report: SourceReport, known: set[str] | None = None
 ) -> dict[str, tuple[str, dict]]:
-    """(where, record) of every record of `stage` in `root` by its key, refusing duplicates; failed records are
-    counted and left out."""
+    """(where, record) of every record of `stage` in `root` by its key, refusing duplicates and (when `known` is
+    given) a key not in `known`; failed records, which carry no data, are counted and left out."""
     path = stage.path(root)
     if not path.is_file():
         return {}
@@ -61,6 +69,11 @@ def _ok_records(
         if record.get("status", "ok") != "ok":
             report.failed_records += 1
             continue
+        if known is not None and record_id not in known:
+            raise ValueError(
+                f"{where}: {stage.key} {record_id!r} is not among the {stage.key.removesuffix('_id')}s of "
+                f"{SEGMENTS.path(root)} (status ok); expected records of those only: remove the line"
+            )
         records[record_id] = (where, record)
     return records
 
@@ -83,25 +96,35 @@ def _clip_row(clip: ClipSpan, video_id: str, clip_path: str | None, video_path: 
 
 
 def _clip_rows(segments: dict[str, tuple[str, SegmentRecord]], root: Path) -> tuple[list[dict], list[str]]:
-    """The clip rows of every segments record, and the ids of the clips whose written file is missing."""
+    """The clip rows of every segments record, and the ids of the clips whose written file is missing.
+
+    Ids follow the release's rules (`check_id`, `split_clip_id`): a clip's id is `<video_id>-Scene-<clip_index>`.
+    """
     clips, missing = [], []
     for video_id, (where, segment) in segments.items():
+        check_id(video_id, "video_id", where)
         video_path = safe_relpath(segment["video_path"], where)
         for clip in segment.get("clips", []):
+            clip_id = check_id(clip.get("clip_id"), "clip_id", where)
+            if split_clip_id(clip_id, where) != (video_id, clip.get("clip_index")):
+                raise ValueError(
+                    f"{where}: clip id {clip_id!r} does not match its video_id {video_id!r} and clip_index "
+                    f"{clip.get('clip_index')!r}; expected '<video_id>-Scene-<clip_index>'"
+                )
+            where_clip = f"{where}, clip {clip_id!r}"
+            check_clip_span(clip.get("start"), clip.get("end"), segment.get("duration"), where_clip)
             clip_path = clip.get("clip_path")
             if clip_path is not None:
-                clip_path = safe_relpath(clip_path, f"{where}, clip {clip.get('clip_id')!r}")
+                clip_path = safe_relpath(clip_path, where_clip)
                 if not (root / clip_path).is_file():
-                    missing.append(clip["clip_id"])
+                    missing.append(clip_id)
             clips.append(_clip_row(clip, video_id, clip_path, video_path))
     return clips, missing
 
 
-def _add_captions(known: dict[str, dict], captions: dict[str, tuple[str, CaptionRecord]], root: Path) -> None:
+def _add_captions(known: dict[str, dict], captions: dict[str, tuple[str, CaptionRecord]]) -> None:
     """Give each clip row its caption record's caption (null when rejected in review), score and review state."""
-    for clip_id, (where, record) in captions.items():
-        if clip_id not in known:
-            raise ValueError(f"{where}: caption for clip {clip_id!r}, which {SEGMENTS.path(root)} does not list")
+    for clip_id, (_, record) in captions.items():
         review = record.get("review")
         known[clip_id].update(
             caption=None if review == "rejected" else record["caption"], score=record.get("score"), review=review
@@ -125,8 +148,9 @@ def read(root: Path, options: ReadOptions) -> SourceData:
     report = SourceReport(source="pipeline run folder")
     segments = _ok_records(root, SEGMENTS, options, report)
     clips, missing = _clip_rows(segments, root)
-    unique_by([(f"{SEGMENTS.path(root)}, video {clip['video_id']!r}", clip) for clip in clips], "clip_id")
-    _add_captions({clip["clip_id"]: clip for clip in clips}, _ok_records(root, CAPTIONS, options, report), root)
+    by_id = unique_by([(f"{SEGMENTS.path(root)}, video {clip['video_id']!r}", clip) for clip in clips], "clip_id")
+    captions = _ok_records(root, CAPTIONS, options, report, known=set(by_id))
+    _add_captions({clip_id: clip for clip_id, (_, clip) in by_id.items()}, captions)
     clips = apply_missing_clip_policy(clips, sorted(missing), options, report)
-    video_captions = _video_captions(_ok_records(root, VIDEOS, options, report), segments)
+    video_captions = _video_captions(_ok_records(root, VIDEOS, options, report, known=set(segments)), segments)
     return finish(clips, video_captions, [], options, report)
