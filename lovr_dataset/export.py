@@ -48,6 +48,8 @@ def card_yaml(infos: dict[str, datasets.DatasetInfo]) -> dict:
     `infos` maps each exported config name to its `DatasetInfo` (features and splits); the card text can wrap
     this dict in any prose.
     """
+    if not infos:
+        raise ValueError("card_yaml needs the DatasetInfo of at least one config, got none")
     card = DatasetCardData(license=infos[next(iter(infos))].license or None)
     DatasetInfosDict(infos).to_dataset_card_data(card)
     card.configs = [

@@ -14,7 +14,8 @@ Splits and roles (what an evaluation needs):
   Each row repeats its split in the column `split`, so a concatenated gallery still tells the queries apart.
   The source names the splits when it can (the Hub copy's `clip_train` / `clip_test` files); otherwise the
   queries are `num_queries` captioned clips drawn with seed `query_seed` (1000 in the official protocol; all
-  captioned clips when fewer), and an export freezes that draw. A split that would be empty is left out.
+  captioned clips when fewer), and an export freezes that draw. A split that would be empty is left out;
+  a source without a single clip (an empty release, a run whose every video failed) is refused with a ValueError.
 - `videos` has one split, `test`: every video with clips or a caption (caption null where unknown).
 - `themes` has one split, `test`: the theme text of a clip, where the source has theme texts.
 

@@ -74,5 +74,19 @@ def read_source(data_dir: str | os.PathLike, options: ReadOptions) -> SourceData
 @functools.lru_cache(maxsize=1)
 def _read_cached(root: Path, _fingerprint: str, options: ReadOptions) -> SourceData:
     data = SOURCES[detect_source(root)].read(root, options)
+    if not data.clips:
+        raise ValueError(f"no clips in {root} ({data.report.source}): nothing to build or export{_why_empty(data)}")
     logger.info("read %s from %s: %d clips, %d videos", data.report.source, root, len(data.clips), len(data.videos))
     return data
+
+
+def _why_empty(data: SourceData) -> str:
+    """What the read left out, as a hint after "no clips"."""
+    report = data.report
+    left_out = [
+        f"{report.failed_records} record(s) with status 'failed'" if report.failed_records else "",
+        f"{len(report.missing_clip_files)} clip(s) whose file is missing" if report.missing_clip_files else "",
+        f"{len(report.skipped_lines)} malformed line(s)" if report.skipped_lines else "",
+    ]
+    left_out = [what for what in left_out if what]
+    return f"; left out: {', '.join(left_out)}" if left_out else ""

@@ -157,3 +157,26 @@ def test_export_refuses_to_overwrite_unless_asked(official, tmp_path, cache_dir)
     assert (out / "keep.txt").read_text() == "mine"
     export(official, out, cache_dir=cache_dir, overwrite=True)
     assert not (out / "keep.txt").exists() and (out / "clips").is_dir()
+
+
+def test_an_empty_release_is_refused_by_the_builder_and_by_export(tmp_path, cache_dir):
+    for name in ("all_clip.jsonl", "all_video.jsonl"):
+        write_jsonl(tmp_path / "LoVR/caption_data" / name, [])
+    message = rf"^no clips in {tmp_path}/LoVR \(official LoVR release \(JSON Lines\)\): nothing to build or export$"
+    with pytest.raises(ValueError, match=message):
+        clips_of(tmp_path / "LoVR", cache_dir)  # was an empty DatasetDict
+    with pytest.raises(ValueError, match=message):
+        export(tmp_path / "LoVR", tmp_path / "lovr", cache_dir=cache_dir)  # was a StopIteration in card_yaml
+    assert not (tmp_path / "lovr").exists()
+
+
+def test_a_run_whose_every_video_failed_is_refused_with_what_was_left_out(tmp_path, clip_files, cache_dir):
+    run = make_run(tmp_path / "W", clip_files)
+    write_jsonl(run / "segments.jsonl", [{"video_id": v, "status": "failed", "reason": "x"} for v in ("a", "b")])
+    for name in ("captions.jsonl", "videos.jsonl"):
+        write_jsonl(run / name, [])
+    message = r"no clips in .*/W \(pipeline run folder\): .*; left out: 2 record\(s\) with status 'failed'$"
+    with pytest.raises(ValueError, match=message):
+        clips_of(run, cache_dir)
+    with pytest.raises(ValueError, match=message):
+        export(run, tmp_path / "lovr", cache_dir=cache_dir)
