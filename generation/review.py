@@ -11,8 +11,9 @@ sets `decision` on the lines they reviewed (the format: `lovr_common.run_folder.
 - `null`: not reviewed yet, the clip stays `review: "pending"`.
 
 The whole file is validated first (`validate_review`): a malformed line, an unknown or repeated clip id, a clip
-that is not queued, a missing or unknown `decision`, or an empty edited caption is reported with its file and line,
-all problems at once, and nothing is merged; so is a damaged `W/captions.jsonl` (a malformed or cut-short line, a
+that is not queued, a missing or unknown `decision`, an empty edited caption, or a typed `reviewed_caption` on an
+`"accepted"` or `"rejected"` line (which would drop it: set `"edited"` to use it) is reported with its file and
+line, all problems at once, and nothing is merged; so is a damaged `W/captions.jsonl` (a malformed or cut-short line, a
 clip id on two lines). Otherwise the decisions are written into `W/captions.jsonl` with an atomic rename, the run
 folder locked against any other run meanwhile (`lovr_common.run_folder.workdir_lock`).
 Merging the same file twice gives the same result. Then run `generation.fuse` again: it fuses again exactly the

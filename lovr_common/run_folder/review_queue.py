@@ -5,6 +5,8 @@ One `ReviewLine` per clip whose best caption stayed below the refinement thresho
 `{"clip_id", "video_id", "caption", "score", "attempts", "reviewed_caption": null, "decision": null}`. A person sets
 `decision` on the lines they reviewed: `"accepted"` (the caption stays), `"edited"` (`reviewed_caption`, non-empty,
 replaces it), `"rejected"` (the caption stays, marked for readers to drop), or leaves it `null` (not reviewed yet).
+A line `"accepted"` or `"rejected"` that also holds a typed `reviewed_caption` is refused as ambiguous, so that a
+person's edit is never dropped without a word.
 
 The file is written whole (atomically) and lines already there are never overwritten, so a line being edited
 survives a rerun of refinement. Both ends are strict: a cut-short last line is damage, not an interrupted write.
@@ -89,16 +91,24 @@ def _line_problem(record: dict, captions: Mapping[str, CaptionRecord]) -> str | 
     if decision is not None and decision not in DECISIONS:
         return f"decision={decision!r}: expected one of {DECISIONS} or null"
     edited = record.get("reviewed_caption")
-    if decision == "edited" and (not isinstance(edited, str) or not edited.strip()):
+    typed = isinstance(edited, str) and edited.strip()
+    if decision == "edited" and not typed:
         return f"decision 'edited' needs a non-empty reviewed_caption, got {edited!r}"
+    if decision in ("accepted", "rejected") and typed:
+        # Which the person meant is unknown, and merging either way would drop the caption they typed.
+        return (
+            f"decision {decision!r} with reviewed_caption={edited[:60]!r}: ambiguous; set decision to 'edited' to "
+            f"use that caption, or reviewed_caption to null to keep the decision {decision!r}"
+        )
     return None
 
 
 def validate_review(path: str | os.PathLike, captions: Mapping[str, CaptionRecord]) -> dict[str, ReviewLine]:
     """The decided lines of review file `path`, by clip id; raises `ReviewError` listing every problem.
 
-    A malformed line, an unknown or repeated clip id, a clip that is not queued, a missing or unknown `decision`, or
-    an empty edited caption is a problem; lines whose `decision` is null are left out.
+    A malformed line, an unknown or repeated clip id, a clip that is not queued, a missing or unknown `decision`, an
+    empty edited caption, or a typed `reviewed_caption` on a line not `"edited"` is a problem; lines whose `decision`
+    is null are left out.
     """
     path = Path(path)
     if not path.is_file():

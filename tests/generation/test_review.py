@@ -135,3 +135,24 @@ def test_a_clip_id_on_two_lines_of_captions_is_refused_naming_both(workdir):
     with pytest.raises(SystemExit, match=r"captions\.jsonl:6: clip_id='v-Scene-002' is repeated \(also on line 2\)"):
         main(["--workdir", str(workdir)])
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("decision", ["accepted", "rejected"])
+def test_a_typed_caption_on_a_line_not_edited_is_refused_not_dropped(workdir, decision):
+    path = _write(
+        workdir / "review.jsonl",
+        [
+            _queue_line("v-Scene-001", decision, "A caption the person typed."),  # was merged, the text dropped
+            _queue_line("v-Scene-002", decision, "   "),  # nothing typed: fine
+            _queue_line("v-Scene-003", None, "Typed, not decided yet."),  # stays pending, the text stays in the file
+        ],
+    )
+    before = (workdir / "captions.jsonl").read_text()
+    with pytest.raises(SystemExit) as info:
+        main(["--workdir", str(workdir)])
+    assert str(info.value).endswith(
+        f"1 problem(s) in {path}, nothing merged:\n{path}:1: decision {decision!r} with reviewed_caption="
+        f"'A caption the person typed.': ambiguous; set decision to 'edited' to use that caption, or "
+        f"reviewed_caption to null to keep the decision {decision!r}"
+    )
+    assert (workdir / "captions.jsonl").read_text() == before
