@@ -5,16 +5,22 @@ Every record written by the pipeline is one JSON object per line. A process kill
 last line without its newline; such a line is never valid JSON for an object, so readers of appended files drop it
 and writers cut it off before appending. A file only ever written whole (`write_jsonl_atomic`) cannot be torn that
 way: its readers pass `tolerate_torn_tail=False`, and a damaged last line is an error like any other.
+
+Read as strict JSON for a benchmark's sake, with one leniency: a UTF-8 byte order mark opening the file (what some
+Windows editors write) is skipped. An object holding one key twice is malformed (`json.loads` would keep the last
+value without a word): the error names the file, line and key.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +68,12 @@ def read_jsonl_numbered(
     path = Path(path)
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
+            if lineno == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
             if not raw.strip():
                 continue
             try:
-                record = json.loads(raw.decode("utf-8"))
+                record = json.loads(raw.decode("utf-8"), object_pairs_hook=refuse_repeated_keys)
                 if not isinstance(record, dict):
                     raise ValueError(f"expected a JSON object, got {type(record).__name__}")
             except (UnicodeDecodeError, ValueError) as err:
@@ -85,6 +93,16 @@ def read_jsonl_numbered(
                     stats.skipped.append(message)
                 continue
             yield lineno, record
+
+
+def refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """`object_pairs_hook` of `json.loads`: the object as a dict, or a `ValueError` naming a key it holds twice."""
+    record = dict(pairs)
+    if len(record) < len(pairs):
+        seen = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"key {repeated!r} appears twice in one object")
+    return record
 
 
 def cut_torn_tail(path: str | os.PathLike) -> None:

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from lovr_common.jsonl import read_jsonl, write_jsonl_atomic
+from lovr_common.jsonl import read_jsonl, refuse_repeated_keys, write_jsonl_atomic
 from lovr_common.run_folder.layout import REVIEW_FILE, CaptionRecord, ReviewLine
 
 DECISIONS = ("accepted", "edited", "rejected")
@@ -62,14 +62,17 @@ def queue_pending(workdir: str | os.PathLike, records: Iterable[CaptionRecord]) 
 def parse_review_file(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
     """The `(line number, object)` of each line of an edited review file, and a problem per line that is not one."""
     records, problems = [], []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # -sig: a byte order mark that an editor put first is skipped
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line, object_pairs_hook=refuse_repeated_keys)
             except json.JSONDecodeError as err:
                 problems.append(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})")
+                continue
+            except ValueError as err:  # a repeated key
+                problems.append(f"{path}:{lineno}: {err}")
                 continue
             if not isinstance(record, dict):
                 problems.append(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")

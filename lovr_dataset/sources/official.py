@@ -12,6 +12,9 @@ only the query captions), with the caption where one is known; a clip's path is 
 with '-'. Ids name files, so an id holding '/', '\\' or '..' is refused (file and line named), and so is a clip
 file, clip folder, recorded clip path or merged video that resolves through a symlink to a place outside the
 release. A theme of a clip that is not among the clips fails, or is counted and left out with `skip_orphan_themes`.
+The release records no clip times: `start` and `end` are null. Its JSON Lines are read strictly
+(`lovr_common.jsonl`), with one leniency: a UTF-8 byte order mark opening a file (as Windows editors save) is
+skipped; an object holding one key twice is malformed, named by file, line and key.
 """
 
 from __future__ import annotations

@@ -78,3 +78,22 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         write_jsonl_atomic(path, broken())
     assert [json.loads(line) for line in path.read_text().splitlines()] == [{"id": "old"}]
     assert [p.name for p in tmp_path.iterdir()] == ["a.jsonl"]
+
+
+def test_a_byte_order_mark_opening_the_file_is_skipped_and_nowhere_else(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"id": "a"}\r\n{"id": "b"}\r\n')  # as a Windows editor saves it
+    assert list(read_jsonl(path, tolerate_torn_tail=False)) == [{"id": "a"}, {"id": "b"}]
+    path.write_bytes(b'{"id": "a"}\n\xef\xbb\xbf{"id": "b"}\n')
+    with pytest.raises(JsonlError, match=r"a\.jsonl:2: malformed .*BOM"):
+        list(read_jsonl(path))
+
+
+def test_a_key_twice_in_one_object_is_malformed_naming_file_line_and_key(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"id": "a"}\n{"id": "b", "meta": {"cap": "x", "cap": "y"}}\n')  # json.loads keeps "y"
+    with pytest.raises(JsonlError, match=r"a\.jsonl:2: malformed JSON Lines record \(key 'cap' appears twice"):
+        list(read_jsonl(path))
+    stats = ReadStats()
+    assert list(read_jsonl(path, skip_malformed=True, stats=stats)) == [{"id": "a"}]
+    assert "key 'cap' appears twice" in stats.skipped[0]

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lovr_common.jsonl import JsonlError
-from lovr_dataset import LoVR, export, read_source
+from lovr_dataset import LoVR, card_yaml, export, read_source
 from lovr_dataset.records import ReadOptions, safe_relpath
 
 from .dataset_layouts import make_official, make_run, write_jsonl
@@ -180,3 +180,21 @@ def test_a_run_whose_every_video_failed_is_refused_with_what_was_left_out(tmp_pa
         clips_of(run, cache_dir)
     with pytest.raises(ValueError, match=message):
         export(run, tmp_path / "lovr", cache_dir=cache_dir)
+
+
+def test_a_release_file_saved_with_a_byte_order_mark_reads_as_without(official):
+    path = official / "caption_data/all_clip.jsonl"
+    before = read_source(official, ReadOptions())
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # was a JsonlError: "Unexpected UTF-8 BOM"
+    assert read_source(official, ReadOptions()).clips == before.clips
+
+
+def test_a_key_twice_in_one_release_object_is_refused_naming_file_line_and_key(official):
+    append(official / "caption_data/all_video.jsonl", b'{"vid": "x", "cap": "first", "cap": "second"}\n')
+    with pytest.raises(JsonlError, match=r"all_video\.jsonl:3: malformed JSON Lines record \(key 'cap' appears twice"):
+        read_source(official, ReadOptions())  # the last "cap" won without a word
+
+
+def test_card_yaml_of_no_config_is_refused():
+    with pytest.raises(ValueError, match="at least one config"):
+        card_yaml({})

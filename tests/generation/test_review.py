@@ -156,3 +156,12 @@ def test_a_typed_caption_on_a_line_not_edited_is_refused_not_dropped(workdir, de
         f"reviewed_caption to null to keep the decision {decision!r}"
     )
     assert (workdir / "captions.jsonl").read_text() == before
+
+
+def test_a_review_file_saved_with_a_byte_order_mark_merges_and_a_repeated_key_is_a_problem(workdir):
+    path = workdir / "review.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(_queue_line("v-Scene-001", "accepted")).encode() + b"\r\n")
+    assert merge_review(workdir)["accepted"] == 1
+    path.write_text('{"clip_id": "v-Scene-002", "decision": "edited", "reviewed_caption": "A", "decision": null}\n')
+    with pytest.raises(ReviewError, match=rf"{path}:1: key 'decision' appears twice in one object"):
+        merge_review(workdir)
