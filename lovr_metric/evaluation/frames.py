@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lovr_common.run_folder import check_clip_span
 from lovr_common.video import VideoError, VideoInfo, frame_span, interval_times, iter_frames_at, probe, uniform_times
 from lovr_metric.evaluation._batches import run_frame_encoder, run_video_tower
 from lovr_metric.evaluation.encoders import FrameEncoder, VideoEncoder
@@ -346,13 +347,31 @@ def _openable_parts(job: VideoJob) -> tuple[VideoJob, list[VideoInfo], list[dict
     return dataclasses.replace(job, segments=segments, parts=tuple(job.parts[i] for i in kept)), infos, skipped
 
 
+def _clips_within_files(job: VideoJob, infos: list[VideoInfo]) -> tuple[VideoJob, list[dict]]:
+    """`job` without the clips whose time range lies past the end of their file (as decoded, not as the dataset
+    says), and what was left out: such a clip has no frame of its own to embed."""
+    kept, skipped = [], []
+    for segment in job.segments:
+        info = infos[segment.part] if segment.part is not None else None
+        if segment.kind == "clip" and segment.end is not None and info is not None:
+            try:
+                check_clip_span(segment.start, segment.end, info.duration, f"clip {segment.key!r}")
+            except ValueError as err:
+                skipped.append({"id": segment.key, "path": str(job.files[segment.part]), "reason": str(err)})
+                continue
+        kept.append(segment)
+    return dataclasses.replace(job, segments=kept), skipped
+
+
 def embed_job(job: VideoJob, encoder: FrameEncoder | VideoEncoder, sampling: FrameSampling) -> JobResult:
     """Embed every segment of `job` in one decode pass of each file; raises `lovr_common.video.VideoError` for a
     bad file (for a job over clip files: when none opens, or one fails after opening; one that cannot be opened is
-    left out and listed in `JobResult.skipped`)."""
+    left out and listed in `JobResult.skipped`, as is a clip whose time range lies past the end of its file)."""
     started = time.perf_counter()
     sampling = sampling.for_this_machine()
     job, infos, skipped = _openable_parts(job)
+    job, past_the_end = _clips_within_files(job, infos)
+    skipped += past_the_end
     video_tower = isinstance(encoder, VideoEncoder)
     if video_tower and sampling.num_frames != encoder.num_frames:
         raise ValueError(

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lovr_common.run_folder import check_clip_span
 from lovr_metric.evaluation.frames import Segment, VideoJob
 from lovr_metric.evaluation.protocol import LOVR_TASKS, QUERY_SPLIT, Task
 
@@ -90,9 +91,10 @@ def plan(
     protocol) a video is embedded from its clips' frames: the clips of its time ranges go into its job whatever is
     ranked, and a video known by clip files gets one job over those of its files that exist, in scene order
     (`clip_index`; the original listed the video's clip folder, so a clip whose file is absent is left out of the
-    video and listed as missing); a video without clips is listed as missing. Raises `ValueError` for an unknown granularity, and for a `clip_path` or
-    `video_path` whose text leads outside `video_root` (absolute, or `..` climbing out); symlinks in the root are
-    followed."""
+    video and listed as missing); a video without clips is listed as missing. Raises `ValueError` for an unknown
+    granularity, for a clip time range that is not one (`lovr_common.run_folder.check_clip_span`: reversed, negative,
+    not finite, or past its video's `duration`), and for a `clip_path` or `video_path` whose text leads outside
+    `video_root` (absolute, or `..` climbing out); symlinks in the root are followed."""
     unknown = sorted(set(granularity) - set(LOVR_TASKS))
     if unknown:
         raise ValueError(f"granularity={list(granularity)} names {unknown}, expected a subset of {list(LOVR_TASKS)}")
@@ -110,10 +112,15 @@ def plan(
     clip_files: dict[str, list[tuple]] = {}  # video id -> [(scene order, clip id, file)], for video_from_clips
     root = _VideoRoot(video_root)
     paths = {v["video_id"]: root.join(v["video_path"], f"video {v['video_id']!r}: video_path") for v in videos}
+    durations = {video["video_id"]: video.get("duration") for video in videos}
     for clip in clips if want_clips or video_from_clips else []:
         if not want_clips and clip["video_id"] not in wanted_videos:
             continue
         where = f"clip {clip['clip_id']!r}: "
+        if clip["start"] is not None or clip["end"] is not None:
+            check_clip_span(
+                clip["start"], clip["end"], durations.get(clip["video_id"]), f"clips row {clip['clip_id']!r}"
+            )
         long_video = paths.get(clip["video_id"]) or root.join(clip["video_path"], where + "video_path")
         if clip["start"] is not None and clip["end"] is not None and long_video is not None:
             paths.setdefault(clip["video_id"], long_video)

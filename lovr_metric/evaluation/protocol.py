@@ -118,20 +118,22 @@ DEFAULT_PROTOCOL = PROTOCOLS["default"]
 def incomplete_reason(results: dict) -> str | None:
     """Why an evaluation's galleries are smaller than its dataset's, or `None` when every item was embedded.
 
-    A clip or video that failed to decode, or whose file was missing, is left out of the gallery it belongs to: the
-    remaining items are ranked, an easier task than LoVR's, so such results are marked incomplete (results.json's
-    `complete`, results.md's first line) and kept off model cards and leaderboards unless the user says otherwise.
-    Reads `failed_videos` and `settings.missing`, which every results.json holds.
+    The clips and videos of a file that failed to decode, and items without a file, are left out of their gallery:
+    the rest is ranked, an easier task than LoVR's, so such results are marked incomplete (results.json's
+    `complete`, results.md's first line, the printed summary) and kept off model cards and leaderboards unless the
+    user says otherwise. Reads `failed_videos` and `settings.missing`, which every results.json holds.
 
         >>> incomplete_reason({"failed_videos": [], "settings": {"missing": []}}) is None
         True
-        >>> incomplete_reason({"failed_videos": [{"id": "a"}], "settings": {"missing": [{"id": "b"}, {"id": "c"}]}})
-        '3 items left out of the galleries (1 failed to decode, 2 missing): every metric is measured on a smaller, easier gallery than the dataset's'
+        >>> print(incomplete_reason({"failed_videos": [{"id": "a"}], "settings": {"missing": [{"id": "b"}]}})[:52])
+        1 video file failed to decode and 1 item has no file
     """
     failed, missing = len(results["failed_videos"]), len(results["settings"]["missing"])
     if not failed and not missing:
         return None
+    parts = [f"{failed} video file{'s' * (failed != 1)} failed to decode"] if failed else []
+    parts += [f"{missing} item{'s have' if missing != 1 else ' has'} no file"] if missing else []
     return (
-        f"{failed + missing} items left out of the galleries ({failed} failed to decode, {missing} missing): every "
-        "metric is measured on a smaller, easier gallery than the dataset's"
+        f"{' and '.join(parts)}: what they hold is left out of the galleries, so every metric is measured on a "
+        "smaller, easier gallery than the dataset's"
     )

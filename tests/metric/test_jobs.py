@@ -50,3 +50,24 @@ def test_paths_that_stay_inside_are_kept_as_given(root):
     for clip_path in ("clips/../clips/c.mp4", "inner.mp4", "outer.mp4", "away/c.mp4"):
         data = plan(*_rows(clip_path, None), [], root, ["clip"])
         assert [job.path for job in data.jobs] == [root / clip_path]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "duration", "message"),
+    [
+        (13.0, 6.0, None, r"clips row 'v-Scene-001': start=13.0, end=6.0; expected 0 <= start < end"),
+        (2.0, 2.0, None, r"start=2.0, end=2.0; expected 0 <= start < end"),
+        (-1.0, 2.0, None, r"start=-1.0"),
+        (0.0, float("nan"), None, r"end=nan; expected a finite number of seconds"),
+        (float("inf"), 2.0, None, r"start=inf; expected a finite number"),
+        (1.0, None, None, r"end=None; expected a finite number"),
+        (4.0, 12.0, 10.0, r"end=12.0 lies past the end of its video, duration=10.0"),
+    ],
+)
+def test_clip_times_that_are_not_a_time_range_are_refused_before_any_work(tmp_path, start, end, duration, message):
+    # FrameSampling.times(13.0, 6.0, 25.0) is [13.0]: such a clip was embedded from one frame, silently.
+    clips, videos = _rows(None, "v.mp4", start, end)
+    videos[0]["duration"] = duration
+    with pytest.raises(ValueError, match=message):
+        plan(clips, videos, [], tmp_path, ["clip"])
+    assert plan(*_rows(None, "v.mp4", 0.0, 2.0), [], tmp_path, ["clip"]).jobs[0].segments[0].end == 2.0

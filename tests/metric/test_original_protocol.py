@@ -237,6 +237,7 @@ def test_evaluate_with_the_original_protocol(tmp_path, official_export, tiny_mod
         True, "normalized", True, INTERVAL)  # fmt: skip
     assert settings["text_encoder"]["text_cleaning"] == "openai-clip"
     assert len(results["settings"]["missing"]) == 0 and results["num_failed_videos"] == 0
+    assert results["complete"] is True and results["incomplete_reason"] is None
     assert results["num_video_files"] == 6  # the 6 clip files, decoded once each (the default adds the 2 merged)
     theme = results["metrics"]["theme"]
     # both directions: 6 themes rank 6 clips, and the 6 clips a theme names rank the 6 theme texts

@@ -58,6 +58,11 @@ def test_partial_failure_in_summary_and_results(tmp_path, lovr_export, tiny_mode
     assert status == 0 and results["num_video_files"] == 3
     assert [record["id"] for record in results["failed_videos"]] == [BROKEN]
     assert f"1 of 3 video files could not be decoded ({BROKEN})" in printed
+    # The galleries lost gamma and its clips: every metric is of an easier task, and each output says so.
+    assert results["complete"] is False
+    assert results["incomplete_reason"].startswith("1 video file failed to decode: what they hold is left out")
+    assert printed.splitlines()[-1].startswith("INCOMPLETE: 1 video file failed to decode")
+    assert (out / "results.md").read_text().splitlines()[0] == f"# LoVR retrieval: `{tiny_models['clip']}` (INCOMPLETE)"
     # results.md has the columns of the k values computed: pass@1 and pass@2, not the default 5 and 10.
     header = next(line for line in (out / "results.md").read_text().splitlines() if line.startswith("| direction"))
     assert "| pass@1 | pass@2 |" in header and "pass@5" not in header and "pass@10" not in header
@@ -97,3 +102,18 @@ def test_a_dataset_without_the_lovr_configs_is_named_before_loading(tmp_path, ti
     assert status == 1
     assert f"dataset='{folder}' has no ['clips', 'videos'] config(s) (it has ['default'])" in err
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_clip_past_the_end_of_its_file_is_left_out_not_embedded_from_one_frame(lovr_export, tiny_models):  # noqa: F811
+    from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
+    from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, embed_job
+
+    _, videos_dir = lovr_export  # alpha.mp4 lasts 3 s
+    segments = [Segment("alpha-Scene-001", "clip", 0.0, 1.0), Segment("alpha-Scene-009", "clip", 13.0, 14.0),
+                Segment("alpha", "video")]  # fmt: skip
+    encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
+    result = embed_job(VideoJob("alpha", videos_dir / "alpha.mp4", segments), encoder, FrameSampling())
+    assert sorted(result.embeddings) == ["alpha", "alpha-Scene-001"]
+    [skipped] = result.skipped
+    assert skipped["id"] == "alpha-Scene-009" and "end=14.0 lies past the end of its video, duration=3.0" in skipped[
+        "reason"]  # fmt: skip
