@@ -12,7 +12,8 @@ Tasks (see `lovr_metric.interop.tasks`): `LoVR-V`, `LoVR-TH` and `LoVR-C2V` are 
 tasks; `LoVR-T2C` (clip caption -> clip, LoVR's main task) is not part of UVRB and is named here. Video paths are
 those of the export (`clip_path`, `video_path`), relative to the user's video root: no video is copied (LoVR's
 videos may not be redistributed). UVRB tools that read frames expect them under `<task>/videos_frames/<path without
-extension>/`; extracting them is left to those tools.
+extension>/`; extracting them is left to those tools. OUT must be a new path or an empty folder outside the export
+(a folder inside it would be pushed with it).
 
 What the format rests on:
 - Confirmed from a public UVRB evaluation (github.com/ZoengHN/Embed-RL, `eval/uvrb_eval/`: `uvrb_dataset.py`,
@@ -43,9 +44,15 @@ MANIFEST = "manifest.json"
 def export_uvrb(dataset: str | os.PathLike, output: str | os.PathLike, cache_dir: str | None = None) -> dict:
     """Write the LoVR tasks of the export folder `dataset` to `output` in the UVRB layout; return the manifest.
 
-    `output` must be a new path or an empty folder. Raises `ValueError` when it is not, or when no task has a query.
+    `output` must be a new path or an empty folder outside `dataset` (the export a user may push as it is). Raises
+    `ValueError` when it is not, or when no task has a query.
     """
     output = Path(output)
+    if Path(dataset).resolve() in output.resolve().parents:
+        raise ValueError(
+            f"output={str(output)!r} lies inside dataset={str(dataset)!r}, and would be part of the export when it is "
+            "pushed; expected a folder outside it"
+        )
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise ValueError(f"output={str(output)!r} exists and is not an empty folder; expected a new path")
     tasks = lovr_tasks(load_rows(dataset, cache_dir))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -102,3 +103,12 @@ def test_refuses_a_folder_with_content_and_a_missing_dataset(uvrb, tmp_path, cap
 def test_command_line(release_export, tmp_path, capsys):
     assert main(["export-uvrb", "--dataset", str(release_export), "--output", str(tmp_path / "o")]) == 0
     assert "LoVR-T2C, LoVR-V, LoVR-TH, LoVR-C2V" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("inside", ["uvrb", "clips/uvrb", "a/b"])
+def test_refuses_an_output_inside_the_export(release_export, tmp_path, capsys, inside):
+    dataset = shutil.copytree(release_export, tmp_path / "lovr")
+    files = sorted(dataset.rglob("*"))
+    assert main(["export-uvrb", "--dataset", str(dataset), "--output", str(dataset / inside)]) == 1
+    assert f"error: output='{dataset / inside}' lies inside dataset='{dataset}'" in capsys.readouterr().err
+    assert sorted(dataset.rglob("*")) == files  # the export the user may push is left as it was
