@@ -10,6 +10,8 @@ Both runs must come from the same protocol on the same dataset rows (`protocol` 
 gallery); otherwise their numbers measure different things and the comparison is refused. The queries of
 each direction are paired by id; a query only one run ranked (its item failed to decode in the other) is left out
 and counted. Deltas are run B minus run A; see `uncertainty.paired_comparison` for the interval and the p-value.
+Runs whose galleries both lost the same items are compared, and each is said to be incomplete above the table
+(`protocol.incomplete_reason`).
 """
 
 from __future__ import annotations
@@ -22,11 +24,20 @@ from pathlib import Path
 import numpy as np
 
 from lovr_metric.evaluation.per_query import PER_QUERY_FILE, DirectionRanks, metric_values, read_per_query
+from lovr_metric.evaluation.protocol import incomplete_reason
 from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, paired_comparison
 
 RESULTS_FILE = "results.json"
 # Fields of results.json that must be equal for two runs to be comparable.
 COMPARABLE = ("protocol", "dataset_fingerprint")
+# What `compare` and `leaderboard` read besides, as (keys, type): the run, its metrics and the items it left out.
+READ = (
+    (("model",), str),
+    (("random_weights",), bool),
+    (("metrics",), dict),
+    (("failed_videos",), list),
+    (("settings", "missing"), list),
+)
 
 
 @dataclass
@@ -51,15 +62,37 @@ class CompareConfig:
 
 
 def load_results(folder: str | Path) -> dict:
-    """A run's `results.json`; a clear error when the folder holds none, or one without a protocol and fingerprint."""
+    """A run's `results.json`; a clear error naming the file when the folder holds none, or one that is cut short,
+    written by an older toolkit, or lacking what `compare` and `leaderboard` read."""
     folder = Path(folder)
     results_path = folder / RESULTS_FILE
     if not results_path.is_file():
         raise ValueError(f"{folder} holds no {RESULTS_FILE}: expected the --output folder of `lovr_metric evaluate`")
-    results = json.loads(results_path.read_text())
+    try:
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{results_path} is not valid JSON ({err}): is it cut short? evaluate again") from err
+    if not isinstance(results, dict):
+        raise ValueError(f"{results_path} holds a JSON {type(results).__name__}; expected an object")
     missing = [name for name in COMPARABLE if name not in results]
     if missing:
         raise ValueError(f"{results_path} has no {missing}: it was written by an older toolkit; evaluate again")
+    for keys, kind in READ:
+        value = _lookup(results, keys)
+        if not isinstance(value, kind):
+            raise ValueError(
+                f"{results_path}: {'.'.join(keys)} must be a {kind.__name__}, but got {value!r}; expected the "
+                "results.json of `lovr_metric evaluate`"
+            )
+    bad = {granularity: v for granularity, v in results["metrics"].items() if not isinstance(v, dict)}
+    if bad:
+        raise ValueError(f"{results_path}: metrics must map each granularity to its metrics, but got {bad}")
+    return results
+
+
+def _lookup(results: dict, keys: tuple[str, ...]):
+    for key in keys:
+        results = results.get(key) if isinstance(results, dict) else None
     return results
 
 
@@ -105,8 +138,9 @@ def _paired(a: DirectionRanks, b: DirectionRanks, ks: list[int]):
 
 
 def compare_runs(config: CompareConfig) -> dict:
-    """`{"run_a", "run_b", "protocol", "dataset_fingerprint", "settings", "directions": [...]}`; each direction
-    lists per metric `a`, `b`, `delta`, `low`, `high`, `p_value`, and its `num_queries` and `num_left_out`."""
+    """`{"run_a", "run_b", "protocol", "dataset_fingerprint", "settings", "incomplete", "directions": [...]}`; each
+    direction lists per metric `a`, `b`, `delta`, `low`, `high`, `p_value`, and its `num_queries` and
+    `num_left_out`; `incomplete` maps each run whose galleries lost items to why (`protocol.incomplete_reason`)."""
     (results_a, ranks_a), (results_b, ranks_b) = load_run(config.run_a), load_run(config.run_b)
     check_comparable({config.run_a: results_a, config.run_b: results_b})
     if _left_out(results_a) != _left_out(results_b):
@@ -134,6 +168,11 @@ def compare_runs(config: CompareConfig) -> dict:
         "protocol": results_a["protocol"],
         "dataset_fingerprint": results_a["dataset_fingerprint"],
         "settings": {"num_resamples": config.num_resamples, "confidence": config.confidence, "seed": config.seed},
+        "incomplete": {
+            run: reason
+            for run, results in ((config.run_a, results_a), (config.run_b, results_b))
+            if (reason := incomplete_reason(results))
+        },
         "directions": directions,
     }
 
@@ -147,6 +186,7 @@ def comparison_markdown(comparison: dict) -> str:
         f"Deltas are B - A; {level} paired-bootstrap interval; two-sided paired permutation p-value "
         f"({comparison['settings']['num_resamples']} resamples, seed {comparison['settings']['seed']}).",
         "",
+        *(f"**Run `{run}` is incomplete**: {reason}.\n" for run, reason in comparison["incomplete"].items()),
         f"| granularity | direction | metric | A | B | delta | {level} interval | p |",
         "|---|---|---|---|---|---|---|---|",
     ]

@@ -4,17 +4,20 @@
 
 Writes `board/leaderboard.md` and `board/leaderboard.png`. The runs must share protocol and dataset fingerprint
 (`compare.check_comparable`). Rows are sorted by the first metric of the first direction, best first; a cell shows
-the metric and its bootstrap interval from `results.json`. A random-weight run is marked as meaningless.
+the metric and its bootstrap interval from `results.json`. A random-weight run is marked as meaningless. A run
+whose galleries lost items (`protocol.incomplete_reason`) is refused unless `--allow_incomplete`, and then marked
+incomplete in its row; a metric that is not a finite number is refused.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lovr_metric.evaluation.compare import check_comparable, load_results
-from lovr_metric.evaluation.protocol import DIRECTIONS
+from lovr_metric.evaluation.compare import RESULTS_FILE, check_comparable, load_results
+from lovr_metric.evaluation.protocol import DIRECTIONS, incomplete_reason
 
 DEFAULT_METRICS = ("pass@1", "pass@10")
 LOWER_IS_BETTER = ("median_rank", "mean_rank")
@@ -29,6 +32,10 @@ class LeaderboardConfig:
     metrics: list[str] = field(
         default_factory=lambda: list(DEFAULT_METRICS), metadata={"help": "Metrics shown per direction."}
     )
+    allow_incomplete: bool = field(
+        default=False,
+        metadata={"help": "Rank runs whose galleries lost items (videos that failed to decode), marked incomplete."},
+    )
 
 
 @dataclass
@@ -41,6 +48,7 @@ class Entry:
     values: dict[str, dict[str, float]]  # "clip text_to_video" -> {metric: value}
     intervals: dict[str, dict[str, list[float]]]
     confidence: float | None  # of the intervals; None when the run has none
+    incomplete: str | None = None  # why its galleries are smaller than the dataset's
 
 
 def _entry(folder: str, results: dict) -> Entry:
@@ -51,16 +59,23 @@ def _entry(folder: str, results: dict) -> Entry:
             direction = next((d for d in DIRECTIONS if key.startswith(f"{d}_")), None)
             if direction is None:  # a count of the granularity, such as num_skipped_texts
                 continue
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(
+                    f"{Path(folder) / RESULTS_FILE}: metrics[{granularity!r}][{key!r}] is {value!r}; a leaderboard "
+                    "ranks finite numbers only: evaluate again"
+                )
             column, metric = f"{granularity} {direction}", key[len(direction) + 1 :]
             values.setdefault(column, {})[metric] = value
             low_high = results.get("intervals", {}).get(granularity, {}).get(key)
             if low_high is not None:
                 intervals.setdefault(column, {})[metric] = low_high
     confidence = (results.get("bootstrap") or {}).get("confidence")
-    return Entry(folder, model, bool(results["random_weights"]), values, intervals, confidence)
+    return Entry(
+        folder, model, bool(results["random_weights"]), values, intervals, confidence, incomplete_reason(results)
+    )
 
 
-def load_entries(folders: list[str]) -> list[Entry]:
+def load_entries(folders: list[str], allow_incomplete: bool = False) -> list[Entry]:
     if not folders:
         raise ValueError("leaderboard: no runs given: expected one or more --output folders of `lovr_metric evaluate`")
     runs = {folder: load_results(folder) for folder in folders}
@@ -68,7 +83,14 @@ def load_entries(folders: list[str]) -> list[Entry]:
     levels = {json.dumps(results.get("bootstrap", {}).get("confidence")) for results in runs.values()}
     if len(levels) > 1:
         raise ValueError(f"leaderboard: the runs' intervals have different confidence levels {sorted(levels)}")
-    return [_entry(folder, results) for folder, results in runs.items()]
+    entries = [_entry(folder, results) for folder, results in runs.items()]
+    for entry in entries:
+        if entry.incomplete and not allow_incomplete:
+            raise ValueError(
+                f"{Path(entry.folder) / RESULTS_FILE} is incomplete: {entry.incomplete}; pass --allow_incomplete to "
+                "rank it anyway, marked incomplete"
+            )
+    return entries
 
 
 def _columns(entries: list[Entry]) -> list[str]:
@@ -108,6 +130,7 @@ def leaderboard_markdown(entries: list[Entry], metrics: list[str]) -> str:
     ]
     for e in sorted(entries, key=_sort_key(entries, metrics)):
         name = f"`{e.model}`" + (" (RANDOM WEIGHTS: meaningless)" if e.random_weights else "")
+        name += f" (INCOMPLETE: {e.incomplete})" if e.incomplete else ""
         cells = [_cell(e, column, metric) for column in columns for metric in metrics]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | `{e.folder}` |")
     return "\n".join(lines) + "\n"
@@ -131,7 +154,8 @@ def plot_leaderboard(entries: list[Entry], metric: str, path: Path) -> None:
             [e.intervals.get(column, {}).get(metric, [v, v])[1] - v for v, e in zip(values, rows, strict=True)],
         ]
         ax.barh(range(len(rows)), values, xerr=errors, capsize=3, color="tab:blue")
-        ax.set_yticks(range(len(rows)), [e.model + (" (random)" if e.random_weights else "") for e in rows])
+        marks = [(" (random)" if e.random_weights else "") + (" (incomplete)" if e.incomplete else "") for e in rows]
+        ax.set_yticks(range(len(rows)), [e.model + mark for e, mark in zip(rows, marks, strict=True)])
         ax.invert_yaxis()
         ax.set_title(f"{column}\n{metric}")
     fig.tight_layout()
@@ -140,7 +164,7 @@ def plot_leaderboard(entries: list[Entry], metric: str, path: Path) -> None:
 
 
 def write_leaderboard(config: LeaderboardConfig) -> tuple[Path, Path]:
-    entries = load_entries(config.runs)
+    entries = load_entries(config.runs, config.allow_incomplete)
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     markdown, image = out / "leaderboard.md", out / "leaderboard.png"

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lovr_metric.__main__ import main
-from lovr_metric.evaluation.compare import CompareConfig, compare_runs
+from lovr_metric.evaluation.compare import CompareConfig, compare_runs, comparison_markdown
 from lovr_metric.evaluation.leaderboard import LeaderboardConfig, leaderboard_markdown, load_entries, write_leaderboard
 from lovr_metric.evaluation.per_query import (
     DirectionRanks,
@@ -21,14 +21,15 @@ from lovr_metric.evaluation.per_query import (
     top_indices,
     write_per_query,
 )
+from lovr_metric.evaluation.protocol import incomplete_reason
 from lovr_metric.evaluation.ranking import query_ids
 
 from .encode_data import lovr_export, tiny_models  # noqa: F401
 
 
-def make_run(folder, first_ranks, *, model="m", fingerprint="rows-1", protocol="default", intervals=None):
+def make_run(folder, first_ranks, *, model="m", fingerprint="rows-1", protocol="default", intervals=None, failed=()):
     """A run folder holding results.json and per_query.parquet for one direction whose queries q0, q1, ... have
-    their one relevant item at `first_ranks`."""
+    their one relevant item at `first_ranks`; the video ids in `failed` failed to decode."""
     folder.mkdir(parents=True)
     ids = [f"q{i}" for i in range(len(first_ranks))]
     ranks = DirectionRanks("clip", "text_to_video", ids, [np.array([r]) for r in first_ranks], [[] for _ in ids])
@@ -36,7 +37,8 @@ def make_run(folder, first_ranks, *, model="m", fingerprint="rows-1", protocol="
     metrics = {f"text_to_video_{name}": float(np.mean(v)) for name, v in metric_values(ranks, [1, 2]).items()}
     results = {"model": model, "text_model": None, "random_weights": False, "protocol": protocol,
                "dataset_fingerprint": fingerprint, "metrics": {"clip": metrics},
-               "intervals": {"clip": intervals or {}}}  # fmt: skip
+               "intervals": {"clip": intervals or {}}, "settings": {"missing": []},
+               "failed_videos": [{"id": v, "path": f"{v}.mp4", "reason": "corrupt"} for v in failed]}  # fmt: skip
     (folder / "results.json").write_text(json.dumps(results))
     return folder
 
@@ -141,6 +143,9 @@ def test_compare_and_leaderboard_commands_on_real_runs(tmp_path, lovr_export, ti
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "| clip | text_to_video | pass@1 |" in done.stdout
+    # The export holds a video that does not decode: both runs ranked smaller galleries, and compare says so.
+    reason = incomplete_reason(json.loads((tmp_path / "clip" / "results.json").read_text()))
+    assert reason and f"**Run `{tmp_path / 'clip'}` is incomplete**: {reason}" in done.stdout
     comparison = json.loads((tmp_path / "delta.json").read_text())
     assert comparison["settings"]["num_resamples"] == 200
     per_query = {name: read_per_query(tmp_path / name / "per_query.parquet") for name in ("clip", "siglip")}
@@ -148,13 +153,15 @@ def test_compare_and_leaderboard_commands_on_real_runs(tmp_path, lovr_export, ti
         key = (d["granularity"], d["direction"])
         a, b = (float(np.mean([1 / r[0] for r in per_query[n][key].relevant_ranks])) for n in ("clip", "siglip"))
         assert d["metrics"]["mrr"]["delta"] == pytest.approx(b - a)
-    done = subprocess.run([sys.executable, "-m", "lovr_metric", "leaderboard", str(tmp_path / "clip"),
-                           str(tmp_path / "siglip"), "--output", str(tmp_path / "board")],
-                          capture_output=True, text=True)  # fmt: skip
+    leaderboard = [sys.executable, "-m", "lovr_metric", "leaderboard", str(tmp_path / "clip"),
+                   str(tmp_path / "siglip"), "--output", str(tmp_path / "board")]  # fmt: skip
+    done = subprocess.run(leaderboard, capture_output=True, text=True)
+    assert done.returncode == 1 and f"is incomplete: {reason}" in done.stderr
+    done = subprocess.run([*leaderboard, "--allow-incomplete"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     board = (tmp_path / "board" / "leaderboard.md").read_text()
     rows = [line for line in board.splitlines() if line.startswith("| `")]
-    assert len(rows) == 2 and all("(RANDOM WEIGHTS: meaningless)" in row for row in rows)
+    assert len(rows) == 2 and all(f"(RANDOM WEIGHTS: meaningless) (INCOMPLETE: {reason})" in row for row in rows)
 
 
 def test_leaderboard_puts_a_run_without_the_metric_last(tmp_path):
@@ -172,13 +179,83 @@ def test_leaderboard_puts_a_run_without_the_metric_last(tmp_path):
 
 def test_runs_that_embedded_other_items_are_refused(tmp_path):
     a = make_run(tmp_path / "a", [1, 2])
-    b = make_run(tmp_path / "b", [1, 2])
-    results = json.loads((b / "results.json").read_text())
-    results["failed_videos"] = [{"id": "v7", "path": "v7.mp4", "reason": "corrupt"}]
-    (b / "results.json").write_text(json.dumps(results))
+    b = make_run(tmp_path / "b", [1, 2], failed=["v7"])
     with pytest.raises(ValueError, match="could not embed the same items"):
         compare_runs(CompareConfig(str(a), str(b)))
 
 
 def test_top_indices_of_no_query():
     assert top_indices(torch.zeros(0, 2), torch.eye(2), k=2).shape == (0, 2)
+
+
+def _edit_results(run, **changes):
+    results = json.loads((run / "results.json").read_text())
+    (run / "results.json").write_text(json.dumps({**results, **changes}))
+
+
+def _error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and len(captured.err.splitlines()) == 1, captured.err
+    return captured.err
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_leaderboard_refuses_a_metric_that_is_not_finite(tmp_path, value, capsys):
+    good = make_run(tmp_path / "good", [1, 2])
+    broken = make_run(tmp_path / "broken", [1, 1])
+    _edit_results(broken, metrics={"clip": {"text_to_video_pass@1": value}})  # json writes NaN / Infinity
+    assert main(["leaderboard", str(good), str(broken), "--output", str(tmp_path / "board")]) == 1
+    error = _error_line(capsys)
+    assert f"{broken / 'results.json'}: metrics['clip']['text_to_video_pass@1'] is {value}" in error
+    assert not (tmp_path / "board").exists()
+
+
+def test_incomplete_run_is_kept_off_the_leaderboard_unless_allowed_then_marked(tmp_path, capsys):
+    full = make_run(tmp_path / "full", [1, 2], model="full")
+    shrunk = make_run(tmp_path / "shrunk", [1, 1], model="shrunk", failed=["v7"])
+    args = ["leaderboard", str(full), str(shrunk), "--output", str(tmp_path / "board")]
+    assert main(args) == 1
+    reason = incomplete_reason(json.loads((shrunk / "results.json").read_text()))  # one video failed to decode
+    assert f"{shrunk / 'results.json'} is incomplete: {reason}" in _error_line(capsys)
+    assert main([*args, "--allow-incomplete"]) == 0
+    rows = [
+        line for line in (tmp_path / "board" / "leaderboard.md").read_text().splitlines() if line.startswith("| `")
+    ]
+    assert rows[0].startswith(f"| `shrunk` (INCOMPLETE: {reason}") and rows[1].startswith("| `full` | 0.5000")
+
+
+def test_compare_says_which_run_is_incomplete(tmp_path, capsys):
+    a = make_run(tmp_path / "a", [1, 2], failed=["v7"])
+    b = make_run(tmp_path / "b", [1, 1], failed=["v7"])
+    complete = make_run(tmp_path / "c", [1, 1])
+    assert main(["compare", str(a), str(b), "--num_resamples", "20"]) == 0
+    out = capsys.readouterr().out
+    reason = incomplete_reason(json.loads((a / "results.json").read_text()))  # one video failed to decode
+    assert f"**Run `{a}` is incomplete**: {reason}" in out and f"**Run `{b}` is incomplete**: {reason}" in out
+    assert compare_runs(CompareConfig(str(b), str(a), num_resamples=20))["incomplete"] == {
+        str(b): reason,
+        str(a): reason,
+    }
+    assert "incomplete" not in comparison_markdown(compare_runs(CompareConfig(str(complete), str(complete))))
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, ": metrics must be a dict, but got None"),
+        ('{"model": "m",\n', " is not valid JSON (Expecting property name enclosed in double quotes: line 2 column 1"),
+        ("[1]", " holds a JSON list; expected an object"),
+    ],
+)
+@pytest.mark.parametrize("command", ["compare", "leaderboard"])
+def test_a_broken_results_json_is_named_with_what_is_wrong(tmp_path, command, content, message, capsys):
+    run = make_run(tmp_path / "run", [1, 2])
+    if content is None:  # no metrics
+        results = json.loads((run / "results.json").read_text())
+        del results["metrics"]
+        (run / "results.json").write_text(json.dumps(results))
+    else:  # cut short, or not an object
+        (run / "results.json").write_text(content)
+    args = [str(run), str(run)] + (["--output", str(tmp_path / "board")] if command == "leaderboard" else [])
+    assert main([command, *args]) == 1
+    assert f"{run / 'results.json'}{message}" in _error_line(capsys)
