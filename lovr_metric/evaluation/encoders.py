@@ -331,8 +331,12 @@ def _load_sentence_transformers(config: EncoderConfig, device: torch.device, nee
         trust_remote_code=config.trust_remote_code,
         model_kwargs={"dtype": resolve_dtype(config.dtype, device)},
     )
-    if config.text_max_length:
-        model.max_seq_length = config.text_max_length
+    tokenizer = getattr(model, "tokenizer", None)
+    if config.text_max_length and tokenizer is not None:
+        auto_model = getattr(model[0], "auto_model", None)  # the Transformer module's model, when it has one
+        positions = getattr(getattr(auto_model, "config", None), "max_position_embeddings", None)
+        limits = [n for n in (positions, tokenizer.model_max_length) if isinstance(n, int) and n > 0]
+        model.max_seq_length = text_token_limit(config, tokenizer, min(limits, default=model.max_seq_length))
     encoder = SentenceTransformersEncoder(model, config.long_text)
     if need == "visual" and not encoder.takes_images:
         raise UnsupportedModelError(
@@ -380,7 +384,7 @@ def _load_transformers(config: EncoderConfig, device: torch.device, need: str, f
         image_processor = AutoImageProcessor.from_pretrained(config.model, **options, **backend)
     text_config = getattr(model_config, "text_config", model_config)
     limits = [getattr(text_config, "max_position_embeddings", None), tokenizer.model_max_length]
-    max_length = config.text_max_length or min(n for n in limits if isinstance(n, int) and n > 0)
+    max_length = text_token_limit(config, tokenizer, min(n for n in limits if isinstance(n, int) and n > 0))
     padding = "max_length" if model_config.model_type in PAD_TO_MAX_LENGTH else True
     return TransformersEncoder(
         model,
@@ -391,6 +395,22 @@ def _load_transformers(config: EncoderConfig, device: torch.device, need: str, f
         padding=padding,
         long_text=config.long_text,
     )
+
+
+def text_token_limit(config: EncoderConfig, tokenizer, ceiling: int) -> int:
+    """The token limit of texts: `config.text_max_length`, else `ceiling` (what the model takes). Raises
+    `ValueError` for a limit the model cannot honour: over `ceiling`, or too short for the tokenizer's special
+    tokens and one token of text (the tokenizer would then ignore the limit and every text run whole)."""
+    requested = config.text_max_length
+    if requested is None:
+        return ceiling
+    lowest = tokenizer.num_special_tokens_to_add() + 1
+    if not lowest <= requested <= ceiling:
+        raise ValueError(
+            f"text_max_length={requested}: {config.model} takes texts of {lowest} to {ceiling} tokens (its tokenizer "
+            f"adds {lowest - 1} special tokens to each); expected a value in that range"
+        )
+    return requested
 
 
 def _detect_family(model) -> str | None:

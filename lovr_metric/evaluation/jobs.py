@@ -63,12 +63,24 @@ class _VideoRoot:
 
 
 def _queries(task: Task, clips: list[dict], videos: list[dict], themes: list[dict]) -> list[tuple[str, str]]:
-    """The (text, relevant id) queries of `task`: captions of the query split's clips, video captions or themes."""
+    """The (text, relevant id) queries of `task`: captions of the query split's clips, video captions or themes.
+    Raises `ValueError` for a query text that is empty or only whitespace: it says nothing of its item, and ranking
+    it would count a guess in the metric (a caption not known is null, and is no query)."""
     if task.name == "clip":
-        return [(c["caption"], c["clip_id"]) for c in clips if c["split"] == QUERY_SPLIT and c["caption"] is not None]
-    if task.name == "video":
-        return [(v["caption"], v["video_id"]) for v in videos if v["caption"] is not None]
-    return [(t["theme"], t["clip_id"]) for t in themes]
+        queries = [
+            (c["caption"], c["clip_id"]) for c in clips if c["split"] == QUERY_SPLIT and c["caption"] is not None
+        ]
+    elif task.name == "video":
+        queries = [(v["caption"], v["video_id"]) for v in videos if v["caption"] is not None]
+    else:
+        queries = [(t["theme"], t["clip_id"]) for t in themes]
+    blank = [item for text, item in queries if not text.strip()]
+    if blank:
+        raise ValueError(
+            f"{len(blank)} {task.description} are empty, e.g. that of {blank[0]!r}: an empty text cannot be a query; "
+            "fix it in the dataset, or make it null (no caption known) to leave its item out of the queries"
+        )
+    return queries
 
 
 def _scene_order(clip: dict) -> tuple[float, str]:

@@ -5,6 +5,7 @@
     OUT/per_query.parquet  every query's ranks and top ids (`per_query`)
     OUT/results.md       the Markdown table (`report.results_markdown`)
     OUT/pass_at_k.png  pass@k against k, one line per direction (`report.plot_pass_at_k`)
+    OUT/.lovr-evaluation  the marker that lets a later evaluation write into OUT (`check_output_folder`)
 
 Only the main process writes them, after ranking.
 """
@@ -27,6 +28,10 @@ from lovr_metric.evaluation.ranking import Ranking
 from lovr_metric.evaluation.report import plot_pass_at_k, results_markdown
 
 logger = logging.getLogger(__name__)
+
+# An output folder holding it was written by an evaluation, which may write into it again.
+MARKER = ".lovr-evaluation"
+MARKER_TEXT = "Written by `python -m lovr_metric evaluate`; a later evaluation may overwrite this folder's files.\n"
 
 
 @dataclass(frozen=True)
@@ -88,9 +93,30 @@ def results_record(run: RunSettings, ranking: Ranking, embedded: Embedded) -> di
     return record | {"complete": reason is None, "incomplete_reason": reason}
 
 
+def check_output_folder(out: Path, *not_inside: Path) -> None:
+    """Refuse an output folder that is not a new path, an empty folder or one an earlier evaluation wrote (it holds
+    `MARKER`), or that lies in one of `not_inside` (the dataset, the video root): the outputs would overwrite a
+    user's own files or stray into a folder that is pushed or read as data. Raises `ValueError` before any work."""
+    resolved = out.resolve()
+    for folder in not_inside:
+        if folder.is_dir() and resolved.is_relative_to(folder.resolve()):
+            raise ValueError(
+                f"output={str(out)!r} lies inside {str(folder)!r}, which this evaluation reads: pick a folder outside it"
+            )
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output={str(out)!r} is a file: expected a new or empty folder, or an earlier evaluation's")
+    if out.is_dir() and not (out / MARKER).is_file() and any(out.iterdir()):
+        raise ValueError(
+            f"output={str(out)!r} is a folder that no evaluation wrote (it has no {MARKER}) and is not empty: its files "
+            "could be overwritten; pick a new or empty folder"
+        )
+
+
 def write_outputs(results: dict, per_query: list[DirectionRanks], out: Path) -> None:
-    """Write results.json, per_query.parquet, results.md and pass_at_k.png of `results` into `out`."""
+    """Write results.json, per_query.parquet, results.md and pass_at_k.png of `results` into `out`, marked as an
+    evaluation's folder (`MARKER`)."""
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(MARKER_TEXT)
     write_per_query(out / PER_QUERY_FILE, per_query)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
     (out / "results.md").write_text(results_markdown(results))

@@ -12,6 +12,8 @@ import json
 import os
 from typing import NamedTuple
 
+from lovr_common.model_source import check_model_source
+
 
 class LoVRRows(NamedTuple):
     """The rows of a LoVR dataset: every clip (both splits), every video, every theme (empty without a `themes`
@@ -28,6 +30,7 @@ def load_rows(dataset: str | os.PathLike, cache_dir: str | None = None) -> LoVRR
     from datasets import get_dataset_config_names, load_dataset
 
     dataset = str(dataset)
+    check_model_source(dataset, argument="dataset", kind="dataset")
     names = get_dataset_config_names(dataset)
     missing = [name for name in ("clips", "videos") if name not in names]
     if missing:

@@ -31,16 +31,29 @@ from lovr_metric.evaluation.frames import FrameSampling
 from lovr_metric.evaluation.image_processors import IMAGE_PROCESSOR_BACKENDS, image_processor_name
 from lovr_metric.evaluation.jobs import EvalData, plan
 from lovr_metric.evaluation.original_scripts import CleanedTextEncoder, OriginalScript, original_script
-from lovr_metric.evaluation.outputs import RunSettings, results_record, write_outputs
+from lovr_metric.evaluation.outputs import RunSettings, check_output_folder, results_record, write_outputs
 from lovr_metric.evaluation.protocol import GRANULARITIES, LOVR_FRAME_INTERVAL, LOVR_TASKS, PROTOCOLS
 from lovr_metric.evaluation.ranking import NoMetricError, Ranking, RankOptions, rank_tasks
 from lovr_metric.evaluation.registry import check_servable, get_baseline
 from lovr_metric.evaluation.rows import LoVRRows, dataset_fingerprint, load_rows
-from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED
+from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, MAX_RESAMPLES
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("LOVR_EMBEDDING_CACHE", ".cache/lovr-embeddings"))
+
+
+# The integer options' lowest values, checked when the command line is parsed, and what the values mean.
+_LOWEST = {
+    "interval": (1, "every interval-th frame is embedded"),
+    "num_frames": (1, "frames embedded per clip"),
+    "batch_size": (1, "frames per model call"),
+    "text_batch_size": (1, "texts per model call"),
+    "text_max_length": (1, "tokens per text; the model's tokenizer bounds it further when it is loaded"),
+    "num_workers": (0, "0 preprocesses on the main thread"),
+    "decode_threads": (0, "0 lets FFmpeg choose"),
+    "bootstrap_resamples": (0, "0 for no intervals"),
+}
 
 
 @dataclass
@@ -120,8 +133,17 @@ class EvaluateConfig:
                     f"{' and '.join(clash)} cannot be used with --protocol {self.protocol}: the original code embeds "
                     "every interval-th frame (--interval), decoded at full size"
                 )
-        if self.bootstrap_resamples < 0:
-            raise ValueError(f"bootstrap_resamples={self.bootstrap_resamples}: expected 0 (no intervals) or more")
+        for name, (lowest, meaning) in _LOWEST.items():
+            value = getattr(self, name)
+            if value is not None and value < lowest:
+                raise ValueError(f"--{name} {value}: expected an integer >= {lowest} ({meaning})")
+        if self.bootstrap_resamples > MAX_RESAMPLES:
+            raise ValueError(
+                f"--bootstrap_resamples {self.bootstrap_resamples}: expected at most {MAX_RESAMPLES} (the intervals "
+                "hold every resample's statistic of every metric in memory)"
+            )
+        if not self.k_values or min(self.k_values) < 1:
+            raise ValueError(f"--k_values {self.k_values}: expected one or more cut-offs k >= 1")
         if not 0 < self.confidence < 1:
             raise ValueError(f"confidence={self.confidence}: expected a number strictly between 0 and 1")
         if self.granularity is None:
@@ -129,6 +151,10 @@ class EvaluateConfig:
         unknown = sorted(set(self.granularity) - set(GRANULARITIES))
         if unknown or not self.granularity:
             raise ValueError(f"granularity={self.granularity}, expected a non-empty subset of {GRANULARITIES}")
+        if len(set(self.granularity)) < len(self.granularity):
+            raise ValueError(
+                f"granularity={self.granularity} names a granularity more than once: each is ranked once, name it once"
+            )
 
 
 def _encoder_config(config: EvaluateConfig, model: str, revision: str | None) -> EncoderConfig:
@@ -242,6 +268,7 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
     if state.is_main_process and state.num_processes > 1:
         logger.info("%d processes share the texts and video files to embed", state.num_processes)
     video_root = Path(config.video_root or config.dataset)
+    check_output_folder(Path(config.output), Path(config.dataset), video_root)
     rows = load_rows(config.dataset)
     granularities, data = _plan(config, rows, video_root)
 

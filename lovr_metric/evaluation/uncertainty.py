@@ -27,6 +27,9 @@ DEFAULT_CONFIDENCE = 0.95
 DEFAULT_SEED = 0
 # Resampled query sets drawn (and held) at a time: bounds memory to `_BATCH x queries` values per metric.
 _BATCH = 200
+# The percentiles hold every resample's statistic of every metric, 8 bytes each: at this bound, 20 metrics of a
+# direction take 16 MB.
+MAX_RESAMPLES = 100_000
 
 
 def _check(values: Mapping[str, np.ndarray], what: str) -> int:
@@ -41,8 +44,12 @@ def _check(values: Mapping[str, np.ndarray], what: str) -> int:
 
 
 def _check_settings(num_resamples: int, confidence: float) -> None:
-    if isinstance(num_resamples, bool) or not isinstance(num_resamples, int) or num_resamples < 1:
-        raise ValueError(f"num_resamples={num_resamples!r}: expected a positive int")
+    if (
+        isinstance(num_resamples, bool)
+        or not isinstance(num_resamples, int)
+        or not 1 <= num_resamples <= MAX_RESAMPLES
+    ):
+        raise ValueError(f"num_resamples={num_resamples!r}: expected an int from 1 to {MAX_RESAMPLES}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence={confidence!r}: expected a number strictly between 0 and 1")
 

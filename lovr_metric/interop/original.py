@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from lovr_metric.evaluation.outputs import write_outputs
+from lovr_metric.evaluation.outputs import check_output_folder, write_outputs
 from lovr_metric.evaluation.per_query import DirectionRanks
 from lovr_metric.evaluation.protocol import PROTOCOLS
 from lovr_metric.evaluation.ranking import NoMetricError, RankOptions, cutoffs, direction_intervals, rank_embeddings
@@ -374,6 +374,7 @@ def _rows_fingerprint(run: OriginalRun) -> str:
 def score_original(config: ScoreOriginalConfig) -> dict:
     """Load the run named by `config`, score it and write results.json; return the results. Raises `ValueError`
     when no granularity has anything to rank (nothing is written then)."""
+    check_output_folder(Path(config.output))
     run = load_original_run(config.text_pt, config.video_pt, config.trust_pickle)
     scores = score_original_run(
         run, config.k_values, config.bootstrap_resamples, config.bootstrap_seed, config.confidence

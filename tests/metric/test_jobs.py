@@ -71,3 +71,13 @@ def test_clip_times_that_are_not_a_time_range_are_refused_before_any_work(tmp_pa
     with pytest.raises(ValueError, match=message):
         plan(clips, videos, [], tmp_path, ["clip"])
     assert plan(*_rows(None, "v.mp4", 0.0, 2.0), [], tmp_path, ["clip"]).jobs[0].segments[0].end == 2.0
+
+
+def test_an_empty_caption_is_no_query_and_is_refused(tmp_path):
+    clips, videos = _rows(None, "v.mp4", 0.0, 2.0)
+    clips[0]["caption"] = " \n"
+    with pytest.raises(ValueError, match=r"1 query captions \(clips of the 'test' split\) are empty, e.g. that of"):
+        plan(clips, videos, [], tmp_path, ["clip"])
+    clips[0]["caption"] = None  # not known: no query, its clip still in the gallery
+    data = plan(clips, videos, [], tmp_path, ["clip"])
+    assert data.queries["clip"] == [] and data.clip_ids == ["v-Scene-001"]

@@ -4,10 +4,12 @@ failures reported), results.md columns that follow `--k_values`, and dataset pat
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from lovr_metric.__main__ import main
 from lovr_metric.evaluation.report import results_markdown
@@ -118,3 +120,61 @@ def test_a_clip_past_the_end_of_its_file_is_left_out_not_embedded_from_one_frame
     [skipped] = result.skipped
     assert skipped["id"] == "alpha-Scene-009" and "end=14.0 lies past the end of its video, duration=3.0" in skipped[
         "reason"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--granularity", "clip", "video", "clip"], "names a granularity more than once"),  # ranked twice before
+        (["--k-values", "0"], r"--k_values \[0\]: expected one or more cut-offs k >= 1"),  # pass@0 = 0.0 before
+        (["--k-values", "-1", "5"], r"--k_values \[-1, 5\]"),
+        (["--text-max-length", "-5"], r"--text_max_length -5: expected an integer >= 1"),  # an OverflowError
+        (["--text-batch-size", "0"], r"--text_batch_size 0: expected an integer >= 1 \(texts per model call\)"),
+        (["--interval", "0"], r"--interval 0: expected an integer >= 1"),  # silently the default before
+        (["--num-frames", "0"], r"--num_frames 0: expected an integer >= 1"),
+        (["--batch-size", "0"], r"--batch_size 0"),
+        (["--num-workers", "-1"], r"--num_workers -1: expected an integer >= 0"),
+        (["--bootstrap-resamples", "100000000"], r"expected at most 100000"),  # a MemoryError after embedding
+    ],
+)
+def test_bad_numbers_and_repeats_are_refused_when_parsed(tmp_path, options, message, capsys):
+    args = ["evaluate", "--dataset", str(tmp_path / "absent"), "--model", "m", "--output", str(tmp_path / "out")]
+    assert main([*args, *options]) == 1
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_token_limit_the_tokenizer_cannot_honour_is_refused_and_one_it_can_is_applied(tiny_models):  # noqa: F811
+    from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
+
+    clip = str(tiny_models["clip"])
+    # CLIP adds a start and an end token: 3 is the shortest limit with room for text, 77 its position embeddings.
+    for limit in (1, 2, 78):
+        with pytest.raises(ValueError, match=rf"text_max_length={limit}: .* takes texts of 3 to 77 tokens"):
+            load_encoder(EncoderConfig(model=clip, text_max_length=limit))
+    text = ["a dog runs along the beach after a red ball"]
+    short, full = (load_encoder(EncoderConfig(model=clip, text_max_length=n)).encode_text(text) for n in (3, 77))
+    assert not torch.allclose(short, full)  # before, the tokenizer ignored a limit of 1: the ranks were those at 77
+
+
+def test_a_local_looking_dataset_path_that_does_not_exist_is_named(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["evaluate", "--dataset", "./typo", "--model", "m", "--output", str(out)]) == 1
+    assert "dataset='./typo': no such folder" in capsys.readouterr().err  # not "Couldn't reach './typo' on the Hub"
+
+
+def test_output_is_a_new_or_empty_folder_or_an_earlier_evaluations(tmp_path, lovr_export, tiny_models, capsys):  # noqa: F811
+    export, videos_dir = lovr_export
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.md").write_text("my own notes")
+    for out, message in ((mine, "is a folder that no evaluation wrote"), (export / "eval", "lies inside"),
+                         (videos_dir / "eval", "lies inside")):  # fmt: skip
+        assert main(_args(tiny_models["clip"], export, out, tmp_path / "cache", "--video-root", str(videos_dir))) == 1
+        assert message in capsys.readouterr().err
+    assert (mine / "results.md").read_text() == "my own notes" and not (export / "eval").exists()
+    # An earlier evaluation's folder (it holds the marker) is written again.
+    out = tmp_path / "out"
+    for _ in range(2):
+        assert main(_args(tiny_models["clip"], export, out, tmp_path / "cache", "--video-root", str(videos_dir))) == 0
+    assert (out / ".lovr-evaluation").is_file()
