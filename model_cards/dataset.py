@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from model_cards.metric import MODULE_NAME
 from model_cards.run_summary import RunSummary, summarise_run
 from model_cards.stats import DatasetStatistics, compute_statistics, size_category
 
@@ -138,6 +139,14 @@ def _split_rows(loaded: dict[str, datasets.DatasetDict]) -> list[dict]:
     ]
 
 
+def metric_id(repo_id: str) -> str:
+    """The id `evaluate.load` takes for the metric Space published beside dataset `repo_id` (`publish` puts both
+    under one organisation); `ORG/lovr_retrieval`, the placeholder of the metric's own card, when `repo_id` has none.
+    """
+    org = repo_id.split("/")[0] if "/" in repo_id else "ORG"
+    return f"{org}/{MODULE_NAME}"
+
+
 def render_dataset_card(
     card_data: DatasetCardData,
     stats: DatasetStatistics,
@@ -150,6 +159,7 @@ def render_dataset_card(
         card_data,
         template_path=str(TEMPLATE),
         repo_id=repo_id,
+        metric_id=metric_id(repo_id),
         split_rows=split_rows,
         has_themes=any(row["config"] == "themes" for row in split_rows),
         stats=stats,
@@ -169,7 +179,8 @@ def dataset_card(export_dir: str | Path, workdir: str | Path | None = None, repo
     Args:
         export_dir (`str` or `Path`): an export folder; its README.md YAML must declare `configs`.
         workdir (`str` or `Path`, *optional*): the pipeline run folder it was built from, for the settings used.
-        repo_id (`str`, defaults to `"lovr"`): the id shown in the card's `load_dataset` example.
+        repo_id (`str`, defaults to `"lovr"`): the id shown in the card's `load_dataset` example; its organisation
+            also names the metric Space in the `evaluate.load` example.
     """
     export_dir = Path(export_dir)
     metadata = _export_metadata(export_dir)

@@ -77,3 +77,11 @@ def test_dataset_card_errors_name_the_input(tmp_path):
         dataset_card(export, workdir=tmp_path / "nope")
     with pytest.raises(ValueError, match="holds none of"):
         dataset_card(export, workdir=tmp_path / "empty")
+
+
+def test_dataset_card_loads_the_metric_space_of_its_organisation(export_dir):
+    # `publish` puts the dataset repo and the metric Space under one --org; the bare name loads nothing from the Hub.
+    text = DatasetCard(str(dataset_card(export_dir, repo_id="org/LoVR"))).text
+    assert 'evaluate.load("org/lovr_retrieval")' in text and 'evaluate.load("lovr_retrieval")' not in text
+    # Without an organisation, the placeholder of the metric's own card (lovr_metric/lovr_retrieval/README.md).
+    assert 'evaluate.load("ORG/lovr_retrieval")' in DatasetCard(str(dataset_card(export_dir))).text
