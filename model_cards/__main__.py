@@ -1,5 +1,9 @@
 """`python -m model_cards publish --org ORG [--dataset DIR] [--workdir W] [--metric] [--results DIR ...]
-[--allow_random_weights] [--dry-run] [--out DIR]`: see `model_cards.publish`."""
+[--allow_random_weights] [--allow_incomplete] [--dry-run] [--out DIR]`: see `model_cards.publish`.
+
+Bad input (an invalid --org, a malformed results.json or run folder file, ...) ends the command with a one-line
+error naming it and exit status 1, not a traceback.
+"""
 
 import sys
 
@@ -15,8 +19,12 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] not in COMMANDS:
         raise SystemExit(f"usage: python -m model_cards {{{','.join(COMMANDS)}}} [--help]; got {argv[:1]}")
     config_class, run = COMMANDS[argv[0]]
-    (config,) = HfArgumentParser(config_class).parse_args_into_dataclasses(args=argv[1:])
-    run(config)
+    parser = HfArgumentParser(config_class, prog=f"python -m model_cards {argv[0]}")
+    try:
+        (config,) = parser.parse_args_into_dataclasses(args=argv[1:])
+        run(config)
+    except ValueError as err:  # bad input: the message, not a traceback
+        raise SystemExit(f"python -m model_cards {argv[0]}: error: {err}") from err
 
 
 if __name__ == "__main__":

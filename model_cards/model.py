@@ -2,7 +2,10 @@
 results section, from the `results.json` the evaluation runner writes.
 
 Random-weight results are meaningless. They are refused unless `allow_random_weights=True`, and even then the
-card is labelled in its model name, its tags and its first line, so it cannot pass for a real result.
+card is labelled in its model name, its tags and its first line, so it cannot pass for a real result. Results of an
+evaluation whose galleries lost items (`protocol.incomplete_reason`: videos that failed to decode, items without a
+file) are refused unless `allow_incomplete=True`, and then say so above the table and in every `model-index` metric
+name. A metric that is not a finite number is refused.
 
     from model_cards.model import load_results, results_card
     results_card(load_results("runs/eval/clip"), dataset_repo_id="ORG/LoVR").save("README.md")
@@ -11,18 +14,20 @@ card is labelled in its model name, its tags and its first line, so it cannot pa
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from lovr_metric.evaluation.protocol import LOVR_TASKS, QUERY_SPLIT
+from lovr_metric.evaluation.protocol import LOVR_TASKS, QUERY_SPLIT, incomplete_reason
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card_section.md"
 # The markers let a later evaluation replace its own section in a model's README instead of appending another.
 SECTION_START = "<!-- lovr-results:start -->"
 SECTION_END = "<!-- lovr-results:end -->"
 RANDOM_WEIGHTS_LABEL = "RANDOM WEIGHTS: these numbers are meaningless"
+INCOMPLETE_LABEL = "incomplete gallery"
 
 ARROW = "->"  # directions are named "text->clip", "clip->text", ... in model-index entries and the results table
 TASK_TYPES = {"text_to_video": "text-to-video-retrieval", "video_to_text": "video-to-text-retrieval"}
@@ -57,6 +62,7 @@ class EvaluationResults:
     metrics: dict[str, dict[str, float]]
     toolkit_version: str | None = None
     protocol: str = "default"
+    incomplete: str | None = None  # why its galleries are smaller than the dataset's (`protocol.incomplete_reason`)
 
 
 def load_results(results_dir: str | Path) -> EvaluationResults:
@@ -75,14 +81,25 @@ def load_results(results_dir: str | Path) -> EvaluationResults:
     for key, kind in REQUIRED_KEYS.items():
         if not isinstance(raw.get(key), kind):
             raise ResultsError(f"{path}: {key!r} must be a {kind.__name__}, but got {raw.get(key)!r}")
+    # What says whether every item was ranked (`protocol.incomplete_reason`): every runner's results.json holds it.
+    settings = raw.get("settings")
+    left_out = {
+        "failed_videos": raw.get("failed_videos"),
+        "settings.missing": settings.get("missing") if isinstance(settings, dict) else None,
+    }
+    for name, value in left_out.items():
+        if not isinstance(value, list):
+            raise ResultsError(
+                f"{path}: {name!r} must be a list (written by the evaluation runner), but got {value!r}"
+            )
     metrics = raw["metrics"]
     unknown = set(metrics) - set(LOVR_TASKS)
     if unknown or not metrics:
         raise ResultsError(f"{path}: metrics granularities must be among {sorted(LOVR_TASKS)}, got {sorted(metrics)}")
     for granularity, values in metrics.items():
-        bad = {k: v for k, v in values.items() if not isinstance(v, int | float) or isinstance(v, bool)}
-        if bad:
-            raise ResultsError(f"{path}: metrics[{granularity!r}] values must be numbers, got {bad}")
+        for key, value in values.items():
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+                raise ResultsError(f"{path}: metrics[{granularity!r}][{key!r}] is {value!r}; expected a finite number")
     return EvaluationResults(
         path=path,
         model=raw["model"],
@@ -90,16 +107,18 @@ def load_results(results_dir: str | Path) -> EvaluationResults:
         revision=raw.get("revision"),
         random_weights=raw["random_weights"],
         dataset=raw["dataset"],
-        settings=raw.get("settings") or {},
+        settings=raw["settings"],
         metrics=metrics,
         toolkit_version=raw.get("toolkit_version"),
         protocol=raw.get("protocol") or "default",
+        incomplete=incomplete_reason(raw),
     )
 
 
 def eval_results(results: EvaluationResults, dataset_repo_id: str, split: str = QUERY_SPLIT) -> list[EvalResult]:
     """One `EvalResult` per (task, direction, metric) present in the results, in a fixed order."""
     out = []
+    mark = f" ({INCOMPLETE_LABEL})" if results.incomplete else ""
     for task in LOVR_TASKS.values():
         values = results.metrics.get(task.name, {})
         for direction in task.directions:
@@ -117,7 +136,7 @@ def eval_results(results: EvaluationResults, dataset_repo_id: str, split: str = 
                         dataset_config=task.config,
                         dataset_split=split,
                         metric_type=metric_type,
-                        metric_name=f"{pretty} {metric_name}",
+                        metric_name=f"{pretty} {metric_name}{mark}",
                         metric_value=round(float(value), 4),
                     )
                 )
@@ -132,11 +151,23 @@ def _check_random_weights(results: EvaluationResults, allow_random_weights: bool
         )
 
 
+def _check_incomplete(results: EvaluationResults, allow_incomplete: bool) -> None:
+    if results.incomplete and not allow_incomplete:
+        raise ResultsError(
+            f"{results.path}: incomplete: {results.incomplete}; pass allow_incomplete=True (--allow_incomplete) to "
+            "render a card marked as such"
+        )
+
+
 def results_card(
-    results: EvaluationResults, dataset_repo_id: str = "lovr", allow_random_weights: bool = False
+    results: EvaluationResults,
+    dataset_repo_id: str = "lovr",
+    allow_random_weights: bool = False,
+    allow_incomplete: bool = False,
 ) -> ModelCard:
     """A results card (YAML `model-index` + the LoVR section) for `results`, ready to merge into a model README."""
     _check_random_weights(results, allow_random_weights)
+    _check_incomplete(results, allow_incomplete)
     model_name = results.model + (f" ({RANDOM_WEIGHTS_LABEL})" if results.random_weights else "")
     card_data = ModelCardData(
         model_name=model_name,
@@ -158,6 +189,7 @@ def results_card(
         rows=rows,
         columns=[(key, name) for key, _, name in CARD_METRICS],
         random_weights_label=RANDOM_WEIGHTS_LABEL,
+        incomplete_label=INCOMPLETE_LABEL,
         settings_json=json.dumps(results.settings, indent=2, sort_keys=True),
         start_marker=SECTION_START,
         end_marker=SECTION_END,

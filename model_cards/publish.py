@@ -3,11 +3,12 @@
     python -m model_cards publish --org ORG --dataset lovr --workdir runs/demo --metric --results runs/eval/clip
     python -m model_cards publish --org ORG --dataset lovr --metric --results runs/eval/clip --dry-run --out staged
 
-Every upload is first staged as the exact folder that goes to the Hub, then each operation is printed and, unless
-`--dry-run`, executed. A dry run touches no network and keeps the staged folders under `--out`. A model-card pull
-request merges the results into the model's current README.md (the results card alone when the Hub has none; a
-README.md that cannot be read stops the command rather than be replaced). The token comes from huggingface_hub's
-standard mechanisms (`hf auth login`, `HF_TOKEN`) and is never printed.
+Every upload is first staged as the exact folder that goes to the Hub (copies: editing a staged file never edits
+its source), then each operation is printed and, unless `--dry-run`, executed. A dry run touches no network and
+keeps the staged folders under `--out`; a publish that fails leaves `--out` as it was (absent if it was absent). A
+model-card pull request merges the results into the model's current README.md (the results card alone when the Hub
+has none; a README.md that cannot be read stops the command rather than be replaced). The token comes from
+huggingface_hub's standard mechanisms (`hf auth login`, `HF_TOKEN`) and is never printed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +47,10 @@ class PublishConfig:
     results: list[str] = field(default_factory=list, metadata={"help": "Evaluation folders holding results.json."})
     allow_random_weights: bool = field(
         default=False, metadata={"help": "Render cards for random-weight results, labelled meaningless."}
+    )
+    allow_incomplete: bool = field(
+        default=False,
+        metadata={"help": "Render cards for results whose galleries lost items (failed videos), marked incomplete."},
     )
     private: bool = field(default=False, metadata={"help": "Create the dataset repo and Space as private."})
     dry_run: bool = field(default=False, metadata={"help": "Stage and print every operation; no network at all."})
@@ -94,26 +101,38 @@ def _is_hub_model_id(model: str) -> bool:
     return "/" in model
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def _copy(src: Path, dst: Path) -> None:
+    """A copy, never a hard link: a staged file edited in place must not edit the toolkit or the export."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+    shutil.copyfile(src, dst)
 
 
 def _files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
-def _prepare_out(out: Path) -> None:
-    """Make `out` an empty staging folder, refusing to wipe a folder this command did not create."""
-    if out.exists() and any(out.iterdir()):
-        if not (out / _STAGING_MARKER).exists():
-            raise ValueError(f"--out {str(out)!r} exists and was not made by this command; pick another folder")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / _STAGING_MARKER).touch()
+@contextmanager
+def _staging_folder(out: Path) -> Iterator[None]:
+    """Make `out` an empty staging folder for the block, refusing to wipe a folder this command did not create; when
+    the block fails, `out` is put back as it was (an earlier staging restored, or no folder at all)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir()) and not (out / _STAGING_MARKER).exists()):
+        raise ValueError(f"--out {str(out)!r} exists and was not made by this command; pick another folder")
+    kept = None
+    if out.exists():  # set aside beside it (one file system: a rename), until the block has succeeded
+        kept = Path(tempfile.mkdtemp(prefix=f".{out.name}.previous-", dir=out.parent)) / out.name
+        out.rename(kept)
+    try:
+        out.mkdir(parents=True)
+        (out / _STAGING_MARKER).touch()
+        yield
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        if kept is not None:
+            kept.rename(out)
+        raise
+    finally:
+        if kept is not None:
+            shutil.rmtree(kept.parent, ignore_errors=True)
 
 
 def stage_dataset(config: PublishConfig, out: Path) -> list[Operation]:
@@ -124,7 +143,7 @@ def stage_dataset(config: PublishConfig, out: Path) -> list[Operation]:
     for path in sorted(export.rglob("*")):
         rel = path.relative_to(export)
         if path.is_file() and path.suffix in DATASET_SUFFIXES and not rel.parts[0].startswith("."):
-            _link_or_copy(path, folder / rel)
+            _copy(path, folder / rel)
     card.save(folder / "README.md")
     repo = dict(repo_id=config.dataset_repo_id, repo_type="dataset")
     return [
@@ -143,7 +162,7 @@ def stage_metric(config: PublishConfig, out: Path) -> list[Operation]:
             text = (metric_dir / rel).read_text(encoding="utf-8")
             (folder / rel).write_text(text.replace(f"ORG/{MODULE_NAME}", f"{config.org}/{MODULE_NAME}"), "utf-8")
         else:
-            _link_or_copy(metric_dir / rel, folder / rel)
+            _copy(metric_dir / rel, folder / rel)
     repo = dict(repo_id=f"{config.org}/{MODULE_NAME}", repo_type="space")
     return [
         Operation("create_repo", **repo, options={"exist_ok": True, "private": config.private, "space_sdk": "gradio"}),
@@ -156,7 +175,12 @@ def stage_model_cards(config: PublishConfig, out: Path) -> tuple[list[Operation]
     operations, skipped = [], []
     for results_dir in config.results:
         results = load_results(results_dir)
-        card = results_card(results, config.dataset_repo_id, allow_random_weights=config.allow_random_weights)
+        card = results_card(
+            results,
+            config.dataset_repo_id,
+            allow_random_weights=config.allow_random_weights,
+            allow_incomplete=config.allow_incomplete,
+        )
         folder = out / "model-cards" / results.model.strip("/").replace("/", "--")
         card.save(folder / "README.md")
         if not _is_hub_model_id(results.model):
@@ -176,8 +200,8 @@ def stage_model_cards(config: PublishConfig, out: Path) -> tuple[list[Operation]
 
 
 def stage(config: PublishConfig, out: Path) -> tuple[list[Operation], list[str]]:
-    """Stage every folder under `out` and return the operations that would publish them."""
-    _prepare_out(out)
+    """Stage every folder under `out` (already an empty staging folder) and return the operations that would
+    publish them."""
     operations, skipped = [], []
     if config.dataset:
         operations += stage_dataset(config, out)
@@ -218,14 +242,15 @@ def publish(config: PublishConfig) -> list[Operation]:
     """Stage, print and (unless `config.dry_run`) execute every operation; returns them."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(config.out) if config.out else Path(tmp) / "staged"
-        operations, skipped = stage(config, out)
-        prefix = "[dry-run] " if config.dry_run else ""
-        for operation in operations:
-            print(prefix + operation.describe())
-        for line in skipped:
-            print(f"{prefix}skipped: {line}")
-        if config.dry_run:
-            print(f"Staged folders are in {out}; nothing was sent to the Hub.")
-        else:
-            execute(operations, HfApi())
+        with _staging_folder(out):
+            operations, skipped = stage(config, out)
+            prefix = "[dry-run] " if config.dry_run else ""
+            for operation in operations:
+                print(prefix + operation.describe())
+            for line in skipped:
+                print(f"{prefix}skipped: {line}")
+            if config.dry_run:
+                print(f"Staged folders are in {out}; nothing was sent to the Hub.")
+            else:
+                execute(operations, HfApi())
     return operations

@@ -59,8 +59,11 @@ def write_metric_dir(root: Path, card: str = METRIC_CARD) -> Path:
     return root
 
 
-def write_results(root: Path, model: str = "openai/clip-vit-base-patch32", random_weights: bool = False) -> Path:
-    """A runner results.json with clip and video metrics (values chosen by hand)."""
+def write_results(
+    root: Path, model: str = "openai/clip-vit-base-patch32", random_weights: bool = False, failed: tuple = ()
+) -> Path:
+    """A runner results.json with clip and video metrics (values chosen by hand); the video ids in `failed` failed
+    to decode."""
     root.mkdir(parents=True, exist_ok=True)
     clip = {
         "text_to_video_pass@1": 0.5,
@@ -77,11 +80,11 @@ def write_results(root: Path, model: str = "openai/clip-vit-base-patch32", rando
         "revision": None,
         "random_weights": random_weights,
         "dataset": "lovr",
-        "settings": {"interval": 10, "random_weights": random_weights},
+        "settings": {"interval": 10, "random_weights": random_weights, "missing": []},
         "metrics": {"clip": clip, "video": video},
         "cost_ms": {"clip": {}, "video": {}},
-        "num_failed_videos": 0,
-        "failed_videos": [],
+        "num_failed_videos": len(failed),
+        "failed_videos": [{"id": v, "path": f"{v}.mp4", "reason": "corrupt"} for v in failed],
         "toolkit_version": "0.1.0",
     }
     (root / "results.json").write_text(json.dumps(results))

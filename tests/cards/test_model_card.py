@@ -3,7 +3,15 @@ import json
 import pytest
 from huggingface_hub import ModelCard
 
-from model_cards.model import RANDOM_WEIGHTS_LABEL, ResultsError, load_results, merge_into_model_card, results_card
+from lovr_metric.evaluation.protocol import incomplete_reason
+from model_cards.model import (
+    INCOMPLETE_LABEL,
+    RANDOM_WEIGHTS_LABEL,
+    ResultsError,
+    load_results,
+    merge_into_model_card,
+    results_card,
+)
 
 from .conftest import write_results
 
@@ -83,30 +91,34 @@ def test_random_weight_results_labelled_with_flag(tmp_path):
     assert f"**{RANDOM_WEIGHTS_LABEL}.**" in card.text
 
 
+VALID = {"model": "m", "random_weights": False, "dataset": "d", "failed_videos": [], "settings": {"missing": []}}
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
         ("{not json", "not valid JSON"),
         ("[1, 2]", "expected a JSON object, got list"),
+        (json.dumps({**VALID, "random_weights": "no", "metrics": {}}), "'random_weights' must be"),
         (
-            json.dumps({"model": "m", "random_weights": "no", "dataset": "d", "metrics": {}}),
-            "'random_weights' must be",
-        ),
-        (
-            json.dumps({"model": "m", "random_weights": False, "dataset": "d", "metrics": {"frame": {}}}),
+            json.dumps({**VALID, "metrics": {"frame": {}}}),
             r"granularities must be among \['clip', 'theme', 'video'\], got \['frame'\]",
         ),
         (
-            json.dumps(
-                {
-                    "model": "m",
-                    "random_weights": False,
-                    "dataset": "d",
-                    "metrics": {"clip": {"text_to_video_pass@1": "high"}},
-                }
-            ),
-            "values must be numbers",
+            json.dumps({**VALID, "metrics": {"clip": {"text_to_video_pass@1": "high"}}}),
+            r"metrics\['clip'\]\['text_to_video_pass@1'\] is 'high'; expected a finite number",
         ),
+        # json writes and reads NaN and Infinity, which a model-index would publish as `.nan` / `.inf`
+        (
+            json.dumps({**VALID, "metrics": {"clip": {"text_to_video_mrr": float("nan")}}}),
+            r"metrics\['clip'\]\['text_to_video_mrr'\] is nan; expected a finite number",
+        ),
+        (
+            json.dumps({**VALID, "metrics": {"video": {"video_to_text_median_rank": float("inf")}}}),
+            r"metrics\['video'\]\['video_to_text_median_rank'\] is inf; expected a finite number",
+        ),
+        (json.dumps({**VALID, "failed_videos": None, "metrics": {}}), "'failed_videos' must be a list"),
+        (json.dumps({**VALID, "settings": {}, "metrics": {}}), "'settings.missing' must be a list"),
     ],
 )
 def test_malformed_results_name_the_file(tmp_path, content, message):
@@ -119,6 +131,26 @@ def test_malformed_results_name_the_file(tmp_path, content, message):
 def test_missing_results_json(tmp_path):
     with pytest.raises(ResultsError, match=r"results\.json' does not exist"):
         load_results(tmp_path)
+
+
+def test_incomplete_results_refused_without_flag(tmp_path):
+    results = load_results(write_results(tmp_path / "eval", failed=("vidA",)))
+    reason = incomplete_reason(json.loads(results.path.read_text()))  # one video failed to decode
+    with pytest.raises(ResultsError) as info:
+        results_card(results)
+    assert str(info.value).startswith(f"{results.path}: incomplete: {reason}; pass allow_incomplete=True")
+
+
+def test_incomplete_results_marked_in_the_table_and_every_model_index_entry(tmp_path):
+    results = load_results(write_results(tmp_path / "eval", failed=("vidA",)))
+    card = ModelCard(str(results_card(results, "org/LoVR", allow_incomplete=True)))
+    names = [m["name"] for r in _model_index(card)[0]["results"] for m in r["metrics"]]
+    assert len(names) == 7 and all(name.endswith(f" ({INCOMPLETE_LABEL})") for name in names)
+    assert f"**Incomplete: {results.incomplete}.**" in card.text
+    assert f"| text->clip ({INCOMPLETE_LABEL}) | 0.5 | 0.75 |" in card.text
+    # A complete run carries no mark.
+    complete = results_card(load_results(write_results(tmp_path / "complete")), "org/LoVR")
+    assert INCOMPLETE_LABEL not in str(complete) and "Incomplete" not in str(complete)
 
 
 EXISTING_README = """---
