@@ -26,7 +26,7 @@ from .encode_data import BROKEN, lovr_export, official_export, tiny_models  # no
 TOP_KEYS = {"model", "text_model", "revision", "random_weights", "dataset", "protocol", "protocol_settings",
             "dataset_fingerprint",
             "settings", "metrics", "intervals", "bootstrap", "unranked", "cost_ms", "num_video_files",
-            "num_failed_videos", "failed_videos", "toolkit_version"}  # fmt: skip
+            "num_failed_videos", "failed_videos", "complete", "incomplete_reason", "toolkit_version"}  # fmt: skip
 COST_KEYS = {"decode", "preprocess", "encode", "total_with_io", "total_without_io"}
 
 
