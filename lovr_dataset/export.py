@@ -32,6 +32,8 @@ import yaml
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCardData
 
+from model_cards.dataset import dataset_card
+
 from .lovr import CONFIG_NAMES, LoVR
 from .sources import detect_source
 
@@ -66,8 +68,6 @@ def card_yaml(infos: dict[str, datasets.DatasetInfo]) -> dict:
 def write_card(folder: Path, infos: dict[str, datasets.DatasetInfo], data_dir: Path, repo_id: str) -> None:
     """Write the full dataset card as `folder/README.md`: the configs' YAML, completed and given its text by
     `model_cards.dataset_card` (statistics from the Parquet in `folder`, settings from `data_dir` if a run)."""
-    from model_cards.dataset import dataset_card  # model_cards reads exports: imported here, not at import time
-
     for name, info in infos.items():
         # What the Hub reports as the download: the Parquet files (the builder downloaded nothing).
         info.download_size = sum(path.stat().st_size for path in (folder / name).glob("*.parquet"))

@@ -1,7 +1,10 @@
-"""The products never import the stand-ins (or the tests): a stand-in can only reach a user through a path the
-user gave, and is then recognised by its marker file (`lovr_common.provenance`)."""
+"""The products' dependency graph: each product imports only the products `ALLOWED` names (no cycles; `generation`
+and `lovr_metric` share model loading through `lovr_common`), and none imports the stand-ins (or the tests): a
+stand-in can only reach a user through a path the user gave, and is then recognised by its marker file
+(`lovr_common.provenance`)."""
 
 import ast
+import graphlib
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,14 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRODUCTS = ("generation", "lovr_common", "lovr_dataset", "lovr_metric", "model_cards")
 FORBIDDEN = ("lovr_standins", "tests")
+# product -> the other products it may import (function-level imports included)
+ALLOWED = {
+    "lovr_common": set(),
+    "generation": {"lovr_common"},
+    "lovr_metric": {"lovr_common"},
+    "model_cards": {"lovr_common", "lovr_metric"},
+    "lovr_dataset": {"lovr_common", "model_cards"},  # export writes the dataset card
+}
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
@@ -39,3 +50,19 @@ def test_products_do_not_import_stand_ins(package):
         if module.split(".")[0] in FORBIDDEN
     ]
     assert offending == []
+
+
+@pytest.mark.parametrize("package", PRODUCTS)
+def test_products_import_only_the_products_they_build_on(package):
+    imported = {
+        f"{path.relative_to(REPO_ROOT)}:{line}: imports {module}"
+        for path in sorted((REPO_ROOT / package).rglob("*.py"))
+        for line, module in imported_modules(path)
+        if module.split(".")[0] in set(PRODUCTS) - {package} - ALLOWED[package]
+    }
+    assert imported == set()
+
+
+def test_the_allowed_graph_has_no_cycle():
+    order = list(graphlib.TopologicalSorter(ALLOWED).static_order())  # raises CycleError on a cycle
+    assert sorted(order) == sorted(PRODUCTS)

@@ -1,14 +1,14 @@
 """The LoVR evaluation harness: any model's embeddings of a LoVR dataset, ranked with the metric maths of
-`lovr_metric.lovr_retrieval` (`python -m lovr_metric evaluate | compare | leaderboard`). From the command line down:
+`lovr_metric.lovr_retrieval` (`python -m lovr_metric evaluate | compare | leaderboard`). The encoders, shared with
+`generation`'s scorer, live in `lovr_common` (`encoders.py`, `image_processors.py`, `long_text.py`). From the command
+line down:
 
     runner.py            `EvaluateConfig` and `evaluate_model`: plan, embed, rank, write
     protocol.py          the LoVR tasks (`Task`, `LOVR_TASKS`), `QUERY_SPLIT`, `LOVR_FRAME_INTERVAL`, `PROTOCOLS`
     rows.py              a LoVR dataset's rows and their fingerprint (`load_rows`, `LoVRRows`)
     jobs.py              dataset rows to queries, galleries and decode jobs (`plan`, `EvalData`)
     registry.py          the paper's baselines and their settings (`get_baseline`)
-    encoders.py          transformers / sentence-transformers models, or adapters, as text, frame and video encoders
-    image_processors.py  which image processor makes a frame's pixels (`image_processor_name`, the backend swap)
-    long_text.py         texts over the token limit: `truncate` or `chunk_mean`, and their token counts
+    original_scripts.py  what each original per-model script did to frames and texts (`--protocol lovr-original`)
     frames.py            one decode pass per video file, frames batched through an encoder (`embed_job`, `plan_frames`)
     _batches.py          those batches through the model: worker-thread preprocessing, pooling
     cache.py             the on-disk embedding cache, sharded per process (`EmbeddingCache`)

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
+from lovr_common.encoders import TextEncoder
 from lovr_common.processes import process_state
 from lovr_common.video import VideoError
 from lovr_metric.evaluation.cache import EmbeddingCache, text_key
-from lovr_metric.evaluation.encoders import TextEncoder
 from lovr_metric.evaluation.frames import COST_PARTS, FrameSampling, VideoJob, embed_job
 from lovr_metric.evaluation.jobs import EvalData
 

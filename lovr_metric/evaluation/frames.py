@@ -38,10 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lovr_common.encoders import FrameEncoder, VideoEncoder
 from lovr_common.run_folder import check_clip_span
 from lovr_common.video import VideoError, VideoInfo, frame_span, interval_times, iter_frames_at, probe, uniform_times
 from lovr_metric.evaluation._batches import run_frame_encoder, run_video_tower
-from lovr_metric.evaluation.encoders import FrameEncoder, VideoEncoder
 from lovr_metric.evaluation.protocol import LOVR_FRAME_INTERVAL
 
 COST_PARTS = ("decode", "preprocess", "encode", "total_with_io", "total_without_io")

@@ -29,7 +29,7 @@ class Baseline:
     Args:
         name (`str`): short name used on the command line.
         repo_id (`str`): the Hub repository.
-        family (`str`): an encoder family of `lovr_metric.evaluation.encoders.FAMILIES`, or `"unsupported"`.
+        family (`str`): an encoder family of `lovr_common.encoders.FAMILIES`, or `"unsupported"`.
         text_max_length (`int`): the token limit of the model's text tower.
         frame_interval (`int`, *optional*): embed every `frame_interval`-th frame (dual encoders).
         num_frames (`int`, *optional*): frames per clip for models with a fixed-length video tower.

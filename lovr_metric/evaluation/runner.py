@@ -23,12 +23,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lovr_common.encoders import EncoderConfig, TextEncoder, VideoEncoder, load_encoder
+from lovr_common.image_processors import IMAGE_PROCESSOR_BACKENDS, image_processor_name
 from lovr_common.processes import process_state
 from lovr_metric.evaluation.cache import EmbeddingCache, folder_fingerprint
 from lovr_metric.evaluation.embed import Embedded, encode_texts, encode_videos, sync
-from lovr_metric.evaluation.encoders import EncoderConfig, TextEncoder, VideoEncoder, load_encoder
 from lovr_metric.evaluation.frames import FrameSampling
-from lovr_metric.evaluation.image_processors import IMAGE_PROCESSOR_BACKENDS, image_processor_name
 from lovr_metric.evaluation.jobs import EvalData, plan
 from lovr_metric.evaluation.original_scripts import CleanedTextEncoder, OriginalScript, original_script
 from lovr_metric.evaluation.outputs import RunSettings, check_output_folder, results_record, write_outputs
@@ -259,7 +259,7 @@ def _plan(config: EvaluateConfig, rows: LoVRRows, video_root: Path) -> tuple[lis
 def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> dict | None:
     """Run the evaluation; returns the results dict on the main process (None on the others).
 
-    `encoder` / `text_encoder` may be adapters (`lovr_metric.evaluation.encoders` protocols) used instead of
+    `encoder` / `text_encoder` may be adapters (`lovr_common.encoders` protocols) used instead of
     loading `model`. A video file that does not decode is left out and listed (`failed_videos` in the results).
     Raises `NoMetricError` (a `ValueError`) when a requested granularity produced no metric, saying what was looked
     for; the outputs are written first when another granularity did rank, and not at all when none did.

@@ -4,8 +4,8 @@ import pytest
 
 from generation.backends import TransformersBackend
 from generation.scoring import EvqaScorer
+from lovr_common.encoders import EncoderConfig, load_encoder
 from lovr_common.model_source import check_model_source
-from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
 
 
 @pytest.mark.parametrize("relative", ["missing/model/dir", "./missing", "../missing"])

@@ -20,8 +20,8 @@ from generation.backends import (
     TransformersBackend,
     load_backend,
 )
+from lovr_common.image_processors import use_image_processor_backend
 from lovr_common.provenance import is_random_weights
-from lovr_metric.evaluation.image_processors import use_image_processor_backend
 from lovr_standins.tiny_models import tiny_model_path
 
 SERVER = Path(__file__).with_name("openai_server.py")

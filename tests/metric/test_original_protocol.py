@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import torch
 
+from lovr_common.encoders import EncoderConfig, load_encoder
 from lovr_common.video import VideoInfo, decode_frames_at, probe
 from lovr_metric.__main__ import main
-from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
 from lovr_metric.evaluation.frames import FrameSampling, Segment, embed_job, plan_frames, stride_across_clips
 from lovr_metric.evaluation.jobs import plan
 from lovr_metric.evaluation.per_query import read_per_query

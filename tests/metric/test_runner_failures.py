@@ -108,7 +108,7 @@ def test_a_dataset_without_the_lovr_configs_is_named_before_loading(tmp_path, ti
 
 
 def test_a_clip_past_the_end_of_its_file_is_left_out_not_embedded_from_one_frame(lovr_export, tiny_models):  # noqa: F811
-    from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
+    from lovr_common.encoders import EncoderConfig, load_encoder
     from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, embed_job
 
     _, videos_dir = lovr_export  # alpha.mp4 lasts 3 s
@@ -145,7 +145,7 @@ def test_bad_numbers_and_repeats_are_refused_when_parsed(tmp_path, options, mess
 
 
 def test_a_token_limit_the_tokenizer_cannot_honour_is_refused_and_one_it_can_is_applied(tiny_models):  # noqa: F811
-    from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
+    from lovr_common.encoders import EncoderConfig, load_encoder
 
     clip = str(tiny_models["clip"])
     # CLIP adds a start and an end token: 3 is the shortest limit with room for text, 77 its position embeddings.

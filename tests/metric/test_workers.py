@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from lovr_common.encoders import EncoderConfig, load_encoder
 from lovr_common.video import iter_frames_at
-from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
 from lovr_metric.evaluation.frames import (
     EXECUTION_ONLY,
     FrameSampling,

@@ -1,6 +1,6 @@
 """Text, frame and video encoders from any transformers or sentence-transformers model.
 
-    >>> from lovr_metric.evaluation.encoders import EncoderConfig, load_encoder
+    >>> from lovr_common.encoders import EncoderConfig, load_encoder
     >>> encoder = load_encoder(EncoderConfig(model="openai/clip-vit-base-patch32"))  # doctest: +SKIP
     >>> encoder.encode_text(["a dog runs on a beach"]).shape  # doctest: +SKIP
     torch.Size([1, 512])
@@ -39,9 +39,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from lovr_common.image_processors import IMAGE_PROCESSOR_BACKENDS, find_image_processor
+from lovr_common.long_text import TokenCounts, check_policy, chunk_mean, windows
 from lovr_common.model_source import check_model_source
-from lovr_metric.evaluation.image_processors import IMAGE_PROCESSOR_BACKENDS, find_image_processor
-from lovr_metric.evaluation.long_text import TokenCounts, check_policy, chunk_mean, windows
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class UnsupportedModelError(ValueError):
         families = "\n".join(f"  - {name}: {text}" for name, text in FAMILIES.items())
         super().__init__(
             f"model={model!r}: {reason}. Supported families:\n{families}\n"
-            "  - anything else: an adapter implementing lovr_metric.evaluation.encoders.TextEncoder and FrameEncoder "
+            "  - anything else: an adapter implementing lovr_common.encoders.TextEncoder and FrameEncoder "
             "or VideoEncoder"
         )
 
