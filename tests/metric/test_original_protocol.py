@@ -29,7 +29,7 @@ from lovr_metric.evaluation.jobs import plan
 from lovr_metric.evaluation.per_query import read_per_query
 from lovr_metric.evaluation.rows import load_rows
 
-from .encode_data import SCENES, lovr_export, official_export, tiny_models  # noqa: F401
+from .encode_data import SCENES
 
 INTERVAL = 10
 # The CLIP script's frames and pooling (a tiny CLIP follows it: `original_script`).
@@ -80,7 +80,7 @@ def test_the_cache_key_of_the_default_frames_is_what_it_was():
     assert FrameSampling().settings()["pooling"] == "normalized"  # results.json records it whatever the key
 
 
-def test_plan_video_from_clips_builds_one_job_over_a_videos_clip_files(official_export):  # noqa: F811
+def test_plan_video_from_clips_builds_one_job_over_a_videos_clip_files(official_export):
     export, release = official_export
     clips, videos, themes = load_rows(str(export))
     data = plan(clips[::-1], videos, themes, release, ["clip", "video"], video_from_clips=True)  # any row order
@@ -112,7 +112,7 @@ def test_plan_video_from_clips_builds_one_job_over_a_videos_clip_files(official_
     assert lone.missing[0]["id"] == "echo" and "no clips to take its frames from" in lone.missing[0]["reason"]
 
 
-def test_plan_video_from_clips_keeps_the_time_ranges_of_clips_not_ranked(lovr_export):  # noqa: F811
+def test_plan_video_from_clips_keeps_the_time_ranges_of_clips_not_ranked(lovr_export):
     export, videos_dir = lovr_export
     clips, videos, themes = load_rows(str(export))
     data = plan(clips, videos, themes, videos_dir, ["video"], video_from_clips=True)
@@ -164,7 +164,7 @@ def _original_embeddings(encoder, clip_files, interval, script="CLIP_test.py") -
     return embeddings
 
 
-def test_a_video_from_its_clip_files_equals_the_originals_make_video_dict(official_export, tiny_models):  # noqa: F811
+def test_a_video_from_its_clip_files_equals_the_originals_make_video_dict(official_export, tiny_models):
     export, release = official_export
     encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
     clips, videos, themes = load_rows(str(export))
@@ -188,7 +188,7 @@ def test_a_video_from_its_clip_files_equals_the_originals_make_video_dict(offici
         assert not np.allclose(moved, result.embeddings["echo"], atol=1e-4)
 
 
-def test_a_clip_file_that_cannot_be_opened_is_left_out_of_its_video(tmp_path, official_export, tiny_models):  # noqa: F811
+def test_a_clip_file_that_cannot_be_opened_is_left_out_of_its_video(tmp_path, official_export, tiny_models):
     export, release = official_export
     root = tmp_path / "release"
     shutil.copytree(release / "video_data", root / "video_data")
@@ -221,7 +221,7 @@ def test_a_clip_file_that_cannot_be_opened_is_left_out_of_its_video(tmp_path, of
     assert json.loads((out / "results.json").read_text())["failed_videos"] == []
 
 
-def test_evaluate_with_the_original_protocol(tmp_path, official_export, tiny_models, capsys):  # noqa: F811
+def test_evaluate_with_the_original_protocol(tmp_path, official_export, tiny_models, capsys):
     export, release = official_export
     base = ["evaluate", "--dataset", str(export), "--video-root", str(release), "--model", str(tiny_models["clip"]),
             "--cache-dir", str(tmp_path / "cache"), "--k-values", "1", "2", "--bootstrap-resamples", "50"]  # fmt: skip
@@ -293,7 +293,7 @@ CAPTIONS_TO_CLEAN = [
 ]
 
 
-def test_texts_under_the_original_protocol_get_clip_tokenizes_ids(tiny_models):  # noqa: F811
+def test_texts_under_the_original_protocol_get_clip_tokenizes_ids(tiny_models):
     from transformers import AutoTokenizer
 
     from lovr_metric.evaluation.original_scripts import clean_like_openai_clip
@@ -307,7 +307,7 @@ def test_texts_under_the_original_protocol_get_clip_tokenizes_ids(tiny_models): 
     assert [a == b for a, b in zip(plain, expected, strict=True)] == [False, False, False, True, True]
 
 
-def test_the_original_protocol_embeds_texts_cleaned(tmp_path, tiny_models):  # noqa: F811
+def test_the_original_protocol_embeds_texts_cleaned(tmp_path, tiny_models):
     from lovr_metric.evaluation.original_scripts import CleanedTextEncoder, original_script
 
     encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])))

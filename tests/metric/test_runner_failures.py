@@ -14,7 +14,7 @@ import torch
 from lovr_metric.__main__ import main
 from lovr_metric.evaluation.report import results_markdown
 
-from .encode_data import BROKEN, lovr_export, tiny_models  # noqa: F401
+from .encode_data import BROKEN
 
 
 def _args(model, export, out, cache, *extra) -> list[str]:
@@ -22,7 +22,7 @@ def _args(model, export, out, cache, *extra) -> list[str]:
             "--cache-dir", str(cache), "--interval", "4", "--k-values", "1", "2", *extra]  # fmt: skip
 
 
-def test_no_video_root_every_video_unreadable_exits_1(tmp_path, lovr_export, tiny_models, capsys):  # noqa: F811
+def test_no_video_root_every_video_unreadable_exits_1(tmp_path, lovr_export, tiny_models, capsys):
     export, _ = lovr_export  # the export holds no video files: they are under the run's videos folder
     status = main(_args(tiny_models["clip"], export, tmp_path / "out", tmp_path / "cache"))
     err = capsys.readouterr().err
@@ -32,7 +32,7 @@ def test_no_video_root_every_video_unreadable_exits_1(tmp_path, lovr_export, tin
     assert not (tmp_path / "out" / "results.json").exists()
 
 
-def test_theme_on_data_without_themes_exits_1(tmp_path, lovr_export, tiny_models, capsys):  # noqa: F811
+def test_theme_on_data_without_themes_exits_1(tmp_path, lovr_export, tiny_models, capsys):
     export, videos_dir = lovr_export
     out = tmp_path / "out"
     args = _args(tiny_models["clip"], export, out, tmp_path / "cache", "--video-root", str(videos_dir))
@@ -43,14 +43,14 @@ def test_theme_on_data_without_themes_exits_1(tmp_path, lovr_export, tiny_models
     assert not (out / "results.json").exists()
 
 
-def test_default_granularity_skips_what_the_data_lacks(tmp_path, lovr_export, tiny_models):  # noqa: F811
+def test_default_granularity_skips_what_the_data_lacks(tmp_path, lovr_export, tiny_models):
     export, videos_dir = lovr_export  # a run's export: clips and videos, no themes
     out = tmp_path / "out"
     assert main(_args(tiny_models["clip"], export, out, tmp_path / "cache", "--video-root", str(videos_dir))) == 0
     assert set(json.loads((out / "results.json").read_text())["metrics"]) == {"clip", "video"}
 
 
-def test_partial_failure_in_summary_and_results(tmp_path, lovr_export, tiny_models, capsys):  # noqa: F811
+def test_partial_failure_in_summary_and_results(tmp_path, lovr_export, tiny_models, capsys):
     export, videos_dir = lovr_export
     out = tmp_path / "out"
     status = main(_args(tiny_models["clip"], export, out, tmp_path / "cache", "--video-root", str(videos_dir)))
@@ -95,7 +95,7 @@ def test_bad_command_exits_2():
     assert done.returncode == 2 and "usage:" in done.stderr
 
 
-def test_a_dataset_without_the_lovr_configs_is_named_before_loading(tmp_path, tiny_models, capsys):  # noqa: F811
+def test_a_dataset_without_the_lovr_configs_is_named_before_loading(tmp_path, tiny_models, capsys):
     import datasets
 
     folder = tmp_path / "not-lovr"
@@ -107,7 +107,7 @@ def test_a_dataset_without_the_lovr_configs_is_named_before_loading(tmp_path, ti
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
-def test_a_clip_past_the_end_of_its_file_is_left_out_not_embedded_from_one_frame(lovr_export, tiny_models):  # noqa: F811
+def test_a_clip_past_the_end_of_its_file_is_left_out_not_embedded_from_one_frame(lovr_export, tiny_models):
     from lovr_common.encoders import EncoderConfig, load_encoder
     from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, embed_job
 
@@ -144,7 +144,7 @@ def test_bad_numbers_and_repeats_are_refused_when_parsed(tmp_path, options, mess
     assert not (tmp_path / "out").exists()
 
 
-def test_a_token_limit_the_tokenizer_cannot_honour_is_refused_and_one_it_can_is_applied(tiny_models):  # noqa: F811
+def test_a_token_limit_the_tokenizer_cannot_honour_is_refused_and_one_it_can_is_applied(tiny_models):
     from lovr_common.encoders import EncoderConfig, load_encoder
 
     clip = str(tiny_models["clip"])
@@ -163,7 +163,7 @@ def test_a_local_looking_dataset_path_that_does_not_exist_is_named(tmp_path, cap
     assert "dataset='./typo': no such folder" in capsys.readouterr().err  # not "Couldn't reach './typo' on the Hub"
 
 
-def test_output_is_a_new_or_empty_folder_or_an_earlier_evaluations(tmp_path, lovr_export, tiny_models, capsys):  # noqa: F811
+def test_output_is_a_new_or_empty_folder_or_an_earlier_evaluations(tmp_path, lovr_export, tiny_models, capsys):
     export, videos_dir = lovr_export
     mine = tmp_path / "mine"
     mine.mkdir()
