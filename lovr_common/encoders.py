@@ -122,6 +122,10 @@ class EncoderConfig:
             wherever torchvision is installed. A model without the requested backend gets the other one
             (transformers warns); the class actually loaded is part of the cache key and the results
             (`image_processor_name`).
+        query_prompt (`str`, *optional*): a sentence-transformers model's prompt for the query texts (default: the
+            model's own `query` prompt; `""` for none).
+        document_prompt (`str`, *optional*): its prompt for the frames (default: the model's own `document`,
+            `passage` or `corpus` prompt; `""` for none).
     """
 
     model: str
@@ -133,6 +137,8 @@ class EncoderConfig:
     trust_remote_code: bool = False
     long_text: str = "truncate"
     image_processor_backend: str | None = "pil"
+    query_prompt: str | None = None
+    document_prompt: str | None = None
 
     def __post_init__(self):
         check_policy(self.long_text)
@@ -242,15 +248,36 @@ class TransformersEncoder:
         }
 
 
-class SentenceTransformersEncoder:
-    """A sentence-transformers model: texts, and frames (as PIL images) when the model supports images."""
+# The prompts `encode_document` looks for, in its order (sentence-transformers >= 5.4).
+DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
 
-    def __init__(self, model, long_text: str = "truncate"):
+
+class SentenceTransformersEncoder:
+    """A sentence-transformers model: texts as queries (`encode_query`), and frames (as PIL images) as documents
+    (`encode_document`) when the model supports images, each with its prompt.
+
+    `query_prompt` / `document_prompt` override the model's own prompts (its `prompts["query"]`, and the first of
+    `DOCUMENT_PROMPT_NAMES` it has; `""` for none); the prompts used are `self.query_prompt` / `self.document_prompt`,
+    always passed explicitly, so what is recorded is what was applied. A retrieval model whose prompts were left out
+    (plain `encode`) embeds its queries as documents: other vectors, silently.
+    """
+
+    def __init__(self, model, long_text: str = "truncate", query_prompt=None, document_prompt=None):
         self.model = model
         self.long_text = check_policy(long_text)
         self.calls = 0
+        prompts = model.prompts or {}
+        self.query_prompt = prompts.get("query", "") if query_prompt is None else query_prompt
+        known = [prompts[name] for name in DOCUMENT_PROMPT_NAMES if name in prompts]
+        self.document_prompt = (known[0] if known else "") if document_prompt is None else document_prompt
         if long_text == "chunk_mean" and getattr(model, "tokenizer", None) is None:
             raise ValueError("long_text='chunk_mean' needs a sentence-transformers model with a text tokenizer")
+        if long_text == "chunk_mean" and self.query_prompt:
+            raise ValueError(
+                f"long_text='chunk_mean' embeds a text's windows without the model's query prompt "
+                f"{self.query_prompt!r}: pass query_prompt='' (--query_prompt '') to embed the queries without it, or "
+                "use long_text='truncate'"
+            )
 
     @property
     def takes_images(self) -> bool:
@@ -265,7 +292,10 @@ class SentenceTransformersEncoder:
             inputs, owners = windows(self.model.tokenizer, texts, self.text_max_length, True)
             return chunk_mean(self._embed_tokens, inputs, owners, len(texts))
         self.calls += 1
-        return self.model.encode(texts, convert_to_tensor=True, batch_size=len(texts)).float().cpu()
+        vectors = self.model.encode_query(
+            texts, prompt=self.query_prompt, convert_to_tensor=True, batch_size=len(texts)
+        )
+        return vectors.float().cpu()
 
     def _embed_tokens(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         self.calls += 1
@@ -285,7 +315,10 @@ class SentenceTransformersEncoder:
 
     def encode_frames(self, images: list) -> torch.Tensor:
         self.calls += 1
-        return self.model.encode(images, convert_to_tensor=True, batch_size=len(images)).float().cpu()
+        vectors = self.model.encode_document(
+            images, prompt=self.document_prompt, convert_to_tensor=True, batch_size=len(images)
+        )
+        return vectors.float().cpu()
 
 
 def is_sentence_transformers(model: str, revision: str | None = None) -> bool:
@@ -337,7 +370,7 @@ def _load_sentence_transformers(config: EncoderConfig, device: torch.device, nee
         positions = getattr(getattr(auto_model, "config", None), "max_position_embeddings", None)
         limits = [n for n in (positions, tokenizer.model_max_length) if isinstance(n, int) and n > 0]
         model.max_seq_length = text_token_limit(config, tokenizer, min(limits, default=model.max_seq_length))
-    encoder = SentenceTransformersEncoder(model, config.long_text)
+    encoder = SentenceTransformersEncoder(model, config.long_text, config.query_prompt, config.document_prompt)
     if need == "visual" and not encoder.takes_images:
         raise UnsupportedModelError(
             config.model, f"this sentence-transformers model takes only {model.modalities}, not images or video"

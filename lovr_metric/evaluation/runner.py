@@ -115,6 +115,16 @@ class EvaluateConfig:
     )  # fmt: skip
     family: str | None = field(default=None, metadata={"help": "Force an encoder family (default: detected)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow code shipped with the model to run."})
+    query_prompt: str | None = field(
+        default=None,
+        metadata={"help": "A sentence-transformers model's prompt for the query texts (default: its own 'query' "
+                  "prompt; '' for none)."},
+    )  # fmt: skip
+    document_prompt: str | None = field(
+        default=None,
+        metadata={"help": "A sentence-transformers model's prompt for the clips and videos (default: its own "
+                  "'document', 'passage' or 'corpus' prompt; '' for none)."},
+    )  # fmt: skip
     k_values: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50, 100], metadata={"help": "Cut-offs k."})
     cache_dir: str = field(default=str(DEFAULT_CACHE_DIR), metadata={"help": "Embedding cache folder."})
     bootstrap_resamples: int = field(
@@ -170,6 +180,8 @@ def _encoder_config(config: EvaluateConfig, model: str, revision: str | None) ->
         long_text=config.long_text,
         trust_remote_code=config.trust_remote_code,
         image_processor_backend=config.image_processor_backend,
+        query_prompt=config.query_prompt,
+        document_prompt=config.document_prompt,
     )
 
 
@@ -227,14 +239,21 @@ def _clean_texts(text_encoder, script: OriginalScript | None):
 
 def _pixels_or_text(encoder_config: EncoderConfig, encoder, text: bool) -> dict:
     """The long-text policy for texts; for frames the image processor class, when the encoder has one to name (an
-    adapter's own preprocessing is its own business, and its cache key stays what it was)."""
+    adapter's own preprocessing is its own business, and its cache key stays what it was). A sentence-transformers
+    model's prompt of each side, the one applied (its own or the one given), is part of that side's identity."""
     if text:
         cleaning = getattr(encoder, "text_cleaning", None)  # in the key only when set: earlier caches stay valid
-        return {"long_text": getattr(encoder, "long_text", encoder_config.long_text)} | (
-            {"text_cleaning": cleaning} if cleaning else {}
+        prompt = getattr(encoder, "query_prompt", None)
+        return (
+            {"long_text": getattr(encoder, "long_text", encoder_config.long_text)}
+            | ({"text_cleaning": cleaning} if cleaning else {})
+            | ({} if prompt is None else {"query_prompt": prompt})
         )
     name = image_processor_name(encoder)
-    return {} if name is None else {"image_processor": name}
+    prompt = getattr(encoder, "document_prompt", None)
+    return ({} if name is None else {"image_processor": name}) | (
+        {} if prompt is None else {"document_prompt": prompt}
+    )
 
 
 def _as_dict(value) -> dict | None:
