@@ -2,7 +2,8 @@
 
 A run folder (`generation`'s layout) with two synthetic long videos cut into virtual clips and one video file that
 is corrupt, exported with `lovr_dataset`'s own export, so the runner reads it through `load_dataset` like any user.
-Import the fixtures into a test module: `from .encode_data import lovr_export, tiny_models  # noqa: F401`.
+The fixtures built from it (`lovr_export`, `official_export`, `tiny_models`) live in this folder's conftest.py;
+test modules import only its constants (`SCENES`, `FPS`, `BROKEN`) from here.
 """
 
 from __future__ import annotations
@@ -11,10 +12,6 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from lovr_dataset.export import export
-from lovr_standins.tiny_models import tiny_model_path
 from lovr_standins.videos import make_synthetic_video
 
 SCENES = [1.0, 1.2, 0.8]  # seconds; each scene is one clip
@@ -65,15 +62,6 @@ def make_lovr_run(root: Path) -> tuple[Path, Path]:
     return root, videos_dir
 
 
-@pytest.fixture(scope="session")
-def lovr_export(tmp_path_factory) -> tuple[Path, Path]:
-    """(export folder, video root) of the tiny dataset: 9 clips (5 queries), 3 videos, one of them corrupt."""
-    base = tmp_path_factory.mktemp("lovr")
-    run, videos_dir = make_lovr_run(base / "W")
-    out = export(run, base / "lovr", num_queries=5, cache_dir=str(base / "hf-cache"))
-    return out, videos_dir
-
-
 def make_official_release(root: Path) -> Path:
     """The official layout: one file per clip, the merged videos, clip and video captions, theme texts."""
     clips, videos, themes = [], [], []
@@ -102,18 +90,3 @@ def make_official_release(root: Path) -> Path:
     _write_jsonl(root / "caption_data/all_video.jsonl", videos)
     _write_jsonl(root / "caption_data/clip_cap_theme.jsonl", themes)
     return root
-
-
-@pytest.fixture(scope="session")
-def official_export(tmp_path_factory) -> tuple[Path, Path]:
-    """(export folder, release root) of a tiny official release: 6 clip files, 2 merged videos, 6 themes."""
-    base = tmp_path_factory.mktemp("official")
-    release = make_official_release(base / "LoVR")
-    return export(release, base / "lovr", num_queries=4, cache_dir=str(base / "hf-cache")), release
-
-
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory) -> dict[str, Path]:
-    """The tiny random-weight CLIP, SigLIP and X-CLIP folders."""
-    cache = tmp_path_factory.mktemp("tiny-models")
-    return {name: tiny_model_path(name, cache) for name in ("clip", "siglip", "xclip")}

@@ -16,7 +16,7 @@ from lovr_metric.evaluation.cache import EmbeddingCache
 from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 from lovr_standins.videos import make_synthetic_video
 
-from .encode_data import FPS, SCENES, lovr_export, tiny_models  # noqa: F401
+from .encode_data import FPS, SCENES
 
 SETTINGS = {"model": "m", "interval": 4}
 
@@ -50,7 +50,7 @@ def _config(model, export, videos_dir, output, cache_dir) -> EvaluateConfig:
     )
 
 
-def test_second_run_makes_no_model_call(tmp_path, lovr_export, tiny_models):  # noqa: F811
+def test_second_run_makes_no_model_call(tmp_path, lovr_export, tiny_models):
     export, videos_dir = lovr_export
     encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
     first = evaluate_model(
@@ -66,7 +66,7 @@ def test_second_run_makes_no_model_call(tmp_path, lovr_export, tiny_models):  # 
     assert second["cost_ms"] == first["cost_ms"]  # the cost measured when the embeddings were made
 
 
-def test_a_file_changed_behind_the_same_ids_is_embedded_again(tmp_path, lovr_export, tiny_models):  # noqa: F811
+def test_a_file_changed_behind_the_same_ids_is_embedded_again(tmp_path, lovr_export, tiny_models):
     # A new run folder reuses ids like alpha-Scene-001 for other pixels: the cache must not serve the old ones.
     export, videos_dir = lovr_export
     videos = tmp_path / "videos"
@@ -108,7 +108,7 @@ evaluate_model(EvaluateConfig(dataset=sys.argv[2], video_root=sys.argv[3], model
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_where_it_stopped(tmp_path, lovr_export, tiny_models):  # noqa: F811
+def test_killed_run_resumes_where_it_stopped(tmp_path, lovr_export, tiny_models):
     export, videos_dir = lovr_export
     cache = tmp_path / "cache"
     script = tmp_path / "killed_run.py"
@@ -138,7 +138,7 @@ def test_killed_run_resumes_where_it_stopped(tmp_path, lovr_export, tiny_models)
     assert resumed["num_failed_videos"] == clean["num_failed_videos"] == 1
 
 
-def test_frames_are_cached_apart_per_image_processor_class(tmp_path, tiny_models):  # noqa: F811
+def test_frames_are_cached_apart_per_image_processor_class(tmp_path, tiny_models):
     # Two image processor classes make different pixels from the same frames (PIL's and torchvision's backends of
     # one model, say): the frame cache must not serve one's embeddings to the other. Texts are not affected.
     from transformers import AutoImageProcessor

@@ -24,8 +24,6 @@ from lovr_metric.evaluation.per_query import (
 from lovr_metric.evaluation.protocol import incomplete_reason
 from lovr_metric.evaluation.ranking import query_ids
 
-from .encode_data import lovr_export, tiny_models  # noqa: F401
-
 
 def make_run(folder, first_ranks, *, model="m", fingerprint="rows-1", protocol="default", intervals=None, failed=()):
     """A run folder holding results.json and per_query.parquet for one direction whose queries q0, q1, ... have
@@ -129,7 +127,7 @@ def test_leaderboard_sorts_best_first_and_shows_intervals(tmp_path):
     assert image.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_compare_and_leaderboard_commands_on_real_runs(tmp_path, lovr_export, tiny_models):  # noqa: F811
+def test_compare_and_leaderboard_commands_on_real_runs(tmp_path, lovr_export, tiny_models):
     export, videos_dir = lovr_export
     for name in ("clip", "siglip"):
         command = [sys.executable, "-m", "lovr_metric", "evaluate", "--dataset", str(export), "--model",

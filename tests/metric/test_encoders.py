@@ -24,7 +24,7 @@ from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, embe
 from lovr_metric.evaluation.registry import check_servable, get_baseline
 from lovr_standins.videos import sample_video
 
-from .encode_data import FPS, lovr_export, tiny_models  # noqa: F401
+from .encode_data import FPS
 
 TEXTS = ["A man rides a bicycle down a hill.", "Two dogs play in the snow, then rest."]
 MINILM = str(get_model_path())
@@ -44,7 +44,7 @@ def _normalised(x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name", ["clip", "siglip"])
-def test_dual_encoder_equals_direct_calls(tiny_models, name):  # noqa: F811
+def test_dual_encoder_equals_direct_calls(tiny_models, name):
     encoder = load_encoder(EncoderConfig(model=str(tiny_models[name])), need="visual")
     model = AutoModel.from_pretrained(tiny_models[name]).eval()
     processor = AutoProcessor.from_pretrained(tiny_models[name])
@@ -64,7 +64,7 @@ def test_dual_encoder_equals_direct_calls(tiny_models, name):  # noqa: F811
     assert encoder.calls == 2
 
 
-def test_video_tower_equals_direct_call(tiny_models):  # noqa: F811
+def test_video_tower_equals_direct_call(tiny_models):
     encoder = load_encoder(EncoderConfig(model=str(tiny_models["xclip"])), need="visual")
     model = AutoModel.from_pretrained(tiny_models["xclip"]).eval()
     processor = AutoProcessor.from_pretrained(tiny_models["xclip"])
@@ -79,7 +79,7 @@ def test_video_tower_equals_direct_call(tiny_models):  # noqa: F811
     torch.testing.assert_close(encoder.encode_text(TEXTS), text)
 
 
-def test_image_processor_backend_is_chosen_and_recorded(tiny_models):  # noqa: F811
+def test_image_processor_backend_is_chosen_and_recorded(tiny_models):
     from sentence_transformers import SentenceTransformer
 
     path = str(tiny_models["clip"])
@@ -122,7 +122,7 @@ def test_mean_pool_ignores_padding():
     torch.testing.assert_close(mean_pool(states, mask), torch.tensor([[2.0, 3.0]]))
 
 
-def test_clip_and_video_embeddings_are_normalised_means_of_normalised_frames(tiny_models, lovr_export):  # noqa: F811
+def test_clip_and_video_embeddings_are_normalised_means_of_normalised_frames(tiny_models, lovr_export):
     encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
     path = lovr_export[1] / "alpha.mp4"  # 3 s at 25 fps
     segments = [Segment("a", "clip", 0.0, 1.0), Segment("b", "clip", 1.0, 2.2), Segment("alpha", "video")]

@@ -16,8 +16,6 @@ from lovr_common.long_text import TokenCounts, windows
 from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 from lovr_standins.captions import SAMPLE_CAPTION_PAIRS
 
-from .encode_data import lovr_export, tiny_models  # noqa: F401
-
 CAPTIONS = [caption for caption, _ in SAMPLE_CAPTION_PAIRS]
 LONG = " ".join(CAPTIONS[:12])  # about 130 tokens
 normalize = torch.nn.functional.normalize
@@ -30,7 +28,7 @@ def encoder(path, long_text, max_length=None, family=None):
 
 
 @pytest.mark.parametrize("name", ["clip", "siglip"])
-def test_chunk_mean_is_the_mean_of_its_windows_embedded_directly(tiny_models, name):  # noqa: F811
+def test_chunk_mean_is_the_mean_of_its_windows_embedded_directly(tiny_models, name):
     chunked = encoder(tiny_models[name], "chunk_mean", max_length=16)
     tokenizer = AutoTokenizer.from_pretrained(tiny_models[name])
     model = AutoModel.from_pretrained(tiny_models[name]).eval()
@@ -48,13 +46,13 @@ def test_chunk_mean_is_the_mean_of_its_windows_embedded_directly(tiny_models, na
 
 
 @pytest.mark.parametrize("name", ["clip", "siglip"])
-def test_a_text_within_the_limit_is_embedded_as_under_truncate(tiny_models, name):  # noqa: F811
+def test_a_text_within_the_limit_is_embedded_as_under_truncate(tiny_models, name):
     truncated = encoder(tiny_models[name], "truncate").encode_text(CAPTIONS[:3])
     chunked = encoder(tiny_models[name], "chunk_mean").encode_text(CAPTIONS[:3])
     assert torch.allclose(normalize(truncated, dim=-1), chunked, atol=1e-6)
 
 
-def test_a_long_text_differs_under_the_two_policies(tiny_models):  # noqa: F811
+def test_a_long_text_differs_under_the_two_policies(tiny_models):
     truncated = normalize(encoder(tiny_models["clip"], "truncate", 16).encode_text([LONG]), dim=-1)
     chunked = encoder(tiny_models["clip"], "chunk_mean", 16).encode_text([LONG])
     assert not torch.allclose(truncated, chunked, atol=1e-3)
@@ -75,7 +73,7 @@ def test_sentence_transformers_chunk_mean():
     assert owners.numel() > 3 and torch.allclose(short.encode_text([LONG]), expected, atol=1e-6)
 
 
-def test_token_counts(tiny_models):  # noqa: F811
+def test_token_counts(tiny_models):
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["clip"])
     counts = TokenCounts.of(tokenizer, [LONG, CAPTIONS[0], CAPTIONS[1]], 16, batch=2)
     assert counts == TokenCounts(16, 3, 1, len(tokenizer(LONG)["input_ids"]))
@@ -86,7 +84,7 @@ def test_unknown_policy_is_refused():
         EncoderConfig(model="m", long_text="mean")
 
 
-def test_runner_records_the_policy_and_the_token_counts(tmp_path, lovr_export, tiny_models):  # noqa: F811
+def test_runner_records_the_policy_and_the_token_counts(tmp_path, lovr_export, tiny_models):
     export, videos_dir = lovr_export
     results = {}
     for policy in ("truncate", "chunk_mean"):

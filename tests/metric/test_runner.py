@@ -21,7 +21,7 @@ from lovr_metric.evaluation.report import RANDOM_WEIGHTS_WARNING
 from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 from tests.conftest import accelerate_launch
 
-from .encode_data import BROKEN, lovr_export, official_export, tiny_models  # noqa: F401
+from .encode_data import BROKEN
 
 TOP_KEYS = {"model", "text_model", "revision", "random_weights", "dataset", "protocol", "protocol_settings",
             "dataset_fingerprint",
@@ -36,7 +36,7 @@ def _args(model, export, videos_dir, out, cache) -> list[str]:
             "--cache-dir", str(cache), "--interval", "4", "--k-values", "1", "2"]  # fmt: skip
 
 
-def test_evaluate_writes_results_table_and_plot(tmp_path, lovr_export, tiny_models, capsys):  # noqa: F811
+def test_evaluate_writes_results_table_and_plot(tmp_path, lovr_export, tiny_models, capsys):
     export, videos_dir = lovr_export
     assert main(_args(tiny_models["clip"], export, videos_dir, tmp_path / "out", tmp_path / "cache")) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -98,7 +98,7 @@ def test_evaluate_writes_results_table_and_plot(tmp_path, lovr_export, tiny_mode
     assert (tmp_path / "out" / "pass_at_k.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_export_without_its_video_root_exits_1_saying_where(tmp_path, lovr_export, tiny_models):  # noqa: F811
+def test_export_without_its_video_root_exits_1_saying_where(tmp_path, lovr_export, tiny_models):
     # The export folder holds no video files: all 3 fail to decode, so neither clips nor videos can be ranked. The
     # real command exits 1 with the reasons and the folder it looked in, and writes nothing.
     export, _ = lovr_export
@@ -114,7 +114,7 @@ def test_export_without_its_video_root_exits_1_saying_where(tmp_path, lovr_expor
     assert not (tmp_path / "out").exists()
 
 
-def test_theme_on_data_without_themes_exits_1_before_loading(tmp_path, lovr_export, capsys):  # noqa: F811
+def test_theme_on_data_without_themes_exits_1_before_loading(tmp_path, lovr_export, capsys):
     # The model folder does not exist: the error is about the themes, so it came before the model was loaded.
     export, videos_dir = lovr_export
     args = _args(tmp_path / "no-model", export, videos_dir, tmp_path / "out", tmp_path / "cache")
@@ -124,7 +124,7 @@ def test_theme_on_data_without_themes_exits_1_before_loading(tmp_path, lovr_expo
     assert "nothing was written" in error and not (tmp_path / "out").exists()
 
 
-def test_unreadable_videos_exit_1_after_writing_clips(tmp_path, official_export, tiny_models, capsys):  # noqa: F811
+def test_unreadable_videos_exit_1_after_writing_clips(tmp_path, official_export, tiny_models, capsys):
     # The video root holds the 6 clip files but not the 2 merged videos: clips rank, videos cannot.
     export, release = official_export
     root = tmp_path / "root"
@@ -142,7 +142,7 @@ def test_unreadable_videos_exit_1_after_writing_clips(tmp_path, official_export,
     assert "No metric for video: none of the 2 videos" in (tmp_path / "out" / "results.md").read_text()
 
 
-def test_video_tower_model(tmp_path, lovr_export, tiny_models):  # noqa: F811
+def test_video_tower_model(tmp_path, lovr_export, tiny_models):
     export, videos_dir = lovr_export
     main(_args(tiny_models["xclip"], export, videos_dir, tmp_path / "out", tmp_path / "cache"))
     results = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -168,7 +168,7 @@ class MeanColourAdapter:
         return torch.from_numpy(inputs.mean(axis=(1, 2)))
 
 
-def test_adapter_for_anything_else(tmp_path, lovr_export):  # noqa: F811
+def test_adapter_for_anything_else(tmp_path, lovr_export):
     export, videos_dir = lovr_export
     config = EvaluateConfig(dataset=str(export), video_root=str(videos_dir), model="mean-colour",
                             output=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"), k_values=[1])  # fmt: skip
@@ -179,7 +179,7 @@ def test_adapter_for_anything_else(tmp_path, lovr_export):  # noqa: F811
     assert results["metrics"]["clip"]["text_to_video_num_queries"] > 0
 
 
-def test_official_release_clip_files_merged_videos_and_themes(tmp_path, official_export, tiny_models):  # noqa: F811
+def test_official_release_clip_files_merged_videos_and_themes(tmp_path, official_export, tiny_models):
     export, release = official_export
     main(_args(tiny_models["siglip"], export, release, tmp_path / "out", tmp_path / "cache"))
     results = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -193,7 +193,7 @@ def test_official_release_clip_files_merged_videos_and_themes(tmp_path, official
 
 
 @pytest.mark.slow
-def test_accelerate_launch_two_processes_gives_the_same_results(tmp_path, lovr_export, tiny_models):  # noqa: F811
+def test_accelerate_launch_two_processes_gives_the_same_results(tmp_path, lovr_export, tiny_models):
     export, videos_dir = lovr_export
     main(_args(tiny_models["clip"], export, videos_dir, tmp_path / "single", tmp_path / "cache-single"))
     multi_args = _args(tiny_models["clip"], export, videos_dir, tmp_path / "multi", tmp_path / "cache-multi")

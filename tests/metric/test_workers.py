@@ -26,8 +26,6 @@ from lovr_metric.evaluation.frames import (
 from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 from lovr_standins.videos import sample_video
 
-from .encode_data import lovr_export, tiny_models  # noqa: F401
-
 
 def _bikes_job() -> VideoJob:
     """The 10 s sample video (250 frames at 25 fps) as three clips and the video itself. Clip frames start at each
@@ -43,7 +41,7 @@ def _same_bits(left, right) -> bool:
 
 
 @pytest.mark.parametrize("num_workers", [1, 3])
-def test_frame_encoder_embeddings_are_bit_identical_with_workers(tiny_models, num_workers):  # noqa: F811
+def test_frame_encoder_embeddings_are_bit_identical_with_workers(tiny_models, num_workers):
     encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
     job = _bikes_job()
 
@@ -59,7 +57,7 @@ def test_frame_encoder_embeddings_are_bit_identical_with_workers(tiny_models, nu
 
 
 @pytest.mark.parametrize("decode_threads", [1, 3])
-def test_embeddings_are_bit_identical_at_any_number_of_decoder_threads(tiny_models, decode_threads):  # noqa: F811
+def test_embeddings_are_bit_identical_at_any_number_of_decoder_threads(tiny_models, decode_threads):
     encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
     job = _bikes_job()
 
@@ -72,7 +70,7 @@ def test_embeddings_are_bit_identical_at_any_number_of_decoder_threads(tiny_mode
     assert _same_bits(ffmpeg.embeddings, chosen.embeddings)
 
 
-def test_video_tower_embeddings_are_bit_identical_with_workers(tiny_models):  # noqa: F811
+def test_video_tower_embeddings_are_bit_identical_with_workers(tiny_models):
     encoder = load_encoder(EncoderConfig(model=str(tiny_models["xclip"])), need="visual")
     job = _bikes_job()
     sampling = {"interval": None, "num_frames": encoder.num_frames, "batch_size": 2}  # 4 segments: 2 batches
@@ -163,7 +161,7 @@ def test_default_threads_share_the_cores_between_preprocessing_and_decoding(monk
         cores_per_process()
 
 
-def test_a_run_with_other_workers_is_served_from_the_same_cache(tmp_path, lovr_export, tiny_models):  # noqa: F811
+def test_a_run_with_other_workers_is_served_from_the_same_cache(tmp_path, lovr_export, tiny_models):
     export, videos_dir = lovr_export
     encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
 
