@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class GenerationParams:
-    """Sampling settings of one generation call (LoVR's captioning settings are the defaults).
+    """Sampling settings of one generation call (LoVR's captioning settings are the defaults): the sampling options
+    of the commands that generate (`generation.fuse.FuseParams` derives fusion's defaults from it).
 
     temperature (`float`, defaults to 0.9), top_p (`float`, defaults to 0.001: greedy in effect),
     repetition_penalty (`float`, defaults to 1.05), max_new_tokens (`int`, defaults to 1024),
@@ -46,7 +47,7 @@ class GenerationParams:
     makes outputs independent of batching and process count).
     """
 
-    temperature: float = field(default=0.9, metadata={"help": "Sampling temperature (LoVR: 0.9)."})
+    temperature: float = field(default=0.9, metadata={"help": "Sampling temperature (the default is LoVR's)."})
     top_p: float = field(default=0.001, metadata={"help": "Nucleus sampling mass (LoVR: 0.001, greedy in effect)."})
     repetition_penalty: float = field(default=1.05, metadata={"help": "Repetition penalty (LoVR: 1.05)."})
     max_new_tokens: int = field(default=1024, metadata={"help": "Most tokens generated per request (LoVR: 1024)."})
@@ -102,29 +103,45 @@ class ChatBackend(Protocol):
         """One result per request, in order; never raises for a failing request."""
 
 
-def image_processor_backend_field():
-    """The `--image_processor_backend` option of the commands that caption (the stages' and `generation.run`)."""
-    return field(
+@dataclass
+class BackendArguments:
+    """Which model generates (shared by the `generation` stages' command lines and `generation.run`'s).
+
+    model (`str`): a Hub id or local folder, or the model's name at `endpoint`.
+    endpoint (`str`, *optional*): an OpenAI-compatible server; the model is loaded locally without it.
+    revision (`str`, *optional*), dtype (`str`, defaults to "auto"), image_processor_backend (`str`, defaults to
+        "pil"), trust_remote_code (`bool`, defaults to False): how a local model is loaded.
+    """
+
+    model: str = field(metadata={"help": "A Hub id or local folder of the model (also its name at the endpoint)."})
+    endpoint: str | None = field(
+        default=None, metadata={"help": "Base URL of an OpenAI-compatible server, e.g. http://localhost:8000/v1."}
+    )
+    revision: str | None = field(default=None, metadata={"help": "Model revision (branch, tag or commit)."})
+    dtype: str = field(default="auto", metadata={"help": "torch dtype of a local model: auto, bfloat16, float32..."})
+    image_processor_backend: str = field(
         default="pil",
         metadata={"choices": list(IMAGE_PROCESSOR_BACKENDS),
                   "help": "A local vision-language model's image processor: pil (the same pixels everywhere, where "
                   "the model has one) or torchvision (faster, pixels can differ; what transformers picks where "
                   "torchvision is installed)."},
     )  # fmt: skip
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run the model repository's own code."})
+
+    def __post_init__(self):
+        if self.dtype != "auto" and not isinstance(getattr(torch, self.dtype, None), torch.dtype):
+            raise ValueError(f"dtype={self.dtype!r}, expected auto or a torch dtype (bfloat16, float16, float32...)")
+        if self.image_processor_backend not in IMAGE_PROCESSOR_BACKENDS:
+            raise ValueError(
+                f"image_processor_backend={self.image_processor_backend!r}, expected one of "
+                f"{list(IMAGE_PROCESSOR_BACKENDS)}"
+            )
 
 
 @dataclass
-class BackendArguments:
-    """Which model generates, and how it is reached (shared by the `generation` stages' command lines)."""
+class EndpointOptions:
+    """How the server at `BackendArguments.endpoint` is reached (the stages' command lines; defaults elsewhere)."""
 
-    model: str = field(metadata={"help": "A Hub id or local folder of the model (also the model name at --endpoint)."})
-    endpoint: str | None = field(
-        default=None, metadata={"help": "Base URL of an OpenAI-compatible server, e.g. http://localhost:8000/v1."}
-    )
-    revision: str | None = field(default=None, metadata={"help": "Model revision (branch, tag or commit)."})
-    dtype: str = field(default="auto", metadata={"help": "torch dtype of a local model: auto, bfloat16, float32..."})
-    image_processor_backend: str = image_processor_backend_field()
-    trust_remote_code: bool = field(default=False, metadata={"help": "Run the model repository's own code."})
     api_key_env: str = field(
         default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the endpoint's API key, if any."}
     )
@@ -140,26 +157,23 @@ class BackendArguments:
             raise ValueError(f"request_timeout must be > 0, but got request_timeout={self.request_timeout}")
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, but got concurrency={self.concurrency}")
-        if self.dtype != "auto" and not isinstance(getattr(torch, self.dtype, None), torch.dtype):
-            raise ValueError(f"dtype={self.dtype!r}, expected auto or a torch dtype (bfloat16, float16, float32...)")
-        if self.image_processor_backend not in IMAGE_PROCESSOR_BACKENDS:
-            raise ValueError(
-                f"image_processor_backend={self.image_processor_backend!r}, expected one of "
-                f"{list(IMAGE_PROCESSOR_BACKENDS)}"
-            )
 
 
-def load_backend(args: BackendArguments, device: str | torch.device | None = None) -> ChatBackend:
-    """The endpoint backend when `args.endpoint` is set, else the model loaded locally on `device`."""
+def load_backend(
+    args: BackendArguments, device: str | torch.device | None = None, connection: EndpointOptions | None = None
+) -> ChatBackend:
+    """The endpoint backend when `args.endpoint` is set (reached as `connection` says, default `EndpointOptions()`),
+    else the model loaded locally on `device`."""
     if args.endpoint:
+        connection = connection or EndpointOptions()
         return EndpointBackend(
             args.endpoint,
             args.model,
-            api_key=os.environ.get(args.api_key_env),
-            timeout=args.request_timeout,
-            max_retries=args.max_retries,
-            backoff=args.retry_backoff,
-            concurrency=args.concurrency,
+            api_key=os.environ.get(connection.api_key_env),
+            timeout=connection.request_timeout,
+            max_retries=connection.max_retries,
+            backoff=connection.retry_backoff,
+            concurrency=connection.concurrency,
         )
     return TransformersBackend(
         args.model,

@@ -25,7 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from generation.backends import BackendArguments, ChatBackend, ChatRequest, GenerationParams, load_backend
+from generation.backends import (
+    BackendArguments,
+    ChatBackend,
+    ChatRequest,
+    EndpointOptions,
+    GenerationParams,
+    load_backend,
+)
+from generation.options import FrameOptions, RunFolder
 from generation.outcome import Failed
 from generation.stage import FailureLog, run_sharded, stage_main
 from lovr_common.processes import process_state
@@ -40,7 +48,6 @@ from lovr_common.run_folder import (
     workdir_lock,
 )
 from lovr_common.video import (
-    LOVR_MAX_CAPTION_FRAMES,
     LOVR_MIN_CLIP_FRAMES,
     decode_frames_at,
     is_captionable,
@@ -72,36 +79,33 @@ PROMPTS = {
 
 
 @dataclass
-class CaptionSettings:
-    """How a clip is captioned (besides the model and the sampling settings).
+class CaptionSettings(FrameOptions):
+    """How a clip is captioned (besides the model and the sampling settings): its frames (`FrameOptions`:
+    `max_frames`, defaults to 64, lower it on small machines; `max_side`), and
 
     prompt_version (`str`, defaults to "lovr-code-v1"): a key of `PROMPTS`.
     num_frames (`int`, *optional*): frames per clip; by default LoVR's rule.
-    max_frames (`int`, defaults to 64): cap on frames per clip (lower it on small machines).
-    max_side (`int`, *optional*): decode frames with their longer side at most this many pixels.
     attempt (`int`, defaults to 1): recorded with the caption; refinement counts its rounds with it.
     """
 
     prompt_version: str = field(default="lovr-code-v1", metadata={"help": f"One of {sorted(PROMPTS)}."})
     num_frames: int | None = field(default=None, metadata={"help": "Frames per clip (default: LoVR's rule)."})
-    max_frames: int = field(default=LOVR_MAX_CAPTION_FRAMES, metadata={"help": "Cap on frames per clip."})
-    max_side: int | None = field(default=None, metadata={"help": "Decode frames with this longer side at most."})
     attempt: int = field(default=1, metadata={"help": "Attempt number recorded with each caption."})
 
     def __post_init__(self):
+        super().__post_init__()
         if self.prompt_version not in PROMPTS:
             raise ValueError(f"prompt_version must be one of {sorted(PROMPTS)}, but got {self.prompt_version!r}")
-        for name in ("num_frames", "max_frames", "max_side", "attempt"):
+        for name in ("num_frames", "attempt"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, but got {name}={value}")
 
 
 @dataclass
-class CaptionArguments:
-    """The run: which folder, how many clips per generation call."""
+class CaptionArguments(RunFolder):
+    """The run: which folder (holding `segments.jsonl`), how many clips per generation call."""
 
-    workdir: Path = field(metadata={"help": "Run folder holding segments.jsonl."})
     batch_size: int = field(default=8, metadata={"help": "Clips per generation call (per process)."})
 
     def __post_init__(self):
@@ -111,15 +115,17 @@ class CaptionArguments:
 
 @dataclass
 class CaptionJob:
-    """Everything `generation.caption` runs with: the run folder, how clips are captioned, sampling, the model."""
+    """Everything `generation.caption` runs with: the run folder, how clips are captioned, sampling, the model and
+    how its server is reached."""
 
     run: CaptionArguments
     settings: CaptionSettings
     params: GenerationParams
     backend: BackendArguments
+    connection: EndpointOptions = field(default_factory=EndpointOptions)
 
     @property
-    def workdir(self) -> Path:
+    def workdir(self) -> str:
         return self.run.workdir
 
 
@@ -289,7 +295,7 @@ def run(job: CaptionJob, backend: ChatBackend | None = None) -> CaptionSummary:
     state = process_state()
     with workdir_lock(job.workdir, create=False):
         clips = clips_from_segments(job.workdir)
-        backend = backend or load_backend(job.backend, device=state.device)
+        backend = backend or load_backend(job.backend, device=state.device, connection=job.connection)
         if is_random_weights(job.backend.model) and state.is_main_process:
             logger.warning("%s has random weights: its captions are meaningless", job.backend.model)
         records = run_sharded(

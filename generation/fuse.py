@@ -58,7 +58,8 @@ from dataclasses import dataclass, field
 
 from generation._fuse_prompts import PROMPT_VERSION, linkage_call, rewrite_call, split_paragraphs, summary_call
 from generation._llm import LlmCall, LlmOutcome, call_with_retries
-from generation.backends import BackendArguments, ChatBackend, GenerationParams, load_backend
+from generation.backends import BackendArguments, ChatBackend, EndpointOptions, GenerationParams, load_backend
+from generation.options import RunFolder, with_defaults
 from generation.stage import FailureLog, run_sharded, stage_main
 from lovr_common.processes import process_state
 from lovr_common.provenance import is_random_weights
@@ -79,38 +80,40 @@ from lovr_common.run_folder import (
 logger = logging.getLogger(__name__)
 
 
+# LoVR fuses at temperature 0.5; fusion leaves top_p and the repetition penalty neutral (they are no options).
+FuseParams = with_defaults(
+    GenerationParams,
+    "FuseParams",
+    """Sampling of every fusion call: `GenerationParams` with fusion's defaults (temperature 0.5; top_p and
+    repetition_penalty fixed at 1.0). A retried call samples with seed + its retry number; `--do_sample false`
+    decodes greedily, so that a video's caption does not depend on which videos share its batch.""",
+    defaults={"temperature": 0.5},
+    fixed={"top_p": 1.0, "repetition_penalty": 1.0},
+)
+
+
 @dataclass
-class FuseConfig:
-    """Arguments of `generation.fuse` (the model is chosen with `BackendArguments`).
+class FuseConfig(RunFolder):
+    """Arguments of `generation.fuse` (sampling is `FuseParams`, the model `BackendArguments`).
 
     Args:
-        workdir (`str`): the run folder.
+        workdir (`str`): the run folder holding `segments.jsonl` and `captions.jsonl`.
         cluster_size (`int`, *optional*, defaults to 10): consecutive clips per cluster (LoVR: 10).
-        temperature (`float`, *optional*, defaults to 0.5): sampling temperature of every call (LoVR: 0.5).
-        max_new_tokens (`int`, *optional*, defaults to 1024): most tokens per call.
-        seed (`int`, *optional*, defaults to 0): sampling seed of the first try; retry k uses seed + k.
-        do_sample (`bool`, *optional*, defaults to True): sample; `--do_sample false` decodes greedily, so that a
-            video's caption does not depend on which videos share its batch.
         call_retries (`int`, *optional*, defaults to 2): retries of a failed or unusable call before falling back.
         call_backoff (`float`, *optional*, defaults to 1.0): seconds before the first retry, doubled for each further
             one.
         batch_size (`int`, *optional*, defaults to 4): videos fused together (their calls are batched).
     """
 
-    workdir: str = field(metadata={"help": "Run folder holding segments.jsonl and captions.jsonl."})
     cluster_size: int = field(default=10, metadata={"help": "Consecutive clips per cluster (LoVR: 10)."})
-    temperature: float = field(default=0.5, metadata={"help": "Sampling temperature of the LLM (LoVR: 0.5)."})
-    max_new_tokens: int = field(default=1024, metadata={"help": "Most tokens generated per call."})
-    seed: int = field(default=0, metadata={"help": "Sampling seed of the first try (retry k: seed + k)."})
-    do_sample: bool = field(default=True, metadata={"help": "Sample; `--do_sample false` decodes greedily."})
     call_retries: int = field(
-        default=2, metadata={"help": "Retries of a failed or unusable call before the fallback."}
+        default=2, metadata={"help": "Retries of a failed or unusable call before the fallback (retry k: seed + k)."}
     )
     call_backoff: float = field(default=1.0, metadata={"help": "Seconds before the first retry, doubled after."})
     batch_size: int = field(default=4, metadata={"help": "Videos fused together, their LLM calls batched."})
 
     def __post_init__(self):
-        for name in ("cluster_size", "batch_size", "max_new_tokens"):
+        for name in ("cluster_size", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, but got {name}={getattr(self, name)}")
         if self.call_retries < 0 or self.call_backoff < 0:
@@ -118,19 +121,16 @@ class FuseConfig:
                 f"call_retries and call_backoff must be >= 0, but got {self.call_retries} and {self.call_backoff}"
             )
 
-    def params(self) -> GenerationParams:
-        return GenerationParams(
-            temperature=self.temperature, top_p=1.0, repetition_penalty=1.0, max_new_tokens=self.max_new_tokens,
-            seed=self.seed, do_sample=self.do_sample,
-        )  # fmt: skip
-
 
 @dataclass
 class FuseJob:
-    """Everything `generation.fuse` runs with: the stage's arguments and the fusion model."""
+    """Everything `generation.fuse` runs with: the stage's arguments, sampling, the fusion model and how its server
+    is reached."""
 
     config: FuseConfig
+    params: FuseParams
     backend: BackendArguments
+    connection: EndpointOptions = field(default_factory=EndpointOptions)
 
     @property
     def workdir(self) -> str:
@@ -220,9 +220,17 @@ class Fuser:
     (inside clusters, in two passes), `write_links` (linkages and summaries, one pass), then `record`.
     """
 
-    def __init__(self, backend: ChatBackend, config: FuseConfig, captions: dict[str, CaptionRecord], settings: dict):
+    def __init__(
+        self,
+        backend: ChatBackend,
+        config: FuseConfig,
+        params: GenerationParams,
+        captions: dict[str, CaptionRecord],
+        settings: dict,
+    ):
         self.backend = backend
         self.config = config
+        self.params = params
         self.captions = captions
         self.settings = settings
 
@@ -307,23 +315,23 @@ class Fuser:
         return call_with_retries(
             self.backend,
             calls,
-            self.config.params(),
+            self.params,
             max_retries=self.config.call_retries,
             backoff=self.config.call_backoff,
         )
 
 
-def fuse_settings(config: FuseConfig, backend_args: BackendArguments) -> dict:
+def fuse_settings(config: FuseConfig, params: GenerationParams, backend_args: BackendArguments) -> dict:
     """The `settings` of every videos record (see CONTRIBUTING.md)."""
     return {
         "model": backend_args.model,
         "endpoint": backend_args.endpoint,
         "prompt_version": PROMPT_VERSION,
         "cluster_size": config.cluster_size,
-        "temperature": config.temperature,
-        "max_new_tokens": config.max_new_tokens,
-        "seed": config.seed,
-        "do_sample": config.do_sample,
+        "temperature": params.temperature,
+        "max_new_tokens": params.max_new_tokens,
+        "seed": params.seed,
+        "do_sample": params.do_sample,
         "call_retries": config.call_retries,
         "random_weights": is_random_weights(backend_args.model),
     }
@@ -361,8 +369,8 @@ def run(job: FuseJob, backend: ChatBackend | None = None) -> FuseSummary:
         def process(batch: list[SegmentRecord]) -> list[VideoRecord]:
             nonlocal fuser
             if fuser is None:  # loaded lazily: a rerun with nothing left to do loads no model
-                model = backend or load_backend(job.backend, process_state().device)
-                fuser = Fuser(model, config, captions, fuse_settings(config, job.backend))
+                model = backend or load_backend(job.backend, process_state().device, job.connection)
+                fuser = Fuser(model, config, job.params, captions, fuse_settings(config, job.params, job.backend))
             return fuser.fuse(batch)
 
         records = run_sharded(

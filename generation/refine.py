@@ -41,8 +41,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from generation.backends import BackendArguments, ChatBackend, GenerationParams, load_backend
+from generation.backends import BackendArguments, ChatBackend, EndpointOptions, GenerationParams, load_backend
 from generation.caption import PROMPTS, CaptionSettings, caption_clips, clips_from_segments, decode_clip_frames
+from generation.options import FrameOptions, RunFolder
 from generation.outcome import Failed
 from generation.scoring import EvqaScorer, JudgeScorer, Scorer, ScoreResult, ScoringItem
 from generation.stage import FailureLog, run_sharded, stage_main
@@ -68,8 +69,8 @@ ESCALATION = {
 
 
 @dataclass
-class RefineConfig:
-    """Arguments of `generation.refine` (the re-captioning model is chosen with `BackendArguments`).
+class RefineConfig(RunFolder):
+    """Arguments of `generation.refine` (the re-captions' frames are `FrameOptions`, their model `BackendArguments`).
 
     Args:
         workdir (`str`): the run folder holding `segments.jsonl` and `captions.jsonl`.
@@ -78,19 +79,14 @@ class RefineConfig:
         scorer_model (`str`): the CLIP-like model (evqa) or the VLM (judge), a Hub id or local folder.
         scorer_frames (`int`, *optional*, defaults to 8): frames per clip shown to the scorer.
         max_rounds (`int`, *optional*, defaults to 3): caption attempts per clip, the first included.
-        max_frames (`int`, *optional*, defaults to 64): cap on the frames of a re-caption.
-        max_side (`int`, *optional*): decode frames with their longer side at most this many pixels.
         batch_size (`int`, *optional*, defaults to 8): clips scored and re-captioned together.
     """
 
-    workdir: str = field(metadata={"help": "Run folder holding segments.jsonl and captions.jsonl."})
     threshold: float = field(metadata={"help": "Captions scoring below it are refined, then queued for review."})
     scorer_model: str = field(metadata={"help": "CLIP-like model (evqa) or VLM (judge): Hub id or local folder."})
     scorer: str = field(default="evqa", metadata={"help": "evqa or judge."})
     scorer_frames: int = field(default=8, metadata={"help": "Frames per clip shown to the scorer."})
     max_rounds: int = field(default=3, metadata={"help": "Caption attempts per clip, the first included (LoVR: 3)."})
-    max_frames: int = field(default=64, metadata={"help": "Cap on the frames of a re-caption."})
-    max_side: int | None = field(default=None, metadata={"help": "Decode frames with this longer side at most."})
     batch_size: int = field(default=8, metadata={"help": "Clips scored and re-captioned together."})
 
     def __post_init__(self):
@@ -98,18 +94,21 @@ class RefineConfig:
             raise ValueError(f"scorer must be 'evqa' or 'judge', but got scorer={self.scorer!r}")
         if not 1 <= self.max_rounds <= 1 + len(ESCALATION):
             raise ValueError(f"max_rounds must be in [1, {1 + len(ESCALATION)}], but got max_rounds={self.max_rounds}")
-        for name in ("scorer_frames", "max_frames", "batch_size"):
+        for name in ("scorer_frames", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, but got {name}={getattr(self, name)}")
 
 
 @dataclass
 class RefineJob:
-    """Everything `generation.refine` runs with: the stage's arguments, the sampling and the re-captioning model."""
+    """Everything `generation.refine` runs with: the stage's arguments, the re-captions' frames and sampling, the
+    re-captioning model and how its server is reached."""
 
     config: RefineConfig
+    frames: FrameOptions
     params: GenerationParams
     backend: BackendArguments
+    connection: EndpointOptions = field(default_factory=EndpointOptions)
 
     @property
     def workdir(self) -> str:
@@ -197,10 +196,12 @@ class Refiner:
     each round while some clip is below the threshold, then `finish` (the record of each clip).
     """
 
-    def __init__(self, config: RefineConfig, backend_args: BackendArguments, params: GenerationParams, scorer=None):
-        self.config = config
-        self.backend_args = backend_args
-        self.params = params
+    def __init__(self, job: RefineJob, scorer: Scorer | None = None):
+        self.config = job.config
+        self.frames = job.frames
+        self.backend_args = job.backend
+        self.connection = job.connection
+        self.params = job.params
         self.device = process_state().device
         self._scorer = scorer
         self._backend = None
@@ -214,7 +215,7 @@ class Refiner:
     @property
     def backend(self) -> ChatBackend:
         if self._backend is None:
-            self._backend = load_backend(self.backend_args, self.device)
+            self._backend = load_backend(self.backend_args, self.device, self.connection)
         return self._backend
 
     def refine(self, batch: list[dict], frames: FrameCache | None = None) -> list[CaptionRecord]:
@@ -252,7 +253,7 @@ class Refiner:
         groups: dict[str, list[tuple[Refinement, CaptionSettings, dict]]] = {}
         for refinement in weak:
             settings, sampling = round_settings(
-                round_, refinement.attempts[0]["settings"], self.config.max_frames, self.config.max_side
+                round_, refinement.attempts[0]["settings"], self.frames.max_frames, self.frames.max_side
             )
             groups.setdefault(repr((settings, sampling)), []).append((refinement, settings, sampling))
         for group in groups.values():
@@ -334,7 +335,7 @@ def run(job: RefineJob, scorer: Scorer | None = None) -> RefineSummary:
         captions = load_records(workdir, CAPTIONS)
         items = [{"clip_id": clip["clip_id"], "clip": clip, "record": captions[clip["clip_id"]]}
                  for clip in clips_from_segments(workdir) if clip["clip_id"] in captions]  # fmt: skip
-        refiner = Refiner(job.config, job.backend, job.params, scorer)
+        refiner = Refiner(job, scorer)
         records = run_sharded(
             workdir=workdir,
             stage=CAPTIONS,

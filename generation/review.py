@@ -26,6 +26,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from generation.options import RunFolder
 from generation.stage import stage_main
 from lovr_common.jsonl import write_jsonl_atomic
 from lovr_common.run_folder import (
@@ -42,7 +43,7 @@ from lovr_common.run_folder import (
 
 
 @dataclass
-class ReviewConfig:
+class ReviewConfig(RunFolder):
     """Arguments of `generation.review`.
 
     Args:
@@ -50,7 +51,6 @@ class ReviewConfig:
         file (`str`, *optional*, defaults to `W/review.jsonl`): the edited review file to merge.
     """
 
-    workdir: str = field(metadata={"help": "Run folder holding captions.jsonl and review.jsonl."})
     file: str | None = field(default=None, metadata={"help": "Edited review file (default: W/review.jsonl)."})
 
 

@@ -5,7 +5,7 @@
     python -m generation.run --videos DIR --workdir W --model Qwen/Qwen2.5-VL-72B-Instruct --endpoint http://localhost:8000/v1 \
         --threshold 0.25 --scorer_model openai/clip-vit-base-patch32
 
-Each stage runs through its own `run`, with the configs `stage_configs` composes, so each behaves exactly as its
+Each stage runs through its own `run`, with the jobs `stage_configs` composes, so each behaves exactly as its
 own command (sharded over the processes of `accelerate launch`, resumable, printing its report): a rerun skips what
 is done and retries what failed. `--model` / `--endpoint`
 caption and re-caption; `--fuse_model` / `--fuse_endpoint` fuse (default: the captioning model, which also
@@ -15,10 +15,12 @@ a stage that cannot run at all (bad arguments, missing input, a damaged stage fi
 summary read from `W` and exits with status 1 when anything failed. The run folder is locked from the first stage
 to the summary (`lovr_common.run_folder.workdir_lock`): a second run or stage on the same `--workdir` is refused at
 once, naming the pid that holds it. `--do_sample false` decodes greedily in every stage, so that the captions do
-not depend on batch composition, process count or interruptions; the other sampling options reach the stages
-named in their help. `--dtype` and `--trust_remote_code` reach the captioning and fusion models, `--revision` the
-captioning model (and fusion when it uses that model), `--image_processor_backend` captioning and re-captioning;
-refinement's scorer (`--scorer_model`) is loaded with the defaults (PIL's image processor, the checkpoint's dtype).
+not depend on batch composition, process count or interruptions. The sampling options are captioning's and
+refinement's (`GenerationParams`); fusion follows `--max_new_tokens`, `--seed` and `--do_sample` unless
+`--fuse_seed` / `--fuse_do_sample` say otherwise, and has its own `--fuse_temperature` (`generation.fuse.FuseParams`).
+`--dtype` and `--trust_remote_code` reach the captioning and fusion models, `--revision` the captioning model (and
+fusion when it uses that model), `--image_processor_backend` captioning and re-captioning; refinement's scorer
+(`--scorer_model`) is loaded with the defaults (PIL's image processor, the checkpoint's dtype).
 """
 
 from __future__ import annotations
@@ -26,152 +28,130 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from generation import caption, fuse, refine, segment
 from generation._scenes import DetectionSettings
-from generation.backends import BackendArguments, GenerationParams, image_processor_backend_field
+from generation.backends import BackendArguments, GenerationParams
+from generation.options import FrameOptions, option_copy, options_of
 from generation.stage import StageSummary, stage_main
 from lovr_common.processes import process_state
 from lovr_common.run_folder import CAPTIONS, SEGMENTS, VIDEOS, load_records, workdir_lock
 
 logger = logging.getLogger(__name__)
 
+# The stages' options that `generation.run` offers, each declared once, in its stage or group; the others keep
+# their defaults. Fusion gets a second, `fuse_`-prefixed copy of the model and sampling options it can differ by.
+RunFolders = option_copy("RunFolders", segment.SegmentConfig, ("workdir", "videos", "recursive"))
+RefineOptions = option_copy(
+    "RefineOptions",
+    refine.RefineConfig,
+    ("threshold", "scorer_model", "scorer"),
+    unset={"threshold": "no refinement", "scorer_model": "no refinement"},
+)
+CaptionOptions = option_copy("CaptionOptions", caption.CaptionArguments, ("batch_size",))
+FuseModel = option_copy(
+    "FuseModel",
+    BackendArguments,
+    ("model", "endpoint"),
+    prefix="fuse_",
+    unset={"model": "--model", "endpoint": "--endpoint when --fuse_model is unset too"},
+    help_prefix="Fusion's model: ",
+)
+FuseSampling = option_copy(
+    "FuseSampling",
+    fuse.FuseParams,
+    ("temperature", "seed", "do_sample"),
+    prefix="fuse_",
+    unset={"temperature": "generation.fuse's default (LoVR: 0.5)", "seed": "--seed", "do_sample": "--do_sample"},
+    help_prefix="Fusion: ",
+)
+
 
 @dataclass
 class RunConfig:
-    """Arguments of `generation.run`; each stage's other options keep their defaults.
+    """Arguments of `generation.run`: the options of its stages that it offers (the module docstring says which
+    reach which stage).
 
     Args:
-        videos (`str`): the folder of source videos.
-        workdir (`str`): the run folder.
-        model (`str`): the captioning VLM (Hub id or local folder; the model name at `endpoint`).
-        endpoint (`str`, *optional*): an OpenAI-compatible server for the captioning model.
-        threshold (`float`, *optional*): refinement threshold; refinement is skipped without it.
-        scorer (`str`, *optional*, defaults to "evqa"): "evqa" or "judge".
-        scorer_model (`str`, *optional*): the scorer's model; refinement is skipped without it.
-        fuse_model (`str`, *optional*): the fusion LLM (default: `model`).
-        fuse_endpoint (`str`, *optional*): an OpenAI-compatible server for the fusion LLM.
-        max_new_tokens (`int`, *optional*, defaults to 1024): most tokens per caption and per fusion call.
-        batch_size (`int`, *optional*, defaults to 8): clips per captioning call.
-        recursive (`bool`, *optional*, defaults to False): also take the videos of the subfolders of `videos`.
-        temperature, top_p, repetition_penalty, seed (*optional*): sampling settings of captioning (default: LoVR's,
-            `generation.backends.GenerationParams`); refinement's re-captions keep the penalty and escalate the
-            others from the first caption's (`generation.refine.ESCALATION`).
-        do_sample (`bool`, *optional*): `--do_sample false` decodes greedily in every stage (fusion too, unless
-            `fuse_do_sample` says otherwise), so that no caption depends on batch composition or interruptions.
-        fuse_temperature (`float`, *optional*): fusion's temperature (default: `generation.fuse`'s, 0.5).
-        fuse_seed (`int`, *optional*): fusion's seed (default: `seed`).
-        fuse_do_sample (`bool`, *optional*): whether fusion samples (default: `do_sample`).
-        revision (`str`, *optional*): the revision of `model`, and of the fusion model when that is `model` too.
-        dtype (`str`, *optional*, defaults to "auto"): torch dtype of the local captioning and fusion models.
-        image_processor_backend (`str`, *optional*, defaults to "pil"): a local VLM's image processor, for
-            captioning and re-captioning (`generation.backends.BackendArguments`).
-        trust_remote_code (`bool`, *optional*, defaults to False): run the repositories' own code, for the captioning
-            and fusion models.
+        folders (`RunFolders`): `--workdir`, `--videos`, `--recursive` (`generation.segment.SegmentConfig`'s).
+        model (`BackendArguments`): the captioning model, also re-captioning's, and fusion's unless `fuse_model`.
+        params (`GenerationParams`): sampling of captioning and re-captioning; fusion follows some (`fuse_params`).
+        refinement (`RefineOptions`): `--threshold` and `--scorer_model` (no refinement without them), `--scorer`.
+        captioning (`CaptionOptions`): `--batch_size`, clips per captioning call.
+        fuse_model (`FuseModel`): `--fuse_model`, `--fuse_endpoint`.
+        fuse_params (`FuseSampling`): `--fuse_temperature`, `--fuse_seed`, `--fuse_do_sample`.
     """
 
-    videos: str = field(metadata={"help": "Folder of source videos."})
-    workdir: str = field(metadata={"help": "Run folder W."})
-    model: str = field(metadata={"help": "Captioning VLM: Hub id or local folder (the model name at --endpoint)."})
-    endpoint: str | None = field(default=None, metadata={"help": "OpenAI-compatible server of the captioning model."})
-    threshold: float | None = field(default=None, metadata={"help": "Refinement threshold (no refinement without)."})
-    scorer: str = field(default="evqa", metadata={"help": "evqa or judge."})
-    scorer_model: str | None = field(default=None, metadata={"help": "Scorer model (no refinement without)."})
-    fuse_model: str | None = field(default=None, metadata={"help": "Fusion LLM (default: --model)."})
-    fuse_endpoint: str | None = field(default=None, metadata={"help": "OpenAI-compatible server of the fusion LLM."})
-    max_new_tokens: int = field(default=1024, metadata={"help": "Most tokens per caption and per fusion call."})
-    batch_size: int = field(default=8, metadata={"help": "Clips per captioning call."})
-    recursive: bool = field(default=False, metadata={"help": "Also take the videos of its subfolders."})
-    temperature: float | None = field(default=None, metadata={"help": "Captioning temperature (LoVR: 0.9)."})
-    top_p: float | None = field(default=None, metadata={"help": "Captioning nucleus mass (LoVR: 0.001)."})
-    repetition_penalty: float | None = field(default=None, metadata={"help": "Captioning penalty (LoVR: 1.05)."})
-    seed: int | None = field(default=None, metadata={"help": "Captioning seed, and fusion's unless --fuse_seed."})
-    do_sample: bool | None = field(
-        default=None, metadata={"help": "`--do_sample false`: greedy decoding in every stage (default: sample)."}
-    )
-    fuse_temperature: float | None = field(default=None, metadata={"help": "Fusion temperature (LoVR: 0.5)."})
-    fuse_seed: int | None = field(default=None, metadata={"help": "Fusion seed (default: --seed)."})
-    fuse_do_sample: bool | None = field(
-        default=None, metadata={"help": "Whether fusion samples (default: --do_sample)."}
-    )
-    revision: str | None = field(
-        default=None, metadata={"help": "Revision of --model (and of fusion's model when it is --model)."}
-    )
-    dtype: str = field(
-        default="auto", metadata={"help": "torch dtype of the captioning and fusion models: auto, bfloat16..."}
-    )
-    image_processor_backend: str = image_processor_backend_field()
-    trust_remote_code: bool = field(
-        default=False, metadata={"help": "Run the captioning and fusion models' own code."}
+    folders: RunFolders
+    model: BackendArguments
+    params: GenerationParams
+    refinement: RefineOptions
+    captioning: CaptionOptions
+    fuse_model: FuseModel
+    fuse_params: FuseSampling
+
+    @property
+    def workdir(self) -> str:
+        return self.folders.workdir
+
+
+def fusion_backend(config: RunConfig) -> BackendArguments:
+    """The fusion model: `--fuse_model` / `--fuse_endpoint`, else the captioning model at its endpoint; loaded with
+    the captioning model's `--dtype` and `--trust_remote_code`."""
+    captioner, chosen = config.model, config.fuse_model
+    endpoint = chosen.fuse_endpoint
+    if chosen.fuse_model is None and chosen.fuse_endpoint is None:
+        endpoint = captioner.endpoint
+    name = chosen.fuse_model or captioner.model
+    # A revision names a commit of one repository: it cannot follow the captioner to another model.
+    revision = captioner.revision if name == captioner.model else None
+    return BackendArguments(
+        model=name,
+        endpoint=endpoint,
+        revision=revision,
+        dtype=captioner.dtype,
+        trust_remote_code=captioner.trust_remote_code,
     )
 
 
-def _given(**options: Any) -> dict[str, Any]:
-    """The options that were given (not None): the others keep the stage's defaults."""
-    return {name: value for name, value in options.items() if value is not None}
+def fusion_params(config: RunConfig) -> fuse.FuseParams:
+    """Fusion's sampling: `--max_new_tokens`, `--seed` and `--do_sample` as captioning's unless a `--fuse_` option
+    says otherwise, fusion's defaults for the rest."""
+    params = config.params
+    follows = fuse.FuseParams(max_new_tokens=params.max_new_tokens, seed=params.seed, do_sample=params.do_sample)
+    given = {name: value for name, value in options_of(config.fuse_params, "fuse_").items() if value is not None}
+    return replace(follows, **given)
 
 
 def stage_configs(config: RunConfig) -> list[tuple[str, Callable[[Any], StageSummary] | None, Any]]:
     """(name, the stage's `run` or None when skipped, its job), in order."""
-    local = {"dtype": config.dtype, "trust_remote_code": config.trust_remote_code}
-    model = BackendArguments(
-        model=config.model, endpoint=config.endpoint, revision=config.revision,
-        image_processor_backend=config.image_processor_backend, **local,
-    )  # fmt: skip
-    sampling = _given(
-        temperature=config.temperature, top_p=config.top_p, repetition_penalty=config.repetition_penalty,
-        seed=config.seed, do_sample=config.do_sample,
-    )  # fmt: skip
-    fuse_sampling = _given(
-        temperature=config.fuse_temperature,
-        seed=config.seed if config.fuse_seed is None else config.fuse_seed,
-        do_sample=config.do_sample if config.fuse_do_sample is None else config.fuse_do_sample,
-    )
-    fuse_endpoint = config.fuse_endpoint
-    if config.fuse_model is None and config.fuse_endpoint is None:
-        fuse_endpoint = config.endpoint
-    fuse_name = config.fuse_model or config.model
-    fuse_revision = config.revision if fuse_name == config.model else None
-    fuse_model = BackendArguments(model=fuse_name, endpoint=fuse_endpoint, revision=fuse_revision, **local)
+    workdir = config.workdir
     refine_job = None
-    if config.threshold is not None and config.scorer_model is not None:
+    if config.refinement.threshold is not None and config.refinement.scorer_model is not None:
         refine_job = refine.RefineJob(
-            refine.RefineConfig(
-                config.workdir, threshold=config.threshold, scorer_model=config.scorer_model, scorer=config.scorer
-            ),
-            GenerationParams(max_new_tokens=config.max_new_tokens, **sampling),
-            model,
+            refine.RefineConfig(workdir, **options_of(config.refinement)), FrameOptions(), config.params, config.model
         )
     return [
         (
             "segment",
             segment.run,
-            segment.SegmentJob(
-                segment.SegmentConfig(videos=config.videos, workdir=config.workdir, recursive=config.recursive),
-                DetectionSettings(),
-            ),
+            segment.SegmentJob(segment.SegmentConfig(**options_of(config.folders)), DetectionSettings()),
         ),
         (
             "caption",
             caption.run,
             caption.CaptionJob(
-                caption.CaptionArguments(workdir=Path(config.workdir), batch_size=config.batch_size),
+                caption.CaptionArguments(workdir, **options_of(config.captioning)),
                 caption.CaptionSettings(),
-                GenerationParams(max_new_tokens=config.max_new_tokens, **sampling),
-                model,
+                config.params,
+                config.model,
             ),
         ),
         ("refine", refine.run if refine_job else None, refine_job),
-        (
-            "fuse",
-            fuse.run,
-            fuse.FuseJob(
-                fuse.FuseConfig(config.workdir, max_new_tokens=config.max_new_tokens, **fuse_sampling), fuse_model
-            ),
-        ),
+        ("fuse", fuse.run, fuse.FuseJob(fuse.FuseConfig(workdir), fusion_params(config), fusion_backend(config))),
     ]
 
 

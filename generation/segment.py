@@ -48,6 +48,7 @@ from generation._scenes import (
     settings_record,
     write_clip_files,
 )
+from generation.options import RunFolder
 from generation.stage import FailureLog, run_sharded, stage_main
 from lovr_common.run_folder import CLIPS_DIR, SEGMENTS, SegmentRecord, clip_id_of, workdir_lock
 from lovr_common.video import LOVR_MIN_CLIP_FRAMES, VideoError, VideoInfo, probe
@@ -63,11 +64,10 @@ MAX_MISSING_END_SECONDS = 2.0
 
 
 @dataclass
-class SegmentConfig:
-    """Where the videos are, where the run folder is, and whether to write clip files."""
+class SegmentConfig(RunFolder):
+    """Where the run folder (segments go to `W/segments.jsonl`) and the videos are, and whether to write clip files."""
 
     videos: str = field(metadata={"help": f"Folder of source videos ({', '.join(VIDEO_EXTENSIONS)})."})
-    workdir: str = field(metadata={"help": "Run folder W; segments go to W/segments.jsonl."})
     write_clips: bool = field(default=False, metadata={"help": "Also write W/clips/<video_id>/<clip_id>.mp4."})
     recursive: bool = field(
         default=False, metadata={"help": "Also take the videos of subfolders (ids stay file stems, still unique)."}

@@ -9,7 +9,7 @@ import pytest
 from generation._fuse_prompts import parse_two_paragraphs, split_paragraphs
 from generation._llm import LlmCall, call_with_retries
 from generation.backends import BackendArguments, ChatResult, EndpointBackend, GenerationParams
-from generation.fuse import FuseConfig, FuseJob, main, run
+from generation.fuse import FuseConfig, FuseJob, FuseParams, main, run
 from generation.review import merge_review
 from lovr_common.jsonl import read_jsonl
 from lovr_standins.tiny_models import tiny_model_path
@@ -17,9 +17,10 @@ from lovr_standins.tiny_models import tiny_model_path
 SERVER = Path(__file__).with_name("openai_server.py")
 
 
-def fuse(config, backend_args, backend=None):
-    """Every videos record after `generation.fuse` ran with `backend` (loaded from `backend_args` when None)."""
-    return run(FuseJob(config, backend_args), backend).records
+def fuse(config, backend_args, backend=None, params=None):
+    """Every videos record after `generation.fuse` ran with `backend` (loaded from `backend_args` when None) and
+    `params` (fusion's defaults when None)."""
+    return run(FuseJob(config, params or FuseParams(), backend_args), backend).records
 
 
 class ScriptedSummarizer:
@@ -202,8 +203,9 @@ def test_endpoint_server_errors_fall_back_per_boundary(tmp_path, server):
     # the other calls reach the model, whose random replies are unusable or (rarely) usable, never a crash.
     _write_run(tmp_path, 4, captions={2: "Two [fail-500]."})
     backend = EndpointBackend(server, "tiny", max_retries=0, timeout=120)  # generous: 2 shared cores
-    config = FuseConfig(str(tmp_path), cluster_size=2, call_retries=1, call_backoff=0, max_new_tokens=8)
-    record = fuse(config, BackendArguments(model=str(tiny_model_path("causal-lm"))), backend)["v"]
+    config = FuseConfig(str(tmp_path), cluster_size=2, call_retries=1, call_backoff=0)
+    args = BackendArguments(model=str(tiny_model_path("causal-lm")))
+    record = fuse(config, args, backend, FuseParams(max_new_tokens=8))["v"]
     assert record["status"] == "ok" and record["num_clips"] == 4
     by_kind = {(b["after"], b["kind"]): b for b in record["boundaries"]}
     assert set(by_kind) == {("v-Scene-001", "rewrite"), ("v-Scene-003", "rewrite"), ("v-Scene-002", "linkage"),
@@ -252,7 +254,7 @@ def test_greedy_decoding_is_asked_for_and_recorded(tmp_path):
     backend = ScriptedSummarizer()
     params = []
     backend.generate = lambda requests, p, generate=backend.generate: params.append(p) or generate(requests, p)
-    config = FuseConfig(str(tmp_path), call_backoff=0, do_sample=False, temperature=0.3, seed=7)
-    record = fuse(config, BackendArguments(model="m"), backend)["v"]
+    config, sampling = FuseConfig(str(tmp_path), call_backoff=0), FuseParams(do_sample=False, temperature=0.3, seed=7)
+    record = fuse(config, BackendArguments(model="m"), backend, sampling)["v"]
     assert {(p.do_sample, p.temperature, p.seed) for p in params} == {(False, 0.3, 7)}
     assert record["settings"]["do_sample"] is False and record["settings"]["temperature"] == 0.3

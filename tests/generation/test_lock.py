@@ -122,7 +122,7 @@ def test_the_lock_is_reentrant_and_held_until_the_outermost_block_ends(tmp_path)
 
 def test_a_stage_reading_an_earlier_one_does_not_create_a_missing_workdir(tmp_path):
     with pytest.raises(ValueError, match=r"run folder .*typo does not exist"):
-        fuse.run(fuse.FuseJob(fuse.FuseConfig(str(tmp_path / "typo")), BackendArguments(model="m")))
+        fuse.run(fuse.FuseJob(fuse.FuseConfig(str(tmp_path / "typo")), fuse.FuseParams(), BackendArguments(model="m")))
     assert not (tmp_path / "typo").exists()
 
 

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from generation.backends import BackendArguments, GenerationParams
+from generation.options import FrameOptions
 from generation.refine import ESCALATION, RefineConfig, RefineJob, main, round_settings, run
 from lovr_common.jsonl import read_jsonl
 from lovr_standins.tiny_models import tiny_model_path
@@ -38,11 +39,10 @@ def workdir(tmp_path):
 
 def _run(workdir, threshold, **kwargs):
     config = RefineConfig(
-        str(workdir), threshold=threshold, scorer_model=str(tiny_model_path("clip")), scorer_frames=2, max_side=32,
-        **kwargs,
+        str(workdir), threshold=threshold, scorer_model=str(tiny_model_path("clip")), scorer_frames=2, **kwargs,
     )  # fmt: skip
     backend = BackendArguments(model=str(tiny_model_path("vlm")))
-    return run(RefineJob(config, GenerationParams(max_new_tokens=4), backend)).records
+    return run(RefineJob(config, FrameOptions(max_side=32), GenerationParams(max_new_tokens=4), backend)).records
 
 
 def test_escalation_schedule():

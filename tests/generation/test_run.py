@@ -1,9 +1,18 @@
 import pytest
 
 from generation.run import RunConfig, main, stage_configs
+from generation.stage import parse_job
 from lovr_common.jsonl import read_jsonl
 from lovr_standins.tiny_models import tiny_model_path
 from lovr_standins.videos import make_synthetic_video
+
+
+def _config(videos, workdir, model, **options) -> RunConfig:
+    """`generation.run`'s config from its command line: `--videos`, `--workdir`, `--model` and `--<name> <value>`."""
+    argv = ["--videos", videos, "--workdir", workdir, "--model", model]
+    for name, value in options.items():
+        argv += [f"--{name}", str(value)]
+    return parse_job(RunConfig, argv)
 
 
 @pytest.mark.slow
@@ -59,9 +68,9 @@ def test_sampling_settings_reach_every_stage_and_are_recorded(tmp_path):
     assert {k: video["settings"][k] for k in ("temperature", "seed", "do_sample")} == {
         "temperature": 0.3, "seed": 5, "do_sample": False
     }  # fmt: skip
-    config = RunConfig(str(videos), str(workdir), "m", seed=5, do_sample=False, fuse_seed=9, fuse_do_sample=True)
+    config = _config(str(videos), str(workdir), "m", seed=5, do_sample=False, fuse_seed=9, fuse_do_sample=True)
     fuse_job = stage_configs(config)[-1][2]
-    assert (fuse_job.config.seed, fuse_job.config.do_sample) == (9, True)
+    assert (fuse_job.params.seed, fuse_job.params.do_sample) == (9, True)
 
 
 def test_a_damaged_stage_file_stops_the_run_naming_file_and_line(tmp_path, capsys):
@@ -80,8 +89,8 @@ def test_a_damaged_stage_file_stops_the_run_naming_file_and_line(tmp_path, capsy
 
 def test_model_settings_reach_every_generating_stage_and_the_revision_only_its_model():
     settings = {"dtype": "bfloat16", "trust_remote_code": True}
-    config = RunConfig("v", "w", "vlm", revision="abc123", image_processor_backend="torchvision", threshold=0.2,
-                       scorer_model="clip", **settings)  # fmt: skip
+    config = _config("v", "w", "vlm", revision="abc123", image_processor_backend="torchvision", threshold=0.2,
+                     scorer_model="clip", **settings)  # fmt: skip
     jobs = {name: job for name, _, job in stage_configs(config)}
     for name in ("caption", "refine", "fuse"):
         backend = jobs[name].backend
@@ -93,10 +102,10 @@ def test_model_settings_reach_every_generating_stage_and_the_revision_only_its_m
         ), name
     assert jobs["caption"].backend.image_processor_backend == "torchvision"
     assert jobs["refine"].backend.image_processor_backend == "torchvision"
-    fuser = stage_configs(RunConfig("v", "w", "vlm", revision="abc123", fuse_model="llm", **settings))[-1][2].backend
+    fuser = stage_configs(_config("v", "w", "vlm", revision="abc123", fuse_model="llm", **settings))[-1][2].backend
     assert (fuser.model, fuser.revision, fuser.dtype, fuser.trust_remote_code) == ("llm", None, "bfloat16", True)
     for same in ("vlm", ""):  # fusion named as the captioning model, or left empty: the same model and revision
-        fuser = stage_configs(RunConfig("v", "w", "vlm", revision="abc123", fuse_model=same))[-1][2].backend
+        fuser = stage_configs(_config("v", "w", "vlm", revision="abc123", fuse_model=same))[-1][2].backend
         assert (fuser.model, fuser.revision) == ("vlm", "abc123")
 
 
