@@ -3,7 +3,7 @@ results section, from the `results.json` the evaluation runner writes.
 
 Random-weight results are meaningless. They are refused unless `allow_random_weights=True`, and even then the
 card is labelled in its model name, its tags and its first line, so it cannot pass for a real result. Results of an
-evaluation whose galleries lost items (`protocol.incomplete_reason`: videos that failed to decode, items without a
+evaluation whose galleries lost items (`tasks.incomplete_reason`: videos that failed to decode, items without a
 file) are refused unless `allow_incomplete=True`, and then say so above the table and in every `model-index` metric
 name. A metric that is not a finite number is refused.
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from lovr_metric.evaluation.protocol import LOVR_TASKS, QUERY_SPLIT, incomplete_reason
+from lovr_metric.evaluation.tasks import LOVR_TASKS, QUERY_SPLIT, incomplete_reason
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card_section.md"
 # The markers let a later evaluation replace its own section in a model's README instead of appending another.
@@ -62,7 +62,7 @@ class EvaluationResults:
     metrics: dict[str, dict[str, float]]
     toolkit_version: str | None = None
     protocol: str = "default"
-    incomplete: str | None = None  # why its galleries are smaller than the dataset's (`protocol.incomplete_reason`)
+    incomplete: str | None = None  # why its galleries are smaller than the dataset's (`tasks.incomplete_reason`)
 
 
 def load_results(results_dir: str | Path) -> EvaluationResults:
@@ -81,7 +81,7 @@ def load_results(results_dir: str | Path) -> EvaluationResults:
     for key, kind in REQUIRED_KEYS.items():
         if not isinstance(raw.get(key), kind):
             raise ResultsError(f"{path}: {key!r} must be a {kind.__name__}, but got {raw.get(key)!r}")
-    # What says whether every item was ranked (`protocol.incomplete_reason`): every runner's results.json holds it.
+    # What says whether every item was ranked (`tasks.incomplete_reason`): every runner's results.json holds it.
     settings = raw.get("settings")
     left_out = {
         "failed_videos": raw.get("failed_videos"),

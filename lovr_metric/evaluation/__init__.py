@@ -3,12 +3,13 @@
 `generation`'s scorer, live in `lovr_common` (`encoders.py`, `image_processors.py`, `long_text.py`). From the command
 line down:
 
-    runner.py            `EvaluateConfig` and `evaluate_model`: plan, embed, rank, write
-    protocol.py          the LoVR tasks (`Task`, `LOVR_TASKS`), `QUERY_SPLIT`, `LOVR_FRAME_INTERVAL`, `PROTOCOLS`
+    runner.py            `EvaluateConfig` and `evaluate_model`: plan, embed, rank, write; `PROTOCOLS`
+    tasks.py             the LoVR tasks (`Task`, `LOVR_TASKS`), `QUERY_SPLIT`, `LOVR_FRAME_INTERVAL`, incomplete runs
+    protocol.py          `Protocol`: the corrected protocol, and the hooks where another one differs
+    lovr_original.py     `--protocol lovr-original`: the original code's protocol, and each model's original script
     rows.py              a LoVR dataset's rows and their fingerprint (`load_rows`, `LoVRRows`)
     jobs.py              dataset rows to queries, galleries and decode jobs (`plan`, `EvalData`)
     registry.py          the paper's baselines and their settings (`get_baseline`)
-    original_scripts.py  what each original per-model script did to frames and texts (`--protocol lovr-original`)
     frames.py            one decode pass per video file, frames batched through an encoder (`embed_job`, `plan_frames`)
     _batches.py          those batches through the model: worker-thread preprocessing, pooling
     cache.py             the on-disk embedding cache, sharded per process (`EmbeddingCache`)

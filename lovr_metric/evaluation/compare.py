@@ -11,7 +11,7 @@ gallery); otherwise their numbers measure different things and the comparison is
 each direction are paired by id; a query only one run ranked (its item failed to decode in the other) is left out
 and counted. Deltas are run B minus run A; see `uncertainty.paired_comparison` for the interval and the p-value.
 Runs whose galleries both lost the same items are compared, and each is said to be incomplete above the table
-(`protocol.incomplete_reason`).
+(`tasks.incomplete_reason`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from lovr_metric.evaluation.per_query import PER_QUERY_FILE, DirectionRanks, metric_values, read_per_query
-from lovr_metric.evaluation.protocol import incomplete_reason
+from lovr_metric.evaluation.tasks import incomplete_reason
 from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, paired_comparison
 
 RESULTS_FILE = "results.json"
@@ -140,7 +140,7 @@ def _paired(a: DirectionRanks, b: DirectionRanks, ks: list[int]):
 def compare_runs(config: CompareConfig) -> dict:
     """`{"run_a", "run_b", "protocol", "dataset_fingerprint", "settings", "incomplete", "directions": [...]}`; each
     direction lists per metric `a`, `b`, `delta`, `low`, `high`, `p_value`, and its `num_queries` and
-    `num_left_out`; `incomplete` maps each run whose galleries lost items to why (`protocol.incomplete_reason`)."""
+    `num_left_out`; `incomplete` maps each run whose galleries lost items to why (`tasks.incomplete_reason`)."""
     (results_a, ranks_a), (results_b, ranks_b) = load_run(config.run_a), load_run(config.run_b)
     check_comparable({config.run_a: results_a, config.run_b: results_b})
     if _left_out(results_a) != _left_out(results_b):

@@ -9,7 +9,7 @@ and the video they make up. `embed_job` plans the frames of every segment (every
 - a frame encoder (`dual`, sentence-transformers) embeds each frame once, however many segments use it; a
   segment's embedding is the mean of its L2-normalised frame features, L2-normalised (LoVR's clip rule, and the
   same over the whole video for the video embedding), or with `pooling="raw"` the mean of the features as the
-  encoder returns them, L2-normalised (the original's GME script; `original_scripts.py`);
+  encoder returns them, L2-normalised (the original's GME script; `lovr_original.py`);
 - a video encoder (X-CLIP) receives each segment's `num_frames` frames as soon as they are all decoded.
 
 Frames are RGB, as decoded. The original LoVR code flipped decord's RGB frames "to RGB" and so fed BGR to every
@@ -42,7 +42,7 @@ from lovr_common.encoders import FrameEncoder, VideoEncoder
 from lovr_common.run_folder import check_clip_span
 from lovr_common.video import VideoError, VideoInfo, frame_span, interval_times, iter_frames_at, probe, uniform_times
 from lovr_metric.evaluation._batches import run_frame_encoder, run_video_tower
-from lovr_metric.evaluation.protocol import LOVR_FRAME_INTERVAL
+from lovr_metric.evaluation.tasks import LOVR_FRAME_INTERVAL
 
 COST_PARTS = ("decode", "preprocess", "encode", "total_with_io", "total_without_io")
 # How the work is scheduled, not what is computed: left out of the cache key and the results' settings. The same

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lovr_common.run_folder import check_clip_span
 from lovr_metric.evaluation.frames import Segment, VideoJob
-from lovr_metric.evaluation.protocol import LOVR_TASKS, QUERY_SPLIT, Task
+from lovr_metric.evaluation.tasks import LOVR_TASKS, QUERY_SPLIT, Task
 
 
 @dataclass

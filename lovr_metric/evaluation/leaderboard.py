@@ -5,7 +5,7 @@
 Writes `board/leaderboard.md` and `board/leaderboard.png`. The runs must share protocol and dataset fingerprint
 (`compare.check_comparable`). Rows are sorted by the first metric of the first direction, best first; a cell shows
 the metric and its bootstrap interval from `results.json`. A random-weight run is marked as meaningless. A run
-whose galleries lost items (`protocol.incomplete_reason`) is refused unless `--allow_incomplete`, and then marked
+whose galleries lost items (`tasks.incomplete_reason`) is refused unless `--allow_incomplete`, and then marked
 incomplete in its row; a metric that is not a finite number is refused.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lovr_metric.evaluation.compare import RESULTS_FILE, check_comparable, load_results
-from lovr_metric.evaluation.protocol import DIRECTIONS, incomplete_reason
+from lovr_metric.evaluation.tasks import DIRECTIONS, incomplete_reason
 
 DEFAULT_METRICS = ("pass@1", "pass@10")
 LOWER_IS_BETTER = ("median_rank", "mean_rank")

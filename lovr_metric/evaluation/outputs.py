@@ -23,9 +23,9 @@ import numpy as np
 from lovr_common.provenance import is_random_weights
 from lovr_metric.evaluation.embed import Embedded
 from lovr_metric.evaluation.per_query import PER_QUERY_FILE, DirectionRanks, write_per_query
-from lovr_metric.evaluation.protocol import GRANULARITIES, PROTOCOLS, incomplete_reason
 from lovr_metric.evaluation.ranking import Ranking
 from lovr_metric.evaluation.report import plot_pass_at_k, results_markdown
+from lovr_metric.evaluation.tasks import GRANULARITIES, incomplete_reason
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +46,8 @@ class RunSettings:
     sampling: dict
     dataset_fingerprint: str
     bootstrap: dict
+    protocol: dict  # `Protocol.record`: its name and settings
     text_lengths: dict | None = None  # `long_text.TokenCounts` of the query texts
-    protocol: str = "default"
-    original_scripts: dict | None = None  # under lovr-original: the original script followed, per side
 
 
 def results_record(run: RunSettings, ranking: Ranking, embedded: Embedded) -> dict:
@@ -61,9 +60,8 @@ def results_record(run: RunSettings, ranking: Ranking, embedded: Embedded) -> di
         "revision": run.visual["revision"],
         "random_weights": random_weights,
         "dataset": run.dataset,
-        "protocol": run.protocol,
-        "protocol_settings": PROTOCOLS[run.protocol].record()
-        | ({"original_scripts": run.original_scripts} if run.original_scripts else {}),
+        "protocol": run.protocol["name"],
+        "protocol_settings": run.protocol,
         "dataset_fingerprint": run.dataset_fingerprint,
         "settings": {
             **run.sampling,

@@ -1,139 +1,76 @@
-"""The LoVR evaluation protocol: its retrieval tasks, the split its query captions come from, its frame rule, and
-the two protocols an evaluation can follow.
+"""How an evaluation turns a dataset's files into embeddings, and which directions it ranks: a `Protocol`.
 
-`LOVR_TASKS` maps each granularity to a `Task`: the runner ranks it, `results.md` labels its rows with it, and
-the model card turns its metrics into `model-index` entries with it. `PROTOCOLS` holds the corrected `default`
-and `lovr-original`, which reproduces the original code where the two differ (see `Protocol`).
+`Protocol` is the corrected LoVR protocol (`--protocol default`): RGB frames, every `--interval`-th frame of a clip
+(or `--num_frames` uniform ones, or a video tower's own number), a clip's and a video's embedding the L2-normalised
+mean of their frames' normalised features, a video embedded from its own file, and theme -> clip ranked. Its
+methods are the hooks where another protocol may differ. A protocol that reproduces other code subclasses it,
+overrides them in a module of its own (`lovr_original.py`, `--protocol lovr-original`) and is listed in the
+runner's `PROTOCOLS`; the runner calls only these hooks:
 
-    >>> LOVR_TASKS["theme"].label("text_to_video")
-    'theme → clip'
-    >>> [PROTOCOLS[name].directions(LOVR_TASKS["theme"]) for name in PROTOCOLS]
-    [('text_to_video',), ('text_to_video', 'video_to_text')]
+- `check(config)`: refuse the options it cannot honour, before any work;
+- `plan(rows, video_root, granularity)`: the queries, galleries and decode jobs of a dataset's rows;
+- `sampling(config, encoder)`: which frames embed a clip or video, and how they are pooled;
+- `text_encoder(config, encoder)`: what the query texts go through before the model;
+- `directions(task)`: the directions of each task it ranks;
+- `record(config, encoder, text_encoder)`: what results.json records of it (`protocol_settings`).
+
+    >>> from lovr_metric.evaluation.tasks import LOVR_TASKS
+    >>> Protocol().directions(LOVR_TASKS["theme"])
+    ('text_to_video',)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lovr_common.splits import QUERY_SPLIT
+from lovr_common.encoders import VideoEncoder
+from lovr_metric.evaluation.frames import FrameSampling
+from lovr_metric.evaluation.jobs import EvalData, plan
+from lovr_metric.evaluation.registry import get_baseline
+from lovr_metric.evaluation.tasks import DIRECTIONS, LOVR_FRAME_INTERVAL, Task
 
-# The official evaluation embeds every 10th frame of a clip (LOVR_REFERENCE.md); 30 for the slowest models.
-LOVR_FRAME_INTERVAL = 10
-# The key prefixes of `retrieval_metrics`: texts ranking the gallery's items, and the items ranking the texts.
-DIRECTIONS = ("text_to_video", "video_to_text")
-
-
-@dataclass(frozen=True)
-class Task:
-    """One retrieval task of LoVR: query texts of one kind ranked against a gallery of clip or video embeddings.
-
-    Args:
-        name (`str`): the granularity, as `--granularity` and `results.json` name it.
-        query (`str`): what a query is, in labels ("text", "theme").
-        gallery (`str`): the embeddings ranked, `"clip"` or `"video"`.
-        directions (`tuple[str]`): the directions it can be ranked in, among `DIRECTIONS` (`Protocol.directions`
-            says which are ranked).
-        config (`str`): the dataset config the query texts come from.
-        description (`str`): the query texts, in messages ("video captions").
-    """
-
-    name: str
-    query: str
-    gallery: str
-    directions: tuple[str, ...]
-    config: str
-    description: str
-
-    def label(self, direction: str, arrow: str = " → ") -> str:
-        """How a direction of the task is shown: "text → clip" for `text_to_video`, "clip → text" back (or
-        "text->clip" with `arrow="->"`)."""
-        if direction not in self.directions:
-            raise ValueError(f"direction={direction!r} is not one of task {self.name!r}'s {self.directions}")
-        ends = (self.query, self.gallery) if direction == DIRECTIONS[0] else (self.gallery, self.query)
-        return arrow.join(ends)
+if TYPE_CHECKING:
+    from lovr_metric.evaluation.rows import LoVRRows
+    from lovr_metric.evaluation.runner import EvaluateConfig
 
 
-LOVR_TASKS = {
-    task.name: task
-    for task in (
-        Task("clip", "text", "clip", DIRECTIONS, "clips", f"query captions (clips of the '{QUERY_SPLIT}' split)"),
-        Task("video", "text", "video", DIRECTIONS, "videos", "video captions"),
-        Task("theme", "theme", "clip", DIRECTIONS, "themes", "theme texts (a 'themes' config)"),
-    )
-}
-GRANULARITIES = tuple(LOVR_TASKS)
-
-
-@dataclass(frozen=True)
 class Protocol:
-    """How an evaluation turns frames into embeddings and which directions it ranks.
+    """The corrected LoVR protocol; subclass it and override its hooks for another one (module docstring)."""
 
-    Args:
-        name (`str`): as `--protocol` and `results.json` name it.
-        bgr (`bool`): feed frames with their channels reversed. The original code flipped decord's RGB frames "to
-            RGB", so every baseline it evaluated saw BGR frames.
-        per_model_scripts (`bool`): pool a frame encoder's features and clean its texts as the original's script
-            for that model did (`original_scripts.py`: most normalise each frame's features before the mean, GME's
-            averages them raw; the CLIP script cleans texts as OpenAI's `clip.tokenize`). Otherwise a clip's (and a
-            video's) embedding is the mean of its L2-normalised frame features, L2-normalised, and texts are
-            tokenised as they are.
-        video_from_clips (`bool`): embed a video from its clips' frames, the frame interval continuing across clip
-            boundaries (the original's `make_video_dict`), instead of from its own file.
-        theme_directions (`tuple[str]`): the directions of the theme task. The paper ranks clips for themes; the
-            original code also ranks theme texts for clips.
-    """
+    name = "default"
+    # The paper ranks clips for themes (theme -> clip) only.
+    theme_directions: tuple[str, ...] = DIRECTIONS[:1]
 
-    name: str
-    bgr: bool
-    per_model_scripts: bool
-    video_from_clips: bool
-    theme_directions: tuple[str, ...]
+    def check(self, config: EvaluateConfig) -> None:
+        """Raise `ValueError` for an option this protocol cannot honour (called when the options are parsed)."""
+
+    def plan(self, rows: LoVRRows, video_root: Path, granularity: list[str]) -> EvalData:
+        """The queries, galleries and decode jobs of `rows` for the tasks of `granularity`."""
+        return plan(*rows, video_root, granularity)
+
+    def sampling(self, config: EvaluateConfig, encoder) -> FrameSampling:
+        """The frames of a clip or video: a video tower's own number; else `--num_frames` uniform frames, or every
+        `--interval`-th (the registry's interval for a baseline, else LoVR's)."""
+        common = {"bgr": config.bgr, "resize_in_decoder": config.resize_in_decoder, "batch_size": config.batch_size,
+                  "num_workers": config.num_workers, "decode_threads": config.decode_threads}  # fmt: skip
+        if isinstance(encoder, VideoEncoder):  # a video tower takes exactly its number of frames
+            return FrameSampling(interval=None, num_frames=encoder.num_frames, **common)
+        if config.num_frames:
+            return FrameSampling(interval=None, num_frames=config.num_frames, **common)
+        baseline = get_baseline(config.model)
+        default = baseline.frame_interval if baseline and baseline.frame_interval else LOVR_FRAME_INTERVAL
+        return FrameSampling(interval=config.interval or default, **common)
+
+    def text_encoder(self, config: EvaluateConfig, encoder):
+        """The text encoder the query texts go through: `encoder` as it is."""
+        return encoder
 
     def directions(self, task: Task) -> tuple[str, ...]:
         """The directions of `task` this protocol ranks."""
         return self.theme_directions if task.name == "theme" else task.directions
 
-    def record(self) -> dict:
-        """What `results.json` records of the protocol (its name, frames and post-processing)."""
-        pooling = "as the model's original script (original_scripts)" if self.per_model_scripts else "normalized"
-        return {"name": self.name, "frames": "BGR" if self.bgr else "RGB", "pooling": pooling,
-                "video_frames": "clip files, interval across clip boundaries" if self.video_from_clips
-                else "the video's own file", "theme_directions": list(self.theme_directions)}  # fmt: skip
-
-
-PROTOCOLS = {
-    protocol.name: protocol
-    for protocol in (
-        Protocol(
-            "default", bgr=False, per_model_scripts=False, video_from_clips=False, theme_directions=DIRECTIONS[:1]
-        ),
-        Protocol(
-            "lovr-original", bgr=True, per_model_scripts=True, video_from_clips=True, theme_directions=DIRECTIONS
-        ),
-    )
-}
-DEFAULT_PROTOCOL = PROTOCOLS["default"]
-
-
-def incomplete_reason(results: dict) -> str | None:
-    """Why an evaluation's galleries are smaller than its dataset's, or `None` when every item was embedded.
-
-    The clips and videos of a file that failed to decode, and items without a file, are left out of their gallery:
-    the rest is ranked, an easier task than LoVR's, so such results are marked incomplete (results.json's
-    `complete`, results.md's first line, the printed summary) and kept off model cards and leaderboards unless the
-    user says otherwise. Reads `failed_videos` and `settings.missing`, which every results.json holds.
-
-        >>> incomplete_reason({"failed_videos": [], "settings": {"missing": []}}) is None
-        True
-        >>> print(incomplete_reason({"failed_videos": [{"id": "a"}], "settings": {"missing": [{"id": "b"}]}})[:52])
-        1 video file failed to decode and 1 item has no file
-    """
-    failed, missing = len(results["failed_videos"]), len(results["settings"]["missing"])
-    if not failed and not missing:
-        return None
-    parts = [f"{failed} video file{'s' * (failed != 1)} failed to decode"] if failed else []
-    parts += [f"{missing} item{'s have' if missing != 1 else ' has'} no file"] if missing else []
-    return (
-        f"{' and '.join(parts)}: what they hold is left out of the galleries, so every metric is measured on a "
-        "smaller, easier gallery than the dataset's"
-    )
+    def record(self, config: EvaluateConfig, encoder, text_encoder) -> dict:
+        """What results.json records of the protocol (`protocol_settings`)."""
+        return {"name": self.name, "frames": "RGB", "pooling": "normalized",
+                "video_frames": "the video's own file", "theme_directions": list(self.theme_directions)}  # fmt: skip

@@ -17,7 +17,8 @@ from lovr_metric.evaluation.cache import text_key
 from lovr_metric.evaluation.embed import Embedded
 from lovr_metric.evaluation.jobs import EvalData
 from lovr_metric.evaluation.per_query import DirectionRanks, metric_values, top_indices
-from lovr_metric.evaluation.protocol import DEFAULT_PROTOCOL, LOVR_TASKS, Protocol, Task
+from lovr_metric.evaluation.protocol import Protocol
+from lovr_metric.evaluation.tasks import LOVR_TASKS, Task
 from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_intervals
 from lovr_metric.lovr_retrieval.retrieval import RankedPairs, metrics_from_ranks, retrieval_ranks
 
@@ -68,7 +69,7 @@ class RankOptions:
     num_resamples: int = DEFAULT_RESAMPLES
     confidence: float = DEFAULT_CONFIDENCE
     seed: int = DEFAULT_SEED
-    protocol: Protocol = DEFAULT_PROTOCOL
+    protocol: Protocol = field(default_factory=Protocol)
 
 
 def rank_tasks(granularities: list[str], embedded: Embedded, options: RankOptions) -> Ranking:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lovr_metric.evaluation.protocol import LOVR_FRAME_INTERVAL
+from lovr_metric.evaluation.tasks import LOVR_FRAME_INTERVAL
 
 CLIP_TEXT_LENGTH = 77
 SIGLIP_TEXT_LENGTH = 64
-# The original LoVR scripts that evaluated them (lovr_metric.evaluation.original_scripts).
+# The original LoVR scripts that evaluated them (lovr_metric.evaluation.lovr_original).
 CLIP_SCRIPT = "CLIP_test.py"
 SIGLIP_SCRIPT = "siglip-base-patch16-224_test.py"
 SIGLIP2_SCRIPT = "siglip2-base-patch16-224_test.py"
@@ -36,7 +36,7 @@ class Baseline:
         needs_remote_code (`bool`): loading runs code from the repo (`--trust-remote-code`).
         unsupported_reason (`str`, *optional*): why the toolkit cannot serve it.
         original_script (`str`, *optional*): the original LoVR script that evaluated it, a key of
-            `original_scripts.ORIGINAL_SCRIPTS` (`--protocol lovr-original` pools and cleans texts as it did).
+            `lovr_original.ORIGINAL_SCRIPTS` (`--protocol lovr-original` pools and cleans texts as it did).
     """
 
     name: str

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lovr_metric.evaluation.protocol import LOVR_TASKS, incomplete_reason
+from lovr_metric.evaluation.tasks import LOVR_TASKS, incomplete_reason
 from lovr_metric.lovr_retrieval.retrieval import NDCG_CUTOFF
 
 RANDOM_WEIGHTS_WARNING = (

@@ -23,24 +23,26 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lovr_common.encoders import EncoderConfig, TextEncoder, VideoEncoder, load_encoder
+from lovr_common.encoders import EncoderConfig, TextEncoder, load_encoder
 from lovr_common.image_processors import IMAGE_PROCESSOR_BACKENDS, image_processor_name
 from lovr_common.processes import process_state
 from lovr_metric.evaluation.cache import EmbeddingCache, folder_fingerprint
 from lovr_metric.evaluation.embed import Embedded, encode_texts, encode_videos, sync
-from lovr_metric.evaluation.frames import FrameSampling
-from lovr_metric.evaluation.jobs import EvalData, plan
-from lovr_metric.evaluation.original_scripts import CleanedTextEncoder, OriginalScript, original_script
+from lovr_metric.evaluation.jobs import EvalData
+from lovr_metric.evaluation.lovr_original import LoVROriginal
 from lovr_metric.evaluation.outputs import RunSettings, check_output_folder, results_record, write_outputs
-from lovr_metric.evaluation.protocol import GRANULARITIES, LOVR_FRAME_INTERVAL, LOVR_TASKS, PROTOCOLS
+from lovr_metric.evaluation.protocol import Protocol
 from lovr_metric.evaluation.ranking import NoMetricError, Ranking, RankOptions, rank_tasks
 from lovr_metric.evaluation.registry import check_servable, get_baseline
 from lovr_metric.evaluation.rows import LoVRRows, dataset_fingerprint, load_rows
+from lovr_metric.evaluation.tasks import GRANULARITIES, LOVR_FRAME_INTERVAL, LOVR_TASKS
 from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, MAX_RESAMPLES
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("LOVR_EMBEDDING_CACHE", ".cache/lovr-embeddings"))
+# The protocols `--protocol` names: the corrected one, and each that reproduces other code (`protocol.py`).
+PROTOCOLS = {protocol.name: protocol for protocol in (Protocol(), LoVROriginal())}
 
 
 # The integer options' lowest values, checked when the command line is parsed, and what the values mean.
@@ -136,13 +138,7 @@ class EvaluateConfig:
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol={self.protocol!r}: expected one of {list(PROTOCOLS)}")
-        if self.protocol != "default":
-            clash = [f"--{name}" for name in ("num_frames", "resize_in_decoder") if getattr(self, name)]
-            if clash:
-                raise ValueError(
-                    f"{' and '.join(clash)} cannot be used with --protocol {self.protocol}: the original code embeds "
-                    "every interval-th frame (--interval), decoded at full size"
-                )
+        PROTOCOLS[self.protocol].check(self)
         for name, (lowest, meaning) in _LOWEST.items():
             value = getattr(self, name)
             if value is not None and value < lowest:
@@ -185,35 +181,6 @@ def _encoder_config(config: EvaluateConfig, model: str, revision: str | None) ->
     )
 
 
-def _original_script(config: EvaluateConfig, model: str, encoder) -> OriginalScript | None:
-    """Under a protocol that follows the original's per-model scripts, the script that embedded `model`."""
-    if not PROTOCOLS[config.protocol].per_model_scripts:
-        return None
-    model_type = getattr(getattr(getattr(encoder, "model", None), "config", None), "model_type", None)
-    return original_script(model, model_type)
-
-
-def _sampling(config: EvaluateConfig, encoder, script: OriginalScript | None) -> FrameSampling:
-    protocol = PROTOCOLS[config.protocol]
-    common = {"bgr": config.bgr or protocol.bgr, "pooling": script.pooling if script else "normalized",
-              "video_from_clips": protocol.video_from_clips, "resize_in_decoder": config.resize_in_decoder,
-              "batch_size": config.batch_size, "num_workers": config.num_workers,
-              "decode_threads": config.decode_threads}  # fmt: skip
-    if isinstance(encoder, VideoEncoder):  # a video tower takes exactly its number of frames
-        if protocol.video_from_clips:
-            raise ValueError(
-                f"--protocol {config.protocol} is defined for frame encoders: the original feeds a video tower the "
-                "frames its own model-specific preprocessing picks, which this toolkit does not reproduce; evaluate "
-                f"{config.model} with --protocol default (add --bgr for the original's channel order)"
-            )
-        return FrameSampling(interval=None, num_frames=encoder.num_frames, **common)
-    if config.num_frames:
-        return FrameSampling(interval=None, num_frames=config.num_frames, **common)
-    baseline = get_baseline(config.model)
-    default = baseline.frame_interval if baseline and baseline.frame_interval else LOVR_FRAME_INTERVAL
-    return FrameSampling(interval=config.interval or default, **common)
-
-
 def _identity(encoder_config: EncoderConfig, encoder, *, text: bool) -> dict:
     """What identifies an encoder's outputs: the cache key and the results' record of the model. The long-text
     policy changes only text embeddings, so it is in the key of texts (`text`) and not of frames; the image
@@ -228,13 +195,6 @@ def _identity(encoder_config: EncoderConfig, encoder, *, text: bool) -> dict:
         "dtype": str(getattr(encoder, "dtype", encoder_config.dtype)),
         "text_max_length": getattr(encoder, "text_max_length", encoder_config.text_max_length),
     } | _pixels_or_text(encoder_config, encoder, text)
-
-
-def _clean_texts(text_encoder, script: OriginalScript | None):
-    """`text_encoder`, cleaning its texts first where the original script did."""
-    if script is None or script.text_cleaning is None:
-        return text_encoder
-    return CleanedTextEncoder(text_encoder, script.text_cleaning)
 
 
 def _pixels_or_text(encoder_config: EncoderConfig, encoder, text: bool) -> dict:
@@ -264,12 +224,12 @@ def _plan(config: EvaluateConfig, rows: LoVRRows, video_root: Path) -> tuple[lis
     """The granularities to rank (by default those the dataset holds texts for) and their plan; a requested one
     without texts is refused here, before a model is loaded or anything embedded."""
     requested = config.granularity or list(GRANULARITIES)
-    video_from_clips = PROTOCOLS[config.protocol].video_from_clips
-    data = plan(*rows, video_root, requested, video_from_clips)
+    protocol = PROTOCOLS[config.protocol]
+    data = protocol.plan(rows, video_root, requested)
     textless = {g: f"the dataset holds no {LOVR_TASKS[g].description}" for g in requested if not data.queries[g]}
     if config.granularity is None and textless and len(textless) < len(requested):
         requested = [g for g in requested if g not in textless]
-        return requested, plan(*rows, video_root, requested, video_from_clips)
+        return requested, protocol.plan(rows, video_root, requested)
     if textless:
         raise NoMetricError(Ranking(unranked=textless).no_metric_message(data, video_root, written=None))
     return requested, data
@@ -297,10 +257,9 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
     if text_encoder is None:
         same = config.text_model in (None, config.model) and isinstance(encoder, TextEncoder)
         text_encoder = encoder if same else load_encoder(text_config, need="text")
-    script = _original_script(config, config.model, encoder)
-    text_script = _original_script(config, config.text_model or config.model, text_encoder)
-    text_encoder = _clean_texts(text_encoder, text_script)
-    sampling = _sampling(config, encoder, script)
+    protocol = PROTOCOLS[config.protocol]
+    text_encoder = protocol.text_encoder(config, text_encoder)
+    sampling = protocol.sampling(config, encoder)
 
     texts = [text for queries in data.queries.values() for text, _ in queries]
     counts = getattr(text_encoder, "token_counts", None)
@@ -314,9 +273,7 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
         text_lengths=_as_dict(counts(texts)) if counts and state.is_main_process else None,
         bootstrap={"num_resamples": config.bootstrap_resamples, "confidence": config.confidence,
                    "seed": config.bootstrap_seed, "method": "percentile, queries resampled with replacement"},
-        protocol=config.protocol,
-        original_scripts={"visual": script and script.record(), "text": text_script and text_script.record()}
-        if PROTOCOLS[config.protocol].per_model_scripts else None,
+        protocol=protocol.record(config, encoder, text_encoder),
     )  # fmt: skip
     root, rank = Path(config.cache_dir), state.process_index
     visual_cache = EmbeddingCache(root, visual_config.model, {**run.visual, **sampling.cache_settings()}, rank)
@@ -331,7 +288,7 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
 
     embedded = Embedded(texts=text_cache, items=visual_cache, data=data)
     options = RankOptions(config.k_values, config.bootstrap_resamples, config.confidence, config.bootstrap_seed,
-                          PROTOCOLS[config.protocol])  # fmt: skip
+                          protocol)  # fmt: skip
     ranking = rank_tasks(granularities, embedded, options)
     if not ranking.metrics:  # an earlier run's results in the same folder are worth more than empty ones
         raise NoMetricError(ranking.no_metric_message(data, video_root, written=None))

@@ -41,9 +41,9 @@ from pathlib import Path
 
 import torch
 
+from lovr_metric.evaluation.lovr_original import LoVROriginal
 from lovr_metric.evaluation.outputs import check_output_folder, write_outputs
 from lovr_metric.evaluation.per_query import DirectionRanks
-from lovr_metric.evaluation.protocol import PROTOCOLS
 from lovr_metric.evaluation.ranking import NoMetricError, RankOptions, cutoffs, direction_intervals, rank_embeddings
 from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED
 
@@ -255,7 +255,7 @@ def score_original_run(
     ]
     if run.theme_feats is not None:
         theme = _select("theme", run.theme_feats, run.theme_sources, clip_ids, run.clip_feats, run.clip_ids)
-        granularities.append(dataclasses.replace(theme, directions=PROTOCOLS["lovr-original"].theme_directions))
+        granularities.append(dataclasses.replace(theme, directions=LoVROriginal.theme_directions))
     unmatched = [s for s in run.text_sources if s not in clip_ids and s not in video_ids]
     unmatched += [s for s in run.theme_sources if s not in clip_ids]
     if unmatched:

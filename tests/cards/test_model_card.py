@@ -3,7 +3,7 @@ import json
 import pytest
 from huggingface_hub import ModelCard
 
-from lovr_metric.evaluation.protocol import incomplete_reason
+from lovr_metric.evaluation.tasks import incomplete_reason
 from model_cards.model import (
     INCOMPLETE_LABEL,
     RANDOM_WEIGHTS_LABEL,

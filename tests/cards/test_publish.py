@@ -8,7 +8,7 @@ import pytest
 from huggingface_hub import DatasetCard, ModelCard, SpaceCard
 
 import model_cards.publish
-from lovr_metric.evaluation.protocol import incomplete_reason
+from lovr_metric.evaluation.tasks import incomplete_reason
 from model_cards.__main__ import main
 from model_cards.metric import default_metric_dir
 

@@ -21,8 +21,8 @@ from lovr_metric.evaluation.per_query import (
     top_indices,
     write_per_query,
 )
-from lovr_metric.evaluation.protocol import incomplete_reason
 from lovr_metric.evaluation.ranking import query_ids
+from lovr_metric.evaluation.tasks import incomplete_reason
 
 
 def make_run(folder, first_ranks, *, model="m", fingerprint="rows-1", protocol="default", intervals=None, failed=()):

@@ -296,7 +296,7 @@ CAPTIONS_TO_CLEAN = [
 def test_texts_under_the_original_protocol_get_clip_tokenizes_ids(tiny_models):
     from transformers import AutoTokenizer
 
-    from lovr_metric.evaluation.original_scripts import clean_like_openai_clip
+    from lovr_metric.evaluation.lovr_original import clean_like_openai_clip
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["clip"])  # the real CLIP BPE vocabulary
     expected = _openai_clip_tokenize(CAPTIONS_TO_CLEAN)
@@ -308,7 +308,7 @@ def test_texts_under_the_original_protocol_get_clip_tokenizes_ids(tiny_models):
 
 
 def test_the_original_protocol_embeds_texts_cleaned(tmp_path, tiny_models):
-    from lovr_metric.evaluation.original_scripts import CleanedTextEncoder, original_script
+    from lovr_metric.evaluation.lovr_original import CleanedTextEncoder, original_script
 
     encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])))
     cleaned = CleanedTextEncoder(encoder, "openai-clip")

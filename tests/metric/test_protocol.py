@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from lovr_metric.evaluation.jobs import plan
-from lovr_metric.evaluation.protocol import DIRECTIONS, GRANULARITIES, LOVR_TASKS, PROTOCOLS, QUERY_SPLIT
+from lovr_metric.evaluation.runner import PROTOCOLS, EvaluateConfig
+from lovr_metric.evaluation.tasks import DIRECTIONS, GRANULARITIES, LOVR_TASKS, QUERY_SPLIT
 from lovr_metric.lovr_retrieval.retrieval import CPU_TILES, GPU_TILES, tile_shape
 
 
@@ -26,12 +27,15 @@ def test_protocols_differ_where_the_original_code_does():
     assert default.directions(LOVR_TASKS["theme"]) == ("text_to_video",)
     assert original.directions(LOVR_TASKS["theme"]) == DIRECTIONS
     assert all(p.directions(LOVR_TASKS[g]) == DIRECTIONS for p in (default, original) for g in ("clip", "video"))
-    assert (default.bgr, default.per_model_scripts, default.video_from_clips) == (False, False, False)
-    assert (original.bgr, original.per_model_scripts, original.video_from_clips) == (True, True, True)
-    assert original.record() == {"name": "lovr-original", "frames": "BGR",
-                                 "pooling": "as the model's original script (original_scripts)",
-                                 "video_frames": "clip files, interval across clip boundaries",
-                                 "theme_directions": ["text_to_video", "video_to_text"]}  # fmt: skip
+    config = EvaluateConfig(dataset="d", model="m", output="o")
+    assert default.record(config, None, None) == {"name": "default", "frames": "RGB", "pooling": "normalized",
+                                                  "video_frames": "the video's own file",
+                                                  "theme_directions": ["text_to_video"]}  # fmt: skip
+    assert original.record(config, None, None) == {"name": "lovr-original", "frames": "BGR",
+                                                   "pooling": "as the model's original script (original_scripts)",
+                                                   "video_frames": "clip files, interval across clip boundaries",
+                                                   "theme_directions": ["text_to_video", "video_to_text"],
+                                                   "original_scripts": {"visual": None, "text": None}}  # fmt: skip
 
 
 def test_plan_reads_each_tasks_queries_and_gallery(tmp_path):

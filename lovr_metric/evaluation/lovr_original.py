@@ -1,4 +1,13 @@
-"""What each of the original LoVR per-model evaluation scripts did to frames and texts, for `--protocol lovr-original`.
+"""`--protocol lovr-original`: the original LoVR evaluation code's protocol, where it differs from the corrected one.
+
+Everything this protocol does differently lives here, behind the hooks of `protocol.Protocol`:
+
+- frames fed as BGR (the original flipped decord's RGB frames "to RGB");
+- a video's embedding from its clips, not its own file: every `--interval`-th frame of the clips taken one after the
+  other, the count going on across clip boundaries (the original's `make_video_dict`);
+- frames pooled and texts tokenised as the original script of that model did (below);
+- theme retrieval ranked both ways (theme -> clip and clip -> theme);
+- defined for frame encoders only, every interval-th frame decoded at full size.
 
 The original evaluated every model with a script of its own (LoVR-benchmark commit 00ca611,
 `scripts/evaluation_script/code/<file>`; removed from the repository in 18907ad). Their `encode_image` blocks do not
@@ -20,11 +29,18 @@ applies, and then the frame-model scripts' common rule is followed (normalised p
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
+from lovr_common.encoders import VideoEncoder
+from lovr_metric.evaluation.frames import FrameSampling
+from lovr_metric.evaluation.jobs import EvalData, plan
+from lovr_metric.evaluation.protocol import Protocol
 from lovr_metric.evaluation.registry import get_baseline
+from lovr_metric.evaluation.tasks import DIRECTIONS
 
 ORIGINAL_COMMIT = "00ca611"
 
@@ -109,3 +125,58 @@ class CleanedTextEncoder:
 
 
 TEXT_CLEANINGS = {"openai-clip": clean_like_openai_clip}
+
+
+def _model_type(encoder) -> str | None:
+    return getattr(getattr(getattr(encoder, "model", None), "config", None), "model_type", None)
+
+
+class LoVROriginal(Protocol):
+    """The original code's protocol (module docstring)."""
+
+    name = "lovr-original"
+    theme_directions = DIRECTIONS  # the original also ranks the theme texts for each clip
+
+    def check(self, config) -> None:
+        clash = [f"--{name}" for name in ("num_frames", "resize_in_decoder") if getattr(config, name)]
+        if clash:
+            raise ValueError(
+                f"{' and '.join(clash)} cannot be used with --protocol {self.name}: the original code embeds every "
+                "interval-th frame (--interval), decoded at full size"
+            )
+
+    def plan(self, rows, video_root: Path, granularity: list[str]) -> EvalData:
+        return plan(*rows, video_root, granularity, video_from_clips=True)
+
+    def sampling(self, config, encoder) -> FrameSampling:
+        if isinstance(encoder, VideoEncoder):
+            raise ValueError(
+                f"--protocol {self.name} is defined for frame encoders: the original feeds a video tower the frames "
+                "its own model-specific preprocessing picks, which this toolkit does not reproduce; evaluate "
+                f"{config.model} with --protocol default (add --bgr for the original's channel order)"
+            )
+        script = original_script(config.model, _model_type(encoder))
+        return dataclasses.replace(
+            super().sampling(config, encoder),
+            bgr=True,
+            pooling=script.pooling if script else "normalized",
+            video_from_clips=True,
+        )
+
+    def text_encoder(self, config, encoder):
+        script = original_script(config.text_model or config.model, _model_type(encoder))
+        if script is None or script.text_cleaning is None:
+            return encoder
+        return CleanedTextEncoder(encoder, script.text_cleaning)
+
+    def record(self, config, encoder, text_encoder) -> dict:
+        scripts = {
+            "visual": original_script(config.model, _model_type(encoder)),
+            "text": original_script(config.text_model or config.model, _model_type(text_encoder)),
+        }
+        return super().record(config, encoder, text_encoder) | {
+            "frames": "BGR",
+            "pooling": "as the model's original script (original_scripts)",
+            "video_frames": "clip files, interval across clip boundaries",
+            "original_scripts": {side: script and script.record() for side, script in scripts.items()},
+        }
