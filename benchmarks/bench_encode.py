@@ -89,7 +89,7 @@ def decode_only(job: VideoJob, sampling: FrameSampling, size: tuple[int, int] | 
     """Decode exactly the frames `embed_job` embeds (at `size`, as `embed_job` would) with `threads` decoder
     threads (0: FFmpeg chooses), and do nothing with them."""
     info = probe(job.path)
-    frames, _ = plan_frames(job.segments, sampling, [info])
+    frames, _ = plan_frames(job, sampling, [info])
     count = 0
     for _ in iter_frames_at(job.path, [frame / info.fps for frame in sorted(frames)], size, threads):
         count += 1

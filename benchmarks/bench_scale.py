@@ -53,7 +53,7 @@ from lovr_common.video import (
     probe,
     uniform_times,
 )
-from lovr_metric.evaluation.frames import FrameSampling, Segment, plan_frames
+from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, plan_frames
 from lovr_standins.tiny_models import tiny_model_path
 
 NUM_VIDEOS, NUM_CLIPS, VIDEO_MINUTES, FPS = 467, 40_804, 26.0, 30
@@ -125,7 +125,7 @@ def measure_evaluation(long_video: Path, clips: list[Path], repeat: int) -> dict
 
     info = probe(long_video)
     job = job_for(long_video, clips)
-    owners, _ = plan_frames(job.segments, FrameSampling(interval=INTERVAL), [info])
+    owners, _ = plan_frames(job, FrameSampling(interval=INTERVAL), [info])
     times = [frame / info.fps for frame in sorted(owners)]
     decode = measure(lambda: sum(1 for _ in iter_frames_at(long_video, times)), repeat) / info.num_frames
     frames = list(decode_frames_at(long_video, times[:64]))
@@ -215,7 +215,8 @@ def full_scale(seed: int = 0) -> Scale:
     bounds = np.concatenate([[0.0], np.cumsum(lengths * VIDEO_MINUTES * 60 / lengths.sum())])
     segments = [Segment(str(i), "clip", a, b) for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]
     info = VideoInfo(Path("synthetic.mp4"), frames / FPS, FPS, frames, 1280, 720)
-    owners, segment_frames = plan_frames([*segments, Segment("v", "video")], FrameSampling(interval=INTERVAL), [info])
+    job = VideoJob("v", info.path, [*segments, Segment("v", "video")])
+    owners, segment_frames = plan_frames(job, FrameSampling(interval=INTERVAL), [info])
     counts = [len(f) for f in segment_frames]
     # The k-th frame appended to the merged video's array copies the k before it. The clips' arrays are short; their
     # copying is part of the original's measured decoding cost per frame.

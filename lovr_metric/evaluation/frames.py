@@ -1,9 +1,8 @@
 """Clip and video embeddings from one decode pass per video file, following the LoVR protocol.
 
 A `VideoJob` is one file and the segments to embed from it: every clip of a long video (time ranges) and the video
-itself, or a single clip file; or (the `lovr-original` protocol) the clip files of one video, one after the other,
-and the video they make up. `embed_job` plans the frames of every segment (every `interval`-th frame, or
-`num_frames` uniform frames), decodes the union of those frames in one sequential pass of each file
+itself, or a single clip file. `embed_job` plans the frames of every segment (every `interval`-th frame, or
+`num_frames` uniform frames), decodes the union of those frames in one sequential pass of the file
 (`lovr_common.video`), and streams them through the encoder in batches:
 
 - a frame encoder (`dual`, sentence-transformers) embeds each frame once, however many segments use it; a
@@ -12,15 +11,15 @@ and the video they make up. `embed_job` plans the frames of every segment (every
   encoder returns them, L2-normalised (the original's GME script; `lovr_original.py`);
 - a video encoder (X-CLIP) receives each segment's `num_frames` frames as soon as they are all decoded.
 
-Frames are RGB, as decoded. The original LoVR code flipped decord's RGB frames "to RGB" and so fed BGR to every
-baseline; `FrameSampling(bgr=True)` reproduces that defect. Its video embedding came from the clip files, the
-interval continuing across clip boundaries; `FrameSampling(video_from_clips=True)` takes a video's frames that way
-from its clips' time ranges too (`stride_across_clips`). Decoding runs in a background thread (FFmpeg's decoder
-threads on the cores the rest leaves free: `default_decode_threads`); with `FrameSampling.num_workers` > 0, whole
-batches are preprocessed in that many worker threads (PIL's resize and NumPy release the GIL) while the main thread
-runs the model on the batch before. Batches keep their frames, their order and their composition, so the embeddings
-are the same with any number of workers or decoder threads; queues are bounded, so only a few batches of frames are
-held in memory at a time, however long the video.
+A protocol whose jobs take their frames otherwise plans jobs of its own kind: a `VideoJob` subclass overriding
+`files`, `open`, `segment_frames` and `decode` (`lovr_original.py`: a video's clip files decoded one after the
+other). Frames are RGB, as decoded; `FrameSampling(bgr=True)` reverses the channels, as the original code did.
+Decoding runs in a background thread (FFmpeg's decoder threads on the cores the rest leaves free:
+`default_decode_threads`); with `FrameSampling.num_workers` > 0, whole batches are preprocessed in that many worker
+threads (PIL's resize and NumPy release the GIL) while the main thread runs the model on the batch before. Batches
+keep their frames, their order and their composition, so the embeddings are the same with any number of workers or
+decoder threads; queues are bounded, so only a few batches of frames are held in memory at a time, however long the
+video.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ import numpy as np
 
 from lovr_common.encoders import FrameEncoder, VideoEncoder
 from lovr_common.run_folder import check_clip_span
-from lovr_common.video import VideoError, VideoInfo, frame_span, interval_times, iter_frames_at, probe, uniform_times
+from lovr_common.video import VideoInfo, interval_times, iter_frames_at, probe, uniform_times
 from lovr_metric.evaluation._batches import run_frame_encoder, run_video_tower
 from lovr_metric.evaluation.tasks import LOVR_FRAME_INTERVAL
 
@@ -101,9 +100,9 @@ class FrameSampling:
         pooling (`str`, defaults to `"normalized"`): how a frame encoder's frame features become a segment's
             embedding, one of `POOLINGS`: the mean of the L2-normalised features, or (`"raw"`, the original's GME
             script) the mean of the features as returned; L2-normalised either way.
-        video_from_clips (`bool`, defaults to `False`): take a video's frames from its clips, every
-            `interval`-th frame of the clips one after the other (the interval continues across clip boundaries,
-            as the original's `make_video_dict`), instead of every `interval`-th frame of the video's file.
+        video_from_clips (`bool`, defaults to `False`): a video's frames are its clips', every `interval`-th frame
+            of the clips one after the other, instead of every `interval`-th frame of the video's file. Set by the
+            protocol whose jobs take them so (`lovr_original.py`); recorded, and part of the cache key.
         resize_in_decoder (`bool`, defaults to `False`): let FFmpeg's scaler shrink frames to the size the image
             processor resizes them to, instead of the processor's PIL resize. Several times cheaper on large
             frames; the pixels differ slightly (another interpolation), so the default keeps the processor's.
@@ -172,55 +171,88 @@ class FrameSampling:
 
 @dataclass(frozen=True)
 class Segment:
-    """A clip or a whole video to embed from a job's files: `end=None` means to the end of the file.
-
-    `part` is the index in `VideoJob.files` of the file it is cut from; `None` means all of them, one after the
-    other (a video made of its clip files), of which it takes every `interval`-th frame."""
+    """A clip or a whole video to embed from a job's file: `end=None` means to the end of the file."""
 
     key: str
     kind: str  # "clip" or "video"
     start: float = 0.0
     end: float | None = None
-    part: int | None = 0
+
+
+def file_stat(path: Path) -> list:
+    """`[resolved path, size, modification time]` of a file (`[path]` when it cannot be read), for signatures."""
+    try:
+        stat = path.stat()
+        return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        return [str(path)]
+
+
+def digest(value) -> str:
+    """A short hash of a JSON value: a job's signature."""
+    return hashlib.sha1(json.dumps(value).encode()).hexdigest()[:16]
 
 
 @dataclass
 class VideoJob:
-    """One file to decode once and the segments to embed from it; or, with `parts`, a video's clip files decoded
-    one after the other (in scene order), `path` being the folder that holds them."""
+    """One file to decode once and the segments to embed from it. A protocol may plan jobs of another kind: a
+    subclass overriding `files`, `signature`, `open`, `segment_frames` and `decode`."""
 
     job_id: str
     path: Path
     segments: list[Segment]
-    parts: tuple[Path, ...] = ()
 
     @property
     def files(self) -> tuple[Path, ...]:
-        """The files decoded, in order: `parts`, or `path` alone."""
-        return self.parts or (self.path,)
+        """The files decoded, in order."""
+        return (self.path,)
 
     @property
     def signature(self) -> str:
-        """What the job's embeddings depend on besides the model: the files (resolved path, size, modification
-        time) and the segments cut from them. Ids alone are not enough: a new run folder can reuse
+        """What the job's embeddings depend on besides the model: the file (resolved path, size, modification
+        time) and the segments cut from it. Ids alone are not enough: a new run folder can reuse
         `<video>-Scene-001` for another time range, or replace the file behind a path."""
-        files = []
-        for path in self.files:
+        return digest([file_stat(self.path), [[s.key, s.kind, s.start, s.end] for s in self.segments]])
+
+    def open(self) -> tuple[VideoJob, list[VideoInfo], list[dict]]:
+        """This job as it can be embedded, the infos of its files, and the segments left out (`{"id", "path",
+        "reason"}`): a clip whose time range lies past the end of the file as decoded, which has no frame of its
+        own. Raises `lovr_common.video.VideoError` when the file cannot be opened."""
+        info = probe(self.path)
+        kept, skipped = [], []
+        for segment in self.segments:
             try:
-                stat = path.stat()
-                files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
-            except OSError:
-                files.append([str(path)])
-        file = files[0] if not self.parts else files  # a one-file job's signature is what it always was
-        segments = [[s.key, s.kind, s.start, s.end] + ([s.part] if self.parts else []) for s in self.segments]
-        return hashlib.sha1(json.dumps([file, segments]).encode()).hexdigest()[:16]
+                if segment.kind == "clip" and segment.end is not None:
+                    check_clip_span(segment.start, segment.end, info.duration, f"clip {segment.key!r}")
+                kept.append(segment)
+            except ValueError as err:
+                skipped.append({"id": segment.key, "path": str(self.path), "reason": str(err)})
+        return dataclasses.replace(self, segments=kept), [info], skipped
+
+    def segment_frames(self, sampling: FrameSampling, infos: list[VideoInfo]) -> list[list[int]]:
+        """Each segment's frames (indices in the file): its time range (to the end of the file when open-ended)
+        sampled by `sampling`."""
+        (info,) = infos
+        return [[round(t * info.fps) for t in sampling.times(*clamp_span(s, info), info.fps)] for s in self.segments]
+
+    def decode(
+        self, infos: list[VideoInfo], order: list[int], size_of, threads: int
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """`(position in order, frame)` for every frame of `order` (frame indices, ascending), decoded at
+        `size_of(info)` with `threads` decoder threads."""
+        (info,) = infos
+        yield from iter_frames_at(self.path, [frame / info.fps for frame in order], size_of(info), threads)
+
+
+def clamp_span(segment: Segment, info: VideoInfo) -> tuple[float, float]:
+    """A segment's `(start, end)` in seconds, its end no later than the file's."""
+    return segment.start, info.duration if segment.end is None else min(segment.end, info.duration)
 
 
 @dataclass
 class JobResult:
-    """The embeddings of a job's segments (key -> float32 vector) and its cost in seconds by kind and part; for a job
-    over clip files, `skipped` lists the clips whose file could not be opened (`{"id", "path", "reason"}`), left
-    out of the video as the original left them out."""
+    """The embeddings of a job's segments (key -> float32 vector) and its cost in seconds by kind and part;
+    `skipped` lists the segments `VideoJob.open` left out (`{"id", "path", "reason"}`)."""
 
     embeddings: dict[str, np.ndarray]
     seconds: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -252,133 +284,33 @@ def _prefetch(iterator: Iterator, maxsize: int, decode_seconds: list[float]) -> 
         yield item
 
 
-def stride_across_clips(spans: list[tuple[int, int]], interval: int) -> list[int]:
-    """Every `interval`-th frame of the frame ranges `[first, stop)` taken one after the other, the count going on
-    across each boundary: the frames the original code's `make_video_dict` embeds a video with. After a clip of 25
-    frames at interval 10, the next clip's first frame taken is its 6th (the 30th of the two)."""
-    frames, seen = [], 0
-    for first, stop in spans:
-        frames += range(first + (-seen) % interval, stop, interval)
-        seen += stop - first
-    return frames
-
-
 def plan_frames(
-    segments: list[Segment], sampling: FrameSampling, infos: list[VideoInfo]
+    job: VideoJob, sampling: FrameSampling, infos: list[VideoInfo]
 ) -> tuple[dict[int, list[int]], list[list[int]]]:
-    """The frames to embed, numbered over the job's files one after the other (frame `k` of the second file is
-    `infos[0].num_frames + k`): `(frame -> positions of the segments using it, each segment's frames)`. A frame
-    shared by segments (a clip's and its video's) is decoded and embedded once."""
-    offsets = [0]
-    for info in infos[:-1]:
-        offsets.append(offsets[-1] + info.num_frames)
-    many = len(infos) > 1
-
-    def frames_of(segment: Segment) -> list[int]:
-        if many and sampling.interval is None:
-            raise ValueError(
-                f"a job over several files takes every interval-th frame: got num_frames={sampling.num_frames}"
-            )
-        if segment.part is None:  # every file: the frames of a video made of its clip files
-            spans = [(offset, offset + info.num_frames) for offset, info in zip(offsets, infos, strict=True)]
-            return stride_across_clips(spans, sampling.interval)
-        info, offset = infos[segment.part], offsets[segment.part]
-        whole_clip_file = segment.kind == "clip" and segment.start == 0 and segment.end is None
-        if whole_clip_file and sampling.video_from_clips and sampling.interval:  # counted as the video counts it
-            return list(range(offset, offset + info.num_frames, sampling.interval))
-        if segment.kind == "video" and segment.end is None and sampling.video_from_clips:
-            clips = sorted(_span(s, info) for s in segments if s.kind == "clip" and s.part == segment.part)
-            return [offset + frame for frame in stride_across_clips(clips, sampling.interval)]
-        end = info.duration if segment.end is None else min(segment.end, info.duration)
-        frames = [round(t * info.fps) for t in sampling.times(segment.start, end, info.fps)]
-        if many:  # a frame past a file's end must not name the next file's
-            frames = [min(frame, info.num_frames - 1) for frame in frames if info.num_frames]
-        return [offset + frame for frame in frames]
-
+    """The frames to embed (`job.segment_frames`): `(frame -> positions of the segments using it, each segment's
+    frames)`. A frame shared by segments (a clip's and its video's) is decoded and embedded once."""
     frame_owners: dict[int, list[int]] = {}
-    segment_frames: list[list[int]] = []
-    for position, segment in enumerate(segments):
-        frames = frames_of(segment)
-        segment_frames.append(frames)
+    segment_frames = job.segment_frames(sampling, infos)
+    for position, frames in enumerate(segment_frames):
         for frame in dict.fromkeys(frames):
             frame_owners.setdefault(frame, []).append(position)
     return frame_owners, segment_frames
 
 
-def _span(segment: Segment, info: VideoInfo) -> tuple[int, int]:
-    """The frames `[first, stop)` of a clip segment, as `interval_times` counts them."""
-    return frame_span(
-        segment.start, info.duration if segment.end is None else min(segment.end, info.duration), info.fps
-    )
-
-
-def _decode(
-    job: VideoJob, infos: list[VideoInfo], order: list[int], size_of, threads: int
-) -> Iterator[tuple[int, np.ndarray]]:
-    """`(position in order, frame)` for every planned frame, the job's files decoded one after the other (with
-    `threads` decoder threads)."""
-    position, offset = 0, 0
-    for index, (path, info) in enumerate(zip(job.files, infos, strict=True)):
-        stop = offset + info.num_frames if index < len(infos) - 1 else float("inf")
-        mine = [frame for frame in order[position:] if frame < stop]
-        for i, frame in iter_frames_at(path, [(f - offset) / info.fps for f in mine], size_of(info), threads):
-            yield position + i, frame
-        position, offset = position + len(mine), offset + info.num_frames
-
-
-def _openable_parts(job: VideoJob) -> tuple[VideoJob, list[VideoInfo], list[dict]]:
-    """`job` without the clip files that cannot be opened (the original skipped a clip its reader could not open,
-    and made the video of the others), their files' infos, and what was skipped. A one-file job is all or nothing:
-    its file's `VideoError` is raised."""
-    if not job.parts:
-        return job, [probe(job.path)], []
-    kept, infos, skipped = [], [], []
-    for index, path in enumerate(job.parts):
-        try:
-            infos.append(probe(path))
-            kept.append(index)
-        except VideoError as err:
-            skipped += [{"id": s.key, "path": err.path, "reason": err.reason} for s in job.segments if s.part == index]
-    if not kept:
-        raise VideoError(job.path, f"none of its {len(job.parts)} clip files could be opened")
-    renumber = {old: new for new, old in enumerate(kept)}
-    segments = [dataclasses.replace(s, part=renumber[s.part]) if s.part is not None else s
-                for s in job.segments if s.part is None or s.part in renumber]  # fmt: skip
-    return dataclasses.replace(job, segments=segments, parts=tuple(job.parts[i] for i in kept)), infos, skipped
-
-
-def _clips_within_files(job: VideoJob, infos: list[VideoInfo]) -> tuple[VideoJob, list[dict]]:
-    """`job` without the clips whose time range lies past the end of their file (as decoded, not as the dataset
-    says), and what was left out: such a clip has no frame of its own to embed."""
-    kept, skipped = [], []
-    for segment in job.segments:
-        info = infos[segment.part] if segment.part is not None else None
-        if segment.kind == "clip" and segment.end is not None and info is not None:
-            try:
-                check_clip_span(segment.start, segment.end, info.duration, f"clip {segment.key!r}")
-            except ValueError as err:
-                skipped.append({"id": segment.key, "path": str(job.files[segment.part]), "reason": str(err)})
-                continue
-        kept.append(segment)
-    return dataclasses.replace(job, segments=kept), skipped
-
-
 def embed_job(job: VideoJob, encoder: FrameEncoder | VideoEncoder, sampling: FrameSampling) -> JobResult:
     """Embed every segment of `job` in one decode pass of each file; raises `lovr_common.video.VideoError` for a
-    bad file (for a job over clip files: when none opens, or one fails after opening; one that cannot be opened is
-    left out and listed in `JobResult.skipped`, as is a clip whose time range lies past the end of its file)."""
+    bad file. The segments `job.open` leaves out (a clip past the end of its file) are listed in
+    `JobResult.skipped`."""
     started = time.perf_counter()
     sampling = sampling.for_this_machine()
-    job, infos, skipped = _openable_parts(job)
-    job, past_the_end = _clips_within_files(job, infos)
-    skipped += past_the_end
+    job, infos, skipped = job.open()
     video_tower = isinstance(encoder, VideoEncoder)
     if video_tower and sampling.num_frames != encoder.num_frames:
         raise ValueError(
             f"sampling.num_frames={sampling.num_frames}, but this video tower takes exactly {encoder.num_frames} frames"
         )
 
-    frame_owners, segment_frames = plan_frames(job.segments, sampling, infos)
+    frame_owners, segment_frames = plan_frames(job, sampling, infos)
     order = sorted(frame_owners)
 
     def size_of(info: VideoInfo) -> tuple[int, int] | None:
@@ -388,7 +320,7 @@ def embed_job(job: VideoJob, encoder: FrameEncoder | VideoEncoder, sampling: Fra
 
     decode_seconds = [0.0]
     frames = _prefetch(
-        _decode(job, infos, order, size_of, sampling.decode_threads), 2 * sampling.batch_size, decode_seconds
+        job.decode(infos, order, size_of, sampling.decode_threads), 2 * sampling.batch_size, decode_seconds
     )
     run = run_video_tower if video_tower else run_frame_encoder
     vectors, work = run(encoder, sampling, frames, order, frame_owners, segment_frames)

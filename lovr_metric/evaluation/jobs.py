@@ -2,9 +2,9 @@
 
 Clips with a time range (a run folder's virtual clips) are cut from their long video, so one decode pass of that
 video yields all its clips and the video embedding itself. Clips known only by their own file (the official
-release) are decoded file by file, and the long video (`video_path`) in a job of its own; under `lovr-original`
-(`video_from_clips`) a video is embedded from its clip files instead, all of them in one job. Every path must stay
-inside the video root, as `lovr_dataset` requires of a release.
+release) are decoded file by file, and the long video (`video_path`) in a job of its own. Every path must stay
+inside the video root, as `lovr_dataset` requires of a release. `plan_queries` and `ClipRows` are the parts a
+protocol that places its jobs otherwise reuses (`lovr_original.py`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class EvalData:
         return self.clip_ids if task.gallery == "clip" else self.video_ids
 
 
-class _VideoRoot:
+class VideoRoot:
     """The folder that `clip_path` and `video_path` start from; a path is refused when its text leads out of it.
 
     The rows come from a dataset, perhaps downloaded: their text must not make the evaluation read files elsewhere.
@@ -83,90 +83,73 @@ def _queries(task: Task, clips: list[dict], videos: list[dict], themes: list[dic
     return queries
 
 
-def _scene_order(clip: dict) -> tuple[float, str]:
-    """Where a clip comes in its video: its scene number (`clip_index`: Scene-1000 after Scene-999), then its id."""
-    index = clip.get("clip_index")
-    return (float("inf") if index is None else index, clip["clip_id"])
-
-
-def plan(
-    clips: list[dict],
-    videos: list[dict],
-    themes: list[dict],
-    video_root: Path,
-    granularity,
-    video_from_clips: bool = False,
-) -> EvalData:
-    """Turn the rows of the `clips`, `videos` and `themes` configs into queries, galleries and decode jobs.
-
-    `granularity` names the tasks to plan, among `LOVR_TASKS`. With `video_from_clips` (the `lovr-original`
-    protocol) a video is embedded from its clips' frames: the clips of its time ranges go into its job whatever is
-    ranked, and a video known by clip files gets one job over those of its files that exist, in scene order
-    (`clip_index`; the original listed the video's clip folder, so a clip whose file is absent is left out of the
-    video and listed as missing); a video without clips is listed as missing. Raises `ValueError` for an unknown
-    granularity, for a clip time range that is not one (`lovr_common.run_folder.check_clip_span`: reversed, negative,
-    not finite, or past its video's `duration`), and for a `clip_path` or `video_path` whose text leads outside
-    `video_root` (absolute, or `..` climbing out); symlinks in the root are followed."""
+def plan_queries(clips: list[dict], videos: list[dict], themes: list[dict], granularity) -> EvalData:
+    """The galleries and queries of the tasks `granularity` names (among `LOVR_TASKS`), with no job yet. Raises
+    `ValueError` for an unknown granularity or an empty query text."""
     unknown = sorted(set(granularity) - set(LOVR_TASKS))
     if unknown:
         raise ValueError(f"granularity={list(granularity)} names {unknown}, expected a subset of {list(LOVR_TASKS)}")
     tasks = [task for task in LOVR_TASKS.values() if task.name in granularity]
-    want_clips = any(task.gallery == "clip" for task in tasks)
-    want_videos = any(task.gallery == "video" for task in tasks)
-    data = EvalData(
-        clip_ids=[clip["clip_id"] for clip in clips] if want_clips else [],
-        video_ids=[video["video_id"] for video in videos if video["caption"] is not None] if want_videos else [],
+    return EvalData(
+        clip_ids=[clip["clip_id"] for clip in clips] if any(t.gallery == "clip" for t in tasks) else [],
+        video_ids=[v["video_id"] for v in videos if v["caption"] is not None] if any(t.gallery == "video" for t in tasks)
+        else [],
         queries={task.name: _queries(task, clips, videos, themes) for task in tasks},
         jobs=[],
-    )
-    wanted_videos = set(data.video_ids)
-    by_video: dict[str, list[Segment]] = {}
-    clip_files: dict[str, list[tuple]] = {}  # video id -> [(scene order, clip id, file)], for video_from_clips
-    root = _VideoRoot(video_root)
-    paths = {v["video_id"]: root.join(v["video_path"], f"video {v['video_id']!r}: video_path") for v in videos}
-    durations = {video["video_id"]: video.get("duration") for video in videos}
-    for clip in clips if want_clips or video_from_clips else []:
-        if not want_clips and clip["video_id"] not in wanted_videos:
-            continue
-        where = f"clip {clip['clip_id']!r}: "
+    )  # fmt: skip
+
+
+class ClipRows:
+    """Where each clip row's frames are: its time range in its long video's file, or its own file. Checks the
+    paths (`VideoRoot`) and the time ranges (`lovr_common.run_folder.check_clip_span`) as it goes."""
+
+    def __init__(self, videos: list[dict], video_root: Path):
+        self.root = VideoRoot(video_root)
+        self.paths = {v["video_id"]: self.root.join(v["video_path"], f"video {v['video_id']!r}: video_path")
+                      for v in videos}  # fmt: skip
+        self.durations = {video["video_id"]: video.get("duration") for video in videos}
+
+    def time_range(self, clip: dict) -> tuple[Path, Segment] | None:
+        """(the long video's file, the clip's segment in it) for a clip with a time range, else None."""
         if clip["start"] is not None or clip["end"] is not None:
             check_clip_span(
-                clip["start"], clip["end"], durations.get(clip["video_id"]), f"clips row {clip['clip_id']!r}"
+                clip["start"], clip["end"], self.durations.get(clip["video_id"]), f"clips row {clip['clip_id']!r}"
             )
-        long_video = paths.get(clip["video_id"]) or root.join(clip["video_path"], where + "video_path")
-        if clip["start"] is not None and clip["end"] is not None and long_video is not None:
-            paths.setdefault(clip["video_id"], long_video)
-            by_video.setdefault(clip["video_id"], []).append(
-                Segment(clip["clip_id"], "clip", clip["start"], clip["end"])
-            )
-        elif clip["clip_path"] is not None:
-            clip_file = root.join(clip["clip_path"], where + "clip_path")
-            if video_from_clips and clip["video_id"] in wanted_videos and not os.path.isfile(clip_file):
-                # the original lists a video's clip folder: a clip without its file is not part of the video
-                data.missing.append({"id": clip["clip_id"], "path": str(clip_file), "reason": "no such file"})
-            elif video_from_clips and clip["video_id"] in wanted_videos:
-                clip_files.setdefault(clip["video_id"], []).append((_scene_order(clip), clip["clip_id"], clip_file))
-            elif want_clips:
-                data.jobs.append(VideoJob(clip["clip_id"], clip_file, [Segment(clip["clip_id"], "clip")]))
-        elif want_clips:
+        where = f"clip {clip['clip_id']!r}: "
+        long_video = self.paths.get(clip["video_id"]) or self.root.join(clip["video_path"], where + "video_path")
+        if clip["start"] is None or clip["end"] is None or long_video is None:
+            return None
+        self.paths.setdefault(clip["video_id"], long_video)
+        return long_video, Segment(clip["clip_id"], "clip", clip["start"], clip["end"])
+
+    def clip_file(self, clip: dict) -> Path | None:
+        """The clip's own file, or None."""
+        return self.root.join(clip["clip_path"], f"clip {clip['clip_id']!r}: clip_path")
+
+
+def plan(clips: list[dict], videos: list[dict], themes: list[dict], video_root: Path, granularity) -> EvalData:
+    """Turn the rows of the `clips`, `videos` and `themes` configs into queries, galleries and decode jobs: a clip
+    with a time range joins its long video's job, a clip with a file of its own gets a job, a video its own file's.
+
+    `granularity` names the tasks to plan, among `LOVR_TASKS`. Raises `ValueError` for an unknown granularity, for a
+    clip time range that is not one (`lovr_common.run_folder.check_clip_span`: reversed, negative, not finite, or
+    past its video's `duration`), and for a `clip_path` or `video_path` whose text leads outside `video_root`
+    (absolute, or `..` climbing out); symlinks in the root are followed."""
+    data = plan_queries(clips, videos, themes, granularity)
+    rows = ClipRows(videos, video_root)
+    by_video: dict[str, list[Segment]] = {}
+    for clip in clips if data.clip_ids else []:
+        if (placed := rows.time_range(clip)) is not None:
+            by_video.setdefault(clip["video_id"], []).append(placed[1])
+        elif (clip_file := rows.clip_file(clip)) is not None:
+            data.jobs.append(VideoJob(clip["clip_id"], clip_file, [Segment(clip["clip_id"], "clip")]))
+        else:
             data.missing.append({"id": clip["clip_id"], "path": None, "reason": "no clip file and no time range"})
     for video_id in data.video_ids:
-        if video_from_clips and video_id in clip_files and video_id not in by_video:
-            files = sorted(clip_files.pop(video_id))
-            segments = [Segment(clip_id, "clip", part=i) for i, (_, clip_id, _) in enumerate(files)]
-            parts = tuple(path for *_, path in files)
-            segments.append(Segment(video_id, "video", part=None))
-            data.jobs.append(VideoJob(video_id, parts[0].parent, segments, parts))
-        elif video_from_clips and video_id not in by_video:
-            data.missing.append({"id": video_id, "path": None, "reason": "no clips to take its frames from (the "
-                                 "lovr-original protocol embeds a video from its clips)"})  # fmt: skip
-        else:
-            by_video.setdefault(video_id, []).append(Segment(video_id, "video"))
-    for files in clip_files.values() if want_clips else []:  # a video with time-range clips too: files on their own
-        data.jobs.extend(VideoJob(clip_id, path, [Segment(clip_id, "clip")]) for _, clip_id, path in files)
+        by_video.setdefault(video_id, []).append(Segment(video_id, "video"))
     for video_id, segments in by_video.items():
-        if paths.get(video_id) is None:
+        if rows.paths.get(video_id) is None:
             data.missing.extend({"id": s.key, "path": None, "reason": "no video_path"} for s in segments)
         else:
-            data.jobs.append(VideoJob(video_id, paths[video_id], segments))
+            data.jobs.append(VideoJob(video_id, rows.paths[video_id], segments))
     return data

@@ -16,6 +16,7 @@ import dataclasses
 import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,8 +25,15 @@ import torch
 from lovr_common.encoders import EncoderConfig, load_encoder
 from lovr_common.video import VideoInfo, decode_frames_at, probe
 from lovr_metric.__main__ import main
-from lovr_metric.evaluation.frames import FrameSampling, Segment, embed_job, plan_frames, stride_across_clips
+from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, embed_job, plan_frames
 from lovr_metric.evaluation.jobs import plan
+from lovr_metric.evaluation.lovr_original import (
+    ClipFileJob,
+    ClipFilesJob,
+    ClipSpansJob,
+    plan_from_clips,
+    stride_across_clips,
+)
 from lovr_metric.evaluation.per_query import read_per_query
 from lovr_metric.evaluation.rows import load_rows
 
@@ -49,9 +57,11 @@ def test_plan_frames_of_a_video_from_its_time_ranges():
     info = VideoInfo("v.mp4", duration=10.0, fps=10.0, num_frames=100, width=64, height=48)
     # Clips [1 s, 3.5 s) and [6 s, 7.2 s): frames 10-34 and 60-71; listed out of time order on purpose.
     segments = [Segment("b", "clip", 6.0, 7.2), Segment("a", "clip", 1.0, 3.5), Segment("v", "video")]
-    _, frames = plan_frames(segments, FrameSampling(interval=10, video_from_clips=True), [info])
+    job = ClipSpansJob("v", Path("v.mp4"), segments)
+    _, frames = plan_frames(job, FrameSampling(interval=10, video_from_clips=True), [info])
     assert frames == [[60, 70], [10, 20, 30], [10, 20, 30, 65]]
-    _, frames = plan_frames(segments, FrameSampling(interval=10), [info])  # the default: the video's own file
+    default = VideoJob("v", Path("v.mp4"), segments)  # the default: the video's own file
+    _, frames = plan_frames(default, FrameSampling(interval=10), [info])
     assert frames[2] == list(range(0, 100, 10))
 
 
@@ -60,15 +70,18 @@ def test_plan_frames_of_clip_files_count_frames_as_the_video_does():
     # clip and for the video alike, so the clip's frames are the video's frames in that file.
     first = VideoInfo("a.mp4", duration=3.1, fps=10.0, num_frames=33, width=64, height=48)
     second = VideoInfo("b.mp4", duration=1.0, fps=10.0, num_frames=10, width=64, height=48)
-    segments = [Segment("a", "clip", part=0), Segment("b", "clip", part=1), Segment("v", "video", part=None)]
-    _, frames = plan_frames(segments, ORIGINAL, [first, second])
+    segments = [Segment("a", "clip"), Segment("b", "clip"), Segment("v", "video")]
+    parts, part_of = (Path("a.mp4"), Path("b.mp4")), {"a": 0, "b": 1}
+    job = ClipFilesJob("v", Path("."), segments, parts, part_of)
+    _, frames = plan_frames(job, ORIGINAL, [first, second])
     assert frames == [[0, 10, 20, 30], [33], [0, 10, 20, 30, 40]]  # b is frames 33-42: its 1st, and its 8th (40)
     empty = VideoInfo("e.mp4", duration=0.0, fps=10.0, num_frames=0, width=64, height=48)
-    assert plan_frames(segments[:2], ORIGINAL, [empty, second])[1] == [[], [0]]  # no frame of b taken for a
+    two_clips = ClipFilesJob("v", Path("."), segments[:2], parts, part_of)
+    assert plan_frames(two_clips, ORIGINAL, [empty, second])[1] == [[], [0]]  # no frame of b taken for a
     # A clip file in a job of its own (--granularity clip) counts its frames the same way.
-    assert plan_frames(segments[:1], ORIGINAL, [first])[1] == [[0, 10, 20, 30]]
-    with pytest.raises(ValueError, match="a job over several files takes every interval-th frame"):
-        plan_frames(segments, FrameSampling(interval=None, num_frames=8), [first, second])
+    assert plan_frames(ClipFileJob("a", parts[0], segments[:1]), ORIGINAL, [first])[1] == [[0, 10, 20, 30]]
+    with pytest.raises(ValueError, match="the original takes every interval-th frame"):
+        plan_frames(job, FrameSampling(interval=None, num_frames=8), [first, second])
 
 
 def test_the_cache_key_of_the_default_frames_is_what_it_was():
@@ -83,31 +96,33 @@ def test_the_cache_key_of_the_default_frames_is_what_it_was():
 def test_plan_video_from_clips_builds_one_job_over_a_videos_clip_files(official_export):
     export, release = official_export
     clips, videos, themes = load_rows(str(export))
-    data = plan(clips[::-1], videos, themes, release, ["clip", "video"], video_from_clips=True)  # any row order
+    data = plan_from_clips(clips[::-1], videos, themes, release, ["clip", "video"])  # any row order
     jobs = {job.job_id: job for job in data.jobs}
     assert sorted(jobs) == ["-dash", "echo"] and data.missing == []
     echo = jobs["echo"]
     assert [p.name for p in echo.parts] == [f"echo-Scene-00{n}.mp4" for n in (1, 2, 3)]  # scene order
     assert echo.path == echo.parts[0].parent and echo.files == echo.parts
-    assert [(s.key, s.kind, s.part) for s in echo.segments] == [
+    assert [(s.key, s.kind, echo.part_of.get(s.key)) for s in echo.segments] == [
         ("echo-Scene-001", "clip", 0), ("echo-Scene-002", "clip", 1), ("echo-Scene-003", "clip", 2),
         ("echo", "video", None)]  # fmt: skip
     # Scene order is the scene number, not the id's text: Scene-1000 comes after Scene-999.
     renumbered = [{**c, "clip_index": 1000 - c["clip_index"]} if c["video_id"] == "echo" else c for c in clips]
-    reordered = next(j for j in plan(renumbered, videos, themes, release, ["video"], True).jobs if j.job_id == "echo")
+    reordered = next(
+        j for j in plan_from_clips(renumbered, videos, themes, release, ["video"]).jobs if j.job_id == "echo"
+    )
     assert [p.name for p in reordered.parts] == [f"echo-Scene-00{n}.mp4" for n in (3, 2, 1)]
     # A clip whose file is absent is not part of its video (the original lists the clip folder): left out, listed.
     absent = [{**c, "clip_path": c["clip_path"].replace("Scene-002", "Scene-009")} if c["clip_id"] == "echo-Scene-002"
               else c for c in clips]  # fmt: skip
-    data = plan(absent, videos, themes, release, ["clip", "video"], True)
+    data = plan_from_clips(absent, videos, themes, release, ["clip", "video"])
     echo = next(j for j in data.jobs if j.job_id == "echo")
     assert [p.name for p in echo.parts] == ["echo-Scene-001.mp4", "echo-Scene-003.mp4"]
     assert [(m["id"], m["reason"]) for m in data.missing] == [("echo-Scene-002", "no such file")]
     # The default: a job per clip file and one per merged video.
     assert len(plan(clips, videos, themes, release, ["clip", "video"]).jobs) == 6 + 2
     # Clips alone: each file on its own; a video with no clips has nothing to take its frames from.
-    assert len(plan(clips, videos, themes, release, ["clip"], video_from_clips=True).jobs) == 6
-    lone = plan([c for c in clips if c["video_id"] != "echo"], videos, themes, release, ["video"], True)
+    assert len(plan_from_clips(clips, videos, themes, release, ["clip"]).jobs) == 6
+    lone = plan_from_clips([c for c in clips if c["video_id"] != "echo"], videos, themes, release, ["video"])
     assert [job.job_id for job in lone.jobs] == ["-dash"]
     assert lone.missing[0]["id"] == "echo" and "no clips to take its frames from" in lone.missing[0]["reason"]
 
@@ -115,7 +130,7 @@ def test_plan_video_from_clips_builds_one_job_over_a_videos_clip_files(official_
 def test_plan_video_from_clips_keeps_the_time_ranges_of_clips_not_ranked(lovr_export):
     export, videos_dir = lovr_export
     clips, videos, themes = load_rows(str(export))
-    data = plan(clips, videos, themes, videos_dir, ["video"], video_from_clips=True)
+    data = plan_from_clips(clips, videos, themes, videos_dir, ["video"])
     alpha = next(job for job in data.jobs if job.job_id == "alpha")
     assert [s.kind for s in alpha.segments] == ["clip"] * len(SCENES) + ["video"] and data.clip_ids == []
     assert [s.kind for s in plan(clips, videos, themes, videos_dir, ["video"]).jobs[0].segments] == ["video"]
@@ -168,7 +183,7 @@ def test_a_video_from_its_clip_files_equals_the_originals_make_video_dict(offici
     export, release = official_export
     encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
     clips, videos, themes = load_rows(str(export))
-    job = next(j for j in plan(clips, videos, themes, release, ["video"], True).jobs if j.job_id == "echo")
+    job = next(j for j in plan_from_clips(clips, videos, themes, release, ["video"]).jobs if j.job_id == "echo")
     # 25, 30 and 20 frames at interval 10: the video takes frames 5, 15, 25 of the second file, 5 and 15 of the
     # third, which no clip embeds.
     assert [probe(p).num_frames for p in job.parts] == [round(s * 25) for s in SCENES]
@@ -196,7 +211,7 @@ def test_a_clip_file_that_cannot_be_opened_is_left_out_of_its_video(tmp_path, of
     broken.write_bytes(b"not a video")
     encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
     clips, videos, themes = load_rows(str(export))
-    job = next(j for j in plan(clips, videos, themes, root, ["clip", "video"], True).jobs if j.job_id == "echo")
+    job = next(j for j in plan_from_clips(clips, videos, themes, root, ["clip", "video"]).jobs if j.job_id == "echo")
     result = embed_job(job, encoder, ORIGINAL)
     assert [(s["id"], s["path"]) for s in result.skipped] == [("echo-Scene-002", str(broken))]
     assert sorted(result.embeddings) == ["echo", "echo-Scene-001", "echo-Scene-003"]
