@@ -14,6 +14,9 @@ An encoder is chosen by family (`FAMILIES`), detected from the model unless `Enc
   side, so retrieval here uses the plain text and video embeddings, as dual-encoder retrieval must.
 - `text`: any other `AutoModel` with a `last_hidden_state`, as a text encoder (attention-masked mean pooling).
 - `sentence-transformers`: a folder or repo with `modules.json`; text, and frames when the model takes images.
+- `endpoint`: with `EncoderConfig.endpoint` set, `model` is the name a server answering OpenAI-compatible
+  `/embeddings` requests (vLLM's pooling runner) serves it under; texts, and clips as one video, as images or frame
+  by frame (`lovr_common.endpoint_encoder`).
 - anything else: pass an object implementing `TextEncoder` and `FrameEncoder` or `VideoEncoder` (the adapter
   interface below) to the runner:
 
@@ -125,7 +128,26 @@ class EncoderConfig:
         query_prompt (`str`, *optional*): a sentence-transformers model's prompt for the query texts (default: the
             model's own `query` prompt; `""` for none).
         document_prompt (`str`, *optional*): its prompt for the frames (default: the model's own `document`,
-            `passage` or `corpus` prompt; `""` for none).
+            `passage` or `corpus` prompt; `""` for none). For an endpoint, the system messages of the queries and of
+            the clips (default: `endpoint_encoder.SERVED_MODELS`' for a known served model, else none).
+        endpoint (`str`, *optional*): the base URL of an OpenAI-compatible embeddings server (`http://host:8000/v1`);
+            `model` is then its served model name and the fields below say how it is asked
+            (`lovr_common.endpoint_encoder`).
+        api_key_env (`str`, defaults to `"LOVR_ENDPOINT_TOKEN"`): the environment variable holding the server's
+            token, sent as `Authorization: Bearer` (none when unset); never printed or recorded.
+        concurrency (`int`, defaults to 8): requests in flight at once.
+        request_timeout (`float`, defaults to 120.0): seconds before a request is given up (and retried).
+        max_retries (`int`, defaults to 3): retries of a request after a timeout, a lost connection, HTTP 408, 429
+            or 5xx, or an answer that is not a valid embedding.
+        retry_backoff (`float`, defaults to 1.0): seconds before the first retry, doubling after each.
+        video_input (`str`, defaults to `"video"`): how frames travel, one of `endpoint_encoder.VIDEO_INPUTS`:
+            `video` (a clip's frames as one `data:video/jpeg;base64,` URL), `images` (as `image_url` parts) or
+            `frame` (one frame per request, pooled by the caller).
+        text_input (`str`, defaults to `"chat"`): texts as chat messages (`chat`) or in batches of `input` strings.
+        num_frames (`int`, *optional*): frames per clip sent as a video or images (default 8).
+        dimensions (`int`, *optional*): the embedding size asked of the server (Matryoshka models).
+        add_generation_prompt (`bool`, *optional*): the chat template's option (default: the served model's, else
+            False as in vLLM).
     """
 
     model: str
@@ -139,9 +161,24 @@ class EncoderConfig:
     image_processor_backend: str | None = "pil"
     query_prompt: str | None = None
     document_prompt: str | None = None
+    endpoint: str | None = None
+    api_key_env: str = "LOVR_ENDPOINT_TOKEN"
+    concurrency: int = 8
+    request_timeout: float = 120.0
+    max_retries: int = 3
+    retry_backoff: float = 1.0
+    video_input: str = "video"
+    text_input: str = "chat"
+    num_frames: int | None = None
+    dimensions: int | None = None
+    add_generation_prompt: bool | None = None
 
     def __post_init__(self):
         check_policy(self.long_text)
+        if self.endpoint is not None:
+            from lovr_common.endpoint_encoder import check_endpoint_config
+
+            check_endpoint_config(self)
         if self.image_processor_backend not in (None, *IMAGE_PROCESSOR_BACKENDS):
             raise ValueError(
                 f"image_processor_backend={self.image_processor_backend!r}, expected one of "
@@ -344,6 +381,10 @@ def load_encoder(config: EncoderConfig, *, need: str = "text") -> TextEncoder:
     """
     from lovr_common.processes import process_state
 
+    if config.endpoint:  # the model is a name the server knows, not a folder or a repo to load
+        from lovr_common.endpoint_encoder import load_endpoint_encoder
+
+        return load_endpoint_encoder(config, need)
     check_model_source(config.model)
     device = torch.device(config.device) if config.device else process_state().device
     family = config.family
