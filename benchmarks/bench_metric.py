@@ -26,7 +26,7 @@ import torch
 from transformers import HfArgumentParser
 
 from lovr_metric import lovr_retrieval_path, retrieval_metrics
-from lovr_metric.evaluation.per_query import top_indices
+from lovr_metric.evaluation.ranking import top_indices
 from lovr_metric.evaluation.uncertainty import bootstrap_intervals
 from lovr_metric.lovr_retrieval.retrieval import CPU_TILES, metrics_from_ranks, per_query_values, retrieval_ranks
 

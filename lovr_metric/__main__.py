@@ -27,7 +27,7 @@ from transformers import HfArgumentParser
 
 from lovr_metric.evaluation.compare import CompareConfig, compare_runs, comparison_markdown
 from lovr_metric.evaluation.leaderboard import LeaderboardConfig, write_leaderboard
-from lovr_metric.evaluation.report import failure_summary
+from lovr_metric.evaluation.outputs import failure_summary
 from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 
 PROG = "python -m lovr_metric"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lovr_metric.evaluation.per_query import PER_QUERY_FILE, DirectionRanks, metric_values, read_per_query
+from lovr_metric.evaluation.ranking import PER_QUERY_FILE, DirectionRanks, metric_values, read_per_query
 from lovr_metric.evaluation.tasks import incomplete_reason
 from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, paired_comparison
 

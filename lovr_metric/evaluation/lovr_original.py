@@ -41,8 +41,8 @@ import numpy as np
 
 from lovr_common.encoders import VideoEncoder
 from lovr_common.video import VideoError, VideoInfo, frame_span, iter_frames_at, probe
+from lovr_metric.evaluation.data import ClipRows, EvalData, plan_queries
 from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, clamp_span, digest, file_stat
-from lovr_metric.evaluation.jobs import ClipRows, EvalData, plan_queries
 from lovr_metric.evaluation.protocol import Protocol
 from lovr_metric.evaluation.registry import get_baseline
 from lovr_metric.evaluation.tasks import DIRECTIONS
@@ -235,7 +235,7 @@ class ClipFilesJob(VideoJob):
 
 
 def plan_from_clips(clips: list[dict], videos: list[dict], themes: list[dict], video_root: Path, granularity):
-    """`jobs.plan` as the original embeds videos, from their clips' frames: the clips of a video's time ranges go
+    """`data.plan` as the original embeds videos, from their clips' frames: the clips of a video's time ranges go
     into its job (`ClipSpansJob`) whatever is ranked, and a video known by clip files gets one job over those of its
     files that exist, in scene order (`ClipFilesJob`; the original listed the video's clip folder, so a clip whose
     file is absent is left out of the video and listed as missing); a video without clips is listed as missing. A

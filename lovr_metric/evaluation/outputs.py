@@ -2,18 +2,20 @@
 
     OUT/results.json     metrics per granularity and their intervals, protocol, dataset fingerprint, settings,
                          revision, cost per clip and per video, failed videos
-    OUT/per_query.parquet  every query's ranks and top ids (`per_query`)
-    OUT/results.md       the Markdown table (`report.results_markdown`)
-    OUT/pass_at_k.png  pass@k against k, one line per direction (`report.plot_pass_at_k`)
+    OUT/per_query.parquet  every query's ranks and top ids (`ranking.write_per_query`)
+    OUT/results.md       the Markdown table (`results_markdown`)
+    OUT/pass_at_k.png    pass@k against k, one line per direction (`plot_pass_at_k`)
     OUT/.lovr-evaluation  the marker that lets a later evaluation write into OUT (`check_output_folder`)
 
-Only the main process writes them, after ranking.
+Only the main process writes them, after ranking; `failure_summary` is what the command line prints of what was
+left out.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -21,17 +23,22 @@ from pathlib import Path
 import numpy as np
 
 from lovr_common.provenance import is_random_weights
-from lovr_metric.evaluation.embed import Embedded
-from lovr_metric.evaluation.per_query import PER_QUERY_FILE, DirectionRanks, write_per_query
-from lovr_metric.evaluation.ranking import Ranking
-from lovr_metric.evaluation.report import plot_pass_at_k, results_markdown
-from lovr_metric.evaluation.tasks import GRANULARITIES, incomplete_reason
+from lovr_metric.evaluation.embedding import Embedded
+from lovr_metric.evaluation.ranking import PER_QUERY_FILE, DirectionRanks, Ranking, write_per_query
+from lovr_metric.evaluation.tasks import GRANULARITIES, LOVR_TASKS, incomplete_reason
+from lovr_metric.lovr_retrieval.retrieval import NDCG_CUTOFF
 
 logger = logging.getLogger(__name__)
 
 # An output folder holding it was written by an evaluation, which may write into it again.
 MARKER = ".lovr-evaluation"
 MARKER_TEXT = "Written by `python -m lovr_metric evaluate`; a later evaluation may overwrite this folder's files.\n"
+RANDOM_WEIGHTS_WARNING = (
+    "> **WARNING: random weights.** These numbers come from a tiny random-weight stand-in model built for offline "
+    "tests. They are MEANINGLESS and must not be compared with or reported as results of any real model."
+)
+SHOW_IDS = 5  # failed ids named in a summary
+RANK_COLUMNS = ("mrr", f"ndcg@{NDCG_CUTOFF}", "median_rank", "mean_rank", "num_queries")
 
 
 @dataclass(frozen=True)
@@ -127,3 +134,140 @@ def _json_default(value):
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON-serialisable: {value!r}")
+
+
+def _direction_rows(metrics: dict[str, dict]) -> list[tuple[str, dict[str, float]]]:
+    """(label, {metric: value}) per granularity and direction, e.g. ("theme → clip", {"pass@1": 0.2, ...})."""
+    rows = []
+    for granularity, values in metrics.items():
+        task = LOVR_TASKS[granularity]
+        for direction in task.directions:
+            found = {key[len(direction) + 1 :]: v for key, v in values.items() if key.startswith(direction + "_")}
+            if found:
+                rows.append((task.label(direction), found))
+    return rows
+
+
+def _columns(rows: list[tuple[str, dict[str, float]]]) -> list[str]:
+    """pass@k for every k that some row computed; recall@k as well where it differs from pass@k somewhere (a query
+    with several relevant items); then the rank metrics."""
+    ks = sorted({int(m.group(1)) for _, values in rows for key in values if (m := re.fullmatch(r"pass@(\d+)", key))})
+    columns = [f"pass@{k}" for k in ks]
+    if any(values.get(f"recall@{k}") != values.get(f"pass@{k}") for _, values in rows for k in ks):
+        columns += [f"recall@{k}" for k in ks]
+    return columns + list(RANK_COLUMNS)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.4f}"
+    return str(int(value)) if isinstance(value, (int, float)) else str(value)
+
+
+def results_markdown(results: dict) -> str:
+    """The Markdown table of `results` (the dict written to results.json): one row per granularity and direction,
+    one column per metric computed (pass@k for each k of `--k_values`); a cell is blank where that row's gallery
+    was smaller than k."""
+    incomplete = incomplete_reason(results)
+    lines = [f"# LoVR retrieval: `{results['model']}`" + (" (INCOMPLETE)" if incomplete else ""), ""]
+    if incomplete:
+        lines += [f"> **INCOMPLETE:** {incomplete} (see `failed_videos` and `settings.missing` in results.json).", ""]
+    if results["random_weights"]:
+        lines += [RANDOM_WEIGHTS_WARNING, ""]
+    if results["text_model"]:
+        lines += [f"Text model: `{results['text_model']}`", ""]
+    lines += [f"Dataset: `{results['dataset']}`", ""]
+    rows = _direction_rows(results["metrics"])
+    columns = _columns(rows)
+    lines += ["| direction | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for label, values in rows:
+        lines.append(f"| {label} | " + " | ".join(_cell(values.get(column)) for column in columns) + " |")
+    lines += _interval_lines(results, columns)
+    lines += [
+        "",
+        "Pass@k is the share of queries with a relevant item in the top k (CLIP4Clip's R@k); recall@k, shown "
+        "when some query has several relevant items, is the mean share of its relevant items in the top k.",
+        "",
+    ]
+    costs = results["cost_ms"]
+    if costs:
+        lines += ["| cost (ms) | decode | preprocess | encode | total with decoding | total without decoding |"]
+        lines += ["|---|---|---|---|---|---|"]
+        for kind, parts in costs.items():
+            order = ("decode", "preprocess", "encode", "total_with_io", "total_without_io")
+            lines.append(f"| per {kind} | " + " | ".join(f"{parts[p]:.1f}" for p in order) + " |")
+        lines.append("")
+    for granularity, reason in results["unranked"].items():
+        lines += [f"No metric for {granularity}: {reason}.", ""]
+    summary = failure_summary(results)
+    if summary:
+        lines += [summary, ""]
+    return "\n".join(lines)
+
+
+def _interval_lines(results: dict, columns: list[str]) -> list[str]:
+    """The intervals table: for each row and column of the metrics table, its bootstrap interval over queries."""
+    intervals, bootstrap = results.get("intervals") or {}, results.get("bootstrap") or {}
+    rows = [(label, values) for label, values in _direction_rows(intervals) if values]
+    if not rows:
+        return []
+    shown = [c for c in columns if c != "num_queries"]
+    lines = [
+        "",
+        f"{100 * bootstrap['confidence']:g}% bootstrap intervals over queries ({bootstrap['num_resamples']} resampled "
+        f"query sets, seed {bootstrap['seed']}; `per_query.parquet` holds every query's ranks):",
+        "",
+        "| direction | " + " | ".join(shown) + " |",
+        "|---" * (len(shown) + 1) + "|",
+    ]
+    for label, values in rows:
+        cells = [f"[{values[c][0]:.4f}, {values[c][1]:.4f}]" if c in values else "" for c in shown]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def failure_summary(results: dict) -> str:
+    """What the rankings left out, in a sentence or two: that the results are incomplete, video files that failed
+    to decode (how many, which) and clips or videos without a file; empty when nothing was."""
+    incomplete = incomplete_reason(results)
+    parts = [f"INCOMPLETE: {incomplete}."] if incomplete else []
+    failed = results["failed_videos"]
+    if failed:
+        ids = ", ".join(record["id"] for record in failed[:SHOW_IDS]) + (", ..." if len(failed) > SHOW_IDS else "")
+        parts.append(
+            f"{len(failed)} of {results['num_video_files']} video files could not be decoded ({ids}): the clips and "
+            "videos in them are left out of the rankings (a clip file left out of its video under lovr-original "
+            "leaves the video ranked from its other clips) and their texts counted in num_skipped_texts; paths and "
+            "reasons are under failed_videos in results.json."
+        )
+    missing = results["settings"]["missing"]
+    if missing:
+        parts.append(f"{len(missing)} clips or videos have no file: see settings.missing in results.json.")
+    return " ".join(parts)
+
+
+def plot_pass_at_k(results: dict, path: Path) -> None:
+    """Pass@k against k, one line per direction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, values in _direction_rows(results["metrics"]):
+        points = sorted((int(m.group(1)), v) for key, v in values.items() if (m := re.fullmatch(r"pass@(\d+)", key)))
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("k")
+    ax.set_ylabel("pass@k")
+    ax.set_ylim(0, 1.02)
+    title = results["model"] + (" (RANDOM WEIGHTS: meaningless)" if results["random_weights"] else "")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

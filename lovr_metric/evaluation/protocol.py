@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lovr_common.encoders import VideoEncoder
+from lovr_metric.evaluation.data import EvalData, plan
 from lovr_metric.evaluation.frames import FrameSampling
-from lovr_metric.evaluation.jobs import EvalData, plan
 from lovr_metric.evaluation.registry import get_baseline
 from lovr_metric.evaluation.tasks import DIRECTIONS, LOVR_FRAME_INTERVAL, Task
 
 if TYPE_CHECKING:
-    from lovr_metric.evaluation.rows import LoVRRows
+    from lovr_metric.evaluation.data import LoVRRows
     from lovr_metric.evaluation.runner import EvaluateConfig
 
 

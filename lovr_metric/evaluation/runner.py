@@ -26,15 +26,20 @@ from pathlib import Path
 from lovr_common.encoders import EncoderConfig, TextEncoder, load_encoder
 from lovr_common.image_processors import IMAGE_PROCESSOR_BACKENDS, image_processor_name
 from lovr_common.processes import process_state
-from lovr_metric.evaluation.cache import EmbeddingCache, folder_fingerprint
-from lovr_metric.evaluation.embed import Embedded, encode_texts, encode_videos, sync
-from lovr_metric.evaluation.jobs import EvalData
+from lovr_metric.evaluation.data import EvalData, LoVRRows, dataset_fingerprint, load_rows
+from lovr_metric.evaluation.embedding import (
+    Embedded,
+    EmbeddingCache,
+    encode_texts,
+    encode_videos,
+    folder_fingerprint,
+    sync,
+)
 from lovr_metric.evaluation.lovr_original import LoVROriginal
 from lovr_metric.evaluation.outputs import RunSettings, check_output_folder, results_record, write_outputs
 from lovr_metric.evaluation.protocol import Protocol
 from lovr_metric.evaluation.ranking import NoMetricError, Ranking, RankOptions, rank_tasks
 from lovr_metric.evaluation.registry import check_servable, get_baseline
-from lovr_metric.evaluation.rows import LoVRRows, dataset_fingerprint, load_rows
 from lovr_metric.evaluation.tasks import GRANULARITIES, LOVR_FRAME_INTERVAL, LOVR_TASKS
 from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, MAX_RESAMPLES
 

@@ -43,8 +43,14 @@ import torch
 
 from lovr_metric.evaluation.lovr_original import LoVROriginal
 from lovr_metric.evaluation.outputs import check_output_folder, write_outputs
-from lovr_metric.evaluation.per_query import DirectionRanks
-from lovr_metric.evaluation.ranking import NoMetricError, RankOptions, cutoffs, direction_intervals, rank_embeddings
+from lovr_metric.evaluation.ranking import (
+    DirectionRanks,
+    NoMetricError,
+    RankOptions,
+    cutoffs,
+    direction_intervals,
+    rank_embeddings,
+)
 from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED
 
 logger = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ import os
 from dataclasses import dataclass, field
 
 from lovr_common.splits import QUERY_SPLIT
-from lovr_metric.evaluation.rows import LoVRRows
-from lovr_metric.evaluation.rows import load_rows as load_dataset_rows
+from lovr_metric.evaluation.data import LoVRRows
+from lovr_metric.evaluation.data import load_rows as load_dataset_rows
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class InteropTask:
 
 def load_rows(dataset: str | os.PathLike, cache_dir: str | None = None) -> LoVRRows:
     """Read the `clips`, `videos` and (when present) `themes` configs of the export folder `dataset`
-    (`lovr_metric.evaluation.rows.load_rows`; the tasks name files relative to a local video root)."""
+    (`lovr_metric.evaluation.data.load_rows`; the tasks name files relative to a local video root)."""
     if not os.path.isdir(dataset):
         raise ValueError(
             f"dataset={str(dataset)!r} is not a folder; expected a LoVR export (python -m lovr_dataset export)"

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lovr_metric.evaluation.per_query import read_per_query
+from lovr_metric.evaluation.ranking import read_per_query
 from lovr_metric.interop import ScoreOriginalConfig, load_original_run, score_original
 from lovr_metric.interop.__main__ import main
 

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 from lovr_common.processes import process_state
-from lovr_metric.evaluation.cache import EmbeddingCache, text_key
-from lovr_metric.evaluation.embed import encode_texts, sync
+from lovr_metric.evaluation.embedding import EmbeddingCache, encode_texts, sync, text_key
 
 LATE_SECONDS = 3.0
 

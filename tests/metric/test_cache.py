@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lovr_common.encoders import EncoderConfig, load_encoder
-from lovr_metric.evaluation.cache import EmbeddingCache
+from lovr_metric.evaluation.embedding import EmbeddingCache
 from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 from lovr_standins.videos import make_synthetic_video
 

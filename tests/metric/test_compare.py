@@ -14,14 +14,14 @@ import torch
 from lovr_metric.__main__ import main
 from lovr_metric.evaluation.compare import CompareConfig, compare_runs, comparison_markdown
 from lovr_metric.evaluation.leaderboard import LeaderboardConfig, leaderboard_markdown, load_entries, write_leaderboard
-from lovr_metric.evaluation.per_query import (
+from lovr_metric.evaluation.ranking import (
     DirectionRanks,
     metric_values,
+    query_ids,
     read_per_query,
     top_indices,
     write_per_query,
 )
-from lovr_metric.evaluation.ranking import query_ids
 from lovr_metric.evaluation.tasks import incomplete_reason
 
 

@@ -1,11 +1,11 @@
-"""`lovr_metric.evaluation.jobs.plan`: dataset rows to decode jobs, with every `clip_path` / `video_path` kept inside
+"""`lovr_metric.evaluation.data.plan`: dataset rows to decode jobs, with every `clip_path` / `video_path` kept inside
 the video root (real files and real symlinks in `tmp_path`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from lovr_metric.evaluation.jobs import plan
+from lovr_metric.evaluation.data import plan
 
 
 def _rows(clip_path: str | None, video_path: str | None, start=None, end=None):

@@ -25,8 +25,8 @@ import torch
 from lovr_common.encoders import EncoderConfig, load_encoder
 from lovr_common.video import VideoInfo, decode_frames_at, probe
 from lovr_metric.__main__ import main
+from lovr_metric.evaluation.data import load_rows, plan
 from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, embed_job, plan_frames
-from lovr_metric.evaluation.jobs import plan
 from lovr_metric.evaluation.lovr_original import (
     ClipFileJob,
     ClipFilesJob,
@@ -34,8 +34,7 @@ from lovr_metric.evaluation.lovr_original import (
     plan_from_clips,
     stride_across_clips,
 )
-from lovr_metric.evaluation.per_query import read_per_query
-from lovr_metric.evaluation.rows import load_rows
+from lovr_metric.evaluation.ranking import read_per_query
 
 from .encode_data import SCENES
 

@@ -4,7 +4,7 @@ gallery come from."""
 import pytest
 import torch
 
-from lovr_metric.evaluation.jobs import plan
+from lovr_metric.evaluation.data import plan
 from lovr_metric.evaluation.runner import PROTOCOLS, EvaluateConfig
 from lovr_metric.evaluation.tasks import DIRECTIONS, GRANULARITIES, LOVR_TASKS, QUERY_SPLIT
 from lovr_metric.lovr_retrieval.retrieval import CPU_TILES, GPU_TILES, tile_shape

@@ -1,6 +1,6 @@
 """`results.md`: the table's columns follow the metrics that were computed."""
 
-from lovr_metric.evaluation.report import results_markdown
+from lovr_metric.evaluation.outputs import results_markdown
 
 
 def _results(metrics: dict) -> dict:

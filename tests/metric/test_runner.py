@@ -16,8 +16,8 @@ import torch
 from datasets import load_dataset
 
 from lovr_metric.__main__ import main
-from lovr_metric.evaluation.per_query import read_per_query
-from lovr_metric.evaluation.report import RANDOM_WEIGHTS_WARNING
+from lovr_metric.evaluation.outputs import RANDOM_WEIGHTS_WARNING
+from lovr_metric.evaluation.ranking import read_per_query
 from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 from tests.conftest import accelerate_launch
 

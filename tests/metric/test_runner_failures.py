@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lovr_metric.__main__ import main
-from lovr_metric.evaluation.report import results_markdown
+from lovr_metric.evaluation.outputs import results_markdown
 
 from .encode_data import BROKEN
 

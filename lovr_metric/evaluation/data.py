@@ -1,21 +1,73 @@
-"""From LoVR dataset rows to the texts to embed and the video files to decode (`VideoJob`s).
+"""Data in: the rows of a LoVR dataset, and from them the texts to embed and the video files to decode.
 
-Clips with a time range (a run folder's virtual clips) are cut from their long video, so one decode pass of that
-video yields all its clips and the video embedding itself. Clips known only by their own file (the official
-release) are decoded file by file, and the long video (`video_path`) in a job of its own. Every path must stay
-inside the video root, as `lovr_dataset` requires of a release. `plan_queries` and `ClipRows` are the parts a
-protocol that places its jobs otherwise reuses (`lovr_original.py`).
+`load_rows` reads the `clips` (every split), `videos` and, when present, `themes` configs of an export folder or a
+Hub dataset with `datasets.load_dataset`; `dataset_fingerprint` hashes them, so that two runs can tell whether they
+ranked the same rows.
+
+`plan` turns the rows into queries, galleries and decode jobs (`EvalData`, `frames.VideoJob`s). Clips with a time
+range (a run folder's virtual clips) are cut from their long video, so one decode pass of that video yields all its
+clips and the video embedding itself. Clips known only by their own file (the official release) are decoded file by
+file, and the long video (`video_path`) in a job of its own. Every path must stay inside the video root, as
+`lovr_dataset` requires of a release. `plan_queries` and `ClipRows` are the parts a protocol that places its jobs
+otherwise reuses (`lovr_original.py`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
+from lovr_common.model_source import check_model_source
 from lovr_common.run_folder import check_clip_span
 from lovr_metric.evaluation.frames import Segment, VideoJob
 from lovr_metric.evaluation.tasks import LOVR_TASKS, QUERY_SPLIT, Task
+
+
+class LoVRRows(NamedTuple):
+    """The rows of a LoVR dataset: every clip (both splits), every video, every theme (empty without a `themes`
+    config)."""
+
+    clips: list[dict]
+    videos: list[dict]
+    themes: list[dict]
+
+
+def load_rows(dataset: str | os.PathLike, cache_dir: str | None = None) -> LoVRRows:
+    """Read the `clips`, `videos` and (when present) `themes` configs of `dataset`, an export folder or a Hub id;
+    raises `ValueError` when it lacks the clips or videos config."""
+    from datasets import get_dataset_config_names, load_dataset
+
+    dataset = str(dataset)
+    check_model_source(dataset, argument="dataset", kind="dataset")
+    names = get_dataset_config_names(dataset)
+    missing = [name for name in ("clips", "videos") if name not in names]
+    if missing:
+        raise ValueError(
+            f"dataset={dataset!r} has no {missing} config(s) (it has {names}); expected a LoVR dataset "
+            "(python -m lovr_dataset export)"
+        )
+
+    def rows(name: str) -> list[dict]:
+        parts = load_dataset(dataset, name, cache_dir=cache_dir)
+        return [row for split in parts.values() for row in split]
+
+    return LoVRRows(rows("clips"), rows("videos"), rows("themes") if "themes" in names else [])
+
+
+def dataset_fingerprint(rows: LoVRRows) -> str:
+    """A hash of every row of the clips, videos and themes configs (values, in order): two runs with the same
+    fingerprint ranked the same queries against the same galleries."""
+    digest = hashlib.sha256()
+    for name, part in zip(LoVRRows._fields, rows, strict=True):
+        digest.update(f"{name}:{len(part)}\n".encode())
+        for row in part:
+            digest.update(json.dumps(row, sort_keys=True, default=str).encode())
+            digest.update(b"\n")
+    return digest.hexdigest()[:16]
 
 
 @dataclass
