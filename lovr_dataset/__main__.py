@@ -3,6 +3,9 @@
 python -m lovr_dataset export DATA_DIR OUT_DIR [--num-queries 1000] [--query-seed 0]
     [--missing-clip-files keep|drop|error] [--skip-malformed] [--skip-orphan-themes] [--repo-id ORG/NAME] [--overwrite]
 python -m lovr_dataset push OUT_DIR --repo-id ORG/NAME [--private] [--dry-run]
+
+Options may be spelt with dashes or underscores (`--num_queries`). The parser (`lovr_common.cli`) does not import
+transformers: these commands run no model.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-from transformers import HfArgumentParser
+from lovr_common.cli import DataclassArgumentParser
 
 from .export import export
 from .push import push
@@ -21,30 +24,26 @@ from .push import push
 class ExportArguments:
     num_queries: int = field(
         default=1000,
-        metadata={"aliases": ["--num-queries"], "help": "Query clips to draw when the source names no split."},
+        metadata={"help": "Query clips to draw when the source names no split."},
     )
-    query_seed: int = field(default=0, metadata={"aliases": ["--query-seed"], "help": "Seed of that draw."})
+    query_seed: int = field(default=0, metadata={"help": "Seed of that draw."})
     missing_clip_files: str = field(
         default="keep",
         metadata={
-            "aliases": ["--missing-clip-files"],
             "choices": ["keep", "drop", "error"],
             "help": "Policy for clips whose file is missing.",
         },
     )
-    skip_malformed: bool = field(
-        default=False, metadata={"aliases": ["--skip-malformed"], "help": "Skip and count malformed JSON Lines lines."}
-    )
+    skip_malformed: bool = field(default=False, metadata={"help": "Skip and count malformed JSON Lines lines."})
     skip_orphan_themes: bool = field(
         default=False,
         metadata={
-            "aliases": ["--skip-orphan-themes"],
             "help": "Leave out and count theme lines whose clip is not among the clips (they fail otherwise).",
         },
     )
     repo_id: str = field(
         default="lovr",
-        metadata={"aliases": ["--repo-id"], "help": "The id the card's load_dataset examples show (your Hub repo)."},
+        metadata={"help": "The id the card's load_dataset examples show (your Hub repo)."},
     )
     overwrite: bool = field(
         default=False,
@@ -57,11 +56,9 @@ class ExportArguments:
 
 @dataclass
 class PushArguments:
-    repo_id: str = field(metadata={"aliases": ["--repo-id"], "help": "The dataset repo, ORG/NAME."})
+    repo_id: str = field(metadata={"help": "The dataset repo, ORG/NAME."})
     private: bool = field(default=False, metadata={"help": "Create the repo private."})
-    dry_run: bool = field(
-        default=False, metadata={"aliases": ["--dry-run"], "help": "Print the plan; touch no network."}
-    )
+    dry_run: bool = field(default=False, metadata={"help": "Print the plan; touch no network."})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] not in commands:
         raise SystemExit(f"usage: python -m lovr_dataset {{{','.join(commands)}}} ... (got {argv[:1]})")
     arguments_class, positionals = commands[argv[0]]
-    parser = HfArgumentParser(arguments_class, prog=f"python -m lovr_dataset {argv[0]}")
+    parser = DataclassArgumentParser(arguments_class, prog=f"python -m lovr_dataset {argv[0]}")
     for name in positionals:
         parser.add_argument(name)
     arguments, paths = parser.parse_args_into_dataclasses(args=argv[1:])
