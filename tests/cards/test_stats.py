@@ -1,7 +1,16 @@
+import random
+
+import pyarrow as pa
 import pytest
 from datasets import Dataset
 
-from model_cards.stats import Distribution, compute_statistics, size_category
+from model_cards.stats import (
+    Distribution,
+    StatisticsAccumulator,
+    compute_statistics,
+    size_category,
+    word_count,
+)
 
 from .conftest import CLIPS, VIDEOS
 
@@ -60,3 +69,45 @@ def test_size_category(rows, expected):
 def test_size_category_rejects_negative():
     with pytest.raises(ValueError, match="num_rows=-1"):
         size_category(-1)
+
+
+def test_word_count_equals_str_split_on_any_text():
+    # The fast path (ASCII words between single spaces) and every way out of it: other whitespace, doubled, leading
+    # and trailing spaces, Unicode spaces, empty text.
+    alphabet = [
+        "a",
+        "b",
+        " ",
+        " ",
+        "\t",
+        "\n",
+        "\x0b",
+        "\x0c",
+        "\r",
+        "\x1c",
+        "\x1f",
+        "\x85",
+        "\xa0",
+        "\u2003",
+        "é",
+        ".",
+    ]
+    rng = random.Random(0)
+    texts = ["", " ", "a", "a b", "a  b", " a", "a ", "x\u3000y", "a\u200bb"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(12))) for _ in range(5000)]
+    assert [word_count(text) for text in texts] == [len(text.split()) for text in texts]
+
+
+def test_accumulated_statistics_equal_the_computed_ones():
+    # Fed in chunks, with a clip repeated in a later chunk (counted once), as an export feeds the tables it writes.
+    clips = {k: v + v[:1] for k, v in CLIPS.items()}
+    themes = {"clip_id": ["vidA-Scene-001", "vidA-Scene-002"], "video_id": ["vidA"] * 2, "theme": ["a", "b"]}
+    expected = compute_statistics(Dataset.from_dict(clips), Dataset.from_dict(VIDEOS), Dataset.from_dict(themes))
+    stats = StatisticsAccumulator()
+    table = pa.Table.from_pydict(clips)
+    for start in range(0, len(table), 2):
+        stats.add_clips(table.slice(start, 2))
+    stats.add_videos(pa.Table.from_pydict(VIDEOS))
+    stats.add_themes(pa.Table.from_pydict(themes))
+    assert stats.result() == expected
+    assert expected.num_clips == 4 and expected.num_themes == 2
