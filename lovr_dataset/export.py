@@ -8,7 +8,12 @@ README.md that is the full dataset card (YAML declaring the configs, features, s
     OUT_DIR/videos/test-00000-of-00001.parquet, OUT_DIR/themes/test-00000-of-00001.parquet (when themes exist)
 
 `datasets.load_dataset(OUT_DIR, "clips")` then returns the builder's rows and features, and the query split is
-frozen. The Parquet holds paths, never video bytes. The folder appears whole or not at all: it is built in a hidden
+frozen. The Parquet holds paths, never video bytes.
+
+One pass: the source is read and checked once (`read_source`, errors naming file and line), and each config's rows
+go, as the builder's Arrow tables (`lovr.arrow_tables`), straight to `datasets`' own Parquet writer (the files and
+sizes `download_and_prepare(file_format="parquet")` would write) and to the card's `StatisticsAccumulator`; the card
+is written from those figures and the Parquet footers, reading no row back. The folder appears whole or not at all: it is built in a hidden
 sibling `.OUT_NAME.tmp-PID-XXXXXXXX` and renamed into place; its folders and files follow the umask.
 
 What OUT_DIR may be: a new path or an empty folder; with `--overwrite`, also a folder an earlier export wrote (it
@@ -20,28 +25,39 @@ removed by the next one, unless process PID still runs; an old export is put bac
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
 import secrets
 import shutil
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 import yaml
+from datasets.arrow_writer import ParquetWriter
 from datasets.info import DatasetInfosDict
+from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import DatasetCardData
 
 from model_cards.dataset import dataset_card
+from model_cards.stats import DatasetStatistics, StatisticsAccumulator
 
-from .lovr import CONFIG_NAMES, LoVR
-from .sources import detect_source
+from .lovr import CONFIG_NAMES, DATASET_NAME, FEATURES, LoVR, arrow_tables, config_info, config_splits
+from .records import ReadOptions
+from .sources import detect_source, read_source
 
 logger = logging.getLogger(__name__)
 
 SHARD_NAME = "{split}-{index:05d}-of-{count:05d}.parquet"
 MARKER = ".lovr-export"
 MARKER_TEXT = "Written by `python -m lovr_dataset export`; `--overwrite` may replace this folder.\n"
+# A new shard once a file holds this many bytes of Arrow data: datasets' own default for download_and_prepare.
+MAX_SHARD_BYTES = convert_file_size_to_int(datasets.config.MAX_SHARD_SIZE)
 
 
 def card_yaml(infos: dict[str, datasets.DatasetInfo]) -> dict:
@@ -65,9 +81,16 @@ def card_yaml(infos: dict[str, datasets.DatasetInfo]) -> dict:
     return card.to_dict()
 
 
-def write_card(folder: Path, infos: dict[str, datasets.DatasetInfo], data_dir: Path, repo_id: str) -> None:
+def write_card(
+    folder: Path,
+    infos: dict[str, datasets.DatasetInfo],
+    data_dir: Path,
+    repo_id: str,
+    statistics: DatasetStatistics | None = None,
+) -> None:
     """Write the full dataset card as `folder/README.md`: the configs' YAML, completed and given its text by
-    `model_cards.dataset_card` (statistics from the Parquet in `folder`, settings from `data_dir` if a run)."""
+    `model_cards.dataset_card` (`statistics` gathered while writing, else computed from the Parquet in `folder`;
+    settings from `data_dir` if a run)."""
     for name, info in infos.items():
         # What the Hub reports as the download: the Parquet files (the builder downloaded nothing).
         info.download_size = sum(path.stat().st_size for path in (folder / name).glob("*.parquet"))
@@ -75,7 +98,7 @@ def write_card(folder: Path, infos: dict[str, datasets.DatasetInfo], data_dir: P
     readme = folder / "README.md"
     readme.write_text(f"---\n{header}---\n", encoding="utf-8")  # the configs the card is rendered from
     workdir = data_dir if detect_source(data_dir) == "pipeline" else None
-    dataset_card(folder, workdir, repo_id=repo_id).save(readme)
+    dataset_card(folder, workdir, repo_id=repo_id, statistics=statistics).save(readme)
 
 
 def export(
@@ -92,8 +115,10 @@ def export(
     `config_kwargs` are `LoVRConfig` fields (`num_queries`, `query_seed`, `missing_clip_files`, `skip_malformed`,
     `skip_orphan_themes`). An existing `out_dir` is replaced only with `overwrite=True`, only when an earlier export
     wrote it (see the module docstring), and only once the new export is complete. README.md is the full dataset
-    card (`model_cards.dataset_card`); `repo_id` is the id its `load_dataset` examples show.
+    card (`model_cards.dataset_card`); `repo_id` is the id its `load_dataset` examples show. `cache_dir` is
+    accepted for the callers of the builder-based export and unused: the export writes no cache.
     """
+    options = _read_options(config_kwargs)
     out_dir = Path(out_dir)
     _check_apart(Path(data_dir), out_dir)
     _clean_leftovers(out_dir)  # first: it may put back the export that OUT_DIR held
@@ -104,13 +129,8 @@ def export(
     staging.mkdir()
     try:
         (staging / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
-        infos = {}
-        for name in CONFIG_NAMES:
-            info = _export_config(name, data_dir, staging, cache_dir, config_kwargs)
-            if info is not None:
-                infos[name] = info
-        shutil.rmtree(staging / ".build")
-        write_card(staging, infos, Path(data_dir), repo_id)
+        infos, statistics = _write_configs(read_source(data_dir, options, cached=False), staging)
+        write_card(staging, infos, Path(data_dir), repo_id, statistics)
         _check_replaceable(out_dir, overwrite)  # again: the build takes a while, and the folder is not locked
         _swap_into_place(staging, out_dir)
     finally:
@@ -183,21 +203,104 @@ def _is_running(pid: int) -> bool:
     return True
 
 
-def _export_config(name, data_dir, staging: Path, cache_dir, config_kwargs) -> datasets.DatasetInfo | None:
-    builder = LoVR(config_name=name, data_dir=data_dir, cache_dir=cache_dir, **config_kwargs)
-    # datasets leaves lock files next to its output folder: build one level down, in a folder removed afterwards.
-    work = staging / ".build" / name
-    # `download_and_prepare` writes the Parquet straight from the source: one pass, no Arrow cache copy.
-    builder.download_and_prepare(output_dir=str(work), file_format="parquet")
-    if not builder.info.splits:
-        return None
-    (staging / name).mkdir()
-    for split in builder.info.splits:
-        # datasets names shards `lovr-<split>[-JJJJJ-SSSSS-of-NNNNN].parquet`; the Hub convention is kept instead.
-        shards = sorted(work.glob(f"{builder.dataset_name}-{split}*.parquet"))
-        for index, shard in enumerate(shards):
-            shard.rename(staging / name / SHARD_NAME.format(split=split, index=index, count=len(shards)))
-    return builder.info
+def _read_options(config_kwargs: dict) -> ReadOptions:
+    known = [field.name for field in dataclasses.fields(ReadOptions)]
+    unknown = sorted(set(config_kwargs) - set(known))
+    if unknown:
+        raise ValueError(f"export got unknown option(s) {unknown}; expected some of {known}")
+    return ReadOptions(**config_kwargs)
+
+
+def _write_configs(data, staging: Path) -> tuple[dict[str, datasets.DatasetInfo], DatasetStatistics]:
+    """Write every config that has rows to `staging/<config>/`; return their infos and the card's statistics."""
+    statistics = StatisticsAccumulator()
+    add = {"clips": statistics.add_clips, "videos": statistics.add_videos, "themes": statistics.add_themes}
+    infos = {}
+    # One writer thread: Parquet encoding releases the GIL, so it runs while this thread builds the next table and
+    # counts its words.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lovr-export-writer") as pool:
+        for name in CONFIG_NAMES:
+            splits = config_splits(data, name)
+            if not splits:
+                continue
+            (staging / name).mkdir()
+            info = config_info(name)
+            info.config_name = name
+            info.splits = datasets.SplitDict(dataset_name=DATASET_NAME)
+            for split, rows in splits.items():
+                shards = _Shards(split, FEATURES[name], staging / name)
+                info.splits.add(_write_split(arrow_tables(rows, FEATURES[name]), shards, add[name], pool))
+            info.dataset_size = sum(split.num_bytes for split in info.splits.values())
+            infos[name] = info
+    return infos, statistics.result()
+
+
+def _write_split(
+    tables: Iterator[pa.Table], shards: _Shards, observe: Callable[[pa.Table], None], pool: ThreadPoolExecutor
+) -> datasets.SplitInfo:
+    """Hand each table to `shards` (in `pool`'s thread, one table ahead at most) and to `observe`."""
+    pending: deque[Future] = deque()
+    try:
+        for table in tables:
+            pending.append(pool.submit(shards.write, table))
+            observe(table)
+            while len(pending) > 1:
+                pending.popleft().result()
+        while pending:
+            pending.popleft().result()
+        return shards.finish()
+    finally:
+        wait(pending)
+        shards.close()
+
+
+class _Shards:
+    """The Parquet files of one split, `<split>-NNNNN-of-NNNNN.parquet`, written through `datasets`' own Parquet
+    writer as `download_and_prepare(file_format="parquet")` writes them: row groups of 1000 rows, a new shard
+    once one holds `MAX_SHARD_BYTES` of Arrow data, files named only once all are written."""
+
+    def __init__(self, split: str, features: datasets.Features, folder: Path):
+        self.split, self.features, self.folder = split, features, folder
+        self.paths: list[Path] = []
+        self.lengths: list[int] = []
+        self.num_bytes = 0
+        self.writer: ParquetWriter | None = None
+        self.shard_bytes = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is None or self.shard_bytes > MAX_SHARD_BYTES:
+            self._close_shard()
+            self.paths.append(self.folder / f".{self.split}-{len(self.paths):05d}.parquet.part")
+            self.writer = ParquetWriter(features=self.features, path=str(self.paths[-1]), embed_local_files=True)
+            self.shard_bytes = 0
+        self.writer.write_table(table)
+        self.shard_bytes += table.nbytes
+
+    def finish(self) -> datasets.SplitInfo:
+        """Close the last shard, give every file its final name, and return the split's `SplitInfo`."""
+        self._close_shard()
+        for index, path in enumerate(self.paths):
+            path.rename(self.folder / SHARD_NAME.format(split=self.split, index=index, count=len(self.paths)))
+        return datasets.SplitInfo(
+            name=self.split,
+            num_bytes=self.num_bytes,
+            num_examples=sum(self.lengths),
+            shard_lengths=self.lengths if len(self.lengths) > 1 else None,
+            dataset_name=DATASET_NAME,
+        )
+
+    def _close_shard(self) -> None:
+        if self.writer is not None:
+            num_examples, num_bytes = self.writer.finalize()
+            self.writer.close()
+            self.writer = None
+            self.lengths.append(num_examples)
+            self.num_bytes += num_bytes
+
+    def close(self) -> None:
+        """Release the open file, if any (after an error: the staging folder is removed anyway)."""
+        if self.writer is not None:
+            self.writer.close()
 
 
 def _swap_into_place(staging: Path, out_dir: Path) -> None:

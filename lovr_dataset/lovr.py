@@ -28,13 +28,14 @@ lazily decoded `datasets.Video` column for users who have the files.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import datasets
 import pyarrow as pa
 from datasets.builder import Key
 
-from .records import OTHER_SPLIT, QUERY_SPLIT, ReadOptions
+from .records import OTHER_SPLIT, QUERY_SPLIT, ReadOptions, SourceData
 from .sources import fingerprint, read_source
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,38 @@ THEME_FEATURES = datasets.Features(
 )
 FEATURES = {"clips": CLIP_FEATURES, "videos": VIDEO_FEATURES, "themes": THEME_FEATURES}
 CONFIG_NAMES = tuple(FEATURES)
+DATASET_NAME = "lovr"
 TABLE_ROWS = 1000  # rows per Arrow table handed to the writer
+
+
+def config_info(name: str) -> datasets.DatasetInfo:
+    """The `DatasetInfo` of config `name` before any split is written: description, features, licence, citation."""
+    return datasets.DatasetInfo(
+        description=_DESCRIPTION, features=FEATURES[name], homepage=_HOMEPAGE, license=_LICENSE, citation=_CITATION
+    )
+
+
+def config_splits(data: SourceData, name: str) -> dict[str, list[dict]]:
+    """The rows of config `name` by split, splits without rows left out: `clips` has `train` (the rest of the
+    gallery) and `test` (the queries), `videos` and `themes` only `test`."""
+    if name == "clips":
+        splits = {
+            split: [clip for clip in data.clips if clip["split"] == split] for split in (OTHER_SPLIT, QUERY_SPLIT)
+        }
+    else:
+        splits = {QUERY_SPLIT: getattr(data, name)}
+    return {split: rows for split, rows in splits.items() if rows}
+
+
+def arrow_tables(rows: list[dict], features: datasets.Features) -> Iterator[pa.Table]:
+    """`rows` as Arrow tables of `TABLE_ROWS` rows with the schema of `features`: what the builder hands to
+    `datasets` and what the export writes.
+
+    Whole Arrow tables rather than one dict per row: LoVR's captions are long, and per-row encoding through
+    `Features.encode_example` costs more than the Parquet writing itself."""
+    schema = features.arrow_schema
+    for start in range(0, len(rows), TABLE_ROWS):
+        yield pa.Table.from_pylist(rows[start : start + TABLE_ROWS], schema=schema)
 
 
 @dataclass
@@ -139,7 +171,7 @@ class LoVR(datasets.ArrowBasedBuilder):
     DEFAULT_CONFIG_NAME = "clips"
 
     def __init__(
-        self, *args, data_dir: str | None = None, dataset_name: str = "lovr", hash: str | None = None, **kwargs
+        self, *args, data_dir: str | None = None, dataset_name: str = DATASET_NAME, hash: str | None = None, **kwargs
     ):
         if data_dir is None:
             raise ValueError("LoVR needs data_dir=<a LoVR release folder, its Hub Parquet copy, or a run folder>")
@@ -150,34 +182,18 @@ class LoVR(datasets.ArrowBasedBuilder):
         self.config.read_options()  # validate the options now, not halfway through a build
 
     def _info(self) -> datasets.DatasetInfo:
-        return datasets.DatasetInfo(
-            description=_DESCRIPTION,
-            features=FEATURES[self.config.name],
-            homepage=_HOMEPAGE,
-            license=_LICENSE,
-            citation=_CITATION,
-        )
+        return config_info(self.config.name)
 
     def _split_generators(self, dl_manager):
         # The source is read here, not in `_generate_examples`, so that bad input raises its own ValueError
         # rather than one wrapped in DatasetGenerationError.
         data = read_source(self.config.data_dir, self.config.read_options())
-        if self.config.name == "clips":
-            splits = {
-                name: [clip for clip in data.clips if clip["split"] == name] for name in (OTHER_SPLIT, QUERY_SPLIT)
-            }
-        else:
-            splits = {QUERY_SPLIT: getattr(data, self.config.name)}
         # A tuple, not a list: datasets would take a list in gen_kwargs for a list of shards.
         return [
             datasets.SplitGenerator(name=name, gen_kwargs={"rows": tuple(rows)})
-            for name, rows in splits.items()
-            if rows
+            for name, rows in config_splits(data, self.config.name).items()
         ]
 
     def _generate_tables(self, rows):
-        # Whole Arrow tables rather than one dict per row: LoVR's captions are long, and per-row encoding through
-        # `Features.encode_example` costs more than the Parquet writing itself.
-        schema = self.info.features.arrow_schema
-        for batch, start in enumerate(range(0, len(rows), TABLE_ROWS)):
-            yield Key(0, batch), pa.Table.from_pylist(list(rows[start : start + TABLE_ROWS]), schema=schema)
+        for batch, table in enumerate(arrow_tables(rows, self.info.features)):
+            yield Key(0, batch), table

@@ -64,15 +64,15 @@ def _export_metadata(export_dir: Path) -> DatasetCardData:
     return data
 
 
-def _load_configs(export_dir: Path, configs: list[dict]) -> dict[str, datasets.DatasetDict]:
-    """Every config's splits, read from the Parquet files its `data_files` name (in memory: no `datasets` cache)."""
+def _data_files(export_dir: Path, configs: list[dict]) -> dict[str, dict[str, list[Path]]]:
+    """The Parquet files of every config's splits, as its `data_files` name them."""
     names = [config["config_name"] for config in configs]
     missing = {"clips", "videos"} - set(names)
     if missing:
         raise ValueError(
             f"dataset dir {str(export_dir)!r} declares configs {names}; expected at least {sorted(missing)}"
         )
-    loaded = {}
+    found = {}
     for config in configs:
         splits = {}
         for entry in config["data_files"]:
@@ -82,11 +82,32 @@ def _load_configs(export_dir: Path, configs: list[dict]) -> dict[str, datasets.D
                     f"{export_dir / 'README.md'}: config {config['config_name']!r} split {entry['split']!r} names "
                     f"{entry['path']!r}, which matches no file"
                 )
-            # The Parquet schema carries the `datasets` features, so the rows read back exactly as load_dataset's.
-            # Fingerprinted by the files: left to itself, datasets hashes the whole table (10 s at LoVR's scale).
-            splits[entry["split"]] = datasets.Dataset(pq.read_table(files), fingerprint=_files_fingerprint(files))
-        loaded[config["config_name"]] = datasets.DatasetDict(splits)
-    return loaded
+            splits[entry["split"]] = files
+        found[config["config_name"]] = splits
+    return found
+
+
+def _load_configs(files: dict[str, dict[str, list[Path]]]) -> dict[str, datasets.DatasetDict]:
+    """Every config's splits, read from their Parquet files (in memory: no `datasets` cache)."""
+    # The Parquet schema carries the `datasets` features, so the rows read back exactly as load_dataset's.
+    # Fingerprinted by the files: left to itself, datasets hashes the whole table (10 s at LoVR's scale).
+    return {
+        name: datasets.DatasetDict(
+            {
+                split: datasets.Dataset(pq.read_table(paths), fingerprint=_files_fingerprint(paths))
+                for split, paths in splits.items()
+            }
+        )
+        for name, splits in files.items()
+    }
+
+
+def _row_counts(files: dict[str, dict[str, list[Path]]]) -> dict[str, dict[str, int]]:
+    """Rows per config and split, from the Parquet footers alone."""
+    return {
+        name: {split: sum(pq.read_metadata(path).num_rows for path in paths) for split, paths in splits.items()}
+        for name, splits in files.items()
+    }
 
 
 def _files_fingerprint(files: list[Path]) -> str:
@@ -101,24 +122,8 @@ def _all_rows(dataset_dict: datasets.DatasetDict) -> datasets.Dataset:
 
 def build_card_data(metadata: DatasetCardData, loaded: dict[str, datasets.DatasetDict]) -> DatasetCardData:
     """The export's YAML plus licence, tasks, tags and the size category of the largest config."""
-    yaml = metadata.to_dict()
-    # The card sets these itself: an export's README is already a rendered card, and rendering again must agree.
-    rendered = ("license", "task_categories", "tags", "size_categories", "pretty_name", "language")
-    rendered += ("annotations_creators", "language_creators", "multilinguality")
-    for key in rendered:
-        yaml.pop(key, None)
-    card_data = DatasetCardData(
-        pretty_name="LoVR",
-        license=LICENSE,
-        language=["en"],
-        task_categories=TASK_CATEGORIES,
-        tags=TAGS,
-        size_categories=[size_category(max(sum(d.num_rows.values()) for d in loaded.values()))],
-        annotations_creators=["machine-generated"],
-        language_creators=["machine-generated"],
-        multilinguality=["monolingual"],
-        **yaml,
-    )
+    counts = {name: {split: len(ds) for split, ds in dataset_dict.items()} for name, dataset_dict in loaded.items()}
+    card_data = _card_data(metadata, counts)
     if not card_data.get("dataset_info"):
         # The features, as `datasets.push_to_hub` would write them.
         infos = {name: next(iter(d.values())).info for name, d in loaded.items()}
@@ -131,11 +136,33 @@ def build_card_data(metadata: DatasetCardData, loaded: dict[str, datasets.Datase
     return card_data
 
 
-def _split_rows(loaded: dict[str, datasets.DatasetDict]) -> list[dict]:
+def _card_data(metadata: DatasetCardData, counts: dict[str, dict[str, int]]) -> DatasetCardData:
+    """`build_card_data` given the rows per config and split, not the rows."""
+    yaml = metadata.to_dict()
+    # The card sets these itself: an export's README is already a rendered card, and rendering again must agree.
+    rendered = ("license", "task_categories", "tags", "size_categories", "pretty_name", "language")
+    rendered += ("annotations_creators", "language_creators", "multilinguality")
+    for key in rendered:
+        yaml.pop(key, None)
+    return DatasetCardData(
+        pretty_name="LoVR",
+        license=LICENSE,
+        language=["en"],
+        task_categories=TASK_CATEGORIES,
+        tags=TAGS,
+        size_categories=[size_category(max(sum(splits.values()) for splits in counts.values()))],
+        annotations_creators=["machine-generated"],
+        language_creators=["machine-generated"],
+        multilinguality=["monolingual"],
+        **yaml,
+    )
+
+
+def _split_rows(counts: dict[str, dict[str, int]]) -> list[dict]:
     return [
-        {"config": name, "split": split, "num_examples": len(ds)}
-        for name, dataset_dict in loaded.items()
-        for split, ds in dataset_dict.items()
+        {"config": name, "split": split, "num_examples": rows}
+        for name, splits in counts.items()
+        for split, rows in splits.items()
     ]
 
 
@@ -170,7 +197,12 @@ def render_dataset_card(
     )
 
 
-def dataset_card(export_dir: str | Path, workdir: str | Path | None = None, repo_id: str = "lovr") -> DatasetCard:
+def dataset_card(
+    export_dir: str | Path,
+    workdir: str | Path | None = None,
+    repo_id: str = "lovr",
+    statistics: DatasetStatistics | None = None,
+) -> DatasetCard:
     """The card of an exported LoVR folder, with statistics computed from its Parquet files.
 
     `python -m lovr_dataset export` writes this card as the export's README.md (which `push` uploads), and
@@ -181,17 +213,28 @@ def dataset_card(export_dir: str | Path, workdir: str | Path | None = None, repo
         workdir (`str` or `Path`, *optional*): the pipeline run folder it was built from, for the settings used.
         repo_id (`str`, defaults to `"lovr"`): the id shown in the card's `load_dataset` example; its organisation
             also names the metric Space in the `evaluate.load` example.
+        statistics (`DatasetStatistics`, *optional*): the statistics of the Parquet files, gathered while they were
+            written (`StatisticsAccumulator`); then, when the YAML declares `dataset_info`, no row is read back (the
+            row counts come from the Parquet footers).
     """
     export_dir = Path(export_dir)
     metadata = _export_metadata(export_dir)
-    loaded = _load_configs(export_dir, metadata["configs"])
-    stats = compute_statistics(
-        _all_rows(loaded["clips"]),
-        _all_rows(loaded["videos"]),
-        _all_rows(loaded["themes"]) if "themes" in loaded else None,
-    )
+    files = _data_files(export_dir, metadata["configs"])
+    if statistics is not None and metadata.get("dataset_info"):
+        counts = _row_counts(files)
+        card_data = _card_data(metadata, counts)
+    else:
+        loaded = _load_configs(files)
+        if statistics is None:
+            statistics = compute_statistics(
+                _all_rows(loaded["clips"]),
+                _all_rows(loaded["videos"]),
+                _all_rows(loaded["themes"]) if "themes" in loaded else None,
+            )
+        counts = {name: {split: len(ds) for split, ds in splits.items()} for name, splits in loaded.items()}
+        card_data = build_card_data(metadata, loaded)
     run = summarise_run(workdir) if workdir is not None else None
-    return render_dataset_card(build_card_data(metadata, loaded), stats, _split_rows(loaded), run, repo_id)
+    return render_dataset_card(card_data, statistics, _split_rows(counts), run, repo_id)
 
 
 __all__ = ["dataset_card", "render_dataset_card", "build_card_data", "CITATION", "LICENSE", "TASK_CATEGORIES"]

@@ -64,15 +64,24 @@ def _source_files(root: Path):
             yield from (entry for entry in (root / folder).rglob("*") if entry.is_file())
 
 
-def read_source(data_dir: str | os.PathLike, options: ReadOptions) -> SourceData:
-    """The rows of every config from the source in `data_dir`."""
+def read_source(data_dir: str | os.PathLike, options: ReadOptions, *, cached: bool = True) -> SourceData:
+    """The rows of every config from the source in `data_dir`.
+
+    With `cached`, the last read is kept (keyed by the source's `fingerprint`): building the three configs reads the
+    same source three times in a row. The export reads once and passes `cached=False`, so as not to hold the rows
+    after it."""
     root = Path(data_dir).resolve()
+    if not cached:
+        return _read(root, options)
     return _read_cached(root, fingerprint(root), options)
 
 
-# Building the three configs reads the same source three times in a row: keep the last read.
 @functools.lru_cache(maxsize=1)
 def _read_cached(root: Path, _fingerprint: str, options: ReadOptions) -> SourceData:
+    return _read(root, options)
+
+
+def _read(root: Path, options: ReadOptions) -> SourceData:
     data = SOURCES[detect_source(root)].read(root, options)
     if not data.clips:
         raise ValueError(f"no clips in {root} ({data.report.source}): nothing to build or export{_why_empty(data)}")

@@ -10,7 +10,7 @@ The Parquet columns are not documented: they are read by name and extras are ign
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pyarrow.parquet as pq
 
@@ -31,7 +31,7 @@ def _clip_ids(table, path: Path) -> list[str]:
         return table.column("clip_id").to_pylist()
     if "path" in table.column_names:
         return [
-            PurePosixPath(safe_relpath(value, f"{path}, row {row}")).stem
+            official.stem(safe_relpath(value, f"{path}, row {row}"))
             for row, value in enumerate(table.column("path").to_pylist())
         ]
     if "vid" in table.column_names:

@@ -20,7 +20,7 @@ skipped; an object holding one key twice is malformed, named by file, line and k
 from __future__ import annotations
 
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from ..records import (
     VIDEO_EXTENSIONS,
@@ -124,17 +124,17 @@ def merge_clip_files(root: Path, clips: dict[str, dict], options: ReadOptions, r
 def _check_unlisted_inside(root: Path, relpaths: list[str]) -> None:
     """Refuse a kept clip path that the walk did not reach (absent, or deeper than `<vid>/`) when it resolves outside.
 
-    One `realpath` per folder and one `lstat` per file: a Hub copy without videos has 40,000 such paths.
+    One `realpath` per folder, and one `lstat` per file of a folder that exists: a Hub copy without videos has
+    40,000 such paths (and no folders).
     """
-    folders = set()
+    folders: dict[str, bool] = {}  # folder (relative) -> whether it exists
     for relpath in relpaths:
-        path = os.path.join(root, relpath)
-        folder = os.path.dirname(path)
+        folder = relpath.rpartition("/")[0]
         if folder not in folders:
-            check_inside(root, folder)
-            folders.add(folder)
-        if os.path.islink(path):
-            check_inside(root, path)
+            check_inside(root, os.path.join(root, folder))
+            folders[folder] = os.path.isdir(os.path.join(root, folder))
+        if folders[folder] and os.path.islink(os.path.join(root, relpath)):
+            check_inside(root, os.path.join(root, relpath))
 
 
 def _merged_videos(root: Path) -> list[Path]:
@@ -181,7 +181,7 @@ def read(root: Path, options: ReadOptions) -> SourceData:
     if path.is_file():
         for where, record in read_records(path, options, report):
             relpath = safe_relpath(_text_field(record, "path", where), where)
-            clip_id = PurePosixPath(relpath).stem
+            clip_id = stem(relpath)
             row = clip_row(
                 clip_id, where, caption=_text_field(record, "cap", where), clip_path=f"{CLIP_DIR}/{relpath}"
             )
@@ -193,6 +193,15 @@ def read(root: Path, options: ReadOptions) -> SourceData:
     return finish(
         clips, read_video_captions(root, options, report), read_themes(root, options, report), options, report
     )
+
+
+def stem(relpath: str) -> str:
+    """`PurePosixPath(relpath).stem` of a path `safe_relpath` normalised, without pathlib's cost per clip."""
+    if relpath == ".":
+        return ""
+    name = relpath.rpartition("/")[2]
+    dot = name.rfind(".")
+    return name[:dot] if 0 < dot < len(name) - 1 else name
 
 
 def _text_field(record: dict, name: str, where: str) -> str:

@@ -141,12 +141,12 @@ def test_empty_folder_names_what_was_looked_for(tmp_path, cache_dir):
 
 
 def test_failed_export_leaves_no_output_folder(official, tmp_path, cache_dir):
-    # The clips config builds; the videos config then fails on a malformed line.
+    # The clip captions read; the video captions then fail on a malformed line. The export writes no cache.
     append(official / "caption_data/all_video.jsonl", b"not json\n")
     out = tmp_path / "lovr"
     with pytest.raises(JsonlError):
         export(official, out, cache_dir=cache_dir)
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["LoVR", "hf-cache"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["LoVR"]
 
 
 def test_export_refuses_to_overwrite_unless_asked(official, tmp_path, cache_dir):

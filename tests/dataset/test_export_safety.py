@@ -59,7 +59,7 @@ def test_overwrite_replaces_an_earlier_export_but_not_a_users_folder(official, t
     (out / "stale.txt").write_text("from the earlier export")
     export(official, out, overwrite=True, cache_dir=cache_dir)
     assert (out / MARKER).is_file() and not (out / "stale.txt").exists()
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["LoVR", "hf-cache", "lovr", "mine"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["LoVR", "lovr", "mine"]  # no leftovers, and no cache
 
 
 @pytest.mark.parametrize("kind", ["file", "symlink"])
@@ -145,7 +145,7 @@ def test_an_export_set_aside_by_a_killed_swap_is_put_back(official, tmp_path, ca
     with pytest.raises(ValueError, match=r"lovr' already exists; pass overwrite=True"):
         export(official, out, cache_dir=cache_dir)
     assert tree(out) == before and not staged.exists()
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["LoVR", "hf-cache", "lovr"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["LoVR", "lovr"]
 
 
 def test_a_running_export_keeps_its_staging_while_another_exports_the_same_folder(official, tmp_path):
