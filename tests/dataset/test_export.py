@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from lovr_dataset import LoVR, card_yaml, export, upload_plan
+from model_cards.dataset import dataset_card
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +111,24 @@ def test_export_command_line(official_root, tmp_path):
         env={**__import__("os").environ, "HF_DATASETS_CACHE": str(tmp_path / "c")},
     )
     assert pq.read_metadata(out / "clips/test-00000-of-00001.parquet").num_rows == 2
+
+
+def test_the_card_written_in_one_pass_equals_the_card_read_back(exported):
+    # The export gathers the statistics while writing; rendered again from the Parquet files, the card is the same.
+    readme = (exported / "README.md").read_text(encoding="utf-8")
+    assert "| clips | 5 |" in readme and "| long videos | 2 |" in readme
+    assert str(dataset_card(exported)) == readme
+
+
+def test_the_export_writes_what_download_and_prepare_writes(exported, official_root, tmp_path):
+    # datasets' own Parquet writer, as the builder drives it: same rows, schema metadata and row groups.
+    builder = LoVR(
+        config_name="clips", data_dir=official_root, cache_dir=str(tmp_path / "c"), num_queries=3, query_seed=1
+    )
+    builder.download_and_prepare(output_dir=str(tmp_path / "built"), file_format="parquet")
+    for split in ("train", "test"):
+        (built,) = (tmp_path / "built").glob(f"lovr-{split}*.parquet")
+        ours = exported / f"clips/{split}-00000-of-00001.parquet"
+        assert pq.read_table(ours).equals(pq.read_table(built), check_metadata=True)
+        assert pq.read_metadata(ours).metadata == pq.read_metadata(built).metadata
+    assert (exported / "README.md").read_text().count(f"num_bytes: {builder.info.splits['train'].num_bytes}") == 1
