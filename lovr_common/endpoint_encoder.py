@@ -92,6 +92,9 @@ DEFAULT_NUM_FRAMES = 8
 JPEG_QUALITY = 90
 TEXTS_PER_REQUEST = 32  # text_input="input": texts per request
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# How the requests are sent, not what they ask: recorded, left out of `cache_settings` (a served model's vectors
+# do not depend on the host it is reached at or on the pace of the requests).
+EXECUTION_ONLY = ("endpoint", "token_env", "concurrency", "request_timeout", "max_retries", "retry_backoff")
 
 
 @dataclass(frozen=True)
@@ -262,12 +265,18 @@ class EndpointEncoder:
             "query_prompt": self.query_prompt,
             "document_prompt": self.document_prompt,
             "chat_options": self._chat_options(),
+            "dimensions": self.dimensions,
+            "text_max_length": self.text_max_length,  # sent as truncate_prompt_tokens
             "token_env": self.token_env,
             "concurrency": self.concurrency,
             "request_timeout": self.timeout,
             "max_retries": self.max_retries,
             "retry_backoff": self.retry_backoff,
         }
+
+    def cache_settings(self) -> dict:
+        """`settings()` less `EXECUTION_ONLY`: what the embeddings depend on, to key a cache with."""
+        return {name: value for name, value in self.settings().items() if name not in EXECUTION_ONLY}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -270,6 +270,27 @@ def test_token_sent_as_bearer_and_never_shown(monkeypatch, caplog):
     assert encoder.settings()["token_env"] == "LOVR_ENDPOINT_TOKEN"
 
 
+def test_settings_record_the_requests_and_key_the_cache_without_execution_options(server):
+    slow = encoder_for(server, num_frames=2, concurrency=1, max_retries=0, video_input="images", dimensions=8)
+    fast = encoder_for(server, num_frames=2, concurrency=16, max_retries=5, video_input="images", dimensions=8)
+    assert slow.cache_settings() == fast.cache_settings()
+    assert slow.settings() != fast.settings()
+    assert slow.cache_settings() == {
+        "served_model": SERVED,
+        "family": "endpoint",
+        "text_input": "chat",
+        "query_prompt": "",
+        "document_prompt": "",
+        "chat_options": {"add_generation_prompt": False, "continue_final_message": False, "add_special_tokens": False},
+        "dimensions": 8,
+        "text_max_length": None,
+        "video_input": "images",
+        "num_frames": 2,
+        "jpeg_quality": 90,
+    }
+    assert encoder_for(server, num_frames=3).cache_settings() != encoder_for(server, num_frames=2).cache_settings()
+
+
 def test_api_key_env_names_the_variable(monkeypatch):
     monkeypatch.setenv("MY_SERVER_TOKEN", TOKEN)
     with EmbeddingServer(token=TOKEN) as server:
