@@ -5,6 +5,7 @@ a vision-language model's processor the backend asked for with `use_image_proces
 from __future__ import annotations
 
 import logging
+import sys
 
 import torch
 
@@ -25,6 +26,8 @@ def image_processor_name(encoder) -> str | None:
 def find_image_processor(encoder):
     """The image processor of a `TransformersEncoder`, or the first found in a sentence-transformers model's modules;
     None for an adapter."""
+    if "transformers.image_processing_utils" not in sys.modules:  # no processor was ever built: an adapter's frames
+        return None
     from transformers.image_processing_utils import BaseImageProcessor
 
     def image_processor_of(processor) -> BaseImageProcessor | None:

@@ -53,7 +53,7 @@ def load_rows(dataset: str | os.PathLike, cache_dir: str | None = None) -> LoVRR
 
     def rows(name: str) -> list[dict]:
         parts = load_dataset(dataset, name, cache_dir=cache_dir)
-        return [row for split in parts.values() for row in split]
+        return [row for split in parts.values() for row in split.to_list()]  # Arrow to rows at once, not row by row
 
     return LoVRRows(rows("clips"), rows("videos"), rows("themes") if "themes" in names else [])
 

@@ -34,7 +34,7 @@ import torch
 from lovr_metric.evaluation.data import EvalData
 from lovr_metric.evaluation.embedding import Embedded, text_key
 from lovr_metric.evaluation.protocol import Protocol
-from lovr_metric.evaluation.tasks import LOVR_TASKS, Task
+from lovr_metric.evaluation.tasks import DIRECTIONS, LOVR_TASKS, Task
 from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_intervals
 from lovr_metric.lovr_retrieval.retrieval import RankedPairs, metrics_from_ranks, per_query_values, retrieval_ranks
 
@@ -88,15 +88,38 @@ def top_indices(queries: torch.Tensor, gallery: torch.Tensor, k: int = TOP_IDS, 
     k = min(k, gallery.shape[0])
     out = [np.empty((0, k), dtype=np.int64)]
     for start in range(0, queries.shape[0], rows):
-        scores = queries[start : start + rows] @ gallery.T
-        values, indices = torch.topk(scores, k, dim=1)
-        # topk does not promise the tie rule: rows with a tie inside the top k, or at its edge, are sorted stably.
-        kth = values[:, -1:]
-        tied = (values[:, 1:] == values[:, :-1]).any(dim=1) | ((scores >= kth).sum(dim=1) > k)
-        for row in torch.nonzero(tied).flatten().tolist():
-            indices[row] = torch.sort(scores[row], descending=True, stable=True).indices[:k]
-        out.append(indices.cpu().numpy())
+        out.append(_stable_top_k(queries[start : start + rows] @ gallery.T, k)[1].cpu().numpy())
     return np.concatenate(out)
+
+
+def top_indices_both(texts: torch.Tensor, items: torch.Tensor, k: int = TOP_IDS, rows: int = 1024):
+    """`(top_indices(texts, items), top_indices(items, texts))` from one pass of products instead of two: each block
+    of `rows` texts against every item gives its texts' best items, and its columns are merged into every item's
+    best texts so far (an earlier text wins a tie, as the blocks come in text order)."""
+    k_items, k_texts = min(k, items.shape[0]), min(k, texts.shape[0])
+    text_top = [np.empty((0, k_items), dtype=np.int64)]
+    best_values = torch.full((items.shape[0], 0), -torch.inf, dtype=texts.dtype, device=texts.device)
+    best_texts = torch.zeros((items.shape[0], 0), dtype=torch.long, device=texts.device)
+    for start in range(0, texts.shape[0], rows):
+        scores = texts[start : start + rows] @ items.T
+        text_top.append(_stable_top_k(scores, k_items)[1].cpu().numpy())
+        values, indices = _stable_top_k(scores.T, min(k_texts, scores.shape[0]))
+        values, indices = torch.cat([best_values, values], dim=1), torch.cat([best_texts, indices + start], dim=1)
+        order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k_texts]
+        best_values, best_texts = values.gather(1, order), indices.gather(1, order)
+    return np.concatenate(text_top), best_texts.cpu().numpy()
+
+
+def _stable_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of `scores`, the values and columns of its `k` highest, best first, ties to the earlier column."""
+    values, indices = torch.topk(scores, k, dim=1)
+    # topk does not promise the tie rule: rows with a tie inside the top k, or at its edge, are sorted stably.
+    if k:
+        tied = (values[:, 1:] == values[:, :-1]).any(dim=1) | ((scores >= values[:, -1:]).sum(dim=1) > k)
+        for row in torch.nonzero(tied).flatten().tolist():
+            order = torch.sort(scores[row], descending=True, stable=True)
+            values[row], indices[row] = order.values[:k], order.indices[:k]
+    return values, indices
 
 
 def metric_values(ranks: DirectionRanks, k_values) -> dict[str, np.ndarray]:
@@ -245,7 +268,8 @@ def rank_embeddings(name: str, directions, texts, targets: list[str], items, ite
     the items; `ks` must not exceed the texts or items. Shared by `evaluate` and the scoring of original runs."""
     ranked = retrieval_ranks(texts, targets, items, item_ids)
     scores = {key: value for key, value in metrics_from_ranks(ranked, ks).items() if key.startswith(directions)}
-    return scores, [_direction_ranks(name, direction, ranked, targets, item_ids) for direction in directions]
+    tops = dict(zip(DIRECTIONS, top_indices_both(ranked.inputs.texts, ranked.inputs.videos), strict=True))
+    return scores, [_direction_ranks(name, d, ranked, targets, item_ids, tops[d]) for d in directions]
 
 
 def query_ids(targets: list[str]) -> list[str]:
@@ -258,29 +282,16 @@ def query_ids(targets: list[str]) -> list[str]:
     return ids
 
 
-def _direction_ranks(name: str, direction: str, ranked: RankedPairs, targets, gallery: list[str]) -> DirectionRanks:
-    """One direction's per-query ranks and top ids: texts querying the gallery, or gallery items querying texts."""
+def _direction_ranks(name: str, direction: str, ranked: RankedPairs, targets, gallery: list[str], best: np.ndarray):
+    """One direction's per-query ranks and top ids (`best`: the candidates' rows of every query row, best first):
+    texts querying the gallery, or gallery items querying texts."""
     text_ids = query_ids(targets)
     query, ranks = ranked.direction(direction)
     rows = np.unique(query)  # the query rows: every text, or the gallery items with a relevant text
-    if direction == "text_to_video":
-        queries, candidates, query_names, candidate_names = (
-            ranked.inputs.texts,
-            ranked.inputs.videos,
-            text_ids,
-            gallery,
-        )
-    else:
-        queries, candidates, query_names, candidate_names = (
-            ranked.inputs.videos,
-            ranked.inputs.texts,
-            gallery,
-            text_ids,
-        )
+    query_names, candidate_names = (text_ids, gallery) if direction == "text_to_video" else (gallery, text_ids)
     top: list[list[str]] = [[] for _ in query_names]
-    best = top_indices(queries[torch.from_numpy(rows).to(queries.device)], candidates)
-    for row, indices in zip(rows.tolist(), best, strict=True):
-        top[row] = [candidate_names[j] for j in indices]
+    for row in rows.tolist():
+        top[row] = [candidate_names[j] for j in best[row]]
     return DirectionRanks.from_pairs(name, direction, query_names, query, ranks, top)
 
 

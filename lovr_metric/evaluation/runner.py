@@ -22,11 +22,12 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lovr_common.encoders import EncoderConfig, TextEncoder, load_encoder
 from lovr_common.image_processors import IMAGE_PROCESSOR_BACKENDS, image_processor_name
 from lovr_common.processes import process_state
-from lovr_metric.evaluation.data import EvalData, LoVRRows, dataset_fingerprint, load_rows
+from lovr_metric.evaluation.data import EvalData, LoVRRows, dataset_fingerprint, load_rows, plan_queries
 from lovr_metric.evaluation.embedding import (
     Embedded,
     EmbeddingCache,
@@ -35,6 +36,7 @@ from lovr_metric.evaluation.embedding import (
     folder_fingerprint,
     sync,
 )
+from lovr_metric.evaluation.frames import FrameSampling
 from lovr_metric.evaluation.lovr_original import LoVROriginal
 from lovr_metric.evaluation.outputs import RunSettings, check_output_folder, results_record, write_outputs
 from lovr_metric.evaluation.protocol import Protocol
@@ -229,28 +231,36 @@ def _plan(config: EvaluateConfig, rows: LoVRRows, video_root: Path) -> tuple[lis
     """The granularities to rank (by default those the dataset holds texts for) and their plan; a requested one
     without texts is refused here, before a model is loaded or anything embedded."""
     requested = config.granularity or list(GRANULARITIES)
-    protocol = PROTOCOLS[config.protocol]
-    data = protocol.plan(rows, video_root, requested)
-    textless = {g: f"the dataset holds no {LOVR_TASKS[g].description}" for g in requested if not data.queries[g]}
-    if config.granularity is None and textless and len(textless) < len(requested):
-        requested = [g for g in requested if g not in textless]
-        return requested, protocol.plan(rows, video_root, requested)
-    if textless:
-        raise NoMetricError(Ranking(unranked=textless).no_metric_message(data, video_root, written=None))
-    return requested, data
+    queries = plan_queries(*rows, requested)
+    textless = {g: f"the dataset holds no {LOVR_TASKS[g].description}" for g in requested if not queries.queries[g]}
+    if textless and (config.granularity is not None or len(textless) == len(requested)):
+        raise NoMetricError(Ranking(unranked=textless).no_metric_message(queries, video_root, written=None))
+    requested = [g for g in requested if g not in textless]
+    return requested, PROTOCOLS[config.protocol].plan(rows, video_root, requested)
 
 
-def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> dict | None:
-    """Run the evaluation; returns the results dict on the main process (None on the others).
+@dataclass
+class Evaluation:
+    """An evaluation ready to embed: what is ranked (`data`), with which encoders and frames, what the results will
+    record of it (`run`), and the caches that hold its embeddings."""
 
-    `encoder` / `text_encoder` may be adapters (`lovr_common.encoders` protocols) used instead of
-    loading `model`. A video file that does not decode is left out and listed (`failed_videos` in the results).
-    Raises `NoMetricError` (a `ValueError`) when a requested granularity produced no metric, saying what was looked
-    for; the outputs are written first when another granularity did rank, and not at all when none did.
-    """
+    config: EvaluateConfig
+    granularities: list[str]
+    data: EvalData
+    encoder: Any
+    text_encoder: Any
+    sampling: FrameSampling
+    run: RunSettings
+    texts: list[str]
+    text_cache: EmbeddingCache
+    visual_cache: EmbeddingCache
+    video_root: Path
+
+
+def prepare(config: EvaluateConfig, encoder=None, text_encoder=None) -> Evaluation:
+    """Everything before embedding: the output folder checked, the dataset read and planned (a granularity without
+    texts refused), the encoders loaded unless given, the frames and the caches chosen."""
     state = process_state()
-    if state.is_main_process and state.num_processes > 1:
-        logger.info("%d processes share the texts and video files to embed", state.num_processes)
     video_root = Path(config.video_root or config.dataset)
     check_output_folder(Path(config.output), Path(config.dataset), video_root)
     rows = load_rows(config.dataset)
@@ -283,22 +293,37 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
     root, rank = Path(config.cache_dir), state.process_index
     visual_cache = EmbeddingCache(root, visual_config.model, {**run.visual, **sampling.cache_settings()}, rank)
     text_cache = EmbeddingCache(root, text_config.model, {**run.text, "kind": "text"}, rank)
+    return Evaluation(config, granularities, data, encoder, text_encoder, sampling, run, texts, text_cache,
+                      visual_cache, video_root)  # fmt: skip
 
-    encode_texts(text_encoder, text_cache, texts, config.text_batch_size)
-    sync(text_cache)
-    encode_videos(encoder, visual_cache, data, sampling)
-    sync(visual_cache)
+
+def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> dict | None:
+    """Run the evaluation; returns the results dict on the main process (None on the others).
+
+    `encoder` / `text_encoder` may be adapters (`lovr_common.encoders` protocols) used instead of
+    loading `model`. A video file that does not decode is left out and listed (`failed_videos` in the results).
+    Raises `NoMetricError` (a `ValueError`) when a requested granularity produced no metric, saying what was looked
+    for; the outputs are written first when another granularity did rank, and not at all when none did.
+    """
+    state = process_state()
+    if state.is_main_process and state.num_processes > 1:
+        logger.info("%d processes share the texts and video files to embed", state.num_processes)
+    ev = prepare(config, encoder, text_encoder)
+    encode_texts(ev.text_encoder, ev.text_cache, ev.texts, config.text_batch_size)
+    sync(ev.text_cache)
+    encode_videos(ev.encoder, ev.visual_cache, ev.data, ev.sampling)
+    sync(ev.visual_cache)
     if not state.is_main_process:
         return None
 
-    embedded = Embedded(texts=text_cache, items=visual_cache, data=data)
+    embedded = Embedded(texts=ev.text_cache, items=ev.visual_cache, data=ev.data)
     options = RankOptions(config.k_values, config.bootstrap_resamples, config.confidence, config.bootstrap_seed,
-                          protocol)  # fmt: skip
-    ranking = rank_tasks(granularities, embedded, options)
+                          PROTOCOLS[config.protocol])  # fmt: skip
+    ranking = rank_tasks(ev.granularities, embedded, options)
     if not ranking.metrics:  # an earlier run's results in the same folder are worth more than empty ones
-        raise NoMetricError(ranking.no_metric_message(data, video_root, written=None))
-    results = results_record(run, ranking, embedded)
+        raise NoMetricError(ranking.no_metric_message(ev.data, ev.video_root, written=None))
+    results = results_record(ev.run, ranking, embedded)
     write_outputs(results, ranking.per_query, Path(config.output))
     if ranking.unranked:
-        raise NoMetricError(ranking.no_metric_message(data, video_root, Path(config.output) / "results.json"))
+        raise NoMetricError(ranking.no_metric_message(ev.data, ev.video_root, Path(config.output) / "results.json"))
     return results

@@ -20,6 +20,7 @@ from lovr_metric.evaluation.ranking import (
     query_ids,
     read_per_query,
     top_indices,
+    top_indices_both,
     write_per_query,
 )
 from lovr_metric.evaluation.tasks import incomplete_reason
@@ -71,6 +72,19 @@ def test_top_indices_follow_the_stable_tie_rule():
     assert top_indices(queries, gallery, k=4).tolist() == [[0, 2, 4, 3], [1, 3, 0, 2]]
     ranks = np.argsort(-(queries @ gallery.T).numpy(), axis=1, kind="stable")[:, :4]
     assert top_indices(queries, gallery, k=4, rows=1).tolist() == ranks.tolist()
+
+
+@pytest.mark.parametrize("rows", [1, 3, 1024])
+def test_top_indices_of_both_directions_in_one_pass_equal_a_stable_argsort(rows):
+    # Scores from a few distinct vectors: many exact ties, within a block of texts and across blocks.
+    rng = np.random.default_rng(0)
+    base = torch.nn.functional.normalize(torch.tensor(rng.standard_normal((4, 8)), dtype=torch.float32), dim=1)
+    texts, items = base[rng.integers(0, 4, 11)], base[rng.integers(0, 4, 7)]
+    scores = (texts @ items.T).numpy()
+    text_top, item_top = top_indices_both(texts, items, k=5, rows=rows)
+    assert text_top.tolist() == np.argsort(-scores, axis=1, kind="stable")[:, :5].tolist()
+    assert item_top.tolist() == np.argsort(-scores.T, axis=1, kind="stable")[:, :5].tolist()
+    assert [a.shape for a in top_indices_both(texts[:0], items)] == [(0, 7), (7, 0)]
 
 
 def test_query_ids_of_texts_about_one_item():

@@ -1,0 +1,165 @@
+"""A fully cached re-evaluation (`lovr_metric evaluate` with every embedding cached) against the metric core on the
+same embeddings, at full LoVR scale.
+
+    nice -n 5 python benchmarks/bench_evaluate.py [--scale 1.0] [--repeats 1] [--workdir /tmp/lovr-bench-evaluate]
+
+Researchers re-run `evaluate` to change `--k_values`, the bootstrap or the report with every embedding cached: that
+run should cost what its ranking costs. The data: `bench_dataset.make_source`'s synthetic official release (40,804
+clips with ~1,000-word captions, 467 videos with ~17,000-word captions; no video files), exported with every clip a
+query (40,804 texts x 40,804 clips, 467 x 467), and synthetic d = 512 embeddings (each text its item's plus noise,
+as in `bench_metric`) put into the evaluation's own caches, as a first run would have left them. Each case runs in a
+process of its own, imports untimed:
+(a) core: `retrieval_metrics` on the clip and on the video embeddings (read from .npy files);
+(b) evaluate: `evaluate_model` on the cached embeddings (its encoder is never called), bootstrap 1000, every output
+written (results.json, per_query.parquet, results.md, pass_at_k.png).
+Target: (b) <= 1.5x (a). Exit status 1 when the target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_dataset import NUM_CLIPS, make_source  # noqa: E402
+
+DIM = 512
+TEXT_NOISE = 6.0  # norm of the noise added to an item's embedding to make its text's (as bench_metric)
+K_VALUES = [1, 5, 10, 20, 50, 100]
+TARGET = 1.5
+
+
+class CachedOnly:
+    """An adapter whose embeddings are all in the cache: any call to it is a bug of the benchmark."""
+
+    calls = 0
+    family = "bench-cached"
+
+    def encode_text(self, texts):
+        raise RuntimeError(f"{len(texts)} texts were not cached")
+
+    def preprocess_frames(self, frames):
+        raise RuntimeError("a frame was decoded: the cache missed a job")
+
+    def encode_frames(self, inputs):
+        raise RuntimeError("a frame was embedded: the cache missed a job")
+
+
+def config(workdir: Path, out: str):
+    from lovr_metric.evaluation.runner import EvaluateConfig
+
+    return EvaluateConfig(dataset=str(workdir / "lovr"), model="bench-cached", output=str(workdir / out),
+                          cache_dir=str(workdir / "cache"), k_values=K_VALUES)  # fmt: skip
+
+
+def _unit(rng, rows: int) -> np.ndarray:
+    vectors = rng.standard_normal((rows, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def setup(workdir: Path, scale: float) -> None:
+    """The export, and the embeddings in the evaluation's caches and in .npy files for the core."""
+    from lovr_dataset.export import export
+    from lovr_metric.evaluation.embedding import text_key
+    from lovr_metric.evaluation.frames import COST_PARTS
+    from lovr_metric.evaluation.runner import prepare
+
+    make_source(workdir / "release", scale)
+    merged = workdir / "release/video_data/merged"  # the videos' own files, never decoded: their paths are enough
+    merged.mkdir(parents=True)
+    for line in (workdir / "release/caption_data/all_video.jsonl").read_text().splitlines():
+        (merged / f"{json.loads(line)['vid']}.mp4").touch()
+    export(workdir / "release", workdir / "lovr", num_queries=round(NUM_CLIPS * scale), cache_dir=str(workdir / "hf"))
+    ev = prepare(config(workdir, "setup-out"), encoder=CachedOnly(), text_encoder=CachedOnly())
+    rng = np.random.default_rng(0)
+    items = {}
+    for ids in (ev.data.clip_ids, ev.data.video_ids):
+        items.update(zip(ids, _unit(rng, len(ids)), strict=True))
+    queries = [pair for task in ev.data.queries.values() for pair in task]
+    noisy = np.stack([items[item] for _, item in queries]) + TEXT_NOISE * _unit(rng, len(queries)) / np.sqrt(DIM)
+    texts = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+    ev.text_cache.put("text", {text_key(text): vector for (text, _), vector in zip(queries, texts, strict=True)})
+    for kind, ids in (("clip", ev.data.clip_ids), ("video", ev.data.video_ids)):
+        ev.visual_cache.put(kind, {item: items[item] for item in ids})
+    zero = dict.fromkeys(COST_PARTS, 0.0)
+    ev.visual_cache.put_records([{"kind": "job", "key": job.job_id, "signature": job.signature, "status": "ok",
+                                  "seconds": {s.kind: zero for s in job.segments},
+                                  "counts": {k: sum(s.kind == k for s in job.segments) for k in ("clip", "video")},
+                                  "num_frames": 1, "skipped": []} for job in ev.data.jobs])  # fmt: skip
+    ev.text_cache.merge()
+    ev.visual_cache.merge()
+    for task, gallery in (("clip", ev.data.clip_ids), ("video", ev.data.video_ids)):
+        members = set(gallery)
+        text_rows = [i for i, (_, item) in enumerate(queries) if item in members]
+        np.save(workdir / f"{task}_texts.npy", texts[text_rows])
+        np.save(workdir / f"{task}_items.npy", np.stack([items[item] for item in gallery]))
+        pairs = {"text_ids": [queries[i][1] for i in text_rows], "item_ids": gallery}
+        (workdir / f"{task}_pairs.json").write_text(json.dumps(pairs))
+
+
+def run_case(name: str, workdir: Path) -> dict:
+    """One case in this process: its wall seconds (imports excluded) and peak memory."""
+    if name == "core":
+        from lovr_metric import retrieval_metrics
+
+        started = time.perf_counter()
+        for task in ("clip", "video"):
+            pairs = json.loads((workdir / f"{task}_pairs.json").read_text())
+            ks = [k for k in K_VALUES if k <= min(len(pairs["text_ids"]), len(pairs["item_ids"]))]  # as evaluate's
+            retrieval_metrics(
+                np.load(workdir / f"{task}_texts.npy"), pairs["text_ids"],
+                np.load(workdir / f"{task}_items.npy"), pairs["item_ids"], k_values=ks,
+            )  # fmt: skip
+    else:
+        import lovr_metric.evaluation.runner as runner
+
+        started = time.perf_counter()
+        runner.evaluate_model(config(workdir, "out"), encoder=CachedOnly(), text_encoder=CachedOnly())
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="Fraction of LoVR's 40,804 clips and 467 videos.")
+    parser.add_argument("--repeats", type=int, default=1, help="Runs of each case, taking turns; the fastest counts.")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/lovr-bench-evaluate"))
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.case, args.workdir)))
+        return 0
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    started = time.perf_counter()
+    setup(args.workdir, args.scale)
+    print(f"set-up (export, caches) took {time.perf_counter() - started:.1f} s", flush=True)
+    best: dict[str, dict] = {}
+    for _ in range(args.repeats):
+        for case in ("core", "evaluate"):
+            command = [sys.executable, __file__, "--case", case, "--workdir", str(args.workdir)]
+            result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+            if case not in best or result["seconds"] < best[case]["seconds"]:
+                best[case] = result
+    ratio = best["evaluate"]["seconds"] / best["core"]["seconds"]
+    print(f"\n| case (scale {args.scale}) | seconds | peak MiB | ratio to (a) |")
+    print("|---|---|---|---|")
+    print(f"| (a) core retrieval_metrics, clip + video | {best['core']['seconds']:.2f} | "
+          f"{best['core']['peak_mib']:.0f} | 1.00x |")  # fmt: skip
+    print(f"| (b) evaluate, every embedding cached | {best['evaluate']['seconds']:.2f} | "
+          f"{best['evaluate']['peak_mib']:.0f} | {ratio:.2f}x |")  # fmt: skip
+    verdict = "ok" if ratio <= TARGET else "MISSED"
+    print(f"\ntarget: cached evaluate <= {TARGET}x the core: {ratio:.2f}x {verdict}")
+    return 0 if verdict == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
