@@ -265,13 +265,17 @@ class _Shards:
         self.lengths: list[int] = []
         self.num_bytes = 0
         self.writer: ParquetWriter | None = None
+        self.stream: pa.NativeFile | None = None
         self.shard_bytes = 0
 
     def write(self, table: pa.Table) -> None:
         if self.writer is None or self.shard_bytes > MAX_SHARD_BYTES:
             self._close_shard()
             self.paths.append(self.folder / f".{self.split}-{len(self.paths):05d}.parquet.part")
-            self.writer = ParquetWriter(features=self.features, path=str(self.paths[-1]), embed_local_files=True)
+            # A native file, not the Python file object `path=` would open: Parquet then writes without taking the
+            # GIL back for every page, and the thread preparing the next table does not stall it.
+            self.stream = pa.OSFile(str(self.paths[-1]), "wb")
+            self.writer = ParquetWriter(features=self.features, stream=self.stream, embed_local_files=True)
             self.shard_bytes = 0
         self.writer.write_table(table)
         self.shard_bytes += table.nbytes
@@ -291,8 +295,7 @@ class _Shards:
 
     def _close_shard(self) -> None:
         if self.writer is not None:
-            num_examples, num_bytes = self.writer.finalize()
-            self.writer.close()
+            num_examples, num_bytes = self.writer.finalize()  # closes the stream too
             self.writer = None
             self.lengths.append(num_examples)
             self.num_bytes += num_bytes
@@ -301,6 +304,8 @@ class _Shards:
         """Release the open file, if any (after an error: the staging folder is removed anyway)."""
         if self.writer is not None:
             self.writer.close()
+        if self.stream is not None and not self.stream.closed:
+            self.stream.close()
 
 
 def _swap_into_place(staging: Path, out_dir: Path) -> None:

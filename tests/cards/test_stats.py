@@ -111,3 +111,29 @@ def test_accumulated_statistics_equal_the_computed_ones():
     stats.add_themes(pa.Table.from_pydict(themes))
     assert stats.result() == expected
     assert expected.num_clips == 4 and expected.num_themes == 2
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 1000])
+def test_caption_words_of_arrow_chunks_equal_str_split(chunk_rows):
+    # Chunks of plain ASCII words (counted from their spaces) beside chunks that are not, with empty, null, leading-
+    # and trailing-space captions, and sliced chunks whose buffers hold text outside the slice.
+    rng = random.Random(1)
+    words = ["a", "bb", "ccc", " ", "  ", "\t", "é", "\u2003"]
+    texts = [None, "", " ", "plain words here", " lead", "trail ", "x"]
+    texts += ["".join(rng.choice(words) for _ in range(rng.randrange(8))) for _ in range(3000)]
+    texts += [" ".join(rng.choice(["a", "bb", "ccc"]) for _ in range(rng.randrange(1, 9))) for _ in range(3000)]
+    array = pa.array(texts, pa.string())
+    column = pa.chunked_array([array.slice(start, chunk_rows) for start in range(0, len(texts), chunk_rows)])
+    stats = compute_statistics(
+        Dataset(
+            pa.table(
+                {
+                    **{k: pa.array([v[0]] * len(texts)) for k, v in CLIPS.items() if k != "caption"},
+                    "clip_id": pa.array([str(i) for i in range(len(texts))]),
+                    "caption": column,
+                }
+            )
+        ),
+        Dataset.from_dict(VIDEOS),
+    )
+    assert stats.clip_caption_words == Distribution.of([len(text.split()) for text in texts if text is not None])
