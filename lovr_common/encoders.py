@@ -34,16 +34,17 @@ Outputs are float32 on the CPU and not normalised: pooling and L2 normalisation 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from lovr_common.image_processors import IMAGE_PROCESSOR_BACKENDS, find_image_processor
-from lovr_common.long_text import TokenCounts, check_policy, chunk_mean, windows
+from lovr_common.long_text import LONG_TEXT_POLICIES, TokenCounts, check_policy, chunk_mean, windows
 from lovr_common.model_source import check_model_source
 
 logger = logging.getLogger(__name__)
@@ -103,75 +104,76 @@ class VideoEncoder(Protocol):
     def encode_videos(self, inputs: Any) -> torch.Tensor: ...
 
 
-@dataclass
-class EncoderConfig:
-    """How to load an encoder.
+def _option(default, text: str, **metadata):
+    return field(default=default, metadata={"help": text, **metadata})
 
-    Args:
-        model (`str`): a Hub repo id or a local folder.
-        revision (`str`, *optional*): the Hub revision (branch, tag or commit).
-        family (`str`, *optional*): one of `FAMILIES`; detected from the model when not given.
-        dtype (`str`, defaults to `"auto"`): `auto` (bfloat16 or float16 on a GPU, float32 on the CPU), `float32`,
-            `float16` or `bfloat16`.
-        device (`str`, *optional*): defaults to the accelerate process's device.
-        text_max_length (`int`, *optional*): token limit (the registry's value for known baselines, else the
-            tokenizer's, capped by the model's position embeddings).
-        trust_remote_code (`bool`, defaults to `False`): run code shipped with the model. Only when you trust it.
-        long_text (`str`, defaults to `"truncate"`): a text over the token limit is cut (`truncate`) or embedded
-            as the mean of its windows (`chunk_mean`; `long_text.py`).
-        image_processor_backend (`str`, *optional*, defaults to `"pil"`): the backend of a transformers model's
-            image processor: `pil` gives the same pixels whether or not torchvision is installed; `torchvision` is
-            faster (on a GPU above all), its pixels can differ, and it is what transformers picks by itself (None)
-            wherever torchvision is installed. A model without the requested backend gets the other one
-            (transformers warns); the class actually loaded is part of the cache key and the results
-            (`image_processor_name`).
-        query_prompt (`str`, *optional*): a sentence-transformers model's prompt for the query texts (default: the
-            model's own `query` prompt; `""` for none).
-        document_prompt (`str`, *optional*): its prompt for the frames (default: the model's own `document`,
-            `passage` or `corpus` prompt; `""` for none). For an endpoint, the system messages of the queries and of
-            the clips (default: `endpoint_encoder.SERVED_MODELS`' for a known served model, else none).
-        endpoint (`str`, *optional*): the base URL of an OpenAI-compatible embeddings server (`http://host:8000/v1`);
-            `model` is then its served model name and the fields below say how it is asked
-            (`lovr_common.endpoint_encoder`).
-        api_key_env (`str`, defaults to `"LOVR_ENDPOINT_TOKEN"`): the environment variable holding the server's
-            token, sent as `Authorization: Bearer` (none when unset); never printed or recorded.
-        concurrency (`int`, defaults to 8): requests in flight at once.
-        request_timeout (`float`, defaults to 120.0): seconds before a request is given up (and retried).
-        max_retries (`int`, defaults to 3): retries of a request after a timeout, a lost connection, HTTP 408, 429
-            or 5xx, or an answer that is not a valid embedding.
-        retry_backoff (`float`, defaults to 1.0): seconds before the first retry, doubling after each.
-        video_input (`str`, defaults to `"video"`): how frames travel, one of `endpoint_encoder.VIDEO_INPUTS`:
-            `video` (a clip's frames as one `data:video/jpeg;base64,` URL), `images` (as `image_url` parts) or
-            `frame` (one frame per request, pooled by the caller).
-        text_input (`str`, defaults to `"chat"`): texts as chat messages (`chat`) or in batches of `input` strings.
-        num_frames (`int`, *optional*): frames per clip sent as a video or images (default 8).
-        dimensions (`int`, *optional*): the embedding size asked of the server (Matryoshka models).
-        add_generation_prompt (`bool`, *optional*): the chat template's option (default: the served model's, else
-            False as in vLLM).
+
+@dataclass
+class EncoderOptions:
+    """How a model is loaded and asked for embeddings: every option of an encoder, declared once with its help. An
+    `EncoderConfig` is these and the model; `lovr_metric evaluate`'s options include them (`EvaluateConfig`).
+
+    The fields from `endpoint` on say how an OpenAI-compatible embeddings server is asked
+    (`lovr_common.endpoint_encoder`); `query_prompt` and `document_prompt` are then its system messages.
     """
 
-    model: str
-    revision: str | None = None
-    family: str | None = None
-    dtype: str = "auto"
-    device: str | None = None
-    text_max_length: int | None = None
-    trust_remote_code: bool = False
-    long_text: str = "truncate"
-    image_processor_backend: str | None = "pil"
-    query_prompt: str | None = None
-    document_prompt: str | None = None
-    endpoint: str | None = None
-    api_key_env: str = "LOVR_ENDPOINT_TOKEN"
-    concurrency: int = 8
-    request_timeout: float = 120.0
-    max_retries: int = 3
-    retry_backoff: float = 1.0
-    video_input: str = "video"
-    text_input: str = "chat"
-    num_frames: int | None = None
-    dimensions: int | None = None
-    add_generation_prompt: bool | None = None
+    revision: str | None = _option(None, "Hub revision (branch, tag or commit) of the model.")
+    family: str | None = _option(
+        None, f"Force an encoder family, one of {', '.join(FAMILIES)} (default: detected from the model)."
+    )
+    dtype: str = _option(
+        "auto", "auto (bfloat16 or float16 on a GPU, float32 on the CPU), float32, float16 or bfloat16."
+    )
+    text_max_length: int | None = _option(
+        None, "Token limit of texts (default: the registry's for a known baseline, else the tokenizer's)."
+    )
+    trust_remote_code: bool = _option(False, "Allow code shipped with the model to run (only when you trust it).")
+    long_text: str = _option(
+        "truncate",
+        "Texts over the token limit: truncate (as the original LoVR code) or chunk_mean (the normalised mean of "
+        "windows within the limit; long_text.py).",
+        choices=list(LONG_TEXT_POLICIES),
+    )
+    image_processor_backend: str | None = _option(
+        "pil",
+        "A transformers model's image processor: pil (the same pixels everywhere) or torchvision (faster, pixels can "
+        "differ; what transformers picks where torchvision is installed); the class loaded is recorded and keys the "
+        "frame cache.",
+        choices=list(IMAGE_PROCESSOR_BACKENDS),
+    )
+    query_prompt: str | None = _option(
+        None,
+        "Prompt of the query texts: a sentence-transformers model's (default: its own 'query' prompt), or an "
+        "endpoint's system message (default: the served model's, if known); '' for none.",
+    )
+    document_prompt: str | None = _option(
+        None,
+        "Prompt of the clips and videos: a sentence-transformers model's (default: its own 'document', 'passage' "
+        "or 'corpus' prompt), or an endpoint's system message; '' for none.",
+    )
+    endpoint: str | None = _option(
+        None, "Base URL of an OpenAI-compatible embeddings server (vLLM's pooling runner); --model is its model name."
+    )
+    api_key_env: str = _option(
+        "LOVR_ENDPOINT_TOKEN", "Environment variable holding the server's token (never printed or recorded)."
+    )
+    concurrency: int = _option(8, "Requests to the server in flight at once.")
+    request_timeout: float = _option(120.0, "Seconds before a request to the server is given up (and retried).")
+    max_retries: int = _option(3, "Retries of a request after a timeout, HTTP 408/429/5xx or an invalid answer.")
+    retry_backoff: float = _option(1.0, "Seconds before the first retry, doubling after each.")
+    video_input: str = _option(
+        "video",
+        "How a clip's frames travel to the server: video (one data:video/jpeg URL), images (image_url parts) or "
+        "frame (one frame per request, pooled here).",
+    )
+    text_input: str = _option("chat", "Texts to the server as chat messages (chat) or in batches of input strings.")
+    num_frames: int | None = _option(
+        None, "Frames per clip: N uniform frames instead of every interval-th (an endpoint's video: default 8)."
+    )
+    dimensions: int | None = _option(None, "Embedding size asked of the server (Matryoshka models).")
+    add_generation_prompt: bool | None = _option(
+        None, "The server's chat-template option (default: the served model's, else False as in vLLM)."
+    )
 
     def __post_init__(self):
         check_policy(self.long_text)
@@ -188,6 +190,19 @@ class EncoderConfig:
             raise ValueError(f"family={self.family!r}, expected one of {sorted(FAMILIES)} (or None to detect it)")
         if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
             raise ValueError(f"dtype={self.dtype!r}, expected auto, float32, float16 or bfloat16")
+
+    def options(self) -> dict[str, Any]:
+        """This object's `EncoderOptions` fields (of a subclass too), by name."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(EncoderOptions)}
+
+
+@dataclass
+class EncoderConfig(EncoderOptions):
+    """How to load an encoder: `model` (a Hub repo id or a local folder; a served model's name with `endpoint`),
+    the `EncoderOptions`, and the `device` (default: the accelerate process's)."""
+
+    model: str = field(kw_only=True)
+    device: str | None = None
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:

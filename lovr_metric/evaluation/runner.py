@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lovr_common.encoders import EncoderConfig, TextEncoder, load_encoder
-from lovr_common.image_processors import IMAGE_PROCESSOR_BACKENDS, image_processor_name
+from lovr_common.encoders import EncoderConfig, EncoderOptions, TextEncoder, load_encoder
+from lovr_common.image_processors import image_processor_name
 from lovr_common.processes import process_state
 from lovr_metric.evaluation.data import EvalData, LoVRRows, dataset_fingerprint, load_rows, plan_queries
 from lovr_metric.evaluation.embedding import (
@@ -66,14 +66,20 @@ _LOWEST = {
 
 
 @dataclass
-class EvaluateConfig:
-    """Arguments of `python -m lovr_metric evaluate` (and of `evaluate_model`)."""
+class EvaluateConfig(EncoderOptions):
+    """Arguments of `python -m lovr_metric evaluate` (and of `evaluate_model`): the encoder's options
+    (`lovr_common.encoders.EncoderOptions`, declared there once; `--revision` is that of `--model`) and these."""
 
-    dataset: str = field(metadata={"help": "An export folder (load_dataset(DIR, 'clips')) or a Hub dataset repo id."})
-    model: str = field(metadata={"help": "The clip/video encoder: a Hub id, a local folder or a registry name."})
-    output: str = field(metadata={"help": "Folder for results.json, per_query.parquet, results.md and pass_at_k.png."})
+    dataset: str = field(
+        kw_only=True, metadata={"help": "An export folder (load_dataset(DIR, 'clips')) or a Hub dataset repo id."}
+    )
+    model: str = field(
+        kw_only=True, metadata={"help": "The clip/video encoder: a Hub id, a local folder or a registry name."}
+    )
+    output: str = field(
+        kw_only=True, metadata={"help": "Folder for results.json, per_query.parquet, results.md and pass_at_k.png."}
+    )
     text_model: str | None = field(default=None, metadata={"help": "A separate text encoder (default: --model)."})
-    revision: str | None = field(default=None, metadata={"help": "Hub revision of --model."})
     text_revision: str | None = field(default=None, metadata={"help": "Hub revision of --text_model."})
     granularity: list[str] | None = field(
         default=None,
@@ -86,7 +92,6 @@ class EvaluateConfig:
     interval: int | None = field(
         default=None, metadata={"help": f"Embed every interval-th frame (default: {LOVR_FRAME_INTERVAL})."}
     )
-    num_frames: int | None = field(default=None, metadata={"help": "Embed N uniform frames per clip instead."})
     protocol: str = field(
         default="default",
         metadata={"help": "default (the corrected protocol) or lovr-original (the original code's: BGR frames, "
@@ -109,31 +114,6 @@ class EvaluateConfig:
                   "model leave, at least 1); never changes the results."},
     )  # fmt: skip
     text_batch_size: int = field(default=256, metadata={"help": "Texts per model call."})
-    text_max_length: int | None = field(default=None, metadata={"help": "Token limit (default: registry/tokenizer)."})
-    long_text: str = field(
-        default="truncate",
-        metadata={"help": "Texts over the token limit: truncate (as the original LoVR code) or chunk_mean (the "
-                  "normalised mean of windows within the limit)."},
-    )  # fmt: skip
-    dtype: str = field(default="auto", metadata={"help": "auto (half precision on GPU), float32, float16, bfloat16."})
-    image_processor_backend: str = field(
-        default="pil",
-        metadata={"choices": list(IMAGE_PROCESSOR_BACKENDS),
-                  "help": "A transformers model's image processor: pil (the same pixels everywhere) or torchvision "
-                  "(faster, pixels can differ; what transformers picks where torchvision is installed)."},
-    )  # fmt: skip
-    family: str | None = field(default=None, metadata={"help": "Force an encoder family (default: detected)."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow code shipped with the model to run."})
-    query_prompt: str | None = field(
-        default=None,
-        metadata={"help": "A sentence-transformers model's prompt for the query texts (default: its own 'query' "
-                  "prompt; '' for none)."},
-    )  # fmt: skip
-    document_prompt: str | None = field(
-        default=None,
-        metadata={"help": "A sentence-transformers model's prompt for the clips and videos (default: its own "
-                  "'document', 'passage' or 'corpus' prompt; '' for none)."},
-    )  # fmt: skip
     k_values: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50, 100], metadata={"help": "Cut-offs k."})
     cache_dir: str = field(default=str(DEFAULT_CACHE_DIR), metadata={"help": "Embedding cache folder."})
     bootstrap_resamples: int = field(
@@ -143,6 +123,7 @@ class EvaluateConfig:
     confidence: float = field(default=DEFAULT_CONFIDENCE, metadata={"help": "Level of the bootstrap intervals."})
 
     def __post_init__(self):
+        super().__post_init__()
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol={self.protocol!r}: expected one of {list(PROTOCOLS)}")
         PROTOCOLS[self.protocol].check(self)
@@ -171,37 +152,42 @@ class EvaluateConfig:
 
 
 def _encoder_config(config: EvaluateConfig, model: str, revision: str | None) -> EncoderConfig:
+    """The `EncoderConfig` of `model` (`--model` or `--text_model`): the command's encoder options, the registry's
+    settings of a known baseline, and `--family` for `--model` only."""
     baseline = get_baseline(model)
     if baseline is not None:
         check_servable(baseline, config.trust_remote_code)
     return EncoderConfig(
+        **config.options()
+        | {
+            "revision": revision,
+            "family": config.family if model == config.model else None,
+            "text_max_length": config.text_max_length or (baseline.text_max_length if baseline else None),
+        },
         model=baseline.repo_id if baseline else model,
-        revision=revision,
-        family=config.family if model == config.model else None,
-        dtype=config.dtype,
-        text_max_length=config.text_max_length or (baseline.text_max_length if baseline else None),
-        long_text=config.long_text,
-        trust_remote_code=config.trust_remote_code,
-        image_processor_backend=config.image_processor_backend,
-        query_prompt=config.query_prompt,
-        document_prompt=config.document_prompt,
     )
 
 
 def _identity(encoder_config: EncoderConfig, encoder, *, text: bool) -> dict:
     """What identifies an encoder's outputs: the cache key and the results' record of the model. The long-text
     policy changes only text embeddings, so it is in the key of texts (`text`) and not of frames; the image
-    processor that was loaded changes only frames' pixels."""
+    processor that was loaded changes only frames' pixels. An encoder that says what its outputs depend on
+    (`cache_settings`: an endpoint's requests) adds that."""
     model = getattr(encoder, "model", None)
     commit = getattr(getattr(model, "config", None), "_commit_hash", None)
-    return {
-        "model": encoder_config.model,
-        "revision": encoder_config.revision or commit,
-        "fingerprint": folder_fingerprint(encoder_config.model),
-        "family": getattr(encoder, "family", type(encoder).__name__),
-        "dtype": str(getattr(encoder, "dtype", encoder_config.dtype)),
-        "text_max_length": getattr(encoder, "text_max_length", encoder_config.text_max_length),
-    } | _pixels_or_text(encoder_config, encoder, text)
+    own = getattr(encoder, "cache_settings", None)
+    return (
+        {
+            "model": encoder_config.model,
+            "revision": encoder_config.revision or commit,
+            "fingerprint": folder_fingerprint(encoder_config.model),
+            "family": getattr(encoder, "family", type(encoder).__name__),
+            "dtype": str(getattr(encoder, "dtype", encoder_config.dtype)),
+            "text_max_length": getattr(encoder, "text_max_length", encoder_config.text_max_length),
+        }
+        | _pixels_or_text(encoder_config, encoder, text)
+        | (own() if callable(own) else {})
+    )
 
 
 def _pixels_or_text(encoder_config: EncoderConfig, encoder, text: bool) -> dict:

@@ -371,3 +371,20 @@ def test_the_server_refuses_video_frames_of_different_sizes():
     with pytest.raises(SchemaError, match="cannot stack"):
         load_data_url("video", url, "video")
     assert len(load_data_url("video", f"data:video/jpeg;base64,{jpeg((8, 8))},{jpeg((8, 8))}", "video")) == 2
+
+
+def test_evaluate_against_an_endpoint_end_to_end(server, tmp_path, lovr_export):
+    from lovr_metric.__main__ import main
+
+    export, videos_dir = lovr_export
+    args = ["evaluate", "--dataset", str(export), "--video-root", str(videos_dir), "--model", SERVED,
+            "--endpoint", server.url, "--retry-backoff", "0", "--max-retries", "0", "--cache-dir", str(tmp_path / "c"),
+            "--k-values", "1", "--bootstrap-resamples", "0", "--output", str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    encoder = results["settings"]["encoder"]
+    assert (encoder["family"], encoder["served_model"]) == ("endpoint", SERVED) and "endpoint" not in encoder
+    assert results["settings"]["num_frames"] == 8  # a served video model takes each clip as one video of 8 frames
+    assert [f["id"] for f in results["failed_videos"]] == ["gamma"]  # the file that does not decode, as ever
+    sent = len(server.requests)
+    assert sent > 0 and main(args) == 0 and len(server.requests) == sent  # the rerun reads every embedding cached
