@@ -39,7 +39,7 @@ def register(name: str) -> Callable[[Callable[[Path], None]], Callable[[Path], N
 
 def _load_builders() -> None:
     # The recipes live beside this file, one module per family; importing them registers them.
-    from lovr_standins import _tiny_vision, _tiny_vlm  # noqa: F401
+    from lovr_standins import _tiny_qwen2vl, _tiny_vision, _tiny_vlm  # noqa: F401
 
 
 def available() -> list[str]:
