@@ -6,7 +6,16 @@ raises out of `generate`, so one bad clip or one dropped connection cannot take 
 
     backend = load_backend(BackendArguments(model="Qwen/Qwen2.5-VL-7B-Instruct"))
     backend = load_backend(BackendArguments(model="Qwen/Qwen2.5-VL-7B-Instruct", endpoint="http://localhost:8000/v1"))
-    [result] = backend.generate([ChatRequest(user="Describe the video.", images=frames)], GenerationParams())
+    [result] = backend.generate([ChatRequest(user="Describe the frames.", images=frames)], GenerationParams())
+    [result] = backend.generate([ChatRequest(user="Describe the video.", video=ClipVideo(frames, 25.0, [0, 50], 75))],
+                                GenerationParams())
+
+A clip (`ChatRequest.video`) reaches a video-capable model as one video, as LoVR captioned with Qwen2.5-VL's video
+input through vLLM: transformers' processor gets `videos=` with each clip's `video_metadata` (its frame rate and
+the sampled frames' indices: Qwen2.5-VL derives the time between temporal patches from them, Qwen3-VL a timestamp
+per patch) and `do_sample_frames=False` (the frames are already sampled); an endpoint gets one `video_url` part. Any
+other model gets the frames as separate images (`visual_input`, `VISUAL_INPUTS`), and the form used is recorded with
+each caption (`generation.caption.caption_settings_record`).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import base64
 import io
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lovr_common.endpoint_encoder import jpeg_base64
 from lovr_common.image_processors import (
     IMAGE_PROCESSOR_BACKENDS,
     image_processor_name,
@@ -34,6 +45,19 @@ from lovr_common.image_processors import (
 from lovr_common.model_source import check_model_source
 
 logger = logging.getLogger(__name__)
+
+VISUAL_INPUTS = {
+    "auto": "a clip as one video where the model takes video, else as images",
+    "video": "a clip as one video: the processor's videos= with the frames' metadata, or one video_url part",
+    "images": "a clip's frames as separate images",
+}
+# Model types whose transformers processor takes a clip as one video with its frame timing (transformers 5.25:
+# processing_qwen2_vl.py, frames merged in temporal patches of 2; processing_qwen2_5_vl.py, the time between patches
+# from the metadata's sampled fps; processing_qwen3_vl.py, a "<t seconds>" timestamp per patch from the metadata's
+# fps and frames_indices). Loaded locally, a model takes video when its processor has a video processor.
+VIDEO_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
+# The same families by the names servers know them by (an endpoint does not say what its model takes).
+VIDEO_MODEL_NAME = re.compile(r"qwen(2|2\.5|2_5|3)[-_]?vl", re.IGNORECASE)
 
 
 @dataclass
@@ -69,15 +93,55 @@ class GenerationParams:
 
 
 @dataclass
-class ChatRequest:
-    """One single-turn chat: an optional system prompt, the user's text, and images shown before it.
+class ClipVideo:
+    """A clip's frames as one video, with where they lie in it (what a video processor's `video_metadata` holds).
 
-    images are RGB `uint8` arrays of shape (height, width, 3) or PIL images, in order (a clip's frames).
+    frames (`Sequence[np.ndarray]`): RGB `uint8` arrays (height, width, 3) in time order, all of one size.
+    fps (`float`): the source video's frame rate.
+    frames_indices (`Sequence[int]`): each frame's index counted from the clip's first frame (its time is
+        `index / fps` seconds into the clip).
+    total_num_frames (`int`): the clip's frame count.
+    """
+
+    frames: Sequence[Any]
+    fps: float
+    frames_indices: Sequence[int]
+    total_num_frames: int
+
+    def __post_init__(self):
+        if len(self.frames_indices) != len(self.frames):
+            raise ValueError(
+                f"frames_indices has {len(self.frames_indices)} entries for {len(self.frames)} frames; expected one "
+                "index per frame"
+            )
+        if self.fps <= 0:
+            raise ValueError(f"fps must be > 0, but got fps={self.fps}")
+
+    def metadata(self) -> dict:
+        """The clip as transformers' `VideoMetadata` fields."""
+        height, width = np.asarray(self.frames[0]).shape[:2] if len(self.frames) else (None, None)
+        return {
+            "total_num_frames": self.total_num_frames,
+            "fps": self.fps,
+            "duration": self.total_num_frames / self.fps,
+            "frames_indices": [int(i) for i in self.frames_indices],
+            "width": width,
+            "height": height,
+        }
+
+
+@dataclass
+class ChatRequest:
+    """One single-turn chat: an optional system prompt, the user's text, and images and a video shown before it.
+
+    images are RGB `uint8` arrays of shape (height, width, 3) or PIL images, in order; video is a clip
+    (`ClipVideo`), shown as one video to a model that takes video and as its frames, images, to any other.
     """
 
     user: str
     system: str | None = None
     images: Sequence[Any] = ()
+    video: ClipVideo | None = None
 
 
 @dataclass
@@ -98,6 +162,7 @@ class ChatBackend(Protocol):
     model: str
     revision: str | None
     image_processor: str | None  # the class that turns images into pixels; None where a server does it
+    visual_input: str | None  # how a request's video reaches the model: "video" or "images"; None: text only
 
     def generate(self, requests: Sequence[ChatRequest], params: GenerationParams) -> list[ChatResult]:
         """One result per request, in order; never raises for a failing request."""
@@ -127,8 +192,18 @@ class BackendArguments:
                   "torchvision is installed)."},
     )  # fmt: skip
     trust_remote_code: bool = field(default=False, metadata={"help": "Run the model repository's own code."})
+    visual_input: str = field(
+        default="auto",
+        metadata={"choices": list(VISUAL_INPUTS),
+                  "help": "How a clip reaches the model: video (one video with its frame timing: the processor's "
+                  "video input, or a video_url part at an endpoint), images (its frames as separate images), or auto "
+                  "(video where the model takes it: a processor with a video processor, or at an endpoint a model "
+                  "named Qwen2-VL, Qwen2.5-VL or Qwen3-VL; else images). Recorded with each caption."},
+    )  # fmt: skip
 
     def __post_init__(self):
+        if self.visual_input not in VISUAL_INPUTS:
+            raise ValueError(f"visual_input={self.visual_input!r}, expected one of {list(VISUAL_INPUTS)}")
         if self.dtype != "auto" and not isinstance(getattr(torch, self.dtype, None), torch.dtype):
             raise ValueError(f"dtype={self.dtype!r}, expected auto or a torch dtype (bfloat16, float16, float32...)")
         if self.image_processor_backend not in IMAGE_PROCESSOR_BACKENDS:
@@ -174,6 +249,7 @@ def load_backend(
             max_retries=connection.max_retries,
             backoff=connection.retry_backoff,
             concurrency=connection.concurrency,
+            visual_input=args.visual_input,
         )
     return TransformersBackend(
         args.model,
@@ -182,7 +258,49 @@ def load_backend(
         trust_remote_code=args.trust_remote_code,
         device=device,
         image_processor_backend=args.image_processor_backend,
+        visual_input=args.visual_input,
     )
+
+
+def resolve_visual_input(visual_input: str, model: str, takes_video: bool, why_not: str) -> str:
+    """How clips reach `model` ("video" or "images") for the option `visual_input`; `takes_video` says whether it
+    can take one video, `why_not` (a phrase about the model) why not. Asking video of a model that cannot take it
+    is a `ValueError`; `auto` falls back to images and says so."""
+    if visual_input not in VISUAL_INPUTS:
+        raise ValueError(f"visual_input={visual_input!r}, expected one of {list(VISUAL_INPUTS)}")
+    if visual_input == "images":
+        return "images"
+    if takes_video:
+        return "video"
+    if visual_input == "video":
+        raise ValueError(f"visual_input='video', but model={model!r} {why_not}; expected auto or images for it")
+    logger.info("%s %s: a clip's frames reach it as images (visual_input=auto)", model, why_not)
+    return "images"
+
+
+def _visual_parts(request: ChatRequest, visual_input: str | None) -> tuple[list[Any], ClipVideo | None]:
+    """The request's images and video as they are shown: its video as frames among the images unless the model
+    takes video."""
+    if request.video is None or visual_input == "video":
+        return list(request.images), request.video
+    return [*request.images, *request.video.frames], None
+
+
+def processor_inputs(requests: Sequence[ChatRequest], visual_input: str) -> dict:
+    """The images and videos a vision-language processor is called with for `requests` (besides `text=`): every
+    image as PIL in order, and where clips go as video, each as a (frames, height, width, 3) array with its
+    `video_metadata` and `do_sample_frames=False` (the frames are the clip's sample already)."""
+    images, videos = [], []
+    for request in requests:
+        shown, video = _visual_parts(request, visual_input)
+        images += [_to_pil(image) for image in shown]
+        videos += [video] if video is not None else []
+    inputs: dict[str, Any] = {"images": images or None}
+    if videos:
+        inputs["videos"] = [np.stack([np.asarray(_to_pil(frame)) for frame in video.frames]) for video in videos]
+        inputs["video_metadata"] = [video.metadata() for video in videos]
+        inputs["do_sample_frames"] = False
+    return inputs
 
 
 def _to_pil(image: Any) -> Image.Image:
@@ -194,13 +312,15 @@ def _to_pil(image: Any) -> Image.Image:
     return Image.fromarray(array)
 
 
-def _messages(request: ChatRequest) -> list[dict]:
-    """The request as chat-template messages (typed content parts, as transformers' processors expect)."""
+def chat_messages(request: ChatRequest, visual_input: str | None) -> list[dict]:
+    """The request as chat-template messages (typed content parts, as transformers' processors expect): its images,
+    then its video (one part, or its frames as images), then the user's text."""
     messages = []
     if request.system is not None:
         messages.append({"role": "system", "content": [{"type": "text", "text": request.system}]})
-    content = [{"type": "image"} for _ in request.images] + [{"type": "text", "text": request.user}]
-    messages.append({"role": "user", "content": content})
+    images, video = _visual_parts(request, visual_input)
+    content = [{"type": "image"} for _ in images] + ([{"type": "video"}] if video is not None else [])
+    messages.append({"role": "user", "content": [*content, {"type": "text", "text": request.user}]})
     return messages
 
 
@@ -214,6 +334,11 @@ class TransformersBackend:
     A vision-language model's images go through its image processor's `image_processor_backend` (PIL's by default:
     transformers 5 picks torchvision's wherever torchvision is installed, and the two give different pixels, so
     the same run would caption other pixels on another machine). `image_processor` names the class loaded.
+
+    A request's clip goes as one video where the processor has a video processor (`visual_input` "auto" or
+    "video"), else as images; `visual_input` holds the form used. transformers builds video processors only with
+    torchvision, and a video-capable model's processor (Qwen2-VL's, Qwen2.5-VL's, Qwen3-VL's) not at all without
+    it, for images or text alike: loading such a model without torchvision is a `ValueError` saying so.
     """
 
     def __init__(
@@ -225,6 +350,7 @@ class TransformersBackend:
         trust_remote_code: bool = False,
         device: str | torch.device | None = None,
         image_processor_backend: str = "pil",
+        visual_input: str = "auto",
     ):
         from transformers import AutoConfig
         from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
@@ -241,18 +367,25 @@ class TransformersBackend:
             ) from err
         self.is_vision = config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
         if self.is_vision:
-            from transformers import AutoModelForImageTextToText, AutoProcessor
+            from transformers import AutoModelForImageTextToText
 
-            self.processor = AutoProcessor.from_pretrained(model, **kwargs)
+            self.processor = _load_processor(model, config.model_type, kwargs)
             use_image_processor_backend(self.processor, model, image_processor_backend, kwargs)
             self.tokenizer = self.processor.tokenizer
             self.image_processor = image_processor_name(self.processor)
+            video_processor = getattr(self.processor, "video_processor", None)
+            self.visual_input = resolve_visual_input(
+                visual_input,
+                model,
+                takes_video=video_processor is not None,
+                why_not=f"has no video processor ({type(self.processor).__name__})",
+            )
             model_class = AutoModelForImageTextToText
         else:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             self.processor = self.tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
-            self.image_processor = None
+            self.image_processor = self.visual_input = None
             model_class = AutoModelForCausalLM
         # Decoder-only generation continues each row from its last token: pad on the left.
         self.tokenizer.padding_side = "left"
@@ -274,14 +407,14 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def _generate_batch(self, requests: Sequence[ChatRequest], params: GenerationParams) -> list[str]:
-        conversations = [_messages(request) for request in requests]
+        conversations = [chat_messages(request, self.visual_input) for request in requests]
         if self.is_vision:
             texts = self.processor.apply_chat_template(conversations, add_generation_prompt=True, tokenize=False)
-            images = [_to_pil(image) for request in requests for image in request.images]
-            inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
+            visual = processor_inputs(requests, self.visual_input)
+            inputs = self.processor(text=texts, **visual, padding=True, return_tensors="pt")
         else:
-            if any(request.images for request in requests):
-                raise ValueError(f"Model {self.model!r} is a text-only causal LM, but a request holds images")
+            if any(request.images or request.video for request in requests):
+                raise ValueError(f"Model {self.model!r} is a text-only causal LM, but a request holds images or video")
             # Text-only chat templates expect plain string contents.
             texts = [
                 self.tokenizer.apply_chat_template(
@@ -307,10 +440,33 @@ class TransformersBackend:
         return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
+def _load_processor(model: str, model_type: str, kwargs: dict):
+    """`AutoProcessor.from_pretrained(model)`; a processor that needs torchvision where it is missing is a
+    `ValueError` saying what to do instead."""
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(model, **kwargs)
+    except ImportError as err:
+        if "torchvision" not in str(err).lower():
+            raise
+        raise ValueError(
+            f"model={model!r} (model_type={model_type!r}): its processor has a video processor, which transformers "
+            "builds only with torchvision, not installed here (Qwen2VLProcessor and its kin cannot be built without "
+            "it, even for images): install torchvision where it matches torch (a GPU machine), or serve the model "
+            "(vllm serve) and pass --endpoint"
+        ) from err
+
+
 class EndpointBackend:
     """An OpenAI-compatible chat-completions server (vLLM, TGI, a hosted API), reached over HTTP with httpx.
 
-    Images travel as base64 JPEG data URLs. Timeouts, lost connections, HTTP 429 and 5xx are retried up to
+    Images travel as base64 JPEG data URLs; a clip sent as video (`visual_input`: "video", or "auto" for a model
+    named as a video-capable family, `VIDEO_MODEL_NAME`) as one `video_url` part, vLLM's
+    `data:video/jpeg;base64,F1,F2,...` URL of comma-separated JPEG frames (`lovr_common.endpoint_encoder` cites vLLM's
+    source). Such a URL carries no frame timing: vLLM gives the frames the rate of its `--media-io-kwargs
+    '{"video": {"fps": ...}}'` (vllm/multimodal/media/video.py; it defaulted to a fixed 2.0 in earlier versions),
+    so serve the model with the clips' sampling rate where timestamps matter. Timeouts, lost connections, HTTP 429 and 5xx are retried up to
     `max_retries` times with exponential backoff (`backoff * 2**retry` seconds); other 4xx answers fail at once.
     `repetition_penalty` is sent only when it differs from 1.0: vLLM accepts it, the OpenAI API does not.
     """
@@ -327,6 +483,7 @@ class EndpointBackend:
         max_retries: int = 3,
         backoff: float = 1.0,
         concurrency: int = 8,
+        visual_input: str = "auto",
     ):
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"endpoint must be an http(s) URL such as http://localhost:8000/v1, but got {url!r}")
@@ -334,6 +491,13 @@ class EndpointBackend:
         self.model = model
         self.revision = None  # the server decides
         self.image_processor = None  # so does the server's processor
+        # A server does not say what its model takes: its name decides "auto", and "video" is taken at its word.
+        self.visual_input = resolve_visual_input(
+            visual_input,
+            model,
+            takes_video=visual_input == "video" or VIDEO_MODEL_NAME.search(model) is not None,
+            why_not="is not named as a model that takes video (Qwen2-VL, Qwen2.5-VL, Qwen3-VL)",
+        )
         self.max_retries = max_retries
         self.backoff = backoff
         self.concurrency = concurrency
@@ -348,7 +512,10 @@ class EndpointBackend:
         messages = []
         if request.system is not None:
             messages.append({"role": "system", "content": request.system})
-        content = [{"type": "image_url", "image_url": {"url": _data_url(image)}} for image in request.images]
+        images, video = _visual_parts(request, self.visual_input)
+        content = [{"type": "image_url", "image_url": {"url": _data_url(image)}} for image in images]
+        if video is not None:
+            content.append({"type": "video_url", "video_url": {"url": video_data_url(video.frames)}})
         content.append({"type": "text", "text": request.user})
         messages.append({"role": "user", "content": content})
         payload = {
@@ -394,6 +561,15 @@ class EndpointBackend:
                 )
         logger.warning("%s failed after %d attempts: %s", self.url, self.max_retries + 1, reason)
         return ChatResult(error=f"{reason} (after {self.max_retries + 1} attempts)")
+
+
+def video_data_url(frames: Sequence[Any]) -> str:
+    """vLLM's video data URL of `frames`: comma-separated base64 JPEGs, all of one size (vLLM stacks them)."""
+    arrays = [np.asarray(_to_pil(frame)) for frame in frames]
+    shapes = sorted({array.shape for array in arrays})
+    if len(shapes) != 1:
+        raise ValueError(f"a video's frames must share one size, but got frames of shapes {shapes}")
+    return "data:video/jpeg;base64," + ",".join(jpeg_base64(array) for array in arrays)
 
 
 def _data_url(image: Any) -> str:

@@ -5,9 +5,13 @@
 
 Frames are decoded straight from the source video by the clip's time range (no temporary clip files), spread
 evenly over the clip; how many follows LoVR's rule (one per second, 8 to 64, 2 for clips under 8 frames; clips
-under 5 frames are not captioned), capped by `--max_frames`. They reach the model as a list of images through its
-processor, the path that works without torchvision (PIL's backend of its image processor unless
-`--image_processor_backend torchvision`; the class used is recorded). Prompts and sampling settings default to LoVR's and are
+under 5 frames are not captioned), capped by `--max_frames`. A clip reaches a video-capable model as one video with
+its frame timing, as LoVR captioned with Qwen2.5-VL's video input (the processor's `videos=` with the clip's
+`video_metadata`, or a `video_url` part at an endpoint), and any other model as a list of images
+(`--visual_input auto|video|images`, `generation.backends`); the form used is recorded with every caption
+(`settings.visual_input`). transformers builds video-capable processors only with torchvision: without it such a
+model is served (`--endpoint`). Images go through the image processor's PIL backend unless
+`--image_processor_backend torchvision` (the class used is recorded). Prompts and sampling settings default to LoVR's and are
 recorded with every caption. Records are keyed by clip id: a clip that fails gets `status: failed` with the
 reason (also in `W/failures.jsonl`) and can never shift a caption onto another clip. A rerun skips clips already
 captioned and retries failed ones; the exit status is non-zero when clips failed. The run folder is locked for the
@@ -29,6 +33,7 @@ from generation.backends import (
     BackendArguments,
     ChatBackend,
     ChatRequest,
+    ClipVideo,
     EndpointOptions,
     GenerationParams,
     load_backend,
@@ -247,12 +252,21 @@ def caption_settings_record(
         "revision": backend.revision,
         "backend": type(backend).__name__,
         "image_processor": getattr(backend, "image_processor", None),
+        "visual_input": getattr(backend, "visual_input", None),
         "prompt_version": settings.prompt_version,
         "num_frames": num_frames,
         **params.to_dict(),
         "attempt": settings.attempt,
         "random_weights": is_random_weights(backend.model),
     }
+
+
+def clip_video(clip: dict, frames: Sequence[np.ndarray], settings: CaptionSettings) -> ClipVideo:
+    """The clip's frames as one video: each frame's index counted from the clip's first frame, at the source's rate
+    (the frames lie at `_clip_times`)."""
+    last = max(clip["frame_count"] - 1, 0)
+    indices = [min(last, max(0, round((t - clip["start"]) * clip["fps"]))) for t in _clip_times(clip, settings)]
+    return ClipVideo(frames, fps=clip["fps"], frames_indices=indices, total_num_frames=clip["frame_count"])
 
 
 def caption_frames(clips: Sequence[dict], settings: CaptionSettings) -> list[list[np.ndarray] | Failed]:
@@ -273,7 +287,11 @@ def caption_clips(
     system, user = PROMPTS[settings.prompt_version]
     if frames is None:
         frames = caption_frames(clips, settings)
-    requests = [ChatRequest(user=user, system=system, images=f) for f in frames if not isinstance(f, Failed)]
+    requests = [
+        ChatRequest(user=user, system=system, video=clip_video(clip, f, settings))
+        for clip, f in zip(clips, frames, strict=True)
+        if not isinstance(f, Failed)
+    ]
     replies = iter(backend.generate(requests, params) if requests else [])  # in the order of the decoded clips
     records = {}
     for clip, clip_frames in zip(clips, frames, strict=True):

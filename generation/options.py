@@ -5,7 +5,8 @@ the groups it uses, and `HfArgumentParser` parses them together (`generation.sta
 
 - `RunFolder`: `--workdir`, the run folder every stage reads and writes (a base of each stage's own arguments);
 - `FrameOptions`: how many frames a clip is decoded with, at what size (captioning and re-captioning);
-- `generation.backends.BackendArguments`, `EndpointOptions`: which model generates and how a server is reached;
+- `generation.backends.BackendArguments`, `EndpointOptions`: which model generates, how clips reach it
+  (`--visual_input`: one video or images) and how a server is reached;
 - `generation.backends.GenerationParams`: sampling (`generation.fuse.FuseParams`: fusion's defaults).
 
 `generation.run` takes the options of its stages that it offers through `option_copy`, which derives a dataclass

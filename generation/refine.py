@@ -16,6 +16,8 @@ judge). A clip scoring below `--threshold` is captioned again (with `--model` / 
 | 2 | x2 (at most `--max_frames`) | the other LoVR prompt (code <-> paper) | 0.9 / 0.001 (LoVR's) | same |
 | 3 | x2 (at most `--max_frames`) | the first prompt | 0.7 / 0.9 (real sampling) | + 1 |
 
+Re-captions reach the model as the caption stage's captions do (`--visual_input`: a clip as one video where the
+model takes video, else as images), the form used recorded in each attempt's settings.
 (LoVR's top_p of 0.001 makes sampling greedy, so round 3 opens top_p: only then do temperature and seed change
 anything.) The paper allows 3 rounds (`--max_rounds 3`). Every attempt's caption, score and settings are kept in
 `attempts`; the best-scoring attempt becomes the record's `caption` and `settings`, with `score` and `scorer`.

@@ -3,14 +3,17 @@
     python tests/generation/openai_server.py --model .cache/tiny-models/vlm [--port 0] [--fail-num-images 2]
 
 It prints `listening on http://127.0.0.1:PORT/v1` once ready. `POST /v1/chat/completions` takes the OpenAI
-request format (text parts and base64 `image_url` data URLs) and answers with the model's text. Faults for the
+request format (text parts and base64 `image_url` data URLs) and vLLM's `video_url` parts (a
+`data:video/jpeg;base64,F1,F2,...` URL: the comma-separated JPEG frames, stacked, so all of one size; the frames get
+vLLM's default timing, frame k at k / 2 s) and answers with the model's text. Faults for the
 reliability tests, chosen per request:
 
 - a user text containing `[fail-500]` is answered with HTTP 500; `[hang]` is answered after `--hang-seconds`;
   `[flaky-N]` is answered with HTTP 500 the first N times that exact request arrives;
 - `--fail-num-images K` answers HTTP 500 to every request holding exactly K images, `--hang-num-images K` hangs.
 
-`GET /stats` returns how many chat requests arrived, in total and per number of images.
+`GET /stats` returns how many chat requests arrived, in total, per number of images, and per number of frames of
+their video (`video_frames=K`).
 """
 
 from __future__ import annotations
@@ -25,16 +28,19 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 from PIL import Image
 
-from generation.backends import ChatRequest, GenerationParams, TransformersBackend
+from generation.backends import ChatRequest, ClipVideo, GenerationParams, TransformersBackend
+
+VLLM_JPEG_VIDEO_FPS = 2.0  # what vLLM's media/video.py gave a data:video/jpeg video's frames (frame k at k / fps)
 
 FLAKY = re.compile(r"\[flaky-(\d+)\]")
 
 
 def parse_request(payload: dict) -> tuple[ChatRequest, GenerationParams]:
     """The OpenAI chat request as one `ChatRequest` and its sampling settings."""
-    system, user, images = None, "", []
+    system, user, images, video = None, "", [], None
     for message in payload["messages"]:
         content = message["content"]
         if message["role"] == "system":
@@ -46,6 +52,10 @@ def parse_request(payload: dict) -> tuple[ChatRequest, GenerationParams]:
             elif part["type"] == "image_url":
                 data = part["image_url"]["url"].split(",", 1)[1]
                 images.append(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
+            elif part["type"] == "video_url":
+                video = _jpeg_video(part["video_url"]["url"])
+            else:
+                raise ValueError(f"unknown content part type {part['type']!r}")
     temperature = float(payload.get("temperature", 1.0))
     params = GenerationParams(
         temperature=temperature or 1.0,
@@ -55,7 +65,19 @@ def parse_request(payload: dict) -> tuple[ChatRequest, GenerationParams]:
         seed=int(payload.get("seed", 0)),
         do_sample=temperature > 0,
     )
-    return ChatRequest(user=user, system=system, images=images), params
+    return ChatRequest(user=user, system=system, images=images, video=video), params
+
+
+def _jpeg_video(url: str) -> ClipVideo:
+    """vLLM's video data URL: split at the first comma, then one base64 JPEG per comma-separated part, stacked."""
+    header, data = url.split(",", 1)
+    if header != "data:video/jpeg;base64":
+        raise ValueError(f"video_url {header!r}: expected data:video/jpeg;base64")
+    frames = np.stack(
+        [np.asarray(Image.open(io.BytesIO(base64.b64decode(f))).convert("RGB")) for f in data.split(",")]
+    )
+    n = len(frames)
+    return ClipVideo(list(frames), fps=VLLM_JPEG_VIDEO_FPS, frames_indices=list(range(n)), total_num_frames=n)
 
 
 def make_handler(backend: TransformersBackend, options: argparse.Namespace):
@@ -87,11 +109,16 @@ def make_handler(backend: TransformersBackend, options: argparse.Namespace):
             if self.path != "/v1/chat/completions":
                 return self._reply(404, {"error": {"message": f"no route {self.path}"}})
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            request, params = parse_request(json.loads(raw))
+            try:
+                request, params = parse_request(json.loads(raw))
+            except (ValueError, KeyError) as err:  # as vLLM answers a request it cannot read
+                return self._reply(400, {"error": {"message": f"{type(err).__name__}: {err}"}})
             n_images = len(request.images)
             with lock:
                 stats["total"] += 1
                 stats[f"images={n_images}"] += 1
+                if request.video is not None:
+                    stats[f"video_frames={len(request.video.frames)}"] += 1
                 seen[raw] += 1
                 times_seen = seen[raw]
             flaky = FLAKY.search(request.user)
