@@ -307,8 +307,6 @@ class VLMClipEmbedder(VLMEmbedder):
         self.processor = processor
         if self.visual_input not in ("multi_image", "video"):
             raise ValueError(f"visual_input={self.visual_input!r}: expected multi_image or video")
-        if self.visual_input == "video" and processor is None:
-            raise ValueError("visual_input='video' needs the model's processor (AutoProcessor)")
 
     def cache_settings(self) -> dict:
         settings = super().cache_settings() | {"num_frames": self.num_frames}
@@ -342,6 +340,8 @@ class VLMClipEmbedder(VLMEmbedder):
         if self.visual_input == "multi_image":
             self._check(videos)
             return self._document_inputs([frame for frames in videos for frame in frames], self.num_frames)
+        if self.processor is None:  # load_vlm_embedder always gives one: only a hand-built encoder lacks it
+            raise ValueError("visual_input='video' needs the model's processor (AutoProcessor): processor=None")
         return dict(self.processor(**self.video_request(videos)))
 
     def encode_videos(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
