@@ -5,10 +5,12 @@
     accelerate launch -m lovr_metric evaluate ...   # the same, with the videos split between processes
     python -m lovr_metric compare runs/clip runs/siglip [--output delta.json]
     python -m lovr_metric leaderboard runs/clip runs/siglip runs/xclip --output board
+    python -m lovr_metric models
 
 `compare` prints per-metric deltas of two runs with a paired interval and p-value (`evaluation.compare`);
 `leaderboard` writes `leaderboard.md` and `leaderboard.png` (`evaluation.leaderboard`). Both refuse runs of
-different protocols or dataset rows.
+different protocols or dataset rows. `models` prints the registry (`evaluation.registry`): each model's route and
+status; it imports neither torch nor transformers.
 
 Exit status: 0 on success (for `evaluate`: every requested granularity was ranked; video files that failed to
 decode are listed in the printed summary and in results.json), 1 on bad input or when a granularity produced no
@@ -23,18 +25,31 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
-from lovr_metric.evaluation.compare import CompareConfig, compare_runs, comparison_markdown
-from lovr_metric.evaluation.leaderboard import LeaderboardConfig, write_leaderboard
-from lovr_metric.evaluation.outputs import failure_summary
-from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
-
 PROG = "python -m lovr_metric"
 USAGE = (
     f"usage: {PROG} evaluate --dataset D --model M --output OUT ... | compare RUN_A RUN_B | leaderboard RUN... "
-    f"--output DIR (`{PROG} COMMAND --help` lists the options)"
+    f"--output DIR | models (`{PROG} COMMAND --help` lists the options)"
 )
+
+
+def _models(argv: list[str]) -> int:
+    """Print the registry's table (no torch, no transformers: they are imported below it, by the other commands)."""
+    from lovr_metric.evaluation.registry import models_table
+
+    if argv:
+        print(f"{PROG} models: error: takes no arguments, got {argv}", file=sys.stderr)
+        return 2
+    print(models_table())
+    return 0
+
+
+if sys.argv[1:2] != ["models"]:  # the other commands' configs and code import transformers and torch
+    from transformers import HfArgumentParser
+
+    from lovr_metric.evaluation.compare import CompareConfig, compare_runs, comparison_markdown
+    from lovr_metric.evaluation.leaderboard import LeaderboardConfig, write_leaderboard
+    from lovr_metric.evaluation.outputs import failure_summary
+    from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 
 
 def _evaluate(config: EvaluateConfig) -> None:
@@ -62,12 +77,16 @@ def _leaderboard(config: LeaderboardConfig) -> None:
     print(f"wrote {markdown}, {image}")
 
 
-# command -> (its config, what runs it, the config fields given by position)
-COMMANDS: dict[str, tuple[type, Callable, tuple[str, ...]]] = {
-    "evaluate": (EvaluateConfig, _evaluate, ()),
-    "compare": (CompareConfig, _compare, ("run_a", "run_b")),
-    "leaderboard": (LeaderboardConfig, _leaderboard, ("runs",)),
-}
+# command -> (its config, what runs it, the config fields given by position); `models` is `_models`
+COMMANDS: dict[str, tuple[type, Callable, tuple[str, ...]]] = (
+    {
+        "evaluate": (EvaluateConfig, _evaluate, ()),
+        "compare": (CompareConfig, _compare, ("run_a", "run_b")),
+        "leaderboard": (LeaderboardConfig, _leaderboard, ("runs",)),
+    }
+    if sys.argv[1:2] != ["models"]
+    else {}
+)
 
 
 def _with_positionals(args: list[str], positional: tuple[str, ...]) -> list[str]:
@@ -88,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         print(USAGE)
         return 0
+    if argv[:1] == ["models"]:
+        return _models(argv[1:])
     if not argv or argv[0] not in COMMANDS:
         print(f"{USAGE}; got {argv[:1]}", file=sys.stderr)
         return 2
