@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lovr_common.encoders import EncoderConfig, EncoderOptions, TextEncoder, load_encoder
+from lovr_common.encoders import FAMILIES, EncoderConfig, EncoderOptions, TextEncoder, load_encoder
 from lovr_common.image_processors import image_processor_name
 from lovr_common.processes import process_state
 from lovr_metric.evaluation.data import EvalData, LoVRRows, dataset_fingerprint, load_rows, plan_queries
@@ -153,15 +153,16 @@ class EvaluateConfig(EncoderOptions):
 
 def _encoder_config(config: EvaluateConfig, model: str, revision: str | None) -> EncoderConfig:
     """The `EncoderConfig` of `model` (`--model` or `--text_model`): the command's encoder options, the registry's
-    settings of a known baseline, and `--family` for `--model` only."""
+    settings of a known baseline (its text length, the family of its route), and `--family` for `--model` only."""
     baseline = get_baseline(model)
     if baseline is not None:
         check_servable(baseline, config.trust_remote_code)
+    routed = baseline.route.family if baseline and baseline.route and baseline.route.family in FAMILIES else None
     return EncoderConfig(
         **config.options()
         | {
             "revision": revision,
-            "family": config.family if model == config.model else None,
+            "family": (config.family if model == config.model else None) or routed,
             "text_max_length": config.text_max_length or (baseline.text_max_length if baseline else None),
         },
         model=baseline.repo_id if baseline else model,

@@ -107,3 +107,16 @@ def test_adapters_import_without_their_package_and_say_what_is_missing(module, c
     adapter = getattr(importlib.import_module(module), cls)
     with pytest.raises((ImportError, ValueError), match=message):
         adapter(*args)
+
+
+def test_the_runner_loads_a_registry_model_by_its_routes_family():
+    from lovr_metric.evaluation.runner import EvaluateConfig, _encoder_config
+
+    def family(model: str, **options) -> str | None:
+        config = EvaluateConfig(dataset="d", model=model, output="o", trust_remote_code=True, **options)
+        return _encoder_config(config, model, None).family
+
+    assert family("gme-qwen2-vl-7b") == "vlm-embedder"  # GME's repo ships no family transformers can detect
+    assert family("clip-vit-b-32") == "dual"
+    assert family("gme-qwen2-vl-7b", family="text") == "text"  # --family still wins
+    assert family("some/unknown-model") is None  # detected when loaded
