@@ -132,3 +132,9 @@ def test_the_export_writes_what_download_and_prepare_writes(exported, official_r
         assert pq.read_table(ours).equals(pq.read_table(built), check_metadata=True)
         assert pq.read_metadata(ours).metadata == pq.read_metadata(built).metadata
     assert (exported / "README.md").read_text().count(f"num_bytes: {builder.info.splits['train'].num_bytes}") == 1
+
+
+def test_export_refuses_an_unknown_option_before_writing(official_root, tmp_path):
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['num_query'\]; expected some of \['num_queries'"):
+        export(official_root, tmp_path / "lovr", num_query=3)
+    assert not any(tmp_path.iterdir())
