@@ -9,26 +9,51 @@ Each field is an option `--name`; a name with underscores is also accepted as `-
 `aliases` of its metadata), but `--help` shows the first spelling only. Field types, as HfArgumentParser treats them:
 
 - `str`, `int`, `float`: one value of that type; a field without default is a required option.
-- `bool`: `--flag` (true), `--flag true|false` (also yes/no, t/f, y/n, 1/0), and `--no_flag` (false).
+- `bool`: `--flag` sets it, `--no_flag` clears it (`--help` shows `--flag, --no_flag`); for scripts,
+  `--flag true|false` (also yes/no, t/f, y/n, 1/0, any case) and `--flag=false` are accepted too. A `bool | None`
+  field stays None unless one of them is given.
 - `X | None` (`Optional[X]`): as `X`, default None.
 - `list[X]`: one or more values (`nargs="+"`).
 - `Literal[...]` or an `Enum`: one of its values.
 
 Metadata keys: `help`, `choices`, `aliases` (a string or a list); any other key goes to `add_argument` as is.
+
+A command run through the `lovr` entry point (`lovr_cli`) is named as the user typed it (`lovr export`), not as its
+`python -m` form: `lovr_cli` sets that name with `invoked_as`, the parser takes it as its `prog`, and a command's
+own messages can read it with `command_name`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import dataclasses
 import enum
+import sys
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, Union
 
 _TRUE = ("yes", "true", "t", "y", "1")
 _FALSE = ("no", "false", "f", "n", "0")
+_INVOKED_AS: contextvars.ContextVar[str | None] = contextvars.ContextVar("invoked_as", default=None)
+
+
+@contextlib.contextmanager
+def invoked_as(name: str) -> Iterator[None]:
+    """Within the block, commands are named `name` (`lovr export`) in their usage, help and error messages."""
+    token = _INVOKED_AS.set(name)
+    try:
+        yield
+    finally:
+        _INVOKED_AS.reset(token)
+
+
+def command_name(default: str) -> str:
+    """The name the running command was invoked as (`invoked_as`), else `default` (its `python -m` form)."""
+    return _INVOKED_AS.get() or default
 
 
 def string_to_bool(value: str | bool) -> bool:
@@ -44,10 +69,29 @@ def string_to_bool(value: str | bool) -> bool:
     )
 
 
+class _Flag(argparse.Action):
+    """A boolean option: its positive spellings set True, its negations (`--no_flag`, `--no-flag`) set False.
+    It takes no value itself: `DataclassArgumentParser` turns `--flag false` into `--no_flag` before parsing."""
+
+    def __init__(self, option_strings, dest, negations=(), default=None, required=False, help=None):
+        super().__init__([*option_strings, *negations], dest, nargs=0, default=default, required=required, help=help)
+        self.positives = list(option_strings)
+        self.negations = list(negations)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, option_string not in self.negations)
+
+    def format_usage(self) -> str:
+        return f"{self.positives[0]} | {self.negations[0]}"
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each option under its first spelling only: `--a_b` stands for `--a-b` and the aliases too."""
+    """Shows each option under its first spelling only: `--a_b` stands for `--a-b` and the aliases too; a flag as
+    `--flag, --no_flag`."""
 
     def _format_action_invocation(self, action: argparse.Action) -> str:
+        if isinstance(action, _Flag):
+            return f"{action.positives[0]}, {action.negations[0]}"
         if not getattr(action, "one_spelling", False):
             return super()._format_action_invocation(action)
         option = action.option_strings[0]
@@ -61,7 +105,9 @@ class DataclassArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, dataclass_types: type | Iterable[type], **kwargs):
         kwargs.setdefault("formatter_class", _HelpFormatter)
+        kwargs["prog"] = _INVOKED_AS.get() or kwargs.get("prog")
         super().__init__(**kwargs)
+        self._flags: dict[str, _Flag] = {}  # positive spelling -> its flag
         self.dataclass_types = [dataclass_types] if isinstance(dataclass_types, type) else list(dataclass_types)
         for dataclass_type in self.dataclass_types:
             hints = typing.get_type_hints(dataclass_type)  # resolves `from __future__ import annotations` strings
@@ -79,8 +125,12 @@ class DataclassArgumentParser(argparse.ArgumentParser):
         annotation = _without_none(annotation, field.name)
         origin = typing.get_origin(annotation)
         if annotation is bool:
-            kwargs.update(type=string_to_bool, nargs="?", const=True, default=_default(field, False))
-        elif origin is Literal or (isinstance(annotation, type) and issubclass(annotation, enum.Enum)):
+            negations = [f"--no_{field.name}", f"--no-{field.name.replace('_', '-')}"]
+            kwargs.update(action=_Flag, negations=list(dict.fromkeys(negations)), default=_default(field, False))
+            flag = self.add_argument(*dict.fromkeys(names), **kwargs)
+            self._flags.update(dict.fromkeys(flag.positives, flag))
+            return
+        if origin is Literal or (isinstance(annotation, type) and issubclass(annotation, enum.Enum)):
             choices = typing.get_args(annotation) if origin is Literal else [member.value for member in annotation]
             kwargs.update(choices=choices, type=_choice_type(choices), **_default_or_required(field))
         elif origin is list or annotation is list:
@@ -89,12 +139,28 @@ class DataclassArgumentParser(argparse.ArgumentParser):
         else:
             kwargs.update(type=annotation, **_default_or_required(field))
         self.add_argument(*dict.fromkeys(names), **kwargs).one_spelling = True
-        if annotation is bool:
-            # `--no_flag` sets False; shown in --help only where the flag is on by default (HfArgumentParser's case).
-            help_text = argparse.SUPPRESS if kwargs["default"] is not True else f"Sets --{field.name} to false."
-            negations = [f"--no_{field.name}", f"--no-{field.name.replace('_', '-')}"]
-            negation = self.add_argument(*negations, action="store_false", dest=field.name, help=help_text)
-            negation.one_spelling = True
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
+        return super().parse_known_args(self._flag_words(sys.argv[1:] if args is None else args), namespace)
+
+    def _flag_words(self, args: Sequence[str]) -> list[str]:
+        """`args` with each `--flag WORD` and `--flag=WORD` (WORD true/false, yes/no, ...) as `--flag` or `--no_flag`."""
+        args, out = list(args), []
+        while args:
+            arg = args.pop(0)
+            if arg == "--":
+                return [*out, arg, *args]
+            name, equals, word = arg.partition("=")
+            flag = self._flags.get(name)
+            if flag is None or (not equals and not (args and args[0].lower() in (*_TRUE, *_FALSE))):
+                out.append(arg)
+                continue
+            word = word if equals else args.pop(0)
+            try:
+                out.append(name if string_to_bool(word) else flag.negations[0])
+            except argparse.ArgumentTypeError:
+                self.error(f"argument {name}: got {word!r}; expected no value, or one of {'/'.join(_TRUE + _FALSE)}")
+        return out
 
     def parse_args_into_dataclasses(self, args: list[str] | None = None) -> tuple:
         """One instance per dataclass, then (when the parser has other arguments) an `argparse.Namespace` of those."""

@@ -1,5 +1,6 @@
 """`lovr_common.cli.DataclassArgumentParser` parses as `transformers.HfArgumentParser` does, for the field types the
-toolkit's commands use, and shows one spelling per option in --help."""
+toolkit's commands use, shows one spelling per option in --help, and one grammar for flags (`--flag` / `--no_flag`,
+`--flag true|false` accepted)."""
 
 from __future__ import annotations
 
@@ -45,10 +46,49 @@ def test_defaults_and_types():
 
 
 @pytest.mark.parametrize(
-    "argv, verbose", [([], False), (["--verbose"], True), (["--verbose", "true"], True), (["--verbose", "no"], False)]
+    "argv, verbose",
+    [
+        ([], False),
+        (["--verbose"], True),
+        (["--no_verbose"], False),
+        (["--verbose", "true"], True),
+        (["--verbose", "no"], False),
+        (["--verbose", "FALSE"], False),
+        (["--verbose=0"], False),
+        (["--verbose=yes"], True),
+        (["--no_verbose", "--verbose"], True),  # the last one given wins
+    ],
 )
 def test_bool_flags(argv, verbose):
     assert parse("--name", "x", *argv).verbose is verbose
+
+
+def test_a_flag_takes_no_other_word():
+    # `--verbose here` is the flag, then a positional: the word is not read as the flag's value.
+    parser = DataclassArgumentParser(Options)
+    parser.add_argument("path")
+    options, rest = parser.parse_args_into_dataclasses(args=["--name", "x", "--verbose", "here"])
+    assert options.verbose is True and rest.path == "here"
+
+
+def test_a_bad_flag_value_names_the_option_and_the_value(capsys):
+    with pytest.raises(SystemExit):
+        parse("--name", "x", "--verbose=maybe")
+    assert "argument --verbose: got 'maybe'; expected no value, or one of yes/true" in capsys.readouterr().err
+
+
+@dataclass
+class Unset:
+    sample: bool | None = None
+
+
+def test_an_optional_flag_stays_unset_until_given():
+    def parse_unset(*argv):
+        return DataclassArgumentParser(Unset).parse_args_into_dataclasses(args=list(argv))[0].sample
+
+    assert parse_unset() is None
+    assert parse_unset("--sample") is True and parse_unset("--no_sample") is False
+    assert parse_unset("--sample", "false") is False
 
 
 def test_no_flag_and_dash_spellings():
@@ -62,7 +102,7 @@ def test_no_flag_and_dash_spellings():
 def test_choices_literal_and_enum():
     options = parse("--name", "x", "--policy", "drop", "--order", "desc", "--mode", "exact")
     assert (options.policy, options.order, options.mode) == ("drop", "desc", "exact")
-    for argv in (["--policy", "other"], ["--order", "up"], ["--verbose", "maybe"], ["--num_items", "many"]):
+    for argv in (["--policy", "other"], ["--order", "up"], ["--verbose=maybe"], ["--num_items", "many"]):
         with pytest.raises(SystemExit):
             parse("--name", "x", *argv)
 
@@ -88,5 +128,7 @@ def test_help_shows_one_spelling_per_option(capsys):
         DataclassArgumentParser(Options, prog="tool").parse_args(["--help"])
     text = capsys.readouterr().out
     assert "--num_items NUM_ITEMS" in text and "--num-items" not in text and "-n NUM_ITEMS" not in text
-    assert "--no_keep_going" in text and "--no_verbose" not in text  # the negation of a flag that is off is hidden
+    # A flag is one entry, both forms together; `--flag true|false` is accepted but not shown.
+    assert "--keep_going, --no_keep_going" in text and "--verbose, --no_verbose" in text
+    assert "[--verbose | --no_verbose]" in text and "VERBOSE" not in text and "--no-verbose" not in text
     assert "-h, --help" in text and "(default: 3)" in text
