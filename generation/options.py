@@ -1,7 +1,7 @@
 """The option groups that several `generation` commands share, and how `generation.run` copies a stage's options.
 
 Each option is declared once, in a group (a dataclass whose fields carry their `help`); a command's job is made of
-the groups it uses, and `HfArgumentParser` parses them together (`generation.stage.stage_main`):
+the groups it uses, and `lovr_common.cli.DataclassArgumentParser` parses them together (`generation.stage.stage_main`):
 
 - `RunFolder`: `--workdir`, the run folder every stage reads and writes (a base of each stage's own arguments);
 - `FrameOptions`: how many frames a clip is decoded with, at what size (captioning and re-captioning);
@@ -107,7 +107,7 @@ def with_defaults(
 ) -> type:
     """A subclass of the dataclass `group` named `name` (docstring `doc`) whose fields `defaults` default to other
     values (their help kept), and whose fields `fixed` hold a value that is no option (`init=False`:
-    `HfArgumentParser` leaves them out)."""
+    the command line leaves them out)."""
     fixed = fixed or {}
     originals = {f.name: f for f in dataclasses.fields(group)}
     _check_names(group, [*defaults, *fixed], originals)

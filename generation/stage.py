@@ -12,8 +12,9 @@ line can outrank a newer record), so it skips ids already done and never duplica
     def main(argv=None) -> int:
         return stage_main("generation.fuse", FuseJob, run, argv)
 
-A job is a dataclass whose fields are the stage's argument groups (each a dataclass parsed by `HfArgumentParser`),
-or a single argument dataclass, with a `workdir`. `stage_main` parses it, sets up logging (INFO on the main
+A job is a dataclass whose fields are the stage's argument groups (each a dataclass), or a single argument
+dataclass, with a `workdir`. `stage_main` parses it (`lovr_common.cli.DataclassArgumentParser`: one spelling per
+option in `--help`, flags as `--flag` / `--no_flag`), sets up logging (INFO on the main
 process, WARNING on the others), holds the run folder, runs the stage, prints its report on the main process and
 returns exit status 1 when something failed, else 0. Bad input (a `ValueError`: bad arguments, a missing or damaged
 stage file) and a busy run folder end the command with a one-line message naming it (`SystemExit`).
@@ -33,8 +34,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from tqdm.auto import tqdm
-from transformers import HfArgumentParser
 
+from lovr_common.cli import DataclassArgumentParser, command_name
 from lovr_common.jsonl import JsonlWriter, write_jsonl_atomic
 from lovr_common.processes import process_state
 from lovr_common.run_folder import StageFile, command_lock, load_records, record_failure, workdir_lock
@@ -190,7 +191,7 @@ class StageSummary(Protocol):
 
 
 def argument_groups(job_type: type) -> list[type]:
-    """The dataclasses `HfArgumentParser` parses for `job_type`: its fields' types when they all are dataclasses
+    """The dataclasses parsed for `job_type`: its fields' types when they all are dataclasses
     (a job made of argument groups), else `job_type` itself (a job that is one argument dataclass)."""
     hints = typing.get_type_hints(job_type)
     groups = [hints[f.name] for f in dataclasses.fields(job_type)]
@@ -199,10 +200,10 @@ def argument_groups(job_type: type) -> list[type]:
     return [job_type]
 
 
-def parse_job(job_type: type[J], argv: Sequence[str] | None = None) -> J:
-    """The job of a command line (`argv`, default `sys.argv[1:]`)."""
+def parse_job(job_type: type[J], argv: Sequence[str] | None = None, prog: str | None = None) -> J:
+    """The job of a command line (`argv`, default `sys.argv[1:]`); `prog` names the command in its usage."""
     groups = argument_groups(job_type)
-    parsed = HfArgumentParser(groups).parse_args_into_dataclasses(args=argv)
+    parsed = DataclassArgumentParser(groups, prog=prog).parse_args_into_dataclasses(args=argv)
     return parsed[0] if groups == [job_type] else job_type(*parsed)
 
 
@@ -217,12 +218,13 @@ def stage_main(
     """Parse, run and report one stage command (the module docstring); its exit status."""
     state = process_state()
     logging.basicConfig(level=logging.INFO if state.is_main_process else logging.WARNING, format=LOG_FORMAT)
+    prog = command_name(f"python -m {command}")  # `lovr generate fuse` when run through `lovr`
     try:
-        job: Any = parse_job(job_type, argv)
+        job: Any = parse_job(job_type, argv, prog=prog)
         with command_lock(job.workdir, command, create=creates_workdir):
             summary = run(job)
     except ValueError as err:  # bad arguments, no such run folder, a missing or damaged stage file
-        raise SystemExit(f"{command}: {err}") from None
+        raise SystemExit(f"{command_name(command)}: {err}") from None
     if state.is_main_process and (report := summary.report()):
         print(report)
     return 1 if summary.failed else 0

@@ -10,7 +10,8 @@
 `compare` prints per-metric deltas of two runs with a paired interval and p-value (`evaluation.compare`);
 `leaderboard` writes `leaderboard.md` and `leaderboard.png` (`evaluation.leaderboard`). Both refuse runs of
 different protocols or dataset rows. `models` prints the registry (`evaluation.registry`): each model's route and
-status; it imports neither torch nor transformers.
+status; it imports neither torch nor transformers (nor does `--help` of this module: each command's config is
+imported when that command runs). Options are parsed by `lovr_common.cli.DataclassArgumentParser`.
 
 Exit status: 0 on success (for `evaluate`: every requested granularity was ranked; video files that failed to
 decode are listed in the printed summary and in results.json), 1 on bad input or when a granularity produced no
@@ -19,11 +20,14 @@ metric (the message says what was looked for), 2 on a bad command line; 0 for `-
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from lovr_common.cli import DataclassArgumentParser, command_name
 
 PROG = "python -m lovr_metric"
 USAGE = (
@@ -33,37 +37,34 @@ USAGE = (
 
 
 def _models(argv: list[str]) -> int:
-    """Print the registry's table (no torch, no transformers: they are imported below it, by the other commands)."""
+    """Print the registry's table (no torch, no transformers: the other commands import them when they run)."""
     from lovr_metric.evaluation.registry import models_table
 
     if argv:
-        print(f"{PROG} models: error: takes no arguments, got {argv}", file=sys.stderr)
+        print(f"{command_name(PROG + ' models')}: error: takes no arguments, got {argv}", file=sys.stderr)
         return 2
     print(models_table())
     return 0
 
 
-if sys.argv[1:2] != ["models"]:  # the other commands' configs and code import transformers and torch
-    from transformers import HfArgumentParser
-
-    from lovr_metric.evaluation.compare import CompareConfig, compare_runs, comparison_markdown
-    from lovr_metric.evaluation.leaderboard import LeaderboardConfig, write_leaderboard
+def _evaluate(config) -> None:
     from lovr_metric.evaluation.outputs import failure_summary
-    from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
+    from lovr_metric.evaluation.runner import evaluate_model
 
-
-def _evaluate(config: EvaluateConfig) -> None:
     results = evaluate_model(config)
     if results is not None:  # the main process
         out = Path(config.output)
-        print(f"wrote {out / 'results.json'}, {out / 'per_query.parquet'}, {out / 'results.md'}, "
-              f"{out / 'pass_at_k.png'}")  # fmt: skip
+        print(
+            f"wrote {out / 'results.json'}, {out / 'per_query.parquet'}, {out / 'results.md'}, {out / 'pass_at_k.png'}"
+        )
         summary = failure_summary(results)
         if summary:
             print(summary)
 
 
-def _compare(config: CompareConfig) -> None:
+def _compare(config) -> None:
+    from lovr_metric.evaluation.compare import compare_runs, comparison_markdown
+
     comparison = compare_runs(config)
     print(comparison_markdown(comparison))
     if config.output:
@@ -71,22 +72,26 @@ def _compare(config: CompareConfig) -> None:
         print(f"wrote {config.output}")
 
 
-def _leaderboard(config: LeaderboardConfig) -> None:
+def _leaderboard(config) -> None:
+    from lovr_metric.evaluation.leaderboard import write_leaderboard
+
     markdown, image = write_leaderboard(config)
     print(markdown.read_text())
     print(f"wrote {markdown}, {image}")
 
 
-# command -> (its config, what runs it, the config fields given by position); `models` is `_models`
-COMMANDS: dict[str, tuple[type, Callable, tuple[str, ...]]] = (
-    {
-        "evaluate": (EvaluateConfig, _evaluate, ()),
-        "compare": (CompareConfig, _compare, ("run_a", "run_b")),
-        "leaderboard": (LeaderboardConfig, _leaderboard, ("runs",)),
-    }
-    if sys.argv[1:2] != ["models"]
-    else {}
-)
+def _config(path: str) -> type:
+    """The config class `module:Name`, imported when its command runs (the evaluation modules import torch)."""
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# command -> (its config, as "module:Name", what runs it, the config fields given by position); `models` is `_models`
+COMMANDS: dict[str, tuple[str, Callable, tuple[str, ...]]] = {
+    "evaluate": ("lovr_metric.evaluation.runner:EvaluateConfig", _evaluate, ()),
+    "compare": ("lovr_metric.evaluation.compare:CompareConfig", _compare, ("run_a", "run_b")),
+    "leaderboard": ("lovr_metric.evaluation.leaderboard:LeaderboardConfig", _leaderboard, ("runs",)),
+}
 
 
 def _with_positionals(args: list[str], positional: tuple[str, ...]) -> list[str]:
@@ -112,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(f"{USAGE}; got {argv[:1]}", file=sys.stderr)
         return 2
-    config_class, run, positional = COMMANDS[argv[0]]
-    prog = f"{PROG} {argv[0]}"
-    parser = HfArgumentParser(config_class, prog=prog)
+    config_path, run, positional = COMMANDS[argv[0]]
+    prog = command_name(f"{PROG} {argv[0]}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        parser = DataclassArgumentParser(_config(config_path), prog=prog)
         (config,) = parser.parse_args_into_dataclasses(args=_with_positionals(argv[1:], positional))
         run(config)
     except SystemExit as stop:  # argparse has reported --help or a bad option: its status, returned

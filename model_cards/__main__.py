@@ -7,8 +7,7 @@ error naming it and exit status 1, not a traceback.
 
 import sys
 
-from transformers import HfArgumentParser
-
+from lovr_common.cli import DataclassArgumentParser, command_name
 from model_cards.publish import PublishConfig, publish
 
 COMMANDS = {"publish": (PublishConfig, publish)}
@@ -19,12 +18,13 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] not in COMMANDS:
         raise SystemExit(f"usage: python -m model_cards {{{','.join(COMMANDS)}}} [--help]; got {argv[:1]}")
     config_class, run = COMMANDS[argv[0]]
-    parser = HfArgumentParser(config_class, prog=f"python -m model_cards {argv[0]}")
+    prog = command_name(f"python -m model_cards {argv[0]}")
+    parser = DataclassArgumentParser(config_class, prog=prog)
     try:
         (config,) = parser.parse_args_into_dataclasses(args=argv[1:])
         run(config)
     except ValueError as err:  # bad input: the message, not a traceback
-        raise SystemExit(f"python -m model_cards {argv[0]}: error: {err}") from err
+        raise SystemExit(f"{prog}: error: {err}") from err
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-from transformers import HfArgumentParser
+from lovr_common.cli import DataclassArgumentParser, command_name
 
 from .original import ScoreOriginalConfig, score_original
 from .uvrb import export_uvrb
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{usage}; got {argv[:1]}", file=sys.stderr)
         return 2
     config_class, run = COMMANDS[argv[0]]
-    parser = HfArgumentParser(config_class, prog=f"{PROG} {argv[0]}")
+    prog = command_name(f"{PROG} {argv[0]}")
+    parser = DataclassArgumentParser(config_class, prog=prog)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         (config,) = parser.parse_args_into_dataclasses(args=argv[1:])
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:  # argparse has reported --help or a bad option: its status, returned
         return stop.code
     except ValueError as err:  # bad input, a value the config refuses (--k_values 0) included, as lovr_metric
-        print(f"{PROG} {argv[0]}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
     return 0
 
