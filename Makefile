@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PYTEST_ARGS ?=
 
-.PHONY: demo test quality style install system-deps bench clean
+.PHONY: demo test docs quality style install system-deps bench clean
 
 install: $(STAMP)
 
@@ -21,7 +21,7 @@ $(STAMP): setup.cfg pyproject.toml | $(PY)
 	@$(MAKE) --no-print-directory system-deps
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[video,demo,test,dev]"
+	$(PY) -m pip install -q -e ".[video,demo,test,dev,docs]"
 	$(PY) -m pip install -q --no-deps open_clip_torch==3.3.0
 	touch $(STAMP)
 
@@ -48,6 +48,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(OFFLINE) $(PY) -m pytest $(PYTEST_ARGS)
 
+# The documentation site, built strictly into site/ (a broken link, reference or docstring fails the build); the command
+# reference is generated from the parsers by docs/hooks/commands.py. tests/test_docs.py builds it too.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(OFFLINE) $(PY) -m mkdocs build --strict
+
 quality: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -66,4 +71,4 @@ bench: $(STAMP)
 	if [ -n "$$failed" ]; then echo "make bench: a target missed (or the run failed) in:$$failed"; exit 1; fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .cache site
