@@ -166,27 +166,79 @@ def main(argv: list[str] | None = None) -> None:
 
     times["generate"] = step(
         "1. generation: segment, caption, score and refine, fuse",
-        [py, "-m", "generation.run", "--videos", str(videos), "--workdir", str(workdir), "--model", captioner,
-         "--scorer_model", scorer, "--threshold", str(args.threshold), "--fuse_model", fuser,
-         "--max_new_tokens", str(args.max_new_tokens)],
-    )  # fmt: skip
+        [
+            py,
+            "-m",
+            "generation.run",
+            "--videos",
+            str(videos),
+            "--workdir",
+            str(workdir),
+            "--model",
+            captioner,
+            "--scorer_model",
+            scorer,
+            "--threshold",
+            str(args.threshold),
+            "--fuse_model",
+            fuser,
+            "--max_new_tokens",
+            str(args.max_new_tokens),
+        ],
+    )
     times["export"] = step(
         "2. lovr_dataset: build and export a script-free Hub dataset",
-        [py, "-m", "lovr_dataset", "export", str(workdir), str(args.dataset_dir), "--num-queries",
-         str(args.num_queries), "--overwrite"],
-    )  # fmt: skip
+        [
+            py,
+            "-m",
+            "lovr_dataset",
+            "export",
+            str(workdir),
+            str(args.dataset_dir),
+            "--num-queries",
+            str(args.num_queries),
+            "--overwrite",
+        ],
+    )
     times["load"] = step(
         '   load it back with load_dataset("lovr", "clips")',
         [py, "-c", "import datasets; print(datasets.load_dataset('lovr', 'clips'))"],
     )
-    evaluate_command = [py, "-m", "lovr_metric", "evaluate", "--dataset", str(args.dataset_dir), "--model", embedder,
-                        "--video_root", str(videos), "--output", str(eval_dir)]  # fmt: skip
+    evaluate_command = [
+        py,
+        "-m",
+        "lovr_metric",
+        "evaluate",
+        "--dataset",
+        str(args.dataset_dir),
+        "--model",
+        embedder,
+        "--video_root",
+        str(videos),
+        "--output",
+        str(eval_dir),
+    ]
     if args.text_embedder:
         evaluate_command += ["--text_model", args.text_embedder]
     times["evaluate"] = step("3. lovr_metric: encode, rank, report", evaluate_command)
-    publish_command = [py, "-m", "model_cards", "publish", "--org", "lovr-demo", "--dataset", str(args.dataset_dir),
-                       "--workdir", str(workdir), "--metric", "--results", str(eval_dir), "--dry-run",
-                       "--out", str(publish_dir)]  # fmt: skip
+    publish_command = [
+        py,
+        "-m",
+        "model_cards",
+        "publish",
+        "--org",
+        "lovr-demo",
+        "--dataset",
+        str(args.dataset_dir),
+        "--workdir",
+        str(workdir),
+        "--metric",
+        "--results",
+        str(eval_dir),
+        "--dry-run",
+        "--out",
+        str(publish_dir),
+    ]
     if random_weights:
         publish_command.append("--allow_random_weights")
     times["cards"] = step("4. model_cards: render every card, dry-run publish", publish_command)

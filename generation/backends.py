@@ -186,20 +186,24 @@ class BackendArguments:
     dtype: str = field(default="auto", metadata={"help": "torch dtype of a local model: auto, bfloat16, float32..."})
     image_processor_backend: str = field(
         default="pil",
-        metadata={"choices": list(IMAGE_PROCESSOR_BACKENDS),
-                  "help": "A local vision-language model's image processor: pil (the same pixels everywhere, where "
-                  "the model has one) or torchvision (faster, pixels can differ; what transformers picks where "
-                  "torchvision is installed)."},
-    )  # fmt: skip
+        metadata={
+            "choices": list(IMAGE_PROCESSOR_BACKENDS),
+            "help": "A local vision-language model's image processor: pil (the same pixels everywhere, where "
+            "the model has one) or torchvision (faster, pixels can differ; what transformers picks where "
+            "torchvision is installed).",
+        },
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "Run the model repository's own code."})
     visual_input: str = field(
         default="auto",
-        metadata={"choices": list(VISUAL_INPUTS),
-                  "help": "How a clip reaches the model: video (one video with its frame timing: the processor's "
-                  "video input, or a video_url part at an endpoint), images (its frames as separate images), or auto "
-                  "(video where the model takes it: a processor with a video processor, or at an endpoint a model "
-                  "named Qwen2-VL, Qwen2.5-VL or Qwen3-VL; else images). Recorded with each caption."},
-    )  # fmt: skip
+        metadata={
+            "choices": list(VISUAL_INPUTS),
+            "help": "How a clip reaches the model: video (one video with its frame timing: the processor's "
+            "video input, or a video_url part at an endpoint), images (its frames as separate images), or auto "
+            "(video where the model takes it: a processor with a video processor, or at an endpoint a model "
+            "named Qwen2-VL, Qwen2.5-VL or Qwen3-VL; else images). Recorded with each caption.",
+        },
+    )
 
     def __post_init__(self):
         if self.visual_input not in VISUAL_INPUTS:

@@ -336,8 +336,10 @@ def run(job: CaptionJob, backend: ChatBackend | None = None) -> CaptionSummary:
     if state.is_main_process:
         logger.info(
             "captions: %d of %d clips captioned, %d failed",
-            len(records) - summary.num_failed, len(clips), summary.num_failed,
-        )  # fmt: skip
+            len(records) - summary.num_failed,
+            len(clips),
+            summary.num_failed,
+        )
     return summary
 
 

@@ -242,8 +242,13 @@ class Refiner:
             if isinstance(result, Failed):
                 unscorable[record["clip_id"]] = {**record, "refine": {"status": "failed", "reason": result.reason}}
                 continue
-            first = {"caption": record["caption"], "score": result.score, "details": result.details,
-                     "settings": record["settings"], "status": "ok"}  # fmt: skip
+            first = {
+                "caption": record["caption"],
+                "score": result.score,
+                "details": result.details,
+                "settings": record["settings"],
+                "status": "ok",
+            }
             refinements.append(Refinement(item["clip"], record, [first]))
         return refinements, unscorable
 
@@ -335,8 +340,11 @@ def run(job: RefineJob, scorer: Scorer | None = None) -> RefineSummary:
     with workdir_lock(workdir, create=False):
         require_stage_file(workdir, CAPTIONS, "generation.refine")
         captions = load_records(workdir, CAPTIONS)
-        items = [{"clip_id": clip["clip_id"], "clip": clip, "record": captions[clip["clip_id"]]}
-                 for clip in clips_from_segments(workdir) if clip["clip_id"] in captions]  # fmt: skip
+        items = [
+            {"clip_id": clip["clip_id"], "clip": clip, "record": captions[clip["clip_id"]]}
+            for clip in clips_from_segments(workdir)
+            if clip["clip_id"] in captions
+        ]
         refiner = Refiner(job, scorer)
         records = run_sharded(
             workdir=workdir,

@@ -596,8 +596,12 @@ def _load_sentence_transformers(config: EncoderConfig, device: torch.device, nee
             config.model, f"this sentence-transformers model takes only {model.modalities}, not images or video"
         )
     visual_input = choose_visual_input(config.model, config.video_input, takes) if need == "visual" else None
-    options = dict(long_text=config.long_text, query_prompt=config.query_prompt,
-                   document_prompt=config.document_prompt, visual_input=visual_input)  # fmt: skip
+    options = dict(
+        long_text=config.long_text,
+        query_prompt=config.query_prompt,
+        document_prompt=config.document_prompt,
+        visual_input=visual_input,
+    )
     if need == "visual" and visual_input in ("video", "multi_image"):
         encoder = SentenceTransformersVideoEncoder(
             model, num_frames=config.num_frames or DEFAULT_CLIP_FRAMES, **options

@@ -195,8 +195,9 @@ def load_endpoint_encoder(config: EncoderConfig, need: str = "text") -> Endpoint
     if config.video_input == "frame":
         return EndpointFrameEncoder(config.endpoint, config.model, **options)
     num_frames = config.num_frames or DEFAULT_NUM_FRAMES
-    return EndpointVideoEncoder(config.endpoint, config.model, video_input=config.video_input, num_frames=num_frames,
-                                **options)  # fmt: skip
+    return EndpointVideoEncoder(
+        config.endpoint, config.model, video_input=config.video_input, num_frames=num_frames, **options
+    )
 
 
 class EndpointEncoder:
@@ -402,8 +403,9 @@ class EndpointVideoEncoder(EndpointEncoder):
     """Clips of `num_frames` frames, one request each: the frames as one `video_url` data URL (`video_input="video"`)
     or as `image_url` parts (`"images"`), with the document prompt as the system message."""
 
-    def __init__(self, url: str, model: str, *, video_input: str = "video", num_frames: int = DEFAULT_NUM_FRAMES,
-                 **options):  # fmt: skip
+    def __init__(
+        self, url: str, model: str, *, video_input: str = "video", num_frames: int = DEFAULT_NUM_FRAMES, **options
+    ):
         super().__init__(url, model, **options)
         self.video_input = video_input
         self.num_frames = num_frames

@@ -58,5 +58,9 @@ def use_image_processor_backend(processor, model: str, backend: str, kwargs: dic
     if loaded != backend:
         logger.warning(
             "%s ships no %s image processor: its images go through %s (%s backend), whose pixels can depend on the "
-            "machine", model, backend, type(processor.image_processor).__name__, loaded,
-        )  # fmt: skip
+            "machine",
+            model,
+            backend,
+            type(processor.image_processor).__name__,
+            loaded,
+        )

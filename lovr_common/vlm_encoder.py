@@ -268,15 +268,22 @@ class VLMEmbedder:
         pixels = self._pixels(frames)
         markers = self._image_markers(pixels["image_grid_thw"])
         prompts = [
-            render(self.recipe.document_template, instruction=self.document_prompt,
-                   visual="".join(markers[start : start + per_prompt]))
+            render(
+                self.recipe.document_template,
+                instruction=self.document_prompt,
+                visual="".join(markers[start : start + per_prompt]),
+            )
             for start in range(0, len(markers), per_prompt)
-        ]  # fmt: skip
+        ]
         tokens = self.tokenizer(prompts, padding=True, add_special_tokens=False, return_tensors="pt")
         # The modality of each token (0 text, 1 image), which M-RoPE reads: ProcessorMixin.create_mm_token_type_ids
         image_token = self.tokenizer.convert_tokens_to_ids(IMAGE_PAD)
-        return {**tokens, "mm_token_type_ids": (tokens["input_ids"] == image_token).int(),
-                "pixel_values": pixels["pixel_values"], "image_grid_thw": pixels["image_grid_thw"]}  # fmt: skip
+        return {
+            **tokens,
+            "mm_token_type_ids": (tokens["input_ids"] == image_token).int(),
+            "pixel_values": pixels["pixel_values"],
+            "image_grid_thw": pixels["image_grid_thw"],
+        }
 
     def preprocess_frames(self, frames: list[np.ndarray]) -> dict[str, torch.Tensor]:
         check_frames(frames, "frames")
@@ -372,8 +379,13 @@ def load_vlm_embedder(config: EncoderConfig, device: torch.device, need: str = "
     visual_input = (
         choose_visual_input(config.model, config.video_input, set(chosen.takes)) if need == "visual" else None
     )
-    model = AutoModel.from_pretrained(config.model, config=model_config, dtype=resolve_dtype(config.dtype, device),
-                                      **options).to(device).eval()  # fmt: skip
+    model = (
+        AutoModel.from_pretrained(
+            config.model, config=model_config, dtype=resolve_dtype(config.dtype, device), **options
+        )
+        .to(device)
+        .eval()
+    )
     tokenizer = AutoTokenizer.from_pretrained(config.model, **options)
     processor = None
     if visual_input == "video":
@@ -400,10 +412,15 @@ def load_vlm_embedder(config: EncoderConfig, device: torch.device, need: str = "
     ceiling = min(n for n in limits if isinstance(n, int) and n > 0)
     if config.text_max_length is not None and not 1 <= config.text_max_length <= ceiling:
         raise ValueError(f"text_max_length={config.text_max_length}: expected 1 to {ceiling} for {config.model}")
-    common = dict(text_max_length=config.text_max_length or ceiling, query_prompt=config.query_prompt,
-                  document_prompt=config.document_prompt, visual_input=visual_input)  # fmt: skip
+    common = dict(
+        text_max_length=config.text_max_length or ceiling,
+        query_prompt=config.query_prompt,
+        document_prompt=config.document_prompt,
+        visual_input=visual_input,
+    )
     if visual_input in ("multi_image", "video"):
         num_frames = config.num_frames or DEFAULT_CLIP_FRAMES
-        return VLMClipEmbedder(model, tokenizer, image_processor, chosen, num_frames=num_frames, processor=processor,
-                               **common)  # fmt: skip
+        return VLMClipEmbedder(
+            model, tokenizer, image_processor, chosen, num_frames=num_frames, processor=processor, **common
+        )
     return VLMEmbedder(model, tokenizer, image_processor, chosen, **common)

@@ -185,7 +185,7 @@ def build_qwen2_vl_st(out_dir: Path) -> None:
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.sentence_transformer.modules.pooling.Pooling"},
         {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.base.modules.normalize.Normalize"},
-    ]  # fmt: skip
+    ]  # a table: one module per row, as modules.json lists them # fmt: skip
     forward = {"method": "forward", "method_output_name": "last_hidden_state"}
     files = {
         "modules.json": modules,
@@ -207,10 +207,9 @@ def build_qwen2_vl_st(out_dir: Path) -> None:
             "default_prompt_name": None,
             "similarity_fn_name": "cosine",
         },
-        "1_Pooling/config.json": {"embedding_dimension": HIDDEN, "pooling_mode": "lasttoken",
-                                  "include_prompt": True},
+        "1_Pooling/config.json": {"embedding_dimension": HIDDEN, "pooling_mode": "lasttoken", "include_prompt": True},
         "2_Normalize/config.json": {},
-    }  # fmt: skip
+    }
     for name, content in files.items():
         (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (out_dir / name).write_text(json.dumps(content, indent=2) + "\n")

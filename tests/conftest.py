@@ -36,10 +36,27 @@ def accelerate_launch(num_processes: int) -> list[str]:
     if num_processes == 1:
         start = [sys.executable, "-m", "accelerate.commands.launch", "--cpu"]
     else:
-        start = ["env", "CUDA_VISIBLE_DEVICES=", sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-                 "--main_process_port", str(_free_port())]  # fmt: skip
-    return [*start, "--num_processes", str(num_processes),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+        start = [
+            "env",
+            "CUDA_VISIBLE_DEVICES=",
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--main_process_port",
+            str(_free_port()),
+        ]
+    return [
+        *start,
+        "--num_processes",
+        str(num_processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
 
 
 def _free_port() -> int:

@@ -160,8 +160,12 @@ class LocalHub:
         self._clients_dir.mkdir(parents=True, exist_ok=True)
         home = Path(tempfile.mkdtemp(prefix="client-", dir=self._clients_dir))
         env = {k: v for k, v in os.environ.items() if not k.startswith(_CLIENT_VAR_PREFIXES)}
-        env.update(HF_ENDPOINT=self.url, HF_HOME=str(home), HF_HUB_CACHE=str(home / "hub"),
-                   HF_DATASETS_CACHE=str(home / "datasets"))  # fmt: skip
+        env.update(
+            HF_ENDPOINT=self.url,
+            HF_HOME=str(home),
+            HF_HUB_CACHE=str(home / "hub"),
+            HF_DATASETS_CACHE=str(home / "datasets"),
+        )
         if token:
             env["HF_TOKEN"] = self.token
         return env
@@ -209,8 +213,9 @@ class LocalHub:
                     repo = self._repo(plural, ns, name, authorized)
                     return self._resolve(repo, revision, "/".join(path), headers.get("Range"))
                 case (("GET" | "HEAD"), [ns, name, "resolve", revision, *path]):
-                    return self._resolve(self._repo("models", ns, name, authorized), revision, "/".join(path),
-                                         headers.get("Range"))  # fmt: skip
+                    return self._resolve(
+                        self._repo("models", ns, name, authorized), revision, "/".join(path), headers.get("Range")
+                    )
         raise HubError(404, f"no route for {method} /{'/'.join(segments)} on this local hub")
 
     def _repo(self, plural: str, ns: str, name: str, authorized: bool) -> Repo:
@@ -254,8 +259,14 @@ class LocalHub:
         answers = []
         for item in payload.get("files", []):
             remote = files.get(item["path"])
-            answers.append({"path": item["path"], "uploadMode": "regular", "shouldIgnore": False,
-                            "oid": None if remote is None else git_blob_oid(remote)})  # fmt: skip
+            answers.append(
+                {
+                    "path": item["path"],
+                    "uploadMode": "regular",
+                    "shouldIgnore": False,
+                    "oid": None if remote is None else git_blob_oid(remote),
+                }
+            )
         return _json({"files": answers})
 
     def _commit(self, repo: Repo, revision: str, body: bytes, create_pr: bool) -> Response:
@@ -304,9 +315,18 @@ class LocalHub:
             {"rfilename": path, **({"size": len(data), "blobId": git_blob_oid(data)} if blobs else {})}
             for path, data in sorted(commit.files.items())
         ]
-        info = {"id": repo.repo_id, "author": repo.repo_id.split("/")[0], "sha": commit.oid, "private": repo.private,
-                "disabled": False, "gated": False, "createdAt": repo.created, "lastModified": commit.date,
-                "tags": [], "siblings": siblings}  # fmt: skip
+        info = {
+            "id": repo.repo_id,
+            "author": repo.repo_id.split("/")[0],
+            "sha": commit.oid,
+            "private": repo.private,
+            "disabled": False,
+            "gated": False,
+            "createdAt": repo.created,
+            "lastModified": commit.date,
+            "tags": [],
+            "siblings": siblings,
+        }
         if repo.sdk is not None:
             info["sdk"] = repo.sdk
         return _json(info)
@@ -316,8 +336,9 @@ class LocalHub:
         prefix = f"{path}/" if path else ""
         below = [p for p in commit.files if p.startswith(prefix)]
         if not below:
-            raise HubError(404, f"{path!r} is not a folder at {revision}", "EntryNotFound",
-                           {"X-Repo-Commit": commit.oid})  # fmt: skip
+            raise HubError(
+                404, f"{path!r} is not a folder at {revision}", "EntryNotFound", {"X-Repo-Commit": commit.oid}
+            )
         recursive = query.get("recursive") == ["true"]
         entries = set()
         for file_path in below:
@@ -354,8 +375,12 @@ class LocalHub:
         if path not in commit.files:
             raise HubError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": commit.oid})
         data = commit.files[path]
-        headers = {"X-Repo-Commit": commit.oid, "ETag": f'"{git_blob_oid(data)}"', "Accept-Ranges": "bytes",
-                   "Content-Type": "application/octet-stream"}  # fmt: skip
+        headers = {
+            "X-Repo-Commit": commit.oid,
+            "ETag": f'"{git_blob_oid(data)}"',
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
         if range_header is None:
             return Response(200, data, headers)
         start, end = _byte_range(range_header, len(data))

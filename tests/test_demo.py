@@ -13,8 +13,18 @@ from tests.conftest import REPO_ROOT
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     out, dataset_dir = tmp_path / "out", tmp_path / "lovr"
-    command = [sys.executable, str(REPO_ROOT / "demo.py"), "--out", str(out), "--dataset-dir", str(dataset_dir),
-               "--synthetic-scenes", "3", "--num-queries", "3"]  # fmt: skip
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "demo.py"),
+        "--out",
+        str(out),
+        "--dataset-dir",
+        str(dataset_dir),
+        "--synthetic-scenes",
+        "3",
+        "--num-queries",
+        "3",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "RANDOM WEIGHTS: these numbers are meaningless" in result.stdout
@@ -26,8 +36,12 @@ def test_demo_end_to_end(tmp_path):
 
     clips = datasets.load_dataset(str(dataset_dir), "clips")
     assert sorted([*clips["test"]["clip_id"], *clips["train"]["clip_id"]]) == [
-        "bigbuckbunny-Scene-001", "bikes-Scene-001", "synthetic-Scene-001", "synthetic-Scene-002", "synthetic-Scene-003",
-    ]  # fmt: skip
+        "bigbuckbunny-Scene-001",
+        "bikes-Scene-001",
+        "synthetic-Scene-001",
+        "synthetic-Scene-002",
+        "synthetic-Scene-003",
+    ]
     assert len(clips["test"]) == 3
 
     results = json.loads((out / "eval" / "results.json").read_text())
@@ -39,5 +53,11 @@ def test_demo_end_to_end(tmp_path):
     staged = out / "publish"
     assert (staged / "dataset" / "README.md").exists()
     assert sorted(p.name for p in (staged / "space").iterdir()) == [
-        "README.md", "_retrieval_inputs.py", "_tiled_ranks.py", "app.py", "lovr_retrieval.py", "requirements.txt", "retrieval.py",
-    ]  # fmt: skip
+        "README.md",
+        "_retrieval_inputs.py",
+        "_tiled_ranks.py",
+        "app.py",
+        "lovr_retrieval.py",
+        "requirements.txt",
+        "retrieval.py",
+    ]

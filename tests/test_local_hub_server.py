@@ -80,8 +80,14 @@ print("all checks passed")
 
 
 def test_huggingface_hub_sees_a_hub(local_hub, tmp_path):
-    done = subprocess.run([sys.executable, "-c", CLIENT_CHECKS], cwd=tmp_path, env=local_hub.client_env(),
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", CLIENT_CHECKS],
+        cwd=tmp_path,
+        env=local_hub.client_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "all checks passed"
 
@@ -99,12 +105,21 @@ def _create_with_file(hub, repo: str, path: str, data: bytes) -> None:
     """A model repo holding one file, written with raw API calls."""
     auth = {"Authorization": f"Bearer {hub.token}"}
     ns, name = repo.split("/")
-    status, _, _ = _request(hub, "/api/repos/create", "POST", json.dumps({"name": name, "organization": ns}).encode(),
-                            {**auth, "Content-Type": "application/json"})  # fmt: skip
+    status, _, _ = _request(
+        hub,
+        "/api/repos/create",
+        "POST",
+        json.dumps({"name": name, "organization": ns}).encode(),
+        {**auth, "Content-Type": "application/json"},
+    )
     assert status == 200
-    lines = [{"key": "header", "value": {"summary": "add"}},
-             {"key": "file", "value": {"path": path, "encoding": "base64",
-                                       "content": __import__("base64").b64encode(data).decode()}}]  # fmt: skip
+    lines = [
+        {"key": "header", "value": {"summary": "add"}},
+        {
+            "key": "file",
+            "value": {"path": path, "encoding": "base64", "content": __import__("base64").b64encode(data).decode()},
+        },
+    ]
     body = "".join(json.dumps(line) + "\n" for line in lines).encode()
     status, _, _ = _request(hub, f"/api/models/{repo}/commit/main", "POST", body, auth)
     assert status == 200

@@ -158,8 +158,15 @@ def compare_runs(config: CompareConfig) -> dict:
             values_a, values_b, num_resamples=config.num_resamples, confidence=config.confidence, seed=config.seed
         )
         granularity, direction = key
-        directions.append({"granularity": granularity, "direction": direction, "num_queries": num_queries,
-                           "num_left_out": left_out, "metrics": metrics})  # fmt: skip
+        directions.append(
+            {
+                "granularity": granularity,
+                "direction": direction,
+                "num_queries": num_queries,
+                "num_left_out": left_out,
+                "metrics": metrics,
+            }
+        )
     if not directions:
         raise ValueError(f"{config.run_a} and {config.run_b} share no ranked granularity and direction")
     return {

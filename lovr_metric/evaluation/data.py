@@ -144,11 +144,12 @@ def plan_queries(clips: list[dict], videos: list[dict], themes: list[dict], gran
     tasks = [task for task in LOVR_TASKS.values() if task.name in granularity]
     return EvalData(
         clip_ids=[clip["clip_id"] for clip in clips] if any(t.gallery == "clip" for t in tasks) else [],
-        video_ids=[v["video_id"] for v in videos if v["caption"] is not None] if any(t.gallery == "video" for t in tasks)
+        video_ids=[v["video_id"] for v in videos if v["caption"] is not None]
+        if any(t.gallery == "video" for t in tasks)
         else [],
         queries={task.name: _queries(task, clips, videos, themes) for task in tasks},
         jobs=[],
-    )  # fmt: skip
+    )
 
 
 class ClipRows:
@@ -157,8 +158,9 @@ class ClipRows:
 
     def __init__(self, videos: list[dict], video_root: Path):
         self.root = VideoRoot(video_root)
-        self.paths = {v["video_id"]: self.root.join(v["video_path"], f"video {v['video_id']!r}: video_path")
-                      for v in videos}  # fmt: skip
+        self.paths = {
+            v["video_id"]: self.root.join(v["video_path"], f"video {v['video_id']!r}: video_path") for v in videos
+        }
         self.durations = {video["video_id"]: video.get("duration") for video in videos}
 
     def time_range(self, clip: dict) -> tuple[Path, Segment] | None:

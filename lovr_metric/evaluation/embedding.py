@@ -194,8 +194,18 @@ def encode_videos(encoder, cache: EmbeddingCache, data: EvalData, sampling: Fram
                 result = embed_job(job, encoder, sampling)
             except VideoError as err:
                 logger.warning("skipping %s: %s", job.job_id, err)
-                cache.put_records([{"kind": "job", "key": job.job_id, "signature": job.signature, "status": "failed",
-                                    "path": err.path, "reason": err.reason}])  # fmt: skip
+                cache.put_records(
+                    [
+                        {
+                            "kind": "job",
+                            "key": job.job_id,
+                            "signature": job.signature,
+                            "status": "failed",
+                            "path": err.path,
+                            "reason": err.reason,
+                        }
+                    ]
+                )
                 continue
             for skipped in result.skipped:
                 logger.warning(
@@ -205,9 +215,20 @@ def encode_videos(encoder, cache: EmbeddingCache, data: EvalData, sampling: Fram
             for kind in ITEM_KINDS:
                 cache.put(kind, {s.key: result.embeddings[s.key] for s in embedded if s.kind == kind})
             counts = {kind: sum(s.kind == kind for s in embedded) for kind in ITEM_KINDS}
-            cache.put_records([{"kind": "job", "key": job.job_id, "signature": job.signature, "status": "ok",
-                                "seconds": result.seconds, "counts": counts, "num_frames": result.num_frames,
-                                "skipped": result.skipped}])  # fmt: skip
+            cache.put_records(
+                [
+                    {
+                        "kind": "job",
+                        "key": job.job_id,
+                        "signature": job.signature,
+                        "status": "ok",
+                        "seconds": result.seconds,
+                        "counts": counts,
+                        "num_frames": result.num_frames,
+                        "skipped": result.skipped,
+                    }
+                ]
+            )
 
 
 def sync(cache: EmbeddingCache) -> None:

@@ -68,8 +68,12 @@ class OriginalScript:
 
     def record(self) -> dict:
         """What results.json records of it."""
-        return {"file": self.file, "commit": ORIGINAL_COMMIT, "pooling": self.pooling,
-                "text_cleaning": self.text_cleaning}  # fmt: skip
+        return {
+            "file": self.file,
+            "commit": ORIGINAL_COMMIT,
+            "pooling": self.pooling,
+            "text_cleaning": self.text_cleaning,
+        }
 
 
 ORIGINAL_SCRIPTS = {
@@ -197,8 +201,11 @@ class ClipFilesJob(VideoJob):
                 infos.append(probe(path))
                 kept.append(index)
             except VideoError as err:
-                skipped += [{"id": key, "path": err.path, "reason": err.reason}
-                            for key, part in self.part_of.items() if part == index]  # fmt: skip
+                skipped += [
+                    {"id": key, "path": err.path, "reason": err.reason}
+                    for key, part in self.part_of.items()
+                    if part == index
+                ]
         if not kept:
             raise VideoError(self.path, f"none of its {len(self.parts)} clip files could be opened")
         renumber = {old: new for new, old in enumerate(kept)}
@@ -266,8 +273,14 @@ def plan_from_clips(clips: list[dict], videos: list[dict], themes: list[dict], v
             part_of = {clip_id: i for i, (_, clip_id, _) in enumerate(files)}
             data.jobs.append(ClipFilesJob(video_id, parts[0].parent, segments, parts, part_of))
         elif video_id not in by_video:
-            data.missing.append({"id": video_id, "path": None, "reason": "no clips to take its frames from (the "
-                                 "lovr-original protocol embeds a video from its clips)"})  # fmt: skip
+            data.missing.append(
+                {
+                    "id": video_id,
+                    "path": None,
+                    "reason": "no clips to take its frames from (the "
+                    "lovr-original protocol embeds a video from its clips)",
+                }
+            )
         else:
             by_video[video_id].append(Segment(video_id, "video"))
     for files in clip_files.values() if data.clip_ids else []:  # a video with time-range clips too: files alone

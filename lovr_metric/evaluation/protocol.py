@@ -52,8 +52,13 @@ class Protocol:
     def sampling(self, config: EvaluateConfig, encoder) -> FrameSampling:
         """The frames of a clip or video: a video tower's own number; else `--num_frames` uniform frames, or every
         `--interval`-th (the registry's interval for a baseline, else LoVR's)."""
-        common = {"bgr": config.bgr, "resize_in_decoder": config.resize_in_decoder, "batch_size": config.batch_size,
-                  "num_workers": config.num_workers, "decode_threads": config.decode_threads}  # fmt: skip
+        common = {
+            "bgr": config.bgr,
+            "resize_in_decoder": config.resize_in_decoder,
+            "batch_size": config.batch_size,
+            "num_workers": config.num_workers,
+            "decode_threads": config.decode_threads,
+        }
         if isinstance(encoder, VideoEncoder):  # a video tower takes exactly its number of frames
             return FrameSampling(interval=None, num_frames=encoder.num_frames, **common)
         if config.num_frames:
@@ -72,5 +77,10 @@ class Protocol:
 
     def record(self, config: EvaluateConfig, encoder, text_encoder) -> dict:
         """What results.json records of the protocol (`protocol_settings`)."""
-        return {"name": self.name, "frames": "RGB", "pooling": "normalized",
-                "video_frames": "the video's own file", "theme_directions": list(self.theme_directions)}  # fmt: skip
+        return {
+            "name": self.name,
+            "frames": "RGB",
+            "pooling": "normalized",
+            "video_frames": "the video's own file",
+            "theme_directions": list(self.theme_directions),
+        }

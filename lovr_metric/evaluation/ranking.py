@@ -184,8 +184,10 @@ class Ranking:
                 f"{self.failed[0]['path']}: {self.failed[0]['reason']}"
             )
         if data.missing:
-            lines.append(f"{len(data.missing)} clips or videos have no file, e.g. {data.missing[0]['id']}: "
-                         f"{data.missing[0]['reason']}")  # fmt: skip
+            lines.append(
+                f"{len(data.missing)} clips or videos have no file, e.g. {data.missing[0]['id']}: "
+                f"{data.missing[0]['reason']}"
+            )
         if self.failed or data.missing:
             lines.append(
                 f"clip_path and video_path were looked for under {video_root}: if the videos are elsewhere (an "
@@ -303,7 +305,8 @@ def direction_intervals(
     for d in directions:
         ks = sorted({int(key.rsplit("@", 1)[1]) for key in metrics if key.startswith(f"{d.direction}_pass@")})
         values = metric_values(d, ks)
-        found = bootstrap_intervals(values, num_resamples=options.num_resamples, confidence=options.confidence,
-                                    seed=options.seed)  # fmt: skip
+        found = bootstrap_intervals(
+            values, num_resamples=options.num_resamples, confidence=options.confidence, seed=options.seed
+        )
         out.update({f"{d.direction}_{name}": list(interval) for name, interval in found.items()})
     return out

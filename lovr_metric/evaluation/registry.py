@@ -439,8 +439,10 @@ def check_servable(baseline: Baseline, trust_remote_code: bool) -> None:
 
 def models_table() -> str:
     """The registry as a Markdown table: name, repo, route, status, and where the route was checked."""
-    rows = ["| model | repo | route (family / visual input / frames) | status | stand-in | checked in |",
-            "|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| model | repo | route (family / visual input / frames) | status | stand-in | checked in |",
+        "|---|---|---|---|---|---|",
+    ]
     for baseline in BASELINES:
         route = baseline.route
         rows.append(

@@ -83,9 +83,11 @@ class EvaluateConfig(EncoderOptions):
     text_revision: str | None = field(default=None, metadata={"help": "Hub revision of --text_model."})
     granularity: list[str] | None = field(
         default=None,
-        metadata={"help": f"Any of {' '.join(GRANULARITIES)} (default: each one the dataset holds texts for); one "
-                  "the dataset cannot rank is an error."},
-    )  # fmt: skip
+        metadata={
+            "help": f"Any of {' '.join(GRANULARITIES)} (default: each one the dataset holds texts for); one "
+            "the dataset cannot rank is an error."
+        },
+    )
     video_root: str | None = field(
         default=None, metadata={"help": "Where clip_path/video_path start (default: --dataset)."}
     )
@@ -94,10 +96,12 @@ class EvaluateConfig(EncoderOptions):
     )
     protocol: str = field(
         default="default",
-        metadata={"help": "default (the corrected protocol) or lovr-original (the original code's: BGR frames, "
-                  "pooling and text cleaning as the model's original script, videos from their clips' frames, theme "
-                  "retrieval both ways)."},
-    )  # fmt: skip
+        metadata={
+            "help": "default (the corrected protocol) or lovr-original (the original code's: BGR frames, "
+            "pooling and text cleaning as the model's original script, videos from their clips' frames, theme "
+            "retrieval both ways)."
+        },
+    )
     bgr: bool = field(default=False, metadata={"help": "Feed BGR frames, reproducing the original code's defect."})
     resize_in_decoder: bool = field(
         default=False, metadata={"help": "Resize frames with FFmpeg while decoding (faster, slightly other pixels)."}
@@ -105,14 +109,18 @@ class EvaluateConfig(EncoderOptions):
     batch_size: int = field(default=32, metadata={"help": "Frames (clips for a video tower) per model call."})
     num_workers: int | None = field(
         default=None,
-        metadata={"help": "Threads preprocessing frames while the model runs (0: none; default: half the cores "
-                  "beyond the model's and one decoder thread, 0 on 2 cores); never changes the results."},
-    )  # fmt: skip
+        metadata={
+            "help": "Threads preprocessing frames while the model runs (0: none; default: half the cores "
+            "beyond the model's and one decoder thread, 0 on 2 cores); never changes the results."
+        },
+    )
     decode_threads: int | None = field(
         default=None,
-        metadata={"help": "FFmpeg decoder threads (0: FFmpeg chooses; default: the cores that --num_workers and the "
-                  "model leave, at least 1); never changes the results."},
-    )  # fmt: skip
+        metadata={
+            "help": "FFmpeg decoder threads (0: FFmpeg chooses; default: the cores that --num_workers and the "
+            "model leave, at least 1); never changes the results."
+        },
+    )
     text_batch_size: int = field(default=256, metadata={"help": "Texts per model call."})
     k_values: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50, 100], metadata={"help": "Cut-offs k."})
     cache_dir: str = field(default=str(DEFAULT_CACHE_DIR), metadata={"help": "Embedding cache folder."})
@@ -273,15 +281,20 @@ def prepare(config: EvaluateConfig, encoder=None, text_encoder=None) -> Evaluati
         sampling=sampling.settings(),
         dataset_fingerprint=dataset_fingerprint(rows),
         text_lengths=_as_dict(counts(texts)) if counts and state.is_main_process else None,
-        bootstrap={"num_resamples": config.bootstrap_resamples, "confidence": config.confidence,
-                   "seed": config.bootstrap_seed, "method": "percentile, queries resampled with replacement"},
+        bootstrap={
+            "num_resamples": config.bootstrap_resamples,
+            "confidence": config.confidence,
+            "seed": config.bootstrap_seed,
+            "method": "percentile, queries resampled with replacement",
+        },
         protocol=protocol.record(config, encoder, text_encoder),
-    )  # fmt: skip
+    )
     root, rank = Path(config.cache_dir), state.process_index
     visual_cache = EmbeddingCache(root, visual_config.model, {**run.visual, **sampling.cache_settings()}, rank)
     text_cache = EmbeddingCache(root, text_config.model, {**run.text, "kind": "text"}, rank)
-    return Evaluation(config, granularities, data, encoder, text_encoder, sampling, run, texts, text_cache,
-                      visual_cache, video_root)  # fmt: skip
+    return Evaluation(
+        config, granularities, data, encoder, text_encoder, sampling, run, texts, text_cache, visual_cache, video_root
+    )
 
 
 def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> dict | None:
@@ -304,8 +317,13 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
         return None
 
     embedded = Embedded(texts=ev.text_cache, items=ev.visual_cache, data=ev.data)
-    options = RankOptions(config.k_values, config.bootstrap_resamples, config.confidence, config.bootstrap_seed,
-                          PROTOCOLS[config.protocol])  # fmt: skip
+    options = RankOptions(
+        config.k_values,
+        config.bootstrap_resamples,
+        config.confidence,
+        config.bootstrap_seed,
+        PROTOCOLS[config.protocol],
+    )
     ranking = rank_tasks(ev.granularities, embedded, options)
     if not ranking.metrics:  # an earlier run's results in the same folder are worth more than empty ones
         raise NoMetricError(ranking.no_metric_message(ev.data, ev.video_root, written=None))

@@ -129,8 +129,10 @@ def paired_comparison(
         raise ValueError(
             f"paired comparison: the runs have different metrics: {sorted(set(values_a) ^ set(values_b))}"
         )
-    num_queries = _check({**{f"a:{k}": v for k, v in values_a.items()}, **{f"b:{k}": v for k, v in values_b.items()}},
-                         "paired comparison")  # fmt: skip
+    num_queries = _check(
+        {**{f"a:{k}": v for k, v in values_a.items()}, **{f"b:{k}": v for k, v in values_b.items()}},
+        "paired comparison",
+    )
     a = {name: np.asarray(v, dtype=np.float64) for name, v in values_a.items()}
     b = {name: np.asarray(values_b[name], dtype=np.float64) for name in a}
     observed = {name: float(statistic(name)(b[name]) - statistic(name)(a[name])) for name in a}

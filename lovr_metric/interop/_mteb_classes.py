@@ -43,8 +43,15 @@ _COMMON = {
 def _metadata(name: str, description: str, category: str, modalities: list[str], prompt: str) -> TaskMetadata:
     # The dataset is the user's local export: __init__ replaces the path and revision.
     dataset = {"path": "local LoVR export", "revision": "local"}
-    return TaskMetadata(name=name, description=description, dataset=dataset, category=category,
-                        modalities=modalities, prompt={"query": prompt}, **_COMMON)  # fmt: skip
+    return TaskMetadata(
+        name=name,
+        description=description,
+        dataset=dataset,
+        category=category,
+        modalities=modalities,
+        prompt={"query": prompt},
+        **_COMMON,
+    )
 
 
 class LoVRRetrieval(AbsTaskRetrieval):
@@ -82,9 +89,13 @@ class LoVRRetrieval(AbsTaskRetrieval):
         if len(corpus) < len(self.task.corpus) or len(queries) < len(self.task.queries):
             logger.warning(
                 "%s: %d of %d corpus files and %d of %d queries left out (file missing under %s)",
-                self.metadata.name, len(self.task.corpus) - len(corpus), len(self.task.corpus),
-                len(self.task.queries) - len(queries), len(self.task.queries), self.video_root,
-            )  # fmt: skip
+                self.metadata.name,
+                len(self.task.corpus) - len(corpus),
+                len(self.task.corpus),
+                len(self.task.queries) - len(queries),
+                len(self.task.queries),
+                self.video_root,
+            )
         if not queries:
             raise ValueError(f"{self.metadata.name}: no query has a relevant file under video_root={self.video_root}")
         split = RetrievalSplitData(
@@ -123,8 +134,10 @@ class LoVRText2ClipRetrieval(LoVRRetrieval):
     metadata = _metadata(
         "LoVRText2ClipRetrieval",
         "LoVR text -> clip: the detailed caption of a query clip ranks every clip of the 467 long videos.",
-        "t2v", ["text", "video"], "Find the video clip that this detailed description describes.",
-    )  # fmt: skip
+        "t2v",
+        ["text", "video"],
+        "Find the video clip that this detailed description describes.",
+    )
 
 
 class LoVRText2VideoRetrieval(LoVRRetrieval):
@@ -132,8 +145,10 @@ class LoVRText2VideoRetrieval(LoVRRetrieval):
     metadata = _metadata(
         "LoVRText2VideoRetrieval",
         "LoVR text -> video: the fused caption of a long video ranks every long video (UVRB's LoVR-V).",
-        "t2v", ["text", "video"], "Find the long video that this long description describes.",
-    )  # fmt: skip
+        "t2v",
+        ["text", "video"],
+        "Find the long video that this long description describes.",
+    )
 
 
 class LoVRTheme2ClipRetrieval(LoVRRetrieval):
@@ -141,8 +156,10 @@ class LoVRTheme2ClipRetrieval(LoVRRetrieval):
     metadata = _metadata(
         "LoVRTheme2ClipRetrieval",
         "LoVR theme -> clip: the theme text of a clip ranks every clip (UVRB's LoVR-TH).",
-        "t2v", ["text", "video"], "Find the video clip about this theme.",
-    )  # fmt: skip
+        "t2v",
+        ["text", "video"],
+        "Find the video clip about this theme.",
+    )
 
 
 class LoVRClip2VideoRetrieval(LoVRRetrieval):
@@ -151,8 +168,10 @@ class LoVRClip2VideoRetrieval(LoVRRetrieval):
         "LoVRClip2VideoRetrieval",
         "LoVR clip -> video: a query clip ranks every long video; the one it was cut from is relevant (UVRB's "
         "LoVR-C2V).",
-        "v2v", ["video"], "Find the long video that this clip was taken from.",
-    )  # fmt: skip
+        "v2v",
+        ["video"],
+        "Find the long video that this clip was taken from.",
+    )
 
 
 TASK_CLASSES = {cls.interop_name: cls for cls in LoVRRetrieval.__subclasses__()}

@@ -277,8 +277,11 @@ def score_original_run(
         per_query += directions
         if num_resamples:
             intervals[granularity.name] = direction_intervals(directions, metrics[granularity.name], options)
-    zero = [i for ids, feats in ((run.clip_ids, run.clip_feats), (run.video_ids, run.video_feats))
-            for i in _zero_row_ids(ids, feats)]  # fmt: skip
+    zero = [
+        i
+        for ids, feats in ((run.clip_ids, run.clip_feats), (run.video_ids, run.video_feats))
+        for i in _zero_row_ids(ids, feats)
+    ]
     return {
         "metrics": metrics,
         "intervals": intervals,
@@ -287,7 +290,7 @@ def score_original_run(
             "confidence": options.confidence,
             "seed": seed,
             "method": "percentile, queries resampled with replacement",
-        },  # fmt: skip
+        },
         "per_query": per_query,
         "unranked": unranked,
         "unmatched_texts": {"count": len(unmatched), "sources": unmatched[:SHOW_UNMATCHED]},

@@ -87,7 +87,7 @@ def lovr_tasks(rows: LoVRRows) -> list[InteropTask]:
          clip_files, no_clip_file),
         ("LoVR-C2V", "A query clip (its video file) ranks every long video; the video it was cut from is relevant.",
          "video", clip_to_video, video_corpus, video_files, no_video_file),
-    ]  # fmt: skip
+    ]  # a table: one task per row # fmt: skip
     tasks = [_task(*spec) for spec in specs]
     return [task for task in tasks if task.queries]
 

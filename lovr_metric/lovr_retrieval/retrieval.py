@@ -20,8 +20,19 @@ import torch
 from ._retrieval_inputs import RetrievalInputs, check_inputs, check_k_values
 from ._tiled_ranks import CPU_TILES, GPU_TILES, TileShape, pair_ranks, tile_shape
 
-__all__ = ["CPU_TILES", "GPU_TILES", "NDCG_CUTOFF", "RankedPairs", "TileShape", "metric_statistic", "pair_ranks",
-           "per_query_values", "retrieval_metrics", "retrieval_ranks", "tile_shape"]  # fmt: skip
+__all__ = [
+    "CPU_TILES",
+    "GPU_TILES",
+    "NDCG_CUTOFF",
+    "RankedPairs",
+    "TileShape",
+    "metric_statistic",
+    "pair_ranks",
+    "per_query_values",
+    "retrieval_metrics",
+    "retrieval_ranks",
+    "tile_shape",
+]
 
 NDCG_CUTOFF = 10
 

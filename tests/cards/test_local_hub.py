@@ -71,13 +71,36 @@ def published(local_hub, tmp_path_factory) -> Published:
     done = Published(run=write_run(root / "run"), export=root / "lovr", staged=root / "staged")
     results = write_results(root / "eval", model=MODEL)
     _seed_model(local_hub, MODEL, OLD_MODEL_CARD, root, done.outputs)
-    export = ["-m", "lovr_dataset", "export", str(done.run), str(done.export), "--num-queries", "1",
-              "--repo-id", f"{ORG}/LoVR"]  # fmt: skip
+    export = [
+        "-m",
+        "lovr_dataset",
+        "export",
+        str(done.run),
+        str(done.export),
+        "--num-queries",
+        "1",
+        "--repo-id",
+        f"{ORG}/LoVR",
+    ]
     _check(_client(local_hub, export, root, done.outputs))
     push = ["-m", "lovr_dataset", "push", str(done.export), "--repo-id", f"{ORG}/LoVR"]
     _check(_client(local_hub, push, root, done.outputs))
-    publish = ["-m", "model_cards", "publish", "--org", ORG, "--dataset", str(done.export), "--workdir", str(done.run),
-               "--metric", "--results", str(results), "--out", str(done.staged)]  # fmt: skip
+    publish = [
+        "-m",
+        "model_cards",
+        "publish",
+        "--org",
+        ORG,
+        "--dataset",
+        str(done.export),
+        "--workdir",
+        str(done.run),
+        "--metric",
+        "--results",
+        str(results),
+        "--out",
+        str(done.staged),
+    ]
     _check(_client(local_hub, publish, root, done.outputs))
     return done
 
@@ -130,8 +153,17 @@ def test_publish_lands_dataset_space_and_model_card_pull_request(local_hub, publ
 def test_model_without_a_card_gets_the_results_card(local_hub, published, tmp_path):
     model = f"{ORG}/no-card"
     _seed_model(local_hub, model, None, tmp_path, published.outputs)
-    publish = ["-m", "model_cards", "publish", "--org", ORG, "--results", str(write_results(tmp_path / "eval", model)),
-               "--out", str(tmp_path / "staged")]  # fmt: skip
+    publish = [
+        "-m",
+        "model_cards",
+        "publish",
+        "--org",
+        ORG,
+        "--results",
+        str(write_results(tmp_path / "eval", model)),
+        "--out",
+        str(tmp_path / "staged"),
+    ]
     _check(_client(local_hub, publish, tmp_path, published.outputs))
     staged = (tmp_path / "staged" / "model-cards" / model.replace("/", "--") / "README.md").read_bytes()
     assert local_hub.files("model", model, revision="refs/pr/1")["README.md"] == staged
@@ -153,8 +185,13 @@ def test_no_pull_request_when_the_current_card_cannot_be_read(local_hub, publish
 def test_push_without_a_token_is_refused(local_hub, published, tmp_path):
     """The token that made the pushes above came from HF_TOKEN alone (each client has a fresh HF_HOME)."""
     outputs = []
-    done = _client(local_hub, ["-m", "lovr_dataset", "push", str(published.export), "--repo-id", f"{ORG}/Other"],
-                   tmp_path, outputs, token=False)  # fmt: skip
+    done = _client(
+        local_hub,
+        ["-m", "lovr_dataset", "push", str(published.export), "--repo-id", f"{ORG}/Other"],
+        tmp_path,
+        outputs,
+        token=False,
+    )
     assert done.returncode != 0
     assert "401" in done.stderr and "Invalid username or password" in done.stderr
     assert ("dataset", f"{ORG}/Other") not in local_hub.repos
@@ -173,8 +210,13 @@ def test_metric_loads_from_the_space_without_the_toolkit(local_hub, published, t
         "print(json.dumps({k: float(v) for k, v in out.items()}))\n"
     )
     done = _check(_client(local_hub, ["-c", script], tmp_path, published.outputs))
-    local = retrieval_metrics(np.array(text_embeddings), inputs["text_ids"], np.array(video_embeddings),
-                              inputs["video_ids"], k_values=inputs["k_values"])  # fmt: skip
+    local = retrieval_metrics(
+        np.array(text_embeddings),
+        inputs["text_ids"],
+        np.array(video_embeddings),
+        inputs["video_ids"],
+        k_values=inputs["k_values"],
+    )
     # text 0 ranks "a" first, text 1 ranks "b" above its "c": pass@1 = 1/2
     assert local["text_to_video_pass@1"] == 0.5
     assert json.loads(done.stdout.splitlines()[-1]) == pytest.approx({k: float(v) for k, v in local.items()})

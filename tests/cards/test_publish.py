@@ -197,8 +197,20 @@ def test_dry_run_on_a_real_lovr_dataset_export(tmp_path, run_dir, hf_cache, caps
 
     exported = export(run_dir, tmp_path / "lovr", cache_dir=hf_cache, num_queries=1)
     out = tmp_path / "staged"
-    main(["publish", "--org", "org", "--dataset", str(exported), "--workdir", str(run_dir), "--dry-run",
-          "--out", str(out)])  # fmt: skip
+    main(
+        [
+            "publish",
+            "--org",
+            "org",
+            "--dataset",
+            str(exported),
+            "--workdir",
+            str(run_dir),
+            "--dry-run",
+            "--out",
+            str(out),
+        ]
+    )
     parquet = sorted(p for p in _files(exported) if p.endswith(".parquet"))
     assert _files(out / "dataset") == sorted(["README.md", *parquet])
     card = DatasetCard.load(out / "dataset" / "README.md")
@@ -217,8 +229,20 @@ def test_the_export_writes_the_full_card_that_publish_uploads(tmp_path, run_dir,
 
     exported = export(run_dir, tmp_path / "lovr", cache_dir=hf_cache, num_queries=1, repo_id="org/LoVR")
     out = tmp_path / "staged"
-    main(["publish", "--org", "org", "--dataset", str(exported), "--workdir", str(run_dir), "--dry-run",
-          "--out", str(out)])  # fmt: skip
+    main(
+        [
+            "publish",
+            "--org",
+            "org",
+            "--dataset",
+            str(exported),
+            "--workdir",
+            str(run_dir),
+            "--dry-run",
+            "--out",
+            str(out),
+        ]
+    )
     written = (exported / "README.md").read_text(encoding="utf-8")
     assert (out / "dataset" / "README.md").read_text(encoding="utf-8") == written
     card = DatasetCard.load(exported / "README.md")

@@ -87,8 +87,16 @@ def test_failure_log_appends_and_filters_by_stage(tmp_path):
 
 
 def _caption(clip_id, review, score=0.1):
-    return {"clip_id": clip_id, "video_id": "v", "caption": f"caption of {clip_id}", "score": score,
-            "attempts": [{"score": score}], "status": "ok", "review": review, "settings": {}}  # fmt: skip
+    return {
+        "clip_id": clip_id,
+        "video_id": "v",
+        "caption": f"caption of {clip_id}",
+        "score": score,
+        "attempts": [{"score": score}],
+        "status": "ok",
+        "review": review,
+        "settings": {},
+    }
 
 
 def test_queue_pending_adds_only_new_pending_clips_and_keeps_edited_lines(tmp_path):
@@ -96,8 +104,15 @@ def test_queue_pending_adds_only_new_pending_clips_and_keeps_edited_lines(tmp_pa
     assert queue_pending(tmp_path, records) == 2
     queue = [json.loads(line) for line in review_path(tmp_path).read_text().splitlines()]
     assert review_path(tmp_path).name == REVIEW_FILE
-    assert queue[0] == {"clip_id": "v-Scene-001", "video_id": "v", "caption": "caption of v-Scene-001", "score": 0.1,
-                        "attempts": [{"score": 0.1}], "reviewed_caption": None, "decision": None}  # fmt: skip
+    assert queue[0] == {
+        "clip_id": "v-Scene-001",
+        "video_id": "v",
+        "caption": "caption of v-Scene-001",
+        "score": 0.1,
+        "attempts": [{"score": 0.1}],
+        "reviewed_caption": None,
+        "decision": None,
+    }
     queue[0].update(decision="edited", reviewed_caption="mine")
     _write(review_path(tmp_path), queue)
     assert queue_pending(tmp_path, records) == 0  # nothing new: the file is left as the person edited it

@@ -21,10 +21,28 @@ def cut_clip(source: Path, target: Path, start: float, seconds: float = 1.0) -> 
     """A real, tiny H.264 clip of `source` (96 px wide, no audio)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-ss", str(start), "-t", str(seconds), "-i", str(source),
-         "-vf", "scale=96:-2", "-an", "-c:v", "libx264", "-preset", "ultrafast", str(target)],
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-ss",
+            str(start),
+            "-t",
+            str(seconds),
+            "-i",
+            str(source),
+            "-vf",
+            "scale=96:-2",
+            "-an",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            str(target),
+        ],
         check=True,
-    )  # fmt: skip
+    )
     return target
 
 
@@ -87,12 +105,28 @@ def make_hub(root: Path, clip_files: dict[str, Path]) -> Path:
 
 def segment(video_id: str, videos_dir: Path, times: list[tuple[float, float]], written: dict[int, str]) -> dict:
     clips = [
-        {"clip_id": f"{video_id}-Scene-{n:03d}", "clip_index": n, "start": start, "end": end,
-         "start_frame": int(start * 25), "end_frame": int(end * 25), "clip_path": written.get(n), "low_dynamic": None}
+        {
+            "clip_id": f"{video_id}-Scene-{n:03d}",
+            "clip_index": n,
+            "start": start,
+            "end": end,
+            "start_frame": int(start * 25),
+            "end_frame": int(end * 25),
+            "clip_path": written.get(n),
+            "low_dynamic": None,
+        }
         for n, (start, end) in enumerate(times, start=1)
-    ]  # fmt: skip
-    return {"video_id": video_id, "video_path": f"{video_id}.mp4", "videos_dir": str(videos_dir), "duration": 10.0,
-            "fps": 25.0, "clips": clips, "settings": {}, "status": "ok"}  # fmt: skip
+    ]
+    return {
+        "video_id": video_id,
+        "video_path": f"{video_id}.mp4",
+        "videos_dir": str(videos_dir),
+        "duration": 10.0,
+        "fps": 25.0,
+        "clips": clips,
+        "settings": {},
+        "status": "ok",
+    }
 
 
 def make_run(root: Path, clip_files: dict[str, Path]) -> Path:
@@ -102,18 +136,44 @@ def make_run(root: Path, clip_files: dict[str, Path]) -> Path:
     shutil.copy(clip_files["full"], videos_dir / "other.mp4")
     (root / "clips/bikes").mkdir(parents=True)
     shutil.copy(clip_files["clip0"], root / "clips/bikes/bikes-Scene-001.mp4")
-    write_jsonl(root / "segments.jsonl", [
-        segment("other", videos_dir, [(0.0, 1.5)], {}),
-        segment("bikes", videos_dir, [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)], {1: "clips/bikes/bikes-Scene-001.mp4"}),
-        {"video_id": "broken", "status": "failed", "reason": "cannot decode", "settings": {}},
-    ])  # fmt: skip
+    write_jsonl(
+        root / "segments.jsonl",
+        [
+            segment("other", videos_dir, [(0.0, 1.5)], {}),
+            segment("bikes", videos_dir, [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)], {1: "clips/bikes/bikes-Scene-001.mp4"}),
+            {"video_id": "broken", "status": "failed", "reason": "cannot decode", "settings": {}},
+        ],
+    )
     ok = {"status": "ok", "settings": {"model": "tiny"}}
-    write_jsonl(root / "captions.jsonl", [
-        {"clip_id": "bikes-Scene-002", "video_id": "bikes", "caption": "Second.", "score": 0.2, "review": "rejected", **ok},
-        {"clip_id": "bikes-Scene-001", "video_id": "bikes", "caption": "First.", "score": 0.9, "review": None, **ok},
-        {"clip_id": "bikes-Scene-003", "video_id": "bikes", "status": "failed", "reason": "timeout", "settings": {}},
-        {"clip_id": "other-Scene-001", "video_id": "other", "caption": "Other.", **ok},
-    ])  # fmt: skip
+    write_jsonl(
+        root / "captions.jsonl",
+        [
+            {
+                "clip_id": "bikes-Scene-002",
+                "video_id": "bikes",
+                "caption": "Second.",
+                "score": 0.2,
+                "review": "rejected",
+                **ok,
+            },
+            {
+                "clip_id": "bikes-Scene-001",
+                "video_id": "bikes",
+                "caption": "First.",
+                "score": 0.9,
+                "review": None,
+                **ok,
+            },
+            {
+                "clip_id": "bikes-Scene-003",
+                "video_id": "bikes",
+                "status": "failed",
+                "reason": "timeout",
+                "settings": {},
+            },
+            {"clip_id": "other-Scene-001", "video_id": "other", "caption": "Other.", **ok},
+        ],
+    )
     write_jsonl(
         root / "videos.jsonl",
         [{"video_id": "bikes", "caption": "Bikes, fused.", "clip_ids": [], "num_clips": 3, "duration": 10.0, **ok}],

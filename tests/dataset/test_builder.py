@@ -84,16 +84,31 @@ def test_pipeline_run_folder(run_root, cache_dir):
     assert (rejected["caption"], rejected["review"], rejected["score"]) == (None, "rejected", 0.2)
     written = clips["test"][0]
     assert (written["clip_path"], written["video_path"], written["start"], written["end"]) == (
-        "clips/bikes/bikes-Scene-001.mp4", "bikes.mp4", 0.0, 1.0,
-    )  # fmt: skip
+        "clips/bikes/bikes-Scene-001.mp4",
+        "bikes.mp4",
+        0.0,
+        1.0,
+    )
     assert clips["test"][1]["clip_path"] is None  # a virtual clip: a time range of video_path
     _, videos = build(run_root, "videos", cache_dir)
     assert videos["test"].to_list() == [
-        {"video_id": "bikes", "caption": "Bikes, fused.", "duration": 10.0, "num_clips": 3,
-         "clip_ids": ["bikes-Scene-001", "bikes-Scene-002", "bikes-Scene-003"], "video_path": "bikes.mp4"},
-        {"video_id": "other", "caption": None, "duration": 10.0, "num_clips": 1, "clip_ids": ["other-Scene-001"],
-         "video_path": "other.mp4"},
-    ]  # fmt: skip
+        {
+            "video_id": "bikes",
+            "caption": "Bikes, fused.",
+            "duration": 10.0,
+            "num_clips": 3,
+            "clip_ids": ["bikes-Scene-001", "bikes-Scene-002", "bikes-Scene-003"],
+            "video_path": "bikes.mp4",
+        },
+        {
+            "video_id": "other",
+            "caption": None,
+            "duration": 10.0,
+            "num_clips": 1,
+            "clip_ids": ["other-Scene-001"],
+            "video_path": "other.mp4",
+        },
+    ]
     builder = LoVR(config_name="themes", data_dir=run_root, cache_dir=cache_dir)
     builder.download_and_prepare()
     assert not builder.info.splits  # a run folder has no theme texts

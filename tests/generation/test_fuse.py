@@ -54,8 +54,10 @@ class ScriptedSummarizer:
 
 
 def _write_run(workdir, n_clips, captions=None, video_id="v"):
-    clips = [{"clip_id": f"{video_id}-Scene-{n:03d}", "clip_index": n, "start": 5.0 * (n - 1), "end": 5.0 * n}
-             for n in range(1, n_clips + 1)]  # fmt: skip
+    clips = [
+        {"clip_id": f"{video_id}-Scene-{n:03d}", "clip_index": n, "start": 5.0 * (n - 1), "end": 5.0 * n}
+        for n in range(1, n_clips + 1)
+    ]
     segment = {"video_id": video_id, "duration": 5.0 * n_clips, "clips": clips, "status": "ok"}
     with open(workdir / "segments.jsonl", "a") as f:
         f.write(json.dumps(segment) + "\n")
@@ -100,9 +102,11 @@ def test_layout_clusters_linkage_and_summary(tmp_path):
         "Summary: Overall, the video is scripted."
     )
     assert [(b["after"], b["kind"], b["status"]) for b in record["boundaries"]] == [
-        ("v-Scene-001", "rewrite", "ok"), ("v-Scene-004", "rewrite", "ok"),
-        ("v-Scene-002", "linkage", "ok"), ("v-Scene-005", "summary", "ok"),
-    ]  # fmt: skip
+        ("v-Scene-001", "rewrite", "ok"),
+        ("v-Scene-004", "rewrite", "ok"),
+        ("v-Scene-002", "linkage", "ok"),
+        ("v-Scene-005", "summary", "ok"),
+    ]
     # three batched passes: odd boundaries (2 calls), even boundaries (none), linkage + summary (2 calls)
     assert backend.calls == [(2, 0), (2, 0)]
     assert record["settings"]["prompt_version"] == "lovr-fuse-v1" and record["settings"]["temperature"] == 0.5
@@ -208,8 +212,12 @@ def test_endpoint_server_errors_fall_back_per_boundary(tmp_path, server):
     record = fuse(config, args, backend, FuseParams(max_new_tokens=8))["v"]
     assert record["status"] == "ok" and record["num_clips"] == 4
     by_kind = {(b["after"], b["kind"]): b for b in record["boundaries"]}
-    assert set(by_kind) == {("v-Scene-001", "rewrite"), ("v-Scene-003", "rewrite"), ("v-Scene-002", "linkage"),
-                            ("v-Scene-004", "summary")}  # fmt: skip
+    assert set(by_kind) == {
+        ("v-Scene-001", "rewrite"),
+        ("v-Scene-003", "rewrite"),
+        ("v-Scene-002", "linkage"),
+        ("v-Scene-004", "summary"),
+    }
     failed = by_kind[("v-Scene-001", "rewrite")]
     assert failed["status"] == "fallback" and failed["reason"].startswith("call failed: HTTP 500")
     assert "(after 2 tries)" in failed["reason"]

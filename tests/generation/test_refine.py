@@ -9,8 +9,15 @@ from lovr_common.jsonl import read_jsonl
 from lovr_standins.tiny_models import tiny_model_path
 from lovr_standins.videos import make_synthetic_video
 
-FIRST_SETTINGS = {"model": "m", "prompt_version": "lovr-code-v1", "num_frames": 2, "temperature": 0.9, "top_p": 0.001,
-                  "seed": 0, "attempt": 1}  # fmt: skip
+FIRST_SETTINGS = {
+    "model": "m",
+    "prompt_version": "lovr-code-v1",
+    "num_frames": 2,
+    "temperature": 0.9,
+    "top_p": 0.001,
+    "seed": 0,
+    "attempt": 1,
+}
 
 
 @pytest.fixture
@@ -19,28 +26,67 @@ def workdir(tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
     make_synthetic_video(videos / "v.mp4", scene_seconds=[2, 2], fps=10, size=(64, 48))
-    clips = [{"clip_id": f"v-Scene-00{n}", "clip_index": n, "start": 2.0 * (n - 1), "end": 2.0 * n,
-              "start_frame": 20 * (n - 1), "end_frame": 20 * n} for n in (1, 2, 3)]  # fmt: skip
+    clips = [
+        {
+            "clip_id": f"v-Scene-00{n}",
+            "clip_index": n,
+            "start": 2.0 * (n - 1),
+            "end": 2.0 * n,
+            "start_frame": 20 * (n - 1),
+            "end_frame": 20 * n,
+        }
+        for n in (1, 2, 3)
+    ]
     clips[2].update(start=3.0, end=4.0, start_frame=30, end_frame=40)
-    segment = {"video_id": "v", "video_path": "v.mp4", "videos_dir": str(videos), "duration": 4.0, "fps": 10.0,
-               "num_frames": 40, "width": 64, "height": 48, "clips": clips, "status": "ok"}  # fmt: skip
+    segment = {
+        "video_id": "v",
+        "video_path": "v.mp4",
+        "videos_dir": str(videos),
+        "duration": 4.0,
+        "fps": 10.0,
+        "num_frames": 40,
+        "width": 64,
+        "height": 48,
+        "clips": clips,
+        "status": "ok",
+    }
     (tmp_path / "segments.jsonl").write_text(json.dumps(segment) + "\n")
     captions = [
-        {"clip_id": "v-Scene-001", "video_id": "v", "caption": "A red square moves.", "status": "ok",
-         "settings": FIRST_SETTINGS},
-        {"clip_id": "v-Scene-002", "video_id": "v", "caption": "A blue gradient scrolls slowly.", "status": "ok",
-         "settings": FIRST_SETTINGS},
-        {"clip_id": "v-Scene-003", "video_id": "v", "caption": None, "status": "failed", "reason": "decode",
-         "settings": FIRST_SETTINGS},
-    ]  # fmt: skip
+        {
+            "clip_id": "v-Scene-001",
+            "video_id": "v",
+            "caption": "A red square moves.",
+            "status": "ok",
+            "settings": FIRST_SETTINGS,
+        },
+        {
+            "clip_id": "v-Scene-002",
+            "video_id": "v",
+            "caption": "A blue gradient scrolls slowly.",
+            "status": "ok",
+            "settings": FIRST_SETTINGS,
+        },
+        {
+            "clip_id": "v-Scene-003",
+            "video_id": "v",
+            "caption": None,
+            "status": "failed",
+            "reason": "decode",
+            "settings": FIRST_SETTINGS,
+        },
+    ]
     (tmp_path / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in captions))
     return tmp_path
 
 
 def _run(workdir, threshold, **kwargs):
     config = RefineConfig(
-        str(workdir), threshold=threshold, scorer_model=str(tiny_model_path("clip")), scorer_frames=2, **kwargs,
-    )  # fmt: skip
+        str(workdir),
+        threshold=threshold,
+        scorer_model=str(tiny_model_path("clip")),
+        scorer_frames=2,
+        **kwargs,
+    )
     backend = BackendArguments(model=str(tiny_model_path("vlm")))
     return run(RefineJob(config, FrameOptions(max_side=32), GenerationParams(max_new_tokens=4), backend)).records
 
@@ -63,8 +109,10 @@ def test_a_threshold_never_reached_runs_every_round_and_queues_for_review(workdi
         record = records[clip_id]
         assert [a["settings"]["attempt"] for a in record["attempts"]] == [1, 2, 3]
         assert [a["settings"]["prompt_version"] for a in record["attempts"]] == [
-            "lovr-code-v1", "lovr-paper-v1", "lovr-code-v1"
-        ]  # fmt: skip
+            "lovr-code-v1",
+            "lovr-paper-v1",
+            "lovr-code-v1",
+        ]
         assert [a["settings"]["num_frames"] for a in record["attempts"]] == [2, 4, 4]
         assert record["attempts"][2]["settings"]["seed"] == 1 and record["attempts"][2]["settings"]["top_p"] == 0.9
         scored = [a for a in record["attempts"] if a["status"] == "ok"]
@@ -123,8 +171,18 @@ def test_cli_validates_and_reports(workdir):
         RefineConfig(str(workdir), threshold=0.5, scorer_model="x", scorer="bleu")
     with pytest.raises(ValueError, match="max_rounds must be in"):
         RefineConfig(str(workdir), threshold=0.5, scorer_model="x", max_rounds=4)
-    args = ["--workdir", str(workdir), "--threshold", "-1", "--scorer_model", str(tiny_model_path("clip")),
-            "--model", str(tiny_model_path("vlm")), "--scorer_frames", "2"]  # fmt: skip
+    args = [
+        "--workdir",
+        str(workdir),
+        "--threshold",
+        "-1",
+        "--scorer_model",
+        str(tiny_model_path("clip")),
+        "--model",
+        str(tiny_model_path("vlm")),
+        "--scorer_frames",
+        "2",
+    ]
     assert main(args) == 0
 
 

@@ -7,19 +7,38 @@ from lovr_common.jsonl import read_jsonl
 
 
 def _caption(clip_id, review):
-    return {"clip_id": clip_id, "video_id": "v", "caption": f"machine caption of {clip_id}", "score": 0.1,
-            "status": "ok", "review": review, "settings": {"model": "m"}}  # fmt: skip
+    return {
+        "clip_id": clip_id,
+        "video_id": "v",
+        "caption": f"machine caption of {clip_id}",
+        "score": 0.1,
+        "status": "ok",
+        "review": review,
+        "settings": {"model": "m"},
+    }
 
 
 def _queue_line(clip_id, decision=None, reviewed_caption=None):
-    return {"clip_id": clip_id, "video_id": "v", "caption": f"machine caption of {clip_id}", "score": 0.1,
-            "attempts": [], "reviewed_caption": reviewed_caption, "decision": decision}  # fmt: skip
+    return {
+        "clip_id": clip_id,
+        "video_id": "v",
+        "caption": f"machine caption of {clip_id}",
+        "score": 0.1,
+        "attempts": [],
+        "reviewed_caption": reviewed_caption,
+        "decision": decision,
+    }
 
 
 @pytest.fixture
 def workdir(tmp_path):
-    records = [_caption("v-Scene-001", "pending"), _caption("v-Scene-002", "pending"),
-               _caption("v-Scene-003", "pending"), _caption("v-Scene-004", None), _caption("v-Scene-005", "pending")]  # fmt: skip
+    records = [
+        _caption("v-Scene-001", "pending"),
+        _caption("v-Scene-002", "pending"),
+        _caption("v-Scene-003", "pending"),
+        _caption("v-Scene-004", None),
+        _caption("v-Scene-005", "pending"),
+    ]
     (tmp_path / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return tmp_path
 

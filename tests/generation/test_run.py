@@ -22,8 +22,21 @@ def test_pipeline_end_to_end_on_a_tiny_video_then_a_rerun_does_nothing(tmp_path,
     cuts = make_synthetic_video(videos / "set1" / "tiny.mp4", scene_seconds=[5, 6], fps=10, size=(64, 48))
     (videos / "broken.mp4").write_bytes(b"")  # fails in segment, recorded, the rest goes on
     workdir = tmp_path / "run"
-    args = ["--videos", str(videos), "--workdir", str(workdir), "--model", str(tiny_model_path("vlm")),
-            "--scorer_model", str(tiny_model_path("clip")), "--threshold", "2.0", "--max_new_tokens", "4", "--recursive"]  # fmt: skip
+    args = [
+        "--videos",
+        str(videos),
+        "--workdir",
+        str(workdir),
+        "--model",
+        str(tiny_model_path("vlm")),
+        "--scorer_model",
+        str(tiny_model_path("clip")),
+        "--threshold",
+        "2.0",
+        "--max_new_tokens",
+        "4",
+        "--recursive",
+    ]
     assert main(args) == 1  # the broken video failed
     out = capsys.readouterr().out
     assert "segment: some items failed" in out and "fuse: ok" in out
@@ -52,10 +65,32 @@ def test_sampling_settings_reach_every_stage_and_are_recorded(tmp_path):
     videos = tmp_path / "videos"
     make_synthetic_video(videos / "tiny.mp4", scene_seconds=[5, 6], fps=10, size=(64, 48))
     workdir = tmp_path / "run"
-    args = ["--videos", str(videos), "--workdir", str(workdir), "--model", str(tiny_model_path("vlm")),
-            "--scorer_model", str(tiny_model_path("clip")), "--threshold", "2.0", "--max_new_tokens", "4",
-            "--do_sample", "false", "--temperature", "0.6", "--top_p", "0.8", "--repetition_penalty", "1.2",
-            "--seed", "5", "--fuse_temperature", "0.3"]  # fmt: skip
+    args = [
+        "--videos",
+        str(videos),
+        "--workdir",
+        str(workdir),
+        "--model",
+        str(tiny_model_path("vlm")),
+        "--scorer_model",
+        str(tiny_model_path("clip")),
+        "--threshold",
+        "2.0",
+        "--max_new_tokens",
+        "4",
+        "--do_sample",
+        "false",
+        "--temperature",
+        "0.6",
+        "--top_p",
+        "0.8",
+        "--repetition_penalty",
+        "1.2",
+        "--seed",
+        "5",
+        "--fuse_temperature",
+        "0.3",
+    ]
     assert main(args) == 0
     sampling = ("temperature", "top_p", "repetition_penalty", "seed", "do_sample")
     for record in read_jsonl(workdir / "captions.jsonl"):
@@ -66,8 +101,10 @@ def test_sampling_settings_reach_every_stage_and_are_recorded(tmp_path):
     (video,) = read_jsonl(workdir / "videos.jsonl")
     # fusion follows --seed and --do_sample unless told otherwise
     assert {k: video["settings"][k] for k in ("temperature", "seed", "do_sample")} == {
-        "temperature": 0.3, "seed": 5, "do_sample": False
-    }  # fmt: skip
+        "temperature": 0.3,
+        "seed": 5,
+        "do_sample": False,
+    }
     config = _config(str(videos), str(workdir), "m", seed=5, do_sample=False, fuse_seed=9, fuse_do_sample=True)
     fuse_job = stage_configs(config)[-1][2]
     assert (fuse_job.params.seed, fuse_job.params.do_sample) == (9, True)
@@ -89,8 +126,16 @@ def test_a_damaged_stage_file_stops_the_run_naming_file_and_line(tmp_path, capsy
 
 def test_model_settings_reach_every_generating_stage_and_the_revision_only_its_model():
     settings = {"dtype": "bfloat16", "trust_remote_code": True}
-    config = _config("v", "w", "vlm", revision="abc123", image_processor_backend="torchvision", threshold=0.2,
-                     scorer_model="clip", **settings)  # fmt: skip
+    config = _config(
+        "v",
+        "w",
+        "vlm",
+        revision="abc123",
+        image_processor_backend="torchvision",
+        threshold=0.2,
+        scorer_model="clip",
+        **settings,
+    )
     jobs = {name: job for name, _, job in stage_configs(config)}
     for name in ("caption", "refine", "fuse"):
         backend = jobs[name].backend

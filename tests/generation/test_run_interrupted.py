@@ -33,9 +33,22 @@ LIMIT_S = 60
 
 
 def _args(videos: Path, workdir: Path) -> list[str]:
-    return ["--videos", str(videos), "--workdir", str(workdir), "--model", str(tiny_model_path("vlm")),
-            "--scorer_model", str(tiny_model_path("clip")), "--threshold", "2.0", "--max_new_tokens", "4",
-            "--batch_size", "2"]  # fmt: skip
+    return [
+        "--videos",
+        str(videos),
+        "--workdir",
+        str(workdir),
+        "--model",
+        str(tiny_model_path("vlm")),
+        "--scorer_model",
+        str(tiny_model_path("clip")),
+        "--threshold",
+        "2.0",
+        "--max_new_tokens",
+        "4",
+        "--batch_size",
+        "2",
+    ]
 
 
 def _folder(workdir: Path) -> dict[str, bytes | set[bytes]]:
@@ -59,8 +72,9 @@ def _state(workdir: Path) -> list[tuple[str, int, int]]:
 
 def _killed_run(args: list[str], workdir: Path, changes: int, delay: float, deadline: float) -> int:
     """Start the pipeline and SIGKILL it `delay` s after its `changes`-th change to `workdir`; its return code."""
-    proc = subprocess.Popen([sys.executable, "-m", "generation.run", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "generation.run", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         state, seen = _state(workdir), 0
         while proc.poll() is None and seen < changes:

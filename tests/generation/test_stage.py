@@ -112,9 +112,12 @@ def test_a_stale_shard_of_a_killed_run_never_outranks_a_newer_record(tmp_path):
         return [{"id": item["id"], "status": "ok"} for item in batch]
 
     records = run_sharded(
-        workdir=tmp_path, stage=S, items=[{"id": "a"}], process_batch=process,
+        workdir=tmp_path,
+        stage=S,
+        items=[{"id": "a"}],
+        process_batch=process,
         is_done=lambda r: r["status"] == "ok",
-    )  # fmt: skip
+    )
     assert records == {"a": {"id": "a", "status": "ok"}}
     assert S.path(tmp_path).read_text() == '{"id": "a", "status": "ok"}\n'
 
@@ -156,8 +159,11 @@ def test_failed_records_are_logged_once_each_by_the_runner(tmp_path):
     def process(batch):
         return [{"id": i["id"], "status": "failed" if i["id"] == "b" else "ok", "reason": "bad"} for i in batch]
 
-    failures = FailureLog("s-stage", reason=lambda r: r["reason"] if r["status"] == "failed" else None,
-                          path=lambda item: f"{item['id']}.mp4")  # fmt: skip
+    failures = FailureLog(
+        "s-stage",
+        reason=lambda r: r["reason"] if r["status"] == "failed" else None,
+        path=lambda item: f"{item['id']}.mp4",
+    )
     items = [{"id": x} for x in "abc"]
     run_sharded(workdir=tmp_path, stage=S, items=items, process_batch=process, batch_size=2, failures=failures)
     assert read_failures(tmp_path) == [{"stage": "s-stage", "id": "b", "path": "b.mp4", "reason": "bad"}]
@@ -243,8 +249,7 @@ def test_prepare_runs_on_the_next_batch_while_this_one_is_processed(tmp_path):
             assert prepared_ready[index + 1].wait(timeout=30), f"batch {index + 1} was not prepared meanwhile"
         return [{"id": item["id"], "tens": tens} for item, tens in zip(batch, prepared, strict=True)]
 
-    records = run_sharded(workdir=tmp_path, stage=S, items=items, process_batch=process, batch_size=2,
-                          prepare=prepare)  # fmt: skip
+    records = run_sharded(workdir=tmp_path, stage=S, items=items, process_batch=process, batch_size=2, prepare=prepare)
     assert [r["tens"] for r in records.values()] == [0, 10, 20, 30, 40]
     # the first batch, with nothing to overlap, on the calling thread (lazy model loading stays there); the rest in
     # the background
@@ -260,12 +265,23 @@ def test_a_failing_prepare_keeps_the_batches_already_done(tmp_path):
         return None
 
     with pytest.raises(RuntimeError, match="decoder crashed"):
-        run_sharded(workdir=tmp_path, stage=S, items=items, process_batch=lambda b, _: [{"id": i["id"]} for i in b],
-                    batch_size=2, prepare=prepare)  # fmt: skip
+        run_sharded(
+            workdir=tmp_path,
+            stage=S,
+            items=items,
+            process_batch=lambda b, _: [{"id": i["id"]} for i in b],
+            batch_size=2,
+            prepare=prepare,
+        )
     # the first batch's records are in this rank's shard, and a rerun merges them instead of redoing them
     seen = []
-    run_sharded(workdir=tmp_path, stage=S, items=items, batch_size=2,
-                process_batch=lambda batch: seen.extend(i["id"] for i in batch) or [{"id": i["id"]} for i in batch])  # fmt: skip
+    run_sharded(
+        workdir=tmp_path,
+        stage=S,
+        items=items,
+        batch_size=2,
+        process_batch=lambda batch: seen.extend(i["id"] for i in batch) or [{"id": i["id"]} for i in batch],
+    )
     assert seen == ["v2", "v3"] and _ids(S.path(tmp_path)) == ["v0", "v1", "v2", "v3"]
 
 

@@ -60,8 +60,9 @@ def clip(seed, n=4):
 @pytest.fixture(scope="module")
 def server():
     """The test chat server serving the tiny LLaVA (it shows a video's frames to it as images)."""
-    proc = subprocess.Popen([sys.executable, str(SERVER), "--model", str(tiny_model_path("vlm"))],
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, str(SERVER), "--model", str(tiny_model_path("vlm"))], stdout=subprocess.PIPE, text=True
+    )
     line = proc.stdout.readline()
     assert line.startswith("listening on "), line
     yield line.split()[-1]
@@ -97,10 +98,16 @@ def test_qwen2_vl_processor_is_handed_one_video_per_clip_with_its_metadata():
     np.testing.assert_array_equal(inputs["videos"][0], np.stack(requests[0].video.frames))
     # 40 frames at 25 fps last 1.6 s; Qwen3-VL stamps frame k at k / fps, Qwen2.5-VL spaces patches by fps * 4 / 40
     assert inputs["video_metadata"] == [
-        {"total_num_frames": 40, "fps": 25.0, "duration": 1.6, "frames_indices": [0, 10, 20, 30], "width": 40,
-         "height": 30},
+        {
+            "total_num_frames": 40,
+            "fps": 25.0,
+            "duration": 1.6,
+            "frames_indices": [0, 10, 20, 30],
+            "width": 40,
+            "height": 30,
+        },
         {"total_num_frames": 40, "fps": 25.0, "duration": 1.6, "frames_indices": [0, 10], "width": 40, "height": 30},
-    ]  # fmt: skip
+    ]
 
 
 def test_as_images_a_clip_is_its_frames_after_the_request_images():

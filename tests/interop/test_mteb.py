@@ -30,11 +30,25 @@ class TinyClipForMteb(AbsEncoder):
     def __init__(self, tiny_clip):
         self.clip = tiny_clip
         self.mteb_model_meta = ModelMeta(
-            loader=None, name="lovr-standins/tiny-clip-RANDOM-WEIGHTS", revision="0", release_date=None,
-            languages=None, n_parameters=None, memory_usage_mb=None, max_tokens=77, embed_dim=None, license=None,
-            open_weights=True, public_training_code=None, public_training_data=None, framework=["PyTorch"],
-            similarity_fn_name="cosine", use_instructions=False, training_datasets=None, modalities=["text", "video"],
-        )  # fmt: skip
+            loader=None,
+            name="lovr-standins/tiny-clip-RANDOM-WEIGHTS",
+            revision="0",
+            release_date=None,
+            languages=None,
+            n_parameters=None,
+            memory_usage_mb=None,
+            max_tokens=77,
+            embed_dim=None,
+            license=None,
+            open_weights=True,
+            public_training_code=None,
+            public_training_data=None,
+            framework=["PyTorch"],
+            similarity_fn_name="cosine",
+            use_instructions=False,
+            training_datasets=None,
+            modalities=["text", "video"],
+        )
 
     def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs):
         out = []
@@ -63,9 +77,11 @@ def mteb_results(release_export, release, tiny_clip):
 
 def test_every_task_runs_in_mteb(mteb_results):
     scores, tasks, _ = mteb_results
-    assert list(scores) == [task.metadata.name for task in tasks] == [
-        "LoVRText2ClipRetrieval", "LoVRText2VideoRetrieval", "LoVRTheme2ClipRetrieval", "LoVRClip2VideoRetrieval"
-    ]  # fmt: skip
+    assert (
+        list(scores)
+        == [task.metadata.name for task in tasks]
+        == ["LoVRText2ClipRetrieval", "LoVRText2VideoRetrieval", "LoVRTheme2ClipRetrieval", "LoVRClip2VideoRetrieval"]
+    )
     assert all(0 <= s["ndcg_at_10"] <= 1 and s["main_score"] == s["ndcg_at_10"] for s in scores.values())
     assert [task.metadata.category for task in tasks] == ["t2v", "t2v", "t2v", "v2v"]
     assert len({task.metadata.dataset["revision"] for task in tasks}) == 4
@@ -76,8 +92,12 @@ def test_missing_files_are_left_out(mteb_results):
     tasks[0].load_data()  # mteb unloads each task once evaluated
     text_to_clip = tasks[0].dataset["default"]["test"]
     # -dash-Scene-002's file is missing: out of the corpus, and its caption out of the queries
-    assert sorted(text_to_clip["corpus"]["id"]) == ["-dash-Scene-001", "bikes-Scene-001", "bikes-Scene-002",
-                                                    "bikes-Scene-003"]  # fmt: skip
+    assert sorted(text_to_clip["corpus"]["id"]) == [
+        "-dash-Scene-001",
+        "bikes-Scene-001",
+        "bikes-Scene-002",
+        "bikes-Scene-003",
+    ]
     assert sorted(text_to_clip["queries"]["id"]) == ["-dash-Scene-001", "bikes-Scene-001", "bikes-Scene-002"]
 
 

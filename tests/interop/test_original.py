@@ -32,8 +32,9 @@ def write_original(folder, texts=TEXTS, clips=CLIP_ROWS, videos=VIDEO_ROWS, cost
     """text.pt and video.pt as encode_text and video_merge save them; returns their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     feat = torch.tensor(list(texts.values()))
-    torch.save({"feat": feat / feat.norm(dim=-1, keepdim=True), "source": list(texts), **extra_text},
-               folder / "text.pt")  # fmt: skip
+    torch.save(
+        {"feat": feat / feat.norm(dim=-1, keepdim=True), "source": list(texts), **extra_text}, folder / "text.pt"
+    )
     rows = [(k, None, v) for k, v in clips.items()] + [(None, k, v) for k, v in videos.items()]
     video = {
         "image_feats": torch.tensor([v for _, _, v in rows]),
@@ -70,8 +71,11 @@ def test_hand_made_run_scores_as_derived(tmp_path):
     written = json.loads((tmp_path / "out/results.json").read_text())
     assert written["metrics"] == results["metrics"]
     assert {k: written[k] for k in ("model", "random_weights", "dataset", "source")} == {
-        "model": "hand-made", "random_weights": False, "dataset": str(text_pt), "source": "lovr-original-run"
-    }  # fmt: skip
+        "model": "hand-made",
+        "random_weights": False,
+        "dataset": str(text_pt),
+        "source": "lovr-original-run",
+    }
     assert written["unmatched_texts"] == {"count": 0, "sources": []} and "theme" not in written["metrics"]
     # The same reports as `lovr_metric evaluate`: intervals, per-query ranks, the table and the plot.
     assert written["protocol"] == "lovr-original-run" and set(written["intervals"]) == {"clip", "video"}
@@ -167,8 +171,9 @@ def test_a_tiny_clip_run_on_real_frames_matches_a_naive_ranking(tmp_path, releas
     rows = [tiny_clip.video_file(path) for path in clip_files + video_files]
     clip_src = [p.stem for p in clip_files] + [None] * len(video_files)
     full_src = [None] * len(clip_files) + [p.stem for p in video_files]
-    torch.save({"image_feats": torch.stack(rows), "clip_src": clip_src, "full_src": full_src, **COSTS},
-               tmp_path / "video.pt")  # fmt: skip
+    torch.save(
+        {"image_feats": torch.stack(rows), "clip_src": clip_src, "full_src": full_src, **COSTS}, tmp_path / "video.pt"
+    )
     results = score_original(
         config(tmp_path, tmp_path / "text.pt", tmp_path / "video.pt", k_values=[1, 2], random_weights=True)
     )
@@ -179,10 +184,16 @@ def test_a_tiny_clip_run_on_real_frames_matches_a_naive_ranking(tmp_path, releas
     clip_texts = [i for i, s in enumerate(sources) if s in clip_ids]
     captioned = [c for c in clip_ids if c in sources]
     for k in (1, 2):
-        text_to_clip = naive_pass_at_k(feat[clip_texts], [sources[i] for i in clip_texts], torch.stack(rows[:4]),
-                                       clip_ids, k)  # fmt: skip
-        clip_to_text = naive_pass_at_k(torch.stack([rows[clip_ids.index(c)] for c in captioned]), captioned,
-                                       feat[clip_texts], [sources[i] for i in clip_texts], k)  # fmt: skip
+        text_to_clip = naive_pass_at_k(
+            feat[clip_texts], [sources[i] for i in clip_texts], torch.stack(rows[:4]), clip_ids, k
+        )
+        clip_to_text = naive_pass_at_k(
+            torch.stack([rows[clip_ids.index(c)] for c in captioned]),
+            captioned,
+            feat[clip_texts],
+            [sources[i] for i in clip_texts],
+            k,
+        )
         assert results["metrics"]["clip"][f"text_to_video_pass@{k}"] == pytest.approx(text_to_clip)
         assert results["metrics"]["clip"][f"video_to_text_pass@{k}"] == pytest.approx(clip_to_text)
     # one video row and its one caption: rank 1 both ways; k=2 exceeds the gallery

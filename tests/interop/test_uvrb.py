@@ -19,8 +19,10 @@ def clip_path(clip_id: str) -> str:
 
 
 def read_task(folder):
-    return {name: sorted(read_jsonl(folder / f"jsonl/{name}.jsonl"), key=lambda r: r.get("id", r.get("qid")))
-            for name in ("queries", "corpus", "instances")}  # fmt: skip
+    return {
+        name: sorted(read_jsonl(folder / f"jsonl/{name}.jsonl"), key=lambda r: r.get("id", r.get("qid")))
+        for name in ("queries", "corpus", "instances")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +54,10 @@ def test_text_to_video_leaves_out_the_video_without_a_file(uvrb):
         "instances": [{"qid": "bikes", "pos": ["bikes"]}],
     }
     assert uvrb[1]["tasks"]["LoVR-V"]["left_out"] == {
-        "corpus_without_file": 1, "queries_without_file": 0, "queries_without_target": 1
-    }  # fmt: skip
+        "corpus_without_file": 1,
+        "queries_without_file": 0,
+        "queries_without_target": 1,
+    }
 
 
 def test_theme_to_clip(uvrb):
@@ -83,8 +87,10 @@ def test_manifest_and_files(uvrb, release_export):
     assert manifest["dataset"] == str(release_export)
     assert list(manifest["tasks"]) == ["LoVR-T2C", "LoVR-V", "LoVR-TH", "LoVR-C2V"]
     assert {k: manifest["tasks"]["LoVR-C2V"][k] for k in ("query_modality", "num_queries", "num_corpus")} == {
-        "query_modality": "video", "num_queries": 2, "num_corpus": 1
-    }  # fmt: skip
+        "query_modality": "video",
+        "num_queries": 2,
+        "num_corpus": 1,
+    }
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(
         ["manifest.json"]
         + [f"{t}/jsonl/{f}.jsonl" for t in manifest["tasks"] for f in ("queries", "corpus", "instances")]

@@ -24,12 +24,29 @@ def _segments(video_id: str, videos_dir: Path) -> dict:
     clips, start = [], 0.0
     for n, seconds in enumerate(SCENES, start=1):
         end = round(start + seconds, 3)
-        clips.append({"clip_id": f"{video_id}-Scene-{n:03d}", "clip_index": n, "start": start, "end": end,
-                      "start_frame": round(start * FPS), "end_frame": round(end * FPS), "clip_path": None,
-                      "low_dynamic": None})  # fmt: skip
+        clips.append(
+            {
+                "clip_id": f"{video_id}-Scene-{n:03d}",
+                "clip_index": n,
+                "start": start,
+                "end": end,
+                "start_frame": round(start * FPS),
+                "end_frame": round(end * FPS),
+                "clip_path": None,
+                "low_dynamic": None,
+            }
+        )
         start = end
-    return {"video_id": video_id, "video_path": f"{video_id}.mp4", "videos_dir": str(videos_dir),
-            "duration": start, "fps": FPS, "clips": clips, "settings": {}, "status": "ok"}  # fmt: skip
+    return {
+        "video_id": video_id,
+        "video_path": f"{video_id}.mp4",
+        "videos_dir": str(videos_dir),
+        "duration": start,
+        "fps": FPS,
+        "clips": clips,
+        "settings": {},
+        "status": "ok",
+    }
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
@@ -47,15 +64,26 @@ def make_lovr_run(root: Path) -> tuple[Path, Path]:
     segments = [_segments(video_id, videos_dir) for video_id in (*VIDEOS, BROKEN)]
     ok = {"status": "ok", "settings": {"model": "hand-written"}}
     captions = [
-        {"clip_id": clip["clip_id"], "video_id": s["video_id"], "caption": f"Scene {clip['clip_index']} of {s['video_id']}.", **ok}
+        {
+            "clip_id": clip["clip_id"],
+            "video_id": s["video_id"],
+            "caption": f"Scene {clip['clip_index']} of {s['video_id']}.",
+            **ok,
+        }
         for s in segments
         for clip in s["clips"]
-    ]  # fmt: skip
+    ]
     videos = [
-        {"video_id": s["video_id"], "caption": f"The whole {s['video_id']} video.", "clip_ids": [c["clip_id"] for c in s["clips"]],
-         "num_clips": len(s["clips"]), "duration": s["duration"], **ok}
+        {
+            "video_id": s["video_id"],
+            "caption": f"The whole {s['video_id']} video.",
+            "clip_ids": [c["clip_id"] for c in s["clips"]],
+            "num_clips": len(s["clips"]),
+            "duration": s["duration"],
+            **ok,
+        }
         for s in segments
-    ]  # fmt: skip
+    ]
     _write_jsonl(root / "segments.jsonl", segments)
     _write_jsonl(root / "captions.jsonl", captions)
     _write_jsonl(root / "videos.jsonl", videos)
@@ -81,8 +109,10 @@ def make_official_release(root: Path) -> Path:
         merged.parent.mkdir(parents=True, exist_ok=True)
         listing = root / f"{video_id}.txt"
         listing.write_text("".join(f"file '{part.resolve()}'\n" for part in parts))
-        subprocess.run(["ffmpeg", "-v", "error", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy",
-                        str(merged)], check=True)  # fmt: skip
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(merged)],
+            check=True,
+        )
         listing.unlink()
         videos.append({"vid": video_id, "cap": f"The whole {video_id} video."})
     (root / "caption_data").mkdir(parents=True)

@@ -148,8 +148,14 @@ def test_frames_are_cached_apart_per_image_processor_class(tmp_path, tiny_models
 
     config = EncoderConfig(model=str(tiny_models["clip"]))
     clip = load_encoder(config, need="visual")
-    other = TransformersEncoder(clip.model, clip.tokenizer, AutoImageProcessor.from_pretrained(tiny_models["siglip"]),
-                                family="dual", text_max_length=clip.text_max_length, padding=True)  # fmt: skip
+    other = TransformersEncoder(
+        clip.model,
+        clip.tokenizer,
+        AutoImageProcessor.from_pretrained(tiny_models["siglip"]),
+        family="dual",
+        text_max_length=clip.text_max_length,
+        padding=True,
+    )
     frames, other_frames = (_identity(config, encoder, text=False) for encoder in (clip, other))
     assert (
         frames["image_processor"] == "CLIPImageProcessorPil"

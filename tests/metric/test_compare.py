@@ -34,17 +34,25 @@ def make_run(folder, first_ranks, *, model="m", fingerprint="rows-1", protocol="
     ranks = DirectionRanks("clip", "text_to_video", ids, [np.array([r]) for r in first_ranks], [[] for _ in ids])
     write_per_query(folder / "per_query.parquet", [ranks])
     metrics = {f"text_to_video_{name}": float(np.mean(v)) for name, v in metric_values(ranks, [1, 2]).items()}
-    results = {"model": model, "text_model": None, "random_weights": False, "protocol": protocol,
-               "dataset_fingerprint": fingerprint, "metrics": {"clip": metrics},
-               "intervals": {"clip": intervals or {}}, "settings": {"missing": []},
-               "failed_videos": [{"id": v, "path": f"{v}.mp4", "reason": "corrupt"} for v in failed]}  # fmt: skip
+    results = {
+        "model": model,
+        "text_model": None,
+        "random_weights": False,
+        "protocol": protocol,
+        "dataset_fingerprint": fingerprint,
+        "metrics": {"clip": metrics},
+        "intervals": {"clip": intervals or {}},
+        "settings": {"missing": []},
+        "failed_videos": [{"id": v, "path": f"{v}.mp4", "reason": "corrupt"} for v in failed],
+    }
     (folder / "results.json").write_text(json.dumps(results))
     return folder
 
 
 def test_per_query_round_trip_and_pairs():
-    ranks = DirectionRanks.from_pairs("video", "video_to_text", ["a", "b", "c"], [2, 0, 0, 2], [4, 3, 1, 2],
-                                      [["x"], ["y"], ["z"]])  # fmt: skip
+    ranks = DirectionRanks.from_pairs(
+        "video", "video_to_text", ["a", "b", "c"], [2, 0, 0, 2], [4, 3, 1, 2], [["x"], ["y"], ["z"]]
+    )
     # Queries in row order, each with its relevant ranks ascending; the query with no pair (b) is not a query.
     assert ranks.query_ids == ["a", "c"] and [r.tolist() for r in ranks.relevant_ranks] == [[1, 3], [2, 4]]
     assert ranks.top_ids == [["x"], ["z"]]
@@ -54,8 +62,9 @@ def test_per_query_round_trip_and_pairs():
 
 
 def test_per_query_file_round_trip(tmp_path):
-    ranks = DirectionRanks("clip", "text_to_video", ["q1", "q2"], [np.array([1, 5]), np.array([3])],
-                           [["c1", "c2"], ["c3", "c1"]])  # fmt: skip
+    ranks = DirectionRanks(
+        "clip", "text_to_video", ["q1", "q2"], [np.array([1, 5]), np.array([3])], [["c1", "c2"], ["c3", "c1"]]
+    )
     write_per_query(tmp_path / "p.parquet", [ranks])
     back = read_per_query(tmp_path / "p.parquet")[("clip", "text_to_video")]
     assert back.query_ids == ["q1", "q2"] and back.top_ids == [["c1", "c2"], ["c3", "c1"]]
@@ -144,15 +153,44 @@ def test_leaderboard_sorts_best_first_and_shows_intervals(tmp_path):
 def test_compare_and_leaderboard_commands_on_real_runs(tmp_path, lovr_export, tiny_models):
     export, videos_dir = lovr_export
     for name in ("clip", "siglip"):
-        command = [sys.executable, "-m", "lovr_metric", "evaluate", "--dataset", str(export), "--model",
-                   str(tiny_models[name]), "--output", str(tmp_path / name), "--video_root", str(videos_dir),
-                   "--interval", "4", "--k_values", "1", "2", "--cache_dir", str(tmp_path / "cache")]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "lovr_metric",
+            "evaluate",
+            "--dataset",
+            str(export),
+            "--model",
+            str(tiny_models[name]),
+            "--output",
+            str(tmp_path / name),
+            "--video_root",
+            str(videos_dir),
+            "--interval",
+            "4",
+            "--k_values",
+            "1",
+            "2",
+            "--cache_dir",
+            str(tmp_path / "cache"),
+        ]
         assert subprocess.run(command, capture_output=True, text=True).returncode == 0
     done = subprocess.run(
-        [sys.executable, "-m", "lovr_metric", "compare", str(tmp_path / "clip"), str(tmp_path / "siglip"),
-         "--bootstrap-resamples", "200", "--output", str(tmp_path / "delta.json")],  # evaluate's option name
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "lovr_metric",
+            "compare",
+            str(tmp_path / "clip"),
+            str(tmp_path / "siglip"),
+            "--bootstrap-resamples",
+            "200",
+            "--output",
+            str(tmp_path / "delta.json"),
+        ],  # evaluate's option name
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert "| clip | text_to_video | pass@1 |" in done.stdout
     # The export holds a video that does not decode: both runs ranked smaller galleries, and compare says so.
@@ -165,8 +203,16 @@ def test_compare_and_leaderboard_commands_on_real_runs(tmp_path, lovr_export, ti
         key = (d["granularity"], d["direction"])
         a, b = (float(np.mean([1 / r[0] for r in per_query[n][key].relevant_ranks])) for n in ("clip", "siglip"))
         assert d["metrics"]["mrr"]["delta"] == pytest.approx(b - a)
-    leaderboard = [sys.executable, "-m", "lovr_metric", "leaderboard", str(tmp_path / "clip"),
-                   str(tmp_path / "siglip"), "--output", str(tmp_path / "board")]  # fmt: skip
+    leaderboard = [
+        sys.executable,
+        "-m",
+        "lovr_metric",
+        "leaderboard",
+        str(tmp_path / "clip"),
+        str(tmp_path / "siglip"),
+        "--output",
+        str(tmp_path / "board"),
+    ]
     done = subprocess.run(leaderboard, capture_output=True, text=True)
     assert done.returncode == 1 and f"is incomplete: {reason}" in done.stderr
     done = subprocess.run([*leaderboard, "--allow-incomplete"], capture_output=True, text=True)
@@ -184,8 +230,11 @@ def test_leaderboard_puts_a_run_without_the_metric_last(tmp_path):
     (other / "results.json").write_text(json.dumps(results))
     worst = make_run(tmp_path / "worst", [3, 3], model="worst")
     entries = load_entries([str(other), str(worst), str(best)])
-    rows = [line.split("|")[1].strip() for line in leaderboard_markdown(entries, ["pass@1"]).splitlines()
-            if line.startswith("| `")]  # fmt: skip
+    rows = [
+        line.split("|")[1].strip()
+        for line in leaderboard_markdown(entries, ["pass@1"]).splitlines()
+        if line.startswith("| `")
+    ]
     assert rows == ["`best`", "`worst`", "`other`"]
 
 

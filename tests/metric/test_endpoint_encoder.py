@@ -121,8 +121,14 @@ def test_video_input_one_data_url_of_jpeg_frames(server):
     assert vectors.shape == (2, 16) and encoder.calls == 1
     bodies = sorted(server.bodies, key=str)
     for body in bodies:
-        assert set(body) == {"model", "encoding_format", "messages", "add_generation_prompt",
-                             "continue_final_message", "add_special_tokens"}  # fmt: skip
+        assert set(body) == {
+            "model",
+            "encoding_format",
+            "messages",
+            "add_generation_prompt",
+            "continue_final_message",
+            "add_special_tokens",
+        }
         system, user = body["messages"]
         assert system == {"role": "system", "content": "Represent the video."}
         [part] = user["content"]
@@ -377,9 +383,29 @@ def test_evaluate_against_an_endpoint_end_to_end(server, tmp_path, lovr_export):
     from lovr_metric.__main__ import main
 
     export, videos_dir = lovr_export
-    args = ["evaluate", "--dataset", str(export), "--video-root", str(videos_dir), "--model", SERVED,
-            "--endpoint", server.url, "--retry-backoff", "0", "--max-retries", "0", "--cache-dir", str(tmp_path / "c"),
-            "--k-values", "1", "--bootstrap-resamples", "0", "--output", str(tmp_path / "out")]  # fmt: skip
+    args = [
+        "evaluate",
+        "--dataset",
+        str(export),
+        "--video-root",
+        str(videos_dir),
+        "--model",
+        SERVED,
+        "--endpoint",
+        server.url,
+        "--retry-backoff",
+        "0",
+        "--max-retries",
+        "0",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--k-values",
+        "1",
+        "--bootstrap-resamples",
+        "0",
+        "--output",
+        str(tmp_path / "out"),
+    ]
     assert main(args) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     encoder = results["settings"]["encoder"]

@@ -10,8 +10,18 @@ from lovr_metric.evaluation.data import plan
 
 def _rows(clip_path: str | None, video_path: str | None, start=None, end=None):
     """One query clip of video "v" and the video's own row, as the `clips` and `videos` configs hold them."""
-    clips = [{"clip_id": "v-Scene-001", "video_id": "v", "caption": "a clip", "split": "test", "start": start,
-              "end": end, "clip_path": clip_path, "video_path": video_path}]  # fmt: skip
+    clips = [
+        {
+            "clip_id": "v-Scene-001",
+            "video_id": "v",
+            "caption": "a clip",
+            "split": "test",
+            "start": start,
+            "end": end,
+            "clip_path": clip_path,
+            "video_path": video_path,
+        }
+    ]
     return clips, [{"video_id": "v", "video_path": video_path, "caption": "a video"}]
 
 

@@ -88,9 +88,18 @@ def test_runner_records_the_policy_and_the_token_counts(tmp_path, lovr_export, t
     export, videos_dir = lovr_export
     results = {}
     for policy in ("truncate", "chunk_mean"):
-        config = EvaluateConfig(dataset=str(export), model=str(tiny_models["clip"]), output=str(tmp_path / policy),
-                                video_root=str(videos_dir), interval=4, k_values=[1, 2], text_max_length=4,
-                                long_text=policy, cache_dir=str(tmp_path / "cache"), bootstrap_resamples=10)  # fmt: skip
+        config = EvaluateConfig(
+            dataset=str(export),
+            model=str(tiny_models["clip"]),
+            output=str(tmp_path / policy),
+            video_root=str(videos_dir),
+            interval=4,
+            k_values=[1, 2],
+            text_max_length=4,
+            long_text=policy,
+            cache_dir=str(tmp_path / "cache"),
+            bootstrap_resamples=10,
+        )
         evaluate_model(config)
         results[policy] = json.loads((tmp_path / policy / "results.json").read_text())
     for policy, result in results.items():

@@ -84,8 +84,12 @@ def test_plan_frames_of_clip_files_count_frames_as_the_video_does():
 
 
 def test_the_cache_key_of_the_default_frames_is_what_it_was():
-    assert FrameSampling().cache_settings() == {"interval": 10, "num_frames": None, "bgr": False,
-                                                "resize_in_decoder": False}  # fmt: skip
+    assert FrameSampling().cache_settings() == {
+        "interval": 10,
+        "num_frames": None,
+        "bgr": False,
+        "resize_in_decoder": False,
+    }
     # Non-default fields are part of the key: the original's frames (its pooling is the default one)
     assert ORIGINAL.cache_settings() == {**FrameSampling().cache_settings(), "bgr": True, "video_from_clips": True}
     assert dataclasses.replace(ORIGINAL, pooling="raw").cache_settings()["pooling"] == "raw"
@@ -102,8 +106,11 @@ def test_plan_video_from_clips_builds_one_job_over_a_videos_clip_files(official_
     assert [p.name for p in echo.parts] == [f"echo-Scene-00{n}.mp4" for n in (1, 2, 3)]  # scene order
     assert echo.path == echo.parts[0].parent and echo.files == echo.parts
     assert [(s.key, s.kind, echo.part_of.get(s.key)) for s in echo.segments] == [
-        ("echo-Scene-001", "clip", 0), ("echo-Scene-002", "clip", 1), ("echo-Scene-003", "clip", 2),
-        ("echo", "video", None)]  # fmt: skip
+        ("echo-Scene-001", "clip", 0),
+        ("echo-Scene-002", "clip", 1),
+        ("echo-Scene-003", "clip", 2),
+        ("echo", "video", None),
+    ]
     # Scene order is the scene number, not the id's text: Scene-1000 comes after Scene-999.
     renumbered = [{**c, "clip_index": 1000 - c["clip_index"]} if c["video_id"] == "echo" else c for c in clips]
     reordered = next(
@@ -111,8 +118,10 @@ def test_plan_video_from_clips_builds_one_job_over_a_videos_clip_files(official_
     )
     assert [p.name for p in reordered.parts] == [f"echo-Scene-00{n}.mp4" for n in (3, 2, 1)]
     # A clip whose file is absent is not part of its video (the original lists the clip folder): left out, listed.
-    absent = [{**c, "clip_path": c["clip_path"].replace("Scene-002", "Scene-009")} if c["clip_id"] == "echo-Scene-002"
-              else c for c in clips]  # fmt: skip
+    absent = [
+        {**c, "clip_path": c["clip_path"].replace("Scene-002", "Scene-009")} if c["clip_id"] == "echo-Scene-002" else c
+        for c in clips
+    ]
     data = plan_from_clips(absent, videos, themes, release, ["clip", "video"])
     echo = next(j for j in data.jobs if j.job_id == "echo")
     assert [p.name for p in echo.parts] == ["echo-Scene-001.mp4", "echo-Scene-003.mp4"]
@@ -219,9 +228,28 @@ def test_a_clip_file_that_cannot_be_opened_is_left_out_of_its_video(tmp_path, of
     torch.testing.assert_close(torch.from_numpy(result.embeddings["echo"]), expected["video"])
 
     out = tmp_path / "out"
-    assert main(["evaluate", "--dataset", str(export), "--video-root", str(root), "--model", str(tiny_models["clip"]),
-                 "--cache-dir", str(tmp_path / "cache"), "--k-values", "1", "--protocol", "lovr-original",
-                 "--output", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "--dataset",
+                str(export),
+                "--video-root",
+                str(root),
+                "--model",
+                str(tiny_models["clip"]),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--k-values",
+                "1",
+                "--protocol",
+                "lovr-original",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     assert [(f["id"], f["path"]) for f in results["failed_videos"]] == [("echo-Scene-002", str(broken))]
     assert results["metrics"]["video"]["text_to_video_num_queries"] == 2  # both videos, echo from two clips
@@ -229,16 +257,49 @@ def test_a_clip_file_that_cannot_be_opened_is_left_out_of_its_video(tmp_path, of
     assert results["num_video_files"] == 6  # the clip files of both videos
     # Repaired, the clip file is tried again on the same cache and joins its video.
     shutil.copy2(release / "video_data/long_video_clip/echo/echo-Scene-002.mp4", broken)
-    assert main(["evaluate", "--dataset", str(export), "--video-root", str(root), "--model", str(tiny_models["clip"]),
-                 "--cache-dir", str(tmp_path / "cache"), "--k-values", "1", "--protocol", "lovr-original",
-                 "--output", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "--dataset",
+                str(export),
+                "--video-root",
+                str(root),
+                "--model",
+                str(tiny_models["clip"]),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--k-values",
+                "1",
+                "--protocol",
+                "lovr-original",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "results.json").read_text())["failed_videos"] == []
 
 
 def test_evaluate_with_the_original_protocol(tmp_path, official_export, tiny_models, capsys):
     export, release = official_export
-    base = ["evaluate", "--dataset", str(export), "--video-root", str(release), "--model", str(tiny_models["clip"]),
-            "--cache-dir", str(tmp_path / "cache"), "--k-values", "1", "2", "--bootstrap-resamples", "50"]  # fmt: skip
+    base = [
+        "evaluate",
+        "--dataset",
+        str(export),
+        "--video-root",
+        str(release),
+        "--model",
+        str(tiny_models["clip"]),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--k-values",
+        "1",
+        "2",
+        "--bootstrap-resamples",
+        "50",
+    ]
     assert main([*base, "--output", str(tmp_path / "out"), "--protocol", "lovr-original"]) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["protocol"] == "lovr-original"
@@ -248,7 +309,11 @@ def test_evaluate_with_the_original_protocol(tmp_path, official_export, tiny_mod
     assert scripts["visual"]["file"] == scripts["text"]["file"] == "CLIP_test.py"
     settings = results["settings"]
     assert (settings["bgr"], settings["pooling"], settings["video_from_clips"], settings["interval"]) == (
-        True, "normalized", True, INTERVAL)  # fmt: skip
+        True,
+        "normalized",
+        True,
+        INTERVAL,
+    )
     assert settings["text_encoder"]["text_cleaning"] == "openai-clip"
     assert len(results["settings"]["missing"]) == 0 and results["num_failed_videos"] == 0
     assert results["complete"] is True and results["incomplete_reason"] is None
@@ -264,16 +329,19 @@ def test_evaluate_with_the_original_protocol(tmp_path, official_export, tiny_mod
     # The default on the same data and cache: its own embeddings (other settings), theme -> clip only.
     assert main([*base, "--output", str(tmp_path / "default")]) == 0
     default = json.loads((tmp_path / "default" / "results.json").read_text())
-    assert "original_scripts" not in default["protocol_settings"] and "text_cleaning" not in default["settings"][
-        "text_encoder"]  # fmt: skip
+    assert (
+        "original_scripts" not in default["protocol_settings"]
+        and "text_cleaning" not in default["settings"]["text_encoder"]
+    )
     assert default["num_video_files"] == 6 + 2 and not any(
         k.startswith("video_to") for k in default["metrics"]["theme"]
     )
 
-    for bad, message in ((["--protocol", "original"], "protocol='original': expected one of"),
-                         (["--protocol", "lovr-original", "--num-frames", "4"], "--num_frames cannot be used with"),
-                         (["--protocol", "lovr-original", "--model", str(tiny_models["xclip"])],
-                          "is defined for frame encoders")):  # fmt: skip
+    for bad, message in (
+        (["--protocol", "original"], "protocol='original': expected one of"),
+        (["--protocol", "lovr-original", "--num-frames", "4"], "--num_frames cannot be used with"),
+        (["--protocol", "lovr-original", "--model", str(tiny_models["xclip"])], "is defined for frame encoders"),
+    ):
         capsys.readouterr()
         assert main([*base, "--output", str(tmp_path / "bad"), *bad]) == 1
         assert message in capsys.readouterr().err

@@ -61,9 +61,23 @@ def prompted_clip(tmp_path_factory, tiny_models):
 
 def test_the_prompts_applied_are_recorded_and_key_the_cache(tmp_path, prompted_clip, lovr_export):
     export, videos_dir = lovr_export
-    base = ["evaluate", "--dataset", str(export), "--video-root", str(videos_dir), "--model", str(prompted_clip),
-            "--cache-dir", str(tmp_path / "cache"), "--k-values", "1", "--bootstrap-resamples", "0",
-            "--granularity", "video"]  # fmt: skip
+    base = [
+        "evaluate",
+        "--dataset",
+        str(export),
+        "--video-root",
+        str(videos_dir),
+        "--model",
+        str(prompted_clip),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--k-values",
+        "1",
+        "--bootstrap-resamples",
+        "0",
+        "--granularity",
+        "video",
+    ]
     assert main([*base, "--output", str(tmp_path / "own")]) == 0
     own = json.loads((tmp_path / "own" / "results.json").read_text())
     assert own["settings"]["text_encoder"]["query_prompt"] == "query: "
@@ -76,5 +90,6 @@ def test_the_prompts_applied_are_recorded_and_key_the_cache(tmp_path, prompted_c
     )
     # Each side's prompt keys its cache: the second run embedded its texts and frames anew, under other keys.
     keys = [json.loads(path.read_text()) for path in (tmp_path / "cache").rglob("settings.json")]
-    assert sorted((key.get("kind") == "text", key.get("query_prompt", key.get("document_prompt"))) for key in keys) == [
-        (False, ""), (False, "passage: "), (True, ""), (True, "query: ")]  # fmt: skip
+    assert sorted(
+        (key.get("kind") == "text", key.get("query_prompt", key.get("document_prompt"))) for key in keys
+    ) == [(False, ""), (False, "passage: "), (True, ""), (True, "query: ")]

@@ -13,8 +13,11 @@ from lovr_metric.lovr_retrieval.retrieval import CPU_TILES, GPU_TILES, tile_shap
 def test_tasks_and_their_labels():
     assert GRANULARITIES == ("clip", "video", "theme")
     labels = {name: [task.label(d) for d in task.directions] for name, task in LOVR_TASKS.items()}
-    assert labels == {"clip": ["text → clip", "clip → text"], "video": ["text → video", "video → text"],
-                      "theme": ["theme → clip", "clip → theme"]}  # fmt: skip
+    assert labels == {
+        "clip": ["text → clip", "clip → text"],
+        "video": ["text → video", "video → text"],
+        "theme": ["theme → clip", "clip → theme"],
+    }
     assert LOVR_TASKS["clip"].label(DIRECTIONS[1], "->") == "clip->text"
     assert [task.config for task in LOVR_TASKS.values()] == ["clips", "videos", "themes"]
     with pytest.raises(ValueError, match=r"direction='sideways' is not one of task 'theme'"):
@@ -28,20 +31,38 @@ def test_protocols_differ_where_the_original_code_does():
     assert original.directions(LOVR_TASKS["theme"]) == DIRECTIONS
     assert all(p.directions(LOVR_TASKS[g]) == DIRECTIONS for p in (default, original) for g in ("clip", "video"))
     config = EvaluateConfig(dataset="d", model="m", output="o")
-    assert default.record(config, None, None) == {"name": "default", "frames": "RGB", "pooling": "normalized",
-                                                  "video_frames": "the video's own file",
-                                                  "theme_directions": ["text_to_video"]}  # fmt: skip
-    assert original.record(config, None, None) == {"name": "lovr-original", "frames": "BGR",
-                                                   "pooling": "as the model's original script (original_scripts)",
-                                                   "video_frames": "clip files, interval across clip boundaries",
-                                                   "theme_directions": ["text_to_video", "video_to_text"],
-                                                   "original_scripts": {"visual": None, "text": None}}  # fmt: skip
+    assert default.record(config, None, None) == {
+        "name": "default",
+        "frames": "RGB",
+        "pooling": "normalized",
+        "video_frames": "the video's own file",
+        "theme_directions": ["text_to_video"],
+    }
+    assert original.record(config, None, None) == {
+        "name": "lovr-original",
+        "frames": "BGR",
+        "pooling": "as the model's original script (original_scripts)",
+        "video_frames": "clip files, interval across clip boundaries",
+        "theme_directions": ["text_to_video", "video_to_text"],
+        "original_scripts": {"visual": None, "text": None},
+    }
 
 
 def test_plan_reads_each_tasks_queries_and_gallery(tmp_path):
     # Two clips of video "v", one of them in the query split; one theme about the other clip.
-    clips = [{"clip_id": f"v-Scene-00{n}", "video_id": "v", "caption": f"clip {n}", "split": split, "start": 0.0,
-              "end": 1.0, "clip_path": None, "video_path": "v.mp4"} for n, split in ((1, QUERY_SPLIT), (2, "train"))]  # fmt: skip
+    clips = [
+        {
+            "clip_id": f"v-Scene-00{n}",
+            "video_id": "v",
+            "caption": f"clip {n}",
+            "split": split,
+            "start": 0.0,
+            "end": 1.0,
+            "clip_path": None,
+            "video_path": "v.mp4",
+        }
+        for n, split in ((1, QUERY_SPLIT), (2, "train"))
+    ]
     videos = [{"video_id": "v", "video_path": "v.mp4", "caption": "the video"}]
     themes = [{"theme": "a theme", "clip_id": "v-Scene-002"}]
     data = plan(clips, videos, themes, tmp_path, ["theme", "clip"])

@@ -47,10 +47,24 @@ def test_routes_name_families_visual_inputs_and_standins_that_exist():
 
 
 def test_the_paper_baselines_and_the_leaders_are_registered():
-    for name in ["clip-vit-b-32", "siglip-base-p16-224", "siglip2-base-p16-224", "eva02-clip-b16",
-                 "metaclip-h14-fullcc2.5b", "pe-core-b16-224", "videoclip-xl", "videoclip-xl-v2",
-                 "languagebind-video", "gme-qwen2-vl-7b", "mm-embed", "blip", "jina-clip-v2",
-                 "gme-qwen2-vl-2b", "qwen3-vl-embedding-2b", "qwen3-vl-embedding-8b"]:  # fmt: skip
+    for name in [
+        "clip-vit-b-32",
+        "siglip-base-p16-224",
+        "siglip2-base-p16-224",
+        "eva02-clip-b16",
+        "metaclip-h14-fullcc2.5b",
+        "pe-core-b16-224",
+        "videoclip-xl",
+        "videoclip-xl-v2",
+        "languagebind-video",
+        "gme-qwen2-vl-7b",
+        "mm-embed",
+        "blip",
+        "jina-clip-v2",
+        "gme-qwen2-vl-2b",
+        "qwen3-vl-embedding-2b",
+        "qwen3-vl-embedding-8b",
+    ]:
         assert get_baseline(name) is not None, name
     # A repo served two ways finds its first (local) entry.
     assert get_baseline("Qwen/Qwen3-VL-Embedding-8B").route.family == "sentence-transformers"
@@ -83,8 +97,14 @@ def test_models_command_prints_every_entry_without_torch_or_transformers():
     assert [row.split(" | ")[0].removeprefix("| ").removesuffix(" *") for row in rows] == [b.name for b in BASELINES]
     assert "a tiny random-weight model of the same architecture through the same code" in done.stdout
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.argv = ['x', 'models']; import lovr_metric.__main__ as m; m.main()"
-         + check], capture_output=True, text=True)  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.argv = ['x', 'models']; import lovr_metric.__main__ as m; m.main()" + check,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert probe.returncode == 0 and "imported: []" in probe.stdout, probe.stderr[-2000:]
 
 

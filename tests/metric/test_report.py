@@ -4,9 +4,18 @@ from lovr_metric.evaluation.outputs import results_markdown
 
 
 def _results(metrics: dict) -> dict:
-    return {"model": "m", "text_model": None, "random_weights": False, "dataset": "d", "metrics": metrics,
-            "unranked": {}, "cost_ms": {}, "failed_videos": [], "num_video_files": 2,
-            "settings": {"missing": []}}  # fmt: skip
+    return {
+        "model": "m",
+        "text_model": None,
+        "random_weights": False,
+        "dataset": "d",
+        "metrics": metrics,
+        "unranked": {},
+        "cost_ms": {},
+        "failed_videos": [],
+        "num_video_files": 2,
+        "settings": {"missing": []},
+    }
 
 
 def _direction(prefix: str, **values) -> dict:
@@ -20,7 +29,9 @@ def test_columns_follow_the_k_values_and_recall_shows_when_it_differs():
     theme = _direction("text_to_video", pass_at_1=0.5, pass_at_3=1.0, recall_at_1=0.25, recall_at_3=1.0, **rank)
     video = _direction("text_to_video", pass_at_1=0.5, recall_at_1=0.5, **rank)
     lines = results_markdown(_results({"theme": theme, "video": video})).splitlines()
-    assert "| direction | pass@1 | pass@3 | recall@1 | recall@3 | mrr | ndcg@10 | median_rank | mean_rank | " \
-           "num_queries |" in lines  # fmt: skip
+    assert (
+        "| direction | pass@1 | pass@3 | recall@1 | recall@3 | mrr | ndcg@10 | median_rank | mean_rank | "
+        "num_queries |" in lines
+    )
     assert "| theme → clip | 0.5000 | 1 | 0.2500 | 1 | 0.7500 | 0.8000 | 1.5000 | 1.5000 | 2 |" in lines
     assert "| text → video | 0.5000 |  | 0.5000 |  | 0.7500 | 0.8000 | 1.5000 | 1.5000 | 2 |" in lines

@@ -146,8 +146,10 @@ def test_worker_threads_give_the_same_ranks_every_call():
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        ranks = {tuple(torch.cat(pair_ranks(texts, videos, pair_text, pair_video, chunk_size=7)).tolist())
-                 for _ in range(60)}  # fmt: skip
+        ranks = {
+            tuple(torch.cat(pair_ranks(texts, videos, pair_text, pair_video, chunk_size=7)).tolist())
+            for _ in range(60)
+        }
     finally:
         torch.set_num_threads(threads)
     assert len(ranks) == 1

@@ -102,12 +102,16 @@ def test_ordinary_rows_normalise_as_torch_does_and_extreme_rows_to_unit_length()
     ("change", "message"),
     [
         # A zero text scores 0 with every video: all tie, so its target "a", first in the gallery, would be rank 1.
-        ({"text_embeddings": np.array([[1.0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])},
-         r"`text_embeddings` has 2 all-zero rows \(text_ids\[1\]=\['b', 'c'\], text_ids\[2\]='c'\)"),
-        ({"video_embeddings": np.array([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]])},
-         r"`video_embeddings` has 1 all-zero rows \(video_ids\[2\]='c'\); a zero vector has no direction"),
+        (
+            {"text_embeddings": np.array([[1.0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])},
+            r"`text_embeddings` has 2 all-zero rows \(text_ids\[1\]=\['b', 'c'\], text_ids\[2\]='c'\)",
+        ),
+        (
+            {"video_embeddings": np.array([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]])},
+            r"`video_embeddings` has 1 all-zero rows \(video_ids\[2\]='c'\); a zero vector has no direction",
+        ),
     ],
-)  # fmt: skip
+)
 def test_all_zero_rows_are_refused_naming_them(change, message):
     with pytest.raises(ValueError, match=message):
         retrieval_metrics(**{**_valid(), **change})

@@ -23,17 +23,50 @@ from tests.conftest import accelerate_launch
 
 from .encode_data import BROKEN
 
-TOP_KEYS = {"model", "text_model", "revision", "random_weights", "dataset", "protocol", "protocol_settings",
-            "dataset_fingerprint",
-            "settings", "metrics", "intervals", "bootstrap", "unranked", "cost_ms", "num_video_files",
-            "num_failed_videos", "failed_videos", "complete", "incomplete_reason", "toolkit_version"}  # fmt: skip
+TOP_KEYS = {
+    "model",
+    "text_model",
+    "revision",
+    "random_weights",
+    "dataset",
+    "protocol",
+    "protocol_settings",
+    "dataset_fingerprint",
+    "settings",
+    "metrics",
+    "intervals",
+    "bootstrap",
+    "unranked",
+    "cost_ms",
+    "num_video_files",
+    "num_failed_videos",
+    "failed_videos",
+    "complete",
+    "incomplete_reason",
+    "toolkit_version",
+}
 COST_KEYS = {"decode", "preprocess", "encode", "total_with_io", "total_without_io"}
 
 
 def _args(model, export, videos_dir, out, cache) -> list[str]:
     root = [] if videos_dir is None else ["--video-root", str(videos_dir)]
-    return ["evaluate", "--dataset", str(export), *root, "--model", str(model), "--output", str(out),
-            "--cache-dir", str(cache), "--interval", "4", "--k-values", "1", "2"]  # fmt: skip
+    return [
+        "evaluate",
+        "--dataset",
+        str(export),
+        *root,
+        "--model",
+        str(model),
+        "--output",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "--interval",
+        "4",
+        "--k-values",
+        "1",
+        "2",
+    ]
 
 
 def test_evaluate_writes_results_table_and_plot(tmp_path, lovr_export, tiny_models, capsys):
@@ -69,17 +102,28 @@ def test_evaluate_writes_results_table_and_plot(tmp_path, lovr_export, tiny_mode
 
     # Every metric has its bootstrap interval, which holds it; every query is in per_query.parquet.
     assert results["protocol"] == "default" and len(results["dataset_fingerprint"]) == 16
-    assert results["protocol_settings"] == {"name": "default", "frames": "RGB", "pooling": "normalized",
-                                            "video_frames": "the video's own file",
-                                            "theme_directions": ["text_to_video"]}  # fmt: skip
+    assert results["protocol_settings"] == {
+        "name": "default",
+        "frames": "RGB",
+        "pooling": "normalized",
+        "video_frames": "the video's own file",
+        "theme_directions": ["text_to_video"],
+    }
     for granularity, values in results["metrics"].items():
         intervals = results["intervals"][granularity]
-        assert set(intervals) == set(values) - {"num_skipped_texts", "text_to_video_num_queries",
-                                                "video_to_text_num_queries"}  # fmt: skip
+        assert set(intervals) == set(values) - {
+            "num_skipped_texts",
+            "text_to_video_num_queries",
+            "video_to_text_num_queries",
+        }
         assert all(intervals[key][0] <= values[key] <= intervals[key][1] for key in intervals)
     per_query = read_per_query(tmp_path / "out" / "per_query.parquet")
-    assert sorted(per_query) == [("clip", "text_to_video"), ("clip", "video_to_text"), ("video", "text_to_video"),
-                                 ("video", "video_to_text")]  # fmt: skip
+    assert sorted(per_query) == [
+        ("clip", "text_to_video"),
+        ("clip", "video_to_text"),
+        ("video", "text_to_video"),
+        ("video", "video_to_text"),
+    ]
     for (granularity, direction), ranks in per_query.items():
         assert len(ranks.query_ids) == results["metrics"][granularity][f"{direction}_num_queries"]
         mrr = float(np.mean([1 / r[0] for r in ranks.relevant_ranks]))
@@ -170,8 +214,14 @@ class MeanColourAdapter:
 
 def test_adapter_for_anything_else(tmp_path, lovr_export):
     export, videos_dir = lovr_export
-    config = EvaluateConfig(dataset=str(export), video_root=str(videos_dir), model="mean-colour",
-                            output=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"), k_values=[1])  # fmt: skip
+    config = EvaluateConfig(
+        dataset=str(export),
+        video_root=str(videos_dir),
+        model="mean-colour",
+        output=str(tmp_path / "out"),
+        cache_dir=str(tmp_path / "cache"),
+        k_values=[1],
+    )
     adapter = MeanColourAdapter()
     results = evaluate_model(config, encoder=adapter)
     assert adapter.calls > 0 and results["random_weights"] is False
@@ -215,7 +265,11 @@ def test_accelerate_launch_two_processes_gives_the_same_results(tmp_path, lovr_e
 def test_every_text_is_embedded_when_one_rank_reads_the_cache_late(tmp_path, late):
     # The late rank reads the cache after the other has written its share: it must split the same list all the same.
     script = os.path.join(os.path.dirname(__file__), "late_rank_texts.py")
-    done = subprocess.run([*accelerate_launch(2), script, str(tmp_path / "cache"), late, "9"],
-                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    done = subprocess.run(
+        [*accelerate_launch(2), script, str(tmp_path / "cache"), late, "9"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert "missing 0 of 9" in done.stdout

@@ -18,8 +18,23 @@ from .encode_data import BROKEN
 
 
 def _args(model, export, out, cache, *extra) -> list[str]:
-    return ["evaluate", "--dataset", str(export), "--model", str(model), "--output", str(out),
-            "--cache-dir", str(cache), "--interval", "4", "--k-values", "1", "2", *extra]  # fmt: skip
+    return [
+        "evaluate",
+        "--dataset",
+        str(export),
+        "--model",
+        str(model),
+        "--output",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "--interval",
+        "4",
+        "--k-values",
+        "1",
+        "2",
+        *extra,
+    ]
 
 
 def test_no_video_root_every_video_unreadable_exits_1(tmp_path, lovr_export, tiny_models, capsys):
@@ -72,12 +87,29 @@ def test_partial_failure_in_summary_and_results(tmp_path, lovr_export, tiny_mode
 
 
 def test_results_markdown_columns_follow_k_values():
-    metrics = {"text_to_video_pass@1": 0.5, "text_to_video_pass@3": 1.0, "text_to_video_recall@1": 0.5,
-               "text_to_video_recall@3": 1.0, "text_to_video_mrr": 0.75, "text_to_video_ndcg@10": 0.8,
-               "text_to_video_median_rank": 1.5, "text_to_video_mean_rank": 1.5, "text_to_video_num_queries": 2}  # fmt: skip
-    results = {"model": "m", "random_weights": False, "text_model": None, "dataset": "d", "cost_ms": {},
-               "metrics": {"video": metrics}, "unranked": {}, "failed_videos": [], "num_video_files": 2,
-               "settings": {"missing": []}}  # fmt: skip
+    metrics = {
+        "text_to_video_pass@1": 0.5,
+        "text_to_video_pass@3": 1.0,
+        "text_to_video_recall@1": 0.5,
+        "text_to_video_recall@3": 1.0,
+        "text_to_video_mrr": 0.75,
+        "text_to_video_ndcg@10": 0.8,
+        "text_to_video_median_rank": 1.5,
+        "text_to_video_mean_rank": 1.5,
+        "text_to_video_num_queries": 2,
+    }
+    results = {
+        "model": "m",
+        "random_weights": False,
+        "text_model": None,
+        "dataset": "d",
+        "cost_ms": {},
+        "metrics": {"video": metrics},
+        "unranked": {},
+        "failed_videos": [],
+        "num_video_files": 2,
+        "settings": {"missing": []},
+    }
     table = results_markdown(results).splitlines()
     # recall@k equals pass@k for every k (one relevant item per query): no recall columns.
     assert "| direction | pass@1 | pass@3 | mrr | ndcg@10 | median_rank | mean_rank | num_queries |" in table
@@ -112,14 +144,19 @@ def test_a_clip_past_the_end_of_its_file_is_left_out_not_embedded_from_one_frame
     from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, embed_job
 
     _, videos_dir = lovr_export  # alpha.mp4 lasts 3 s
-    segments = [Segment("alpha-Scene-001", "clip", 0.0, 1.0), Segment("alpha-Scene-009", "clip", 13.0, 14.0),
-                Segment("alpha", "video")]  # fmt: skip
+    segments = [
+        Segment("alpha-Scene-001", "clip", 0.0, 1.0),
+        Segment("alpha-Scene-009", "clip", 13.0, 14.0),
+        Segment("alpha", "video"),
+    ]
     encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
     result = embed_job(VideoJob("alpha", videos_dir / "alpha.mp4", segments), encoder, FrameSampling())
     assert sorted(result.embeddings) == ["alpha", "alpha-Scene-001"]
     [skipped] = result.skipped
-    assert skipped["id"] == "alpha-Scene-009" and "end=14.0 lies past the end of its video, duration=3.0" in skipped[
-        "reason"]  # fmt: skip
+    assert (
+        skipped["id"] == "alpha-Scene-009"
+        and "end=14.0 lies past the end of its video, duration=3.0" in skipped["reason"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -168,8 +205,11 @@ def test_output_is_a_new_or_empty_folder_or_an_earlier_evaluations(tmp_path, lov
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "results.md").write_text("my own notes")
-    for out, message in ((mine, "is a folder that no evaluation wrote"), (export / "eval", "lies inside"),
-                         (videos_dir / "eval", "lies inside")):  # fmt: skip
+    for out, message in (
+        (mine, "is a folder that no evaluation wrote"),
+        (export / "eval", "lies inside"),
+        (videos_dir / "eval", "lies inside"),
+    ):
         assert main(_args(tiny_models["clip"], export, out, tmp_path / "cache", "--video-root", str(videos_dir))) == 1
         assert message in capsys.readouterr().err
     assert (mine / "results.md").read_text() == "my own notes" and not (export / "eval").exists()

@@ -165,17 +165,34 @@ def test_a_video_model_embeds_each_clip_as_one_video(qwen2_vl_st):
     assert vectors.shape == (2, 32) and torch.isfinite(vectors).all()
     alone = encoder.encode_videos(encoder.preprocess_videos(videos[1:]))
     torch.testing.assert_close(alone[0], vectors[1], atol=1e-4, rtol=1e-4)
-    multi = load_encoder(EncoderConfig(model=str(qwen2_vl_st), device="cpu", num_frames=4, video_input="images"),
-                         need="visual")  # fmt: skip
+    multi = load_encoder(
+        EncoderConfig(model=str(qwen2_vl_st), device="cpu", num_frames=4, video_input="images"), need="visual"
+    )
     assert multi.visual_input == "multi_image"
     assert multi.encode_videos(multi.preprocess_videos(videos)).shape == (2, 32)
 
 
 def test_the_visual_input_is_recorded_and_keys_the_cache(tmp_path, st_clip, lovr_export):
     export, videos_dir = lovr_export
-    base = ["evaluate", "--dataset", str(export), "--video-root", str(videos_dir), "--model", str(st_clip),
-            "--cache-dir", str(tmp_path / "cache"), "--k-values", "1", "--bootstrap-resamples", "0",
-            "--granularity", "video", "--output", str(tmp_path / "out")]  # fmt: skip
+    base = [
+        "evaluate",
+        "--dataset",
+        str(export),
+        "--video-root",
+        str(videos_dir),
+        "--model",
+        str(st_clip),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--k-values",
+        "1",
+        "--bootstrap-resamples",
+        "0",
+        "--granularity",
+        "video",
+        "--output",
+        str(tmp_path / "out"),
+    ]
     assert main(base) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["random_weights"] is True

@@ -96,16 +96,21 @@ def test_what_the_embeddings_depend_on_is_recorded(gme, qwen2_vl):
     assert settings["visual_input"] == "frames" and settings["pooling"].startswith("last token")
     assert settings["recipe"]["query_template"] == RECIPES["gme"].query_template
     assert (gme.query_prompt, gme.document_prompt) == ("You are a helpful assistant.",) * 2
-    config = EncoderConfig(model=str(qwen2_vl), family="vlm-embedder", device="cpu",
-                           query_prompt="Find the clip that matches the caption.")  # fmt: skip
+    config = EncoderConfig(
+        model=str(qwen2_vl),
+        family="vlm-embedder",
+        device="cpu",
+        query_prompt="Find the clip that matches the caption.",
+    )
     instructed = load_encoder(config)
     assert instructed.query_prompt == "Find the clip that matches the caption."
     assert not torch.allclose(instructed.encode_text(["a dog"]), gme.encode_text(["a dog"]), atol=1e-3)
 
 
 def test_several_frames_as_the_images_of_one_prompt(qwen2_vl):
-    config = EncoderConfig(model=str(qwen2_vl), family="vlm-embedder", device="cpu", video_input="images",
-                           num_frames=3)  # fmt: skip
+    config = EncoderConfig(
+        model=str(qwen2_vl), family="vlm-embedder", device="cpu", video_input="images", num_frames=3
+    )
     encoder = load_encoder(config, need="visual")
     assert isinstance(encoder, VLMClipEmbedder) and isinstance(encoder, VideoEncoder)
     assert encoder.visual_input == "multi_image" and encoder.cache_settings()["num_frames"] == 3
@@ -128,8 +133,15 @@ def test_gme_embeds_no_video_and_the_other_recipes_ask_for_one(qwen2_vl):
 def test_a_clip_as_one_video_is_handed_to_the_processor_in_its_form(qwen2_vl):
     """Up to the processor call, on any machine: what `video_request` hands over (VLM2Vec's template)."""
     base = load_encoder(EncoderConfig(model=str(qwen2_vl), family="vlm-embedder", device="cpu"), need="visual")
-    encoder = VLMClipEmbedder(base.model, base.tokenizer, base.image_processor, RECIPES["vlm2vec"],
-                              text_max_length=4096, visual_input="video", num_frames=4)  # fmt: skip
+    encoder = VLMClipEmbedder(
+        base.model,
+        base.tokenizer,
+        base.image_processor,
+        RECIPES["vlm2vec"],
+        text_max_length=4096,
+        visual_input="video",
+        num_frames=4,
+    )
     videos = [_frames(4, seed=1), _frames(4, seed=2)]
     request = encoder.video_request(videos)
     assert request["text"] == ["<|video_pad|> Understand the content of the provided video."] * 2
@@ -155,8 +167,9 @@ def test_the_video_route_without_torchvision_names_the_fixes(qwen2_vl):
 def test_the_video_route_where_torchvision_is_installed(qwen2_vl):
     from transformers import AutoProcessor
 
-    encoder = load_vlm_embedder(EncoderConfig(model=str(qwen2_vl), device="cpu", num_frames=4), CPU, "visual",
-                                recipe="vlm2vec")  # fmt: skip
+    encoder = load_vlm_embedder(
+        EncoderConfig(model=str(qwen2_vl), device="cpu", num_frames=4), CPU, "visual", recipe="vlm2vec"
+    )
     assert encoder.visual_input == "video"
     vectors = encoder.encode_videos(encoder.preprocess_videos([_frames(4, seed=1), _frames(4, seed=2)]))
     assert vectors.shape == (2, 32) and torch.isfinite(vectors).all()
@@ -167,17 +180,41 @@ def test_the_video_route_where_torchvision_is_installed(qwen2_vl):
     from PIL import Image
 
     processor = AutoProcessor.from_pretrained(str(qwen2_vl))
-    theirs = processor(text=["<|image_pad|> Understand the content of the provided video."] * 2,
-                       images=[Image.fromarray(f) for f in frames], padding=True, return_tensors="pt")  # fmt: skip
+    theirs = processor(
+        text=["<|image_pad|> Understand the content of the provided video."] * 2,
+        images=[Image.fromarray(f) for f in frames],
+        padding=True,
+        return_tensors="pt",
+    )
     torch.testing.assert_close(ours["mm_token_type_ids"], theirs["mm_token_type_ids"].int())
     torch.testing.assert_close(ours["input_ids"], theirs["input_ids"])
 
 
 def test_the_family_runs_through_the_evaluation_and_is_recorded(tmp_path, qwen2_vl, lovr_export):
     export, videos_dir = lovr_export
-    args = ["evaluate", "--dataset", str(export), "--video-root", str(videos_dir), "--model", str(qwen2_vl),
-            "--family", "vlm-embedder", "--output", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
-            "--granularity", "video", "--interval", "60", "--k-values", "1", "--bootstrap-resamples", "0"]  # fmt: skip
+    args = [
+        "evaluate",
+        "--dataset",
+        str(export),
+        "--video-root",
+        str(videos_dir),
+        "--model",
+        str(qwen2_vl),
+        "--family",
+        "vlm-embedder",
+        "--output",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--granularity",
+        "video",
+        "--interval",
+        "60",
+        "--k-values",
+        "1",
+        "--bootstrap-resamples",
+        "0",
+    ]
     assert main(args) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["random_weights"] is True

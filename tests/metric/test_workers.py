@@ -128,10 +128,18 @@ def test_num_workers_and_decode_threads_are_validated_and_left_out_of_the_settin
     with pytest.raises(ValueError, match=r"threads=-1 must be 0"):
         next(iter_frames_at(sample_video("bikes"), [0.0], threads=-1))
     assert set(EXECUTION_ONLY) == {"batch_size", "num_workers", "decode_threads"}
-    assert (FrameSampling(num_workers=0).settings()
-            == FrameSampling(num_workers=4, batch_size=7, decode_threads=1).settings())  # fmt: skip
-    assert set(FrameSampling().settings()) == {"interval", "num_frames", "bgr", "pooling", "video_from_clips",
-                                               "resize_in_decoder"}  # fmt: skip
+    assert (
+        FrameSampling(num_workers=0).settings()
+        == FrameSampling(num_workers=4, batch_size=7, decode_threads=1).settings()
+    )
+    assert set(FrameSampling().settings()) == {
+        "interval",
+        "num_frames",
+        "bgr",
+        "pooling",
+        "video_from_clips",
+        "resize_in_decoder",
+    }
 
 
 def test_default_threads_share_the_cores_between_preprocessing_and_decoding(monkeypatch):
@@ -166,10 +174,18 @@ def test_a_run_with_other_workers_is_served_from_the_same_cache(tmp_path, lovr_e
     encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
 
     def run(num_workers: int, decode_threads: int, output: str) -> dict:
-        config = EvaluateConfig(dataset=str(export), video_root=str(videos_dir), model=str(tiny_models["clip"]),
-                                output=str(tmp_path / output), cache_dir=str(tmp_path / "cache"), interval=4,
-                                batch_size=4, num_workers=num_workers, decode_threads=decode_threads,
-                                bootstrap_resamples=0)  # fmt: skip
+        config = EvaluateConfig(
+            dataset=str(export),
+            video_root=str(videos_dir),
+            model=str(tiny_models["clip"]),
+            output=str(tmp_path / output),
+            cache_dir=str(tmp_path / "cache"),
+            interval=4,
+            batch_size=4,
+            num_workers=num_workers,
+            decode_threads=decode_threads,
+            bootstrap_resamples=0,
+        )
         return evaluate_model(config, encoder=encoder)
 
     first = run(0, 1, "inline")
