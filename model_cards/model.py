@@ -41,7 +41,7 @@ CARD_METRICS = [
     ("ndcg@10", "ndcg_at_10", "nDCG@10"),
     ("median_rank", "median_rank", "median rank"),
 ]
-REQUIRED_KEYS = {"model": str, "random_weights": bool, "dataset": str, "metrics": dict}
+REQUIRED_KEYS = {"model": str, "random_weights": bool, "dataset": str, "metrics": dict, "protocol": str}
 
 
 class ResultsError(ValueError):
@@ -110,7 +110,7 @@ def load_results(results_dir: str | Path) -> EvaluationResults:
         settings=raw["settings"],
         metrics=metrics,
         toolkit_version=raw.get("toolkit_version"),
-        protocol=raw.get("protocol") or "default",
+        protocol=raw["protocol"],
         incomplete=incomplete_reason(raw),
     )
 

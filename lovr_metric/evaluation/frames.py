@@ -49,7 +49,6 @@ COST_PARTS = ("decode", "preprocess", "encode", "total_with_io", "total_without_
 # the same bits.
 EXECUTION_ONLY = ("batch_size", "num_workers", "decode_threads")
 POOLINGS = ("normalized", "raw")
-_LATER_FIELDS = {"pooling": "normalized", "video_from_clips": False}  # and their defaults: see cache_settings
 
 
 def cores_per_process() -> int:
@@ -155,11 +154,6 @@ class FrameSampling:
     def settings(self) -> dict:
         """The fields the embeddings depend on (the results' record): all but `EXECUTION_ONLY`."""
         return {name: value for name, value in dataclasses.asdict(self).items() if name not in EXECUTION_ONLY}
-
-    def cache_settings(self) -> dict:
-        """`settings()` as the embedding cache keys them: fields added after caches were first written are left
-        out at their default, so that those caches, made with the same frames, stay valid."""
-        return {k: v for k, v in self.settings().items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
 
     def times(self, start: float, end: float, fps: float) -> list[float]:
         if not end > start:  # a segment at or past the end of the file: its nearest frame

@@ -200,22 +200,18 @@ def _identity(encoder_config: EncoderConfig, encoder, *, text: bool) -> dict:
 
 
 def _pixels_or_text(encoder_config: EncoderConfig, encoder, text: bool) -> dict:
-    """The long-text policy for texts; for frames the image processor class, when the encoder has one to name (an
-    adapter's own preprocessing is its own business, and its cache key stays what it was). A sentence-transformers
+    """The long-text policy and the text cleaning (None: none) for texts; for frames the image processor class
+    (None for an encoder with none to name, such as an adapter, whose preprocessing is its own). A sentence-transformers
     model's prompt of each side, the one applied (its own or the one given), is part of that side's identity."""
     if text:
-        cleaning = getattr(encoder, "text_cleaning", None)  # in the key only when set: earlier caches stay valid
         prompt = getattr(encoder, "query_prompt", None)
-        return (
-            {"long_text": getattr(encoder, "long_text", encoder_config.long_text)}
-            | ({"text_cleaning": cleaning} if cleaning else {})
-            | ({} if prompt is None else {"query_prompt": prompt})
-        )
+        return {
+            "long_text": getattr(encoder, "long_text", encoder_config.long_text),
+            "text_cleaning": getattr(encoder, "text_cleaning", None),
+        } | ({} if prompt is None else {"query_prompt": prompt})
     name = image_processor_name(encoder)
     prompt = getattr(encoder, "document_prompt", None)
-    return ({} if name is None else {"image_processor": name}) | (
-        {} if prompt is None else {"document_prompt": prompt}
-    )
+    return {"image_processor": name} | ({} if prompt is None else {"document_prompt": prompt})
 
 
 def _as_dict(value) -> dict | None:
@@ -290,7 +286,7 @@ def prepare(config: EvaluateConfig, encoder=None, text_encoder=None) -> Evaluati
         protocol=protocol.record(config, encoder, text_encoder),
     )
     root, rank = Path(config.cache_dir), state.process_index
-    visual_cache = EmbeddingCache(root, visual_config.model, {**run.visual, **sampling.cache_settings()}, rank)
+    visual_cache = EmbeddingCache(root, visual_config.model, {**run.visual, **sampling.settings()}, rank)
     text_cache = EmbeddingCache(root, text_config.model, {**run.text, "kind": "text"}, rank)
     return Evaluation(
         config, granularities, data, encoder, text_encoder, sampling, run, texts, text_cache, visual_cache, video_root

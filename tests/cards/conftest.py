@@ -80,6 +80,7 @@ def write_results(
         "revision": None,
         "random_weights": random_weights,
         "dataset": "lovr",
+        "protocol": "default",
         "settings": {"interval": 10, "random_weights": random_weights, "missing": []},
         "metrics": {"clip": clip, "video": video},
         "cost_ms": {"clip": {}, "video": {}},

@@ -91,7 +91,14 @@ def test_random_weight_results_labelled_with_flag(tmp_path):
     assert f"**{RANDOM_WEIGHTS_LABEL}.**" in card.text
 
 
-VALID = {"model": "m", "random_weights": False, "dataset": "d", "failed_videos": [], "settings": {"missing": []}}
+VALID = {
+    "model": "m",
+    "random_weights": False,
+    "dataset": "d",
+    "protocol": "default",
+    "failed_videos": [],
+    "settings": {"missing": []},
+}
 
 
 @pytest.mark.parametrize(
@@ -100,6 +107,7 @@ VALID = {"model": "m", "random_weights": False, "dataset": "d", "failed_videos":
         ("{not json", "not valid JSON"),
         ("[1, 2]", "expected a JSON object, got list"),
         (json.dumps({**VALID, "random_weights": "no", "metrics": {}}), "'random_weights' must be"),
+        (json.dumps({**VALID, "protocol": None, "metrics": {"clip": {}}}), "'protocol' must be a str, but got None"),
         (
             json.dumps({**VALID, "metrics": {"frame": {}}}),
             r"granularities must be among \['clip', 'theme', 'video'\], got \['frame'\]",

@@ -166,8 +166,8 @@ def test_frames_are_cached_apart_per_image_processor_class(tmp_path, tiny_models
         != EmbeddingCache(tmp_path, config.model, other_frames).folder
     )
     assert _identity(config, clip, text=True) == _identity(config, other, text=True)
-    # An adapter has no processor to name: its key is what it was before processors were recorded.
-    assert "image_processor" not in _identity(config, object(), text=False)
+    # An adapter has no processor to name: its key says so.
+    assert _identity(config, object(), text=False)["image_processor"] is None
     # The command line's backend reaches the encoder's configuration.
     evaluate = EvaluateConfig(dataset="d", model=config.model, output="o", image_processor_backend="torchvision")
     assert _encoder_config(evaluate, config.model, None).image_processor_backend == "torchvision"

@@ -83,17 +83,18 @@ def test_plan_frames_of_clip_files_count_frames_as_the_video_does():
         plan_frames(job, FrameSampling(interval=None, num_frames=8), [first, second])
 
 
-def test_the_cache_key_of_the_default_frames_is_what_it_was():
-    assert FrameSampling().cache_settings() == {
+def test_the_frames_settings_are_every_field_but_the_scheduling():
+    # What keys the embedding cache and what results.json records: all but batch_size, num_workers, decode_threads.
+    assert FrameSampling().settings() == {
         "interval": 10,
         "num_frames": None,
         "bgr": False,
         "resize_in_decoder": False,
+        "pooling": "normalized",
+        "video_from_clips": False,
     }
-    # Non-default fields are part of the key: the original's frames (its pooling is the default one)
-    assert ORIGINAL.cache_settings() == {**FrameSampling().cache_settings(), "bgr": True, "video_from_clips": True}
-    assert dataclasses.replace(ORIGINAL, pooling="raw").cache_settings()["pooling"] == "raw"
-    assert FrameSampling().settings()["pooling"] == "normalized"  # results.json records it whatever the key
+    assert ORIGINAL.settings() == {**FrameSampling().settings(), "bgr": True, "video_from_clips": True}
+    assert dataclasses.replace(ORIGINAL, pooling="raw").settings()["pooling"] == "raw"
 
 
 def test_plan_video_from_clips_builds_one_job_over_a_videos_clip_files(official_export):
@@ -331,7 +332,7 @@ def test_evaluate_with_the_original_protocol(tmp_path, official_export, tiny_mod
     default = json.loads((tmp_path / "default" / "results.json").read_text())
     assert (
         "original_scripts" not in default["protocol_settings"]
-        and "text_cleaning" not in default["settings"]["text_encoder"]
+        and default["settings"]["text_encoder"]["text_cleaning"] is None
     )
     assert default["num_video_files"] == 6 + 2 and not any(
         k.startswith("video_to") for k in default["metrics"]["theme"]
