@@ -1,4 +1,6 @@
-"""The package as users install it: a wheel built from the sdist, installed (not editable) into a clean venv.
+"""The package as users install it: a wheel built from the sdist, installed (not editable) into a clean venv. The
+wheel holds the products and the `lovr` command, not the stand-ins (`lovr_standins`: tiny random-weight models and
+sample videos, imported from the source tree by the demo, tests and benchmarks).
 
 The venv gets the wheel alone (`--no-deps`); its dependencies come from this test environment's site-packages through a
 `.pth` line, which adds the folder to `sys.path` without running that folder's own `.pth` files: the editable install
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import sysconfig
 import venv
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +28,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """(python of the clean venv, folder to run it from), with the freshly built wheel installed."""
+    """(python of the clean venv, folder to run it from, its site-packages, the wheel), with the freshly built wheel
+    installed."""
     root = tmp_path_factory.mktemp("wheel")
     source, dist = root / "source", root / "dist"
     # A copy of the checkout's files, as a clean clone has them: the checkout's own build leftovers (egg-info)
@@ -65,14 +69,35 @@ def installed(tmp_path_factory):
     Path(site, "test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     work = root / "elsewhere"  # not the checkout: the current folder is on sys.path with `-m` and `-c`
     work.mkdir()
-    return python, work, Path(site)
+    return python, work, Path(site), wheel
 
 
-def _run(installed, *args) -> str:
-    python, work, _ = installed
-    done = subprocess.run([python, *args], cwd=work, capture_output=True, text=True)
+def _run(installed, *args, program=None) -> str:
+    python, work, _, _ = installed
+    done = subprocess.run([program or python, *args], cwd=work, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
+
+
+def test_the_wheel_holds_the_products_and_not_the_stand_ins(installed):
+    *_, wheel = installed
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"generation", "lovr_cli", "lovr_common", "lovr_dataset", "lovr_metric", "model_cards"}
+    [entry_points] = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+    assert "lovr = lovr_cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    python, work, _, _ = installed
+    done = subprocess.run([python, "-c", "import lovr_standins"], cwd=work, capture_output=True, text=True)
+    assert done.returncode == 1 and "No module named 'lovr_standins'" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "command, expected",
+    [(["--help"], "generate run"), (["export", "--help"], "usage: lovr export"), (["models"], "| clip-vit-b-32 |")],
+)
+def test_the_lovr_command_is_installed(installed, command, expected):
+    python, *_ = installed
+    assert expected in _run(installed, *command, program=Path(python).parent / "lovr")
 
 
 @pytest.mark.parametrize(
@@ -84,14 +109,14 @@ def test_the_commands_start_from_the_wheel(installed, module, expected):
 
 
 def test_modules_and_data_files_come_from_the_wheel(installed):
-    _, _, site = installed
+    _, _, site, _ = installed
     out = _run(
         installed,
         "-c",
-        "import json, generation, lovr_common, lovr_dataset, lovr_metric, model_cards\n"
+        "import json, generation, lovr_cli, lovr_common, lovr_dataset, lovr_metric, model_cards\n"
         "from model_cards.metric import default_metric_dir, metric_space_files\n"
         "from model_cards.dataset import TEMPLATE\n"
-        "print(json.dumps({'files': [m.__file__ for m in (generation, lovr_common, lovr_dataset, lovr_metric,"
+        "print(json.dumps({'files': [m.__file__ for m in (generation, lovr_cli, lovr_common, lovr_dataset, lovr_metric,"
         " model_cards)], 'space': [str(p) for p in metric_space_files(default_metric_dir())],"
         " 'template': str(TEMPLATE), 'template_exists': TEMPLATE.is_file()}))",
     )
