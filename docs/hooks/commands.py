@@ -174,6 +174,17 @@ def _default(action: argparse.Action) -> str:
     return f"`{action.default}`"
 
 
+def _synopsis(invocation: str, parser: argparse.ArgumentParser) -> str:
+    """The command with its positional arguments and required options; the table below lists the rest."""
+    parts = [invocation]
+    for action in parser._actions:
+        if not action.option_strings:
+            parts.append(action.dest.upper())
+        elif action.required:
+            parts.append(f"{action.option_strings[0]} {action.metavar or action.dest.upper()}")
+    return " ".join(parts) + " [OPTIONS]"
+
+
 def _negations(options: list[argparse.Action]) -> dict[str, str]:
     """Bool dest -> its `--no_<name>` spelling, where the parser declares one with help."""
     return {
@@ -187,7 +198,7 @@ def command_markdown(command: Command) -> str:
     """One command's section: what it does, its usage line and a table of its options."""
     parser = command.parser
     parser.prog = command.invocation
-    usage = parser.format_usage().removeprefix("usage: ").strip()
+    usage = _synopsis(command.invocation, parser)
     owners = _field_groups(parser)
     lines = [f"## `{command.invocation}`", ""]
     if command.doc:
@@ -238,6 +249,32 @@ def page_markdown(page: str) -> str:
     return "\n".join(lines)
 
 
+def lovr_markdown() -> str:
+    """The `lovr` console script's page: its own `--help`, which maps each subcommand to a command above."""
+    from lovr_cli import main
+
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        try:
+            main(["--help"])
+        except SystemExit:
+            pass
+    return "\n".join(
+        [
+            "# `lovr`",
+            "",
+            "One command for everything: `lovr COMMAND ARGS...` passes its arguments unchanged to the product's "
+            "own command, so the options are those of the other pages of this reference. Generated from "
+            "`lovr --help`.",
+            "",
+            "```text",
+            output.getvalue().strip(),
+            "```",
+            "",
+        ]
+    )
+
+
 def on_files(files, config):
     """mkdocs hook: add the generated pages to the site (nothing is written into docs/)."""
     from mkdocs.structure.files import File
@@ -247,6 +284,7 @@ def on_files(files, config):
         sys.path.insert(0, repo)
     for page in PAGES:
         files.append(File.generated(config, f"{PAGE_DIR}/{page}.md", content=page_markdown(page)))
+    files.append(File.generated(config, f"{PAGE_DIR}/lovr.md", content=lovr_markdown()))
     return files
 
 
@@ -257,3 +295,5 @@ if __name__ == "__main__":
     for name in PAGES:
         (out / f"{name}.md").write_text(page_markdown(name))
         print(out / f"{name}.md")
+    (out / "lovr.md").write_text(lovr_markdown())
+    print(out / "lovr.md")
