@@ -122,7 +122,9 @@ class EncoderOptions:
 
     revision: str | None = _option(None, "Hub revision (branch, tag or commit) of the model.")
     family: str | None = _option(
-        None, f"Force an encoder family, one of {', '.join(FAMILIES)} (default: detected from the model)."
+        None,
+        f"Force an encoder family, one of {', '.join(FAMILIES)} (default: the registry route's for a known model, else "
+        "detected from the model).",
     )
     dtype: str = _option(
         "auto", "auto (bfloat16 or float16 on a GPU, float32 on the CPU), float32, float16 or bfloat16."

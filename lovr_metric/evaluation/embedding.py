@@ -69,13 +69,16 @@ def _read_index(path: Path) -> list[dict]:
     """An index file's records. The merged `index.jsonl` is written whole: parsed as one JSON array (2.5-4x faster
     than line by line on indexes of 10,000-20,000 lines); a process's own file (appended, perhaps cut short by a
     kill), or any file that does not parse so, is read line by line (`read_jsonl` names a bad line)."""
-    if path.name == "index.jsonl":
-        lines = path.read_text(encoding="utf-8").splitlines()
-        try:
-            return json.loads("[" + ",".join(line for line in lines if line.strip()) + "]")
-        except ValueError:
-            pass
-    return list(read_jsonl(path))
+    if path.name != "index.jsonl":
+        return list(read_jsonl(path))
+    lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines: U+2028 and the like stay inside a line
+    try:
+        records = json.loads("[" + ",".join(line for line in lines if line.strip()) + "]")
+    except ValueError:
+        records = None
+    if records is None or not all(isinstance(record, dict) for record in records):
+        return list(read_jsonl(path, tolerate_torn_tail=False))  # names the line that is not a record
+    return records
 
 
 class EmbeddingCache:
@@ -185,8 +188,9 @@ def encode_videos(encoder, cache: EmbeddingCache, data: EvalData, sampling: Fram
     """Embed (on this process's share) every job the cache has not finished; a file that fails is recorded. Every
     process must call it, as `encode_texts`."""
     state = process_state()
-    # A job that left a clip file out is tried again: the file may open now (permissions, a transient error).
-    todo = [job for job in data.jobs if (r := job_record(cache, job)).get("status") != "ok" or r.get("skipped")]
+    # A job that left a clip file out is tried again: the file may open now (permissions, a transient error). A clip
+    # past the end of its file stays so: no retry.
+    todo = [job for job in data.jobs if (r := job_record(cache, job)).get("status") != "ok" or _retry(r)]
     state.wait_for_everyone()  # as in encode_texts
     with state.split_between_processes(todo) as mine:
         for job in tqdm(mine, desc="videos", disable=not state.is_main_process):
@@ -229,6 +233,10 @@ def encode_videos(encoder, cache: EmbeddingCache, data: EvalData, sampling: Fram
                     }
                 ]
             )
+
+
+def _retry(record: dict) -> bool:
+    return any(skipped.get("retry") for skipped in record.get("skipped", []))
 
 
 def sync(cache: EmbeddingCache) -> None:

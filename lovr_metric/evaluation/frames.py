@@ -246,7 +246,8 @@ def clamp_span(segment: Segment, info: VideoInfo) -> tuple[float, float]:
 @dataclass
 class JobResult:
     """The embeddings of a job's segments (key -> float32 vector) and its cost in seconds by kind and part;
-    `skipped` lists the segments `VideoJob.open` left out (`{"id", "path", "reason"}`)."""
+    `skipped` lists the segments left out (`{"id", "path", "reason"}`, and `"retry": True` where a later run may
+    succeed: a clip file that could not be opened)."""
 
     embeddings: dict[str, np.ndarray]
     seconds: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -293,8 +294,8 @@ def plan_frames(
 
 def embed_job(job: VideoJob, encoder: FrameEncoder | VideoEncoder, sampling: FrameSampling) -> JobResult:
     """Embed every segment of `job` in one decode pass of each file; raises `lovr_common.video.VideoError` for a
-    bad file. The segments `job.open` leaves out (a clip past the end of its file) are listed in
-    `JobResult.skipped`."""
+    bad file. The segments `job.open` leaves out (a clip past the end of its file) and those no frame falls in are
+    listed in `JobResult.skipped`, not embedded."""
     started = time.perf_counter()
     sampling = sampling.for_this_machine()
     job, infos, skipped = job.open()
@@ -305,6 +306,13 @@ def embed_job(job: VideoJob, encoder: FrameEncoder | VideoEncoder, sampling: Fra
         )
 
     frame_owners, segment_frames = plan_frames(job, sampling, infos)
+    frameless = [s for s, frames in zip(job.segments, segment_frames, strict=True) if not frames]
+    if frameless:  # nothing to embed them from: an empty clip file, a video whose every clip lies past its file's end
+        skipped += [{"id": s.key, "path": str(job.path), "reason": "no frame to embed it from"} for s in frameless]
+        job = dataclasses.replace(job, segments=[s for s in job.segments if s not in frameless])
+        frame_owners, segment_frames = plan_frames(job, sampling, infos)
+    if not job.segments:
+        return JobResult({}, {}, 0, skipped)
     order = sorted(frame_owners)
 
     def size_of(info: VideoInfo) -> tuple[int, int] | None:

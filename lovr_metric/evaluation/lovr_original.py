@@ -202,7 +202,7 @@ class ClipFilesJob(VideoJob):
                 kept.append(index)
             except VideoError as err:
                 skipped += [
-                    {"id": key, "path": err.path, "reason": err.reason}
+                    {"id": key, "path": err.path, "reason": err.reason, "retry": True}
                     for key, part in self.part_of.items()
                     if part == index
                 ]

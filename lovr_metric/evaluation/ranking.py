@@ -34,7 +34,7 @@ import torch
 from lovr_metric.evaluation.data import EvalData
 from lovr_metric.evaluation.embedding import Embedded, text_key
 from lovr_metric.evaluation.protocol import Protocol
-from lovr_metric.evaluation.tasks import DIRECTIONS, LOVR_TASKS, Task
+from lovr_metric.evaluation.tasks import LOVR_TASKS, Task
 from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_intervals
 from lovr_metric.lovr_retrieval.retrieval import RankedPairs, metrics_from_ranks, per_query_values, retrieval_ranks
 
@@ -90,24 +90,6 @@ def top_indices(queries: torch.Tensor, gallery: torch.Tensor, k: int = TOP_IDS, 
     for start in range(0, queries.shape[0], rows):
         out.append(_stable_top_k(queries[start : start + rows] @ gallery.T, k)[1].cpu().numpy())
     return np.concatenate(out)
-
-
-def top_indices_both(texts: torch.Tensor, items: torch.Tensor, k: int = TOP_IDS, rows: int = 1024):
-    """`(top_indices(texts, items), top_indices(items, texts))` from one pass of products instead of two: each block
-    of `rows` texts against every item gives its texts' best items, and its columns are merged into every item's
-    best texts so far (an earlier text wins a tie, as the blocks come in text order)."""
-    k_items, k_texts = min(k, items.shape[0]), min(k, texts.shape[0])
-    text_top = [np.empty((0, k_items), dtype=np.int64)]
-    best_values = torch.full((items.shape[0], 0), -torch.inf, dtype=texts.dtype, device=texts.device)
-    best_texts = torch.zeros((items.shape[0], 0), dtype=torch.long, device=texts.device)
-    for start in range(0, texts.shape[0], rows):
-        scores = texts[start : start + rows] @ items.T
-        text_top.append(_stable_top_k(scores, k_items)[1].cpu().numpy())
-        values, indices = _stable_top_k(scores.T, min(k_texts, scores.shape[0]))
-        values, indices = torch.cat([best_values, values], dim=1), torch.cat([best_texts, indices + start], dim=1)
-        order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k_texts]
-        best_values, best_texts = values.gather(1, order), indices.gather(1, order)
-    return np.concatenate(text_top), best_texts.cpu().numpy()
 
 
 def _stable_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -270,8 +252,7 @@ def rank_embeddings(name: str, directions, texts, targets: list[str], items, ite
     the items; `ks` must not exceed the texts or items. Shared by `evaluate` and the scoring of original runs."""
     ranked = retrieval_ranks(texts, targets, items, item_ids)
     scores = {key: value for key, value in metrics_from_ranks(ranked, ks).items() if key.startswith(directions)}
-    tops = dict(zip(DIRECTIONS, top_indices_both(ranked.inputs.texts, ranked.inputs.videos), strict=True))
-    return scores, [_direction_ranks(name, d, ranked, targets, item_ids, tops[d]) for d in directions]
+    return scores, [_direction_ranks(name, d, ranked, targets, item_ids) for d in directions]
 
 
 def query_ids(targets: list[str]) -> list[str]:
@@ -284,16 +265,20 @@ def query_ids(targets: list[str]) -> list[str]:
     return ids
 
 
-def _direction_ranks(name: str, direction: str, ranked: RankedPairs, targets, gallery: list[str], best: np.ndarray):
-    """One direction's per-query ranks and top ids (`best`: the candidates' rows of every query row, best first):
-    texts querying the gallery, or gallery items querying texts."""
+def _direction_ranks(name: str, direction: str, ranked: RankedPairs, targets, gallery: list[str]) -> DirectionRanks:
+    """One direction's per-query ranks and top ids: texts querying the gallery, or gallery items querying texts.
+    Each query's top ids come from one product of its row against every candidate, so candidates with equal
+    embeddings tie exactly and the earlier one wins (blocks of candidates would round differently)."""
     text_ids = query_ids(targets)
     query, ranks = ranked.direction(direction)
     rows = np.unique(query)  # the query rows: every text, or the gallery items with a relevant text
+    texts, items = ranked.inputs.texts, ranked.inputs.videos
+    queries, candidates = (texts, items) if direction == "text_to_video" else (items, texts)
     query_names, candidate_names = (text_ids, gallery) if direction == "text_to_video" else (gallery, text_ids)
     top: list[list[str]] = [[] for _ in query_names]
-    for row in rows.tolist():
-        top[row] = [candidate_names[j] for j in best[row]]
+    best = top_indices(queries[torch.from_numpy(rows).to(queries.device)], candidates)
+    for row, indices in zip(rows.tolist(), best, strict=True):
+        top[row] = [candidate_names[j] for j in indices]
     return DirectionRanks.from_pairs(name, direction, query_names, query, ranks, top)
 
 

@@ -65,20 +65,22 @@ GRANULARITIES = tuple(LOVR_TASKS)
 def incomplete_reason(results: dict) -> str | None:
     """Why an evaluation's galleries are smaller than its dataset's, or `None` when every item was embedded.
 
-    The clips and videos of a file that failed to decode, and items without a file, are left out of their gallery:
-    the rest is ranked, an easier task than LoVR's, so such results are marked incomplete (results.json's
+    The clips and videos of a file that failed to decode, clips with no frame to embed (past the end of their file),
+    and items without a file are left out of their gallery: the rest is ranked, an easier task than LoVR's, so such results are marked incomplete (results.json's
     `complete`, results.md's first line, the printed summary) and kept off model cards and leaderboards unless the
     user says otherwise. Reads `failed_videos` and `settings.missing`, which every results.json holds.
 
         >>> incomplete_reason({"failed_videos": [], "settings": {"missing": []}}) is None
         True
-        >>> print(incomplete_reason({"failed_videos": [{"id": "a"}], "settings": {"missing": [{"id": "b"}]}})[:52])
-        1 video file failed to decode and 1 item has no file
+        >>> print(incomplete_reason({"failed_videos": [{"id": "a"}], "settings": {"missing": [{"id": "b"}]}})[:59])
+        1 file or clip could not be embedded and 1 item has no file
     """
     failed, missing = len(results["failed_videos"]), len(results["settings"]["missing"])
     if not failed and not missing:
         return None
-    parts = [f"{failed} video file{'s' * (failed != 1)} failed to decode"] if failed else []
+    parts = (
+        [f"{failed} file{'s' * (failed != 1)} or clip{'s' * (failed != 1)} could not be embedded"] if failed else []
+    )
     parts += [f"{missing} item{'s have' if missing != 1 else ' has'} no file"] if missing else []
     return (
         f"{' and '.join(parts)}: what they hold is left out of the galleries, so every metric is measured on a "

@@ -77,8 +77,8 @@ def test_partial_failure_in_summary_and_results(tmp_path, lovr_export, tiny_mode
     assert f"1 of 3 video files could not be decoded ({BROKEN})" in printed
     # The galleries lost gamma and its clips: every metric is of an easier task, and each output says so.
     assert results["complete"] is False
-    assert results["incomplete_reason"].startswith("1 video file failed to decode: what they hold is left out")
-    assert printed.splitlines()[-1].startswith("INCOMPLETE: 1 video file failed to decode")
+    assert results["incomplete_reason"].startswith("1 file or clip could not be embedded: what they hold is left out")
+    assert printed.splitlines()[-1].startswith("INCOMPLETE: 1 file or clip could not be embedded")
     title = (out / "results.md").read_text().splitlines()[0]
     assert title == f"# LoVR retrieval: `{tiny_models['clip']}` (INCOMPLETE)"
     # results.md has the columns of the k values computed: pass@1 and pass@2, not the default 5 and 10.
@@ -218,3 +218,30 @@ def test_output_is_a_new_or_empty_folder_or_an_earlier_evaluations(tmp_path, lov
     for _ in range(2):
         assert main(_args(tiny_models["clip"], export, out, tmp_path / "cache", "--video-root", str(videos_dir))) == 0
     assert (out / ".lovr-evaluation").is_file()
+
+
+def test_a_job_left_with_no_frame_embeds_nothing_and_is_not_retried(tmp_path, lovr_export, tiny_models):
+    from lovr_common.encoders import EncoderConfig, load_encoder
+    from lovr_metric.evaluation.data import EvalData
+    from lovr_metric.evaluation.embedding import EmbeddingCache, encode_videos
+    from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, embed_job
+    from lovr_metric.evaluation.lovr_original import ClipSpansJob
+
+    _, videos_dir = lovr_export  # alpha.mp4 lasts 3 s: both clips lie past its end
+    past = [Segment("alpha-Scene-008", "clip", 4.0, 5.0), Segment("alpha-Scene-009", "clip", 13.0, 14.0)]
+    encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
+    result = embed_job(VideoJob("alpha", videos_dir / "alpha.mp4", past), encoder, FrameSampling())
+    assert result.embeddings == {} and [s["id"] for s in result.skipped] == ["alpha-Scene-008", "alpha-Scene-009"]
+    # A video from its clips' frames (lovr-original) has none left either: it is left out, not a crash.
+    spans = ClipSpansJob("alpha", videos_dir / "alpha.mp4", [*past, Segment("alpha", "video")])
+    result = embed_job(spans, encoder, FrameSampling(video_from_clips=True))
+    assert result.embeddings == {} and result.skipped[-1] == {
+        "id": "alpha", "path": str(videos_dir / "alpha.mp4"), "reason": "no frame to embed it from"}  # fmt: skip
+    # Such a skip is for good: a cached rerun does not decode the video again (a clip file that would not open is).
+    cache = EmbeddingCache(tmp_path, "m", {"k": 1})
+    job = VideoJob("alpha", videos_dir / "alpha.mp4", [past[0], Segment("alpha", "video")])
+    data = EvalData(clip_ids=[past[0].key], video_ids=["alpha"], queries={}, jobs=[job])
+    encode_videos(encoder, cache, data, FrameSampling())
+    calls = encoder.calls
+    encode_videos(encoder, cache, data, FrameSampling())
+    assert calls > 0 and encoder.calls == calls
