@@ -61,9 +61,9 @@ style: $(STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-# Every benchmark, one after the other (about 10 minutes on 2 cores): each prints its table of ratios and its targets
+# Every benchmark, one after the other (about 15 minutes on 2 cores): each prints its table of ratios and its targets
 # with ok / MISSED, and exits 1 when one is missed. All of them run; then the command fails if any missed or failed.
-BENCHMARKS := bench_metric bench_dataset bench_generation bench_caption bench_encode
+BENCHMARKS := bench_metric bench_evaluate bench_dataset bench_generation bench_caption bench_encode bench_endpoint
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
 	@failed=; for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; \
