@@ -104,6 +104,9 @@ class VideoEncoder(Protocol):
 
     def preprocess_videos(self, videos: list[list[np.ndarray]]) -> Any: ...
 
+    # An encoder may also take `metadata`: one `video_metadata(...)` per clip, its frames' indices in their source
+    # file and the file's fps (`frames._batches.run_video_tower` hands them when the signature has the parameter).
+
     def encode_videos(self, inputs: Any) -> torch.Tensor: ...
 
 
@@ -317,8 +320,9 @@ VISUAL_INPUTS = {
     "video": "a clip's frames as one video (frames, video_metadata, not resampled), one embedding per clip",
 }
 DEFAULT_CLIP_FRAMES = 8  # frames of a clip embedded as one input, unless num_frames (the endpoint's default too)
-# A video's `video_metadata` when only its frames are known: their positions among themselves, no frame rate.
-FRAME_POSITIONS = "frame positions, fps unknown"
+# What a clip's `video_metadata` holds when the evaluation hands it (its `frames` module does): each frame's index in
+# its file and the file's fps. Without it (a caller with frames alone), their positions among themselves, no fps.
+VIDEO_METADATA = "each frame's index in its file, and the file's fps"
 TORCHVISION_FIX = (
     "install the toolkit's gpu extra (pip install 'lovr-toolkit[gpu]', torchvision matching your torch build) on a "
     "GPU machine, or serve the model elsewhere and pass --endpoint"
@@ -349,13 +353,19 @@ def check_frames(frames, argument: str) -> None:
             )
 
 
-def video_metadata(num_frames: int, fps: float | None = None, frames_indices: list[int] | None = None) -> dict:
+def video_metadata(
+    num_frames: int,
+    fps: float | None = None,
+    frames_indices: list[int] | None = None,
+    total_num_frames: int | None = None,
+) -> dict:
     """A video's `video_metadata` as transformers' video processors read it (and sentence-transformers passes it):
-    `frames_indices` of the frames in their source and its `fps`; by default their positions among themselves."""
+    `frames_indices` of the frames in their source, its `fps` and its `total_num_frames` (default: up to the last
+    frame taken); by default the frames' positions among themselves."""
     indices = list(range(num_frames)) if frames_indices is None else [int(i) for i in frames_indices]
     if len(indices) != num_frames:
         raise ValueError(f"frames_indices={indices}: expected one index per frame ({num_frames})")
-    total = num_frames if frames_indices is None else max(indices) + 1
+    total = total_num_frames or (num_frames if frames_indices is None else max(indices) + 1)
     return {"fps": fps, "total_num_frames": total, "frames_indices": indices}
 
 
@@ -500,7 +510,7 @@ class SentenceTransformersVideoEncoder(SentenceTransformersEncoder):
 
     def cache_settings(self) -> dict:
         settings = {"visual_input": self.visual_input, "num_frames": self.num_frames}
-        return settings | ({"video_metadata": FRAME_POSITIONS} if self.visual_input == "video" else {})
+        return settings | ({"video_metadata": VIDEO_METADATA} if self.visual_input == "video" else {})
 
     def video_inputs(self, videos: list[list[np.ndarray]], metadata: list[dict] | None = None) -> list[dict]:
         """What `encode_document` is handed for `videos` (each `num_frames` RGB uint8 frames): the exact inputs."""
@@ -521,8 +531,8 @@ class SentenceTransformersVideoEncoder(SentenceTransformersEncoder):
             inputs.append({"video": {"array": np.stack(frames), "video_metadata": meta}})
         return inputs
 
-    def preprocess_videos(self, videos: list[list[np.ndarray]]) -> list[dict]:
-        return self.video_inputs(videos)
+    def preprocess_videos(self, videos: list[list[np.ndarray]], metadata: list[dict] | None = None) -> list[dict]:
+        return self.video_inputs(videos, metadata)
 
     def encode_videos(self, inputs: list[dict]) -> torch.Tensor:
         if self.visual_input == "video":

@@ -59,7 +59,7 @@ import torch
 
 from lovr_common.encoders import (
     DEFAULT_CLIP_FRAMES,
-    FRAME_POSITIONS,
+    VIDEO_METADATA,
     EncoderConfig,
     UnsupportedModelError,
     check_frames,
@@ -317,7 +317,7 @@ class VLMClipEmbedder(VLMEmbedder):
 
     def cache_settings(self) -> dict:
         settings = super().cache_settings() | {"num_frames": self.num_frames}
-        return settings | ({"video_metadata": FRAME_POSITIONS} if self.visual_input == "video" else {})
+        return settings | ({"video_metadata": VIDEO_METADATA} if self.visual_input == "video" else {})
 
     def _check(self, videos: list[list[np.ndarray]]) -> None:
         for position, frames in enumerate(videos):
@@ -343,13 +343,13 @@ class VLMClipEmbedder(VLMEmbedder):
             "return_tensors": "pt",
         }
 
-    def preprocess_videos(self, videos: list[list[np.ndarray]]) -> dict[str, torch.Tensor]:
+    def preprocess_videos(self, videos: list[list[np.ndarray]], metadata: list[dict] | None = None):
         if self.visual_input == "multi_image":
             self._check(videos)
             return self._document_inputs([frame for frames in videos for frame in frames], self.num_frames)
         if self.processor is None:  # load_vlm_embedder always gives one: only a hand-built encoder lacks it
             raise ValueError("visual_input='video' needs the model's processor (AutoProcessor): processor=None")
-        return dict(self.processor(**self.video_request(videos)))
+        return dict(self.processor(**self.video_request(videos, metadata)))
 
     def encode_videos(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self._embed(inputs)

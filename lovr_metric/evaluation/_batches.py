@@ -8,6 +8,7 @@ seconds spent preprocessing and encoding.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -118,11 +119,18 @@ def _segment_batches(frames, sampling, order, frame_owners, segment_frames) -> I
         yield batch()
 
 
-def run_video_tower(encoder, sampling, frames, order, frame_owners, segment_frames):
+def run_video_tower(encoder, sampling, frames, order, frame_owners, segment_frames, metadata=None):
+    """A video tower's embedding of each segment from its frames, batch by batch; an encoder whose
+    `preprocess_videos` takes `metadata` also gets each segment's (`metadata[segment]`: its frames' indices in the
+    file and the file's fps, as transformers' video processors read them)."""
     vectors: list[torch.Tensor | None] = [None] * len(segment_frames)
     work = {"preprocess": 0.0, "encode": 0.0}
     batches = _segment_batches(frames, sampling, order, frame_owners, segment_frames)
-    for segments, inputs, seconds in _in_order(encoder.preprocess_videos, batches, sampling.num_workers):
+    preprocess = encoder.preprocess_videos
+    if metadata is not None and "metadata" in inspect.signature(preprocess).parameters:
+        batches = (((videos, [metadata[s] for s in segments]), segments) for videos, segments in batches)
+        preprocess = _with_metadata(encoder.preprocess_videos)
+    for segments, inputs, seconds in _in_order(preprocess, batches, sampling.num_workers):
         start = time.perf_counter()
         features = torch.nn.functional.normalize(encoder.encode_videos(inputs).float(), dim=-1)
         work["encode"] += time.perf_counter() - start
@@ -130,6 +138,10 @@ def run_video_tower(encoder, sampling, frames, order, frame_owners, segment_fram
         for row, segment in enumerate(segments):
             vectors[segment] = features[row]
     return torch.stack(vectors), work
+
+
+def _with_metadata(preprocess):
+    return lambda payload: preprocess(payload[0], metadata=payload[1])
 
 
 def _channels(frame: np.ndarray, bgr: bool) -> np.ndarray:

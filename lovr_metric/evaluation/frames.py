@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lovr_common.encoders import FrameEncoder, VideoEncoder
+from lovr_common.encoders import FrameEncoder, VideoEncoder, video_metadata
 from lovr_common.run_folder import check_clip_span
 from lovr_common.video import VideoInfo, interval_times, iter_frames_at, probe, uniform_times
 from lovr_metric.evaluation._batches import run_frame_encoder, run_video_tower
@@ -324,8 +324,14 @@ def embed_job(job: VideoJob, encoder: FrameEncoder | VideoEncoder, sampling: Fra
     frames = _prefetch(
         job.decode(infos, order, size_of, sampling.decode_threads), 2 * sampling.batch_size, decode_seconds
     )
-    run = run_video_tower if video_tower else run_frame_encoder
-    vectors, work = run(encoder, sampling, frames, order, frame_owners, segment_frames)
+    if video_tower:  # each clip's frames in their file, for a processor that stamps them with times
+        one = len(infos) == 1  # (a job over several files numbers its frames across them: no one file's fps)
+        metadata = (
+            [video_metadata(len(f), infos[0].fps, f, infos[0].num_frames) for f in segment_frames] if one else None
+        )
+        vectors, work = run_video_tower(encoder, sampling, frames, order, frame_owners, segment_frames, metadata)
+    else:
+        vectors, work = run_frame_encoder(encoder, sampling, frames, order, frame_owners, segment_frames)
     wall = time.perf_counter() - started
 
     embeddings = {segment.key: vectors[i].numpy() for i, segment in enumerate(job.segments)}

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from lovr_common.encoders import (
-    FRAME_POSITIONS,
+    VIDEO_METADATA,
     EncoderConfig,
     SentenceTransformersEncoder,
     SentenceTransformersVideoEncoder,
@@ -128,7 +128,7 @@ def test_a_clip_as_one_video_is_handed_over_in_the_documented_form(st_clip):
     assert extra["video"]["video_metadata"] == [inputs[0]["video"]["video_metadata"]] * 2
     _, messages = formatter.batch_to_message(modality, processor_inputs)
     assert [part["type"] for part in messages["message"][0][0]["content"]] == ["video"]  # one video per clip
-    assert encoder.cache_settings() == {"visual_input": "video", "num_frames": 4, "video_metadata": FRAME_POSITIONS}
+    assert encoder.cache_settings() == {"visual_input": "video", "num_frames": 4, "video_metadata": VIDEO_METADATA}
     with pytest.raises(ValueError, match=r"videos\[0\] has 3 frames, expected 4"):
         encoder.video_inputs([_frames(3)])
 

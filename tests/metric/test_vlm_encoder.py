@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from lovr_common.encoders import FRAME_POSITIONS, EncoderConfig, VideoEncoder, load_encoder
+from lovr_common.encoders import VIDEO_METADATA, EncoderConfig, VideoEncoder, load_encoder
 from lovr_common.vlm_encoder import RECIPES, VLMClipEmbedder, VLMEmbedder, load_vlm_embedder, render
 from lovr_metric.__main__ import main
 from lovr_standins.tiny_models import tiny_model_path
@@ -149,7 +149,7 @@ def test_a_clip_as_one_video_is_handed_to_the_processor_in_its_form(qwen2_vl):
     np.testing.assert_array_equal(request["videos"][1], np.stack(videos[1]))
     assert request["video_metadata"][0] == {"fps": None, "total_num_frames": 4, "frames_indices": [0, 1, 2, 3]}
     assert request["do_sample_frames"] is False and request["add_special_tokens"] is False
-    assert encoder.cache_settings()["video_metadata"] == FRAME_POSITIONS
+    assert encoder.cache_settings()["video_metadata"] == VIDEO_METADATA
     assert encoder.query_texts(["a dog"]) == ["Find a video that contains the following visual content: a dog"]
     with pytest.raises(ValueError, match=r"needs the model's processor \(AutoProcessor\): processor=None"):
         encoder.preprocess_videos(videos)

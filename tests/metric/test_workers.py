@@ -194,3 +194,25 @@ def test_a_run_with_other_workers_is_served_from_the_same_cache(tmp_path, lovr_e
     assert encoder.calls == calls  # the same cache entry: nothing embedded again
     assert second["metrics"] == first["metrics"]
     assert not {"num_workers", "decode_threads"} & set(second["settings"])
+
+
+def test_a_video_tower_that_takes_metadata_gets_each_clips_frame_indices_and_fps(lovr_export):
+    _, videos_dir = lovr_export  # alpha.mp4: 25 fps, 3 s
+
+    class RecordingTower:  # an adapter (the VideoEncoder interface) that keeps what it is handed
+        calls, num_frames, seen = 0, 4, []
+
+        def preprocess_videos(self, videos, metadata=None):
+            self.seen += metadata
+            return torch.zeros(len(videos), 2)
+
+        def encode_videos(self, inputs):
+            return inputs + 1
+
+    tower = RecordingTower()
+    job = VideoJob("alpha", videos_dir / "alpha.mp4", [Segment("a1", "clip", 1.0, 2.0), Segment("alpha", "video")])
+    embed_job(job, tower, FrameSampling(interval=None, num_frames=4))
+    fps, total = 25.0, 75
+    # the midpoints of 4 equal parts of [1 s, 2 s) (1.125 s, ...) and of [0, 3 s) (0.375 s, ...), times 25 fps
+    assert [m["frames_indices"] for m in tower.seen] == [[28, 34, 41, 47], [9, 28, 47, 66]]
+    assert {(m["fps"], m["total_num_frames"]) for m in tower.seen} == {(fps, total)}
