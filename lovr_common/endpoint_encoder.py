@@ -47,8 +47,9 @@ A clip's or a video's embedding is then the server's, the runner only L2-normali
 JPEGs and serialise the request bodies (CPU work, safe in worker threads); `encode_*` send them. Timeouts, lost
 connections, HTTP 408/429/5xx and answers that are not a valid embedding (not JSON, too few embeddings, another
 dimension) are retried `max_retries` times after `retry_backoff * 2**k` seconds; other 4xx answers fail at once.
-A request that still fails raises `EndpointError`, a `lovr_common.video.VideoError`, which the evaluation runner
-records as a failed video (`failed_videos`) and tries again on the next run. The token is read from the environment
+A request that still fails raises `EndpointError`, a `lovr_common.video.VideoError`: the evaluation runner leaves
+out the clips and videos of that model call (listed under `failed_videos`; a frame's request fails its whole file)
+and tries them again on the next run. The token is read from the environment
 variable `api_key_env` and sent as `Authorization: Bearer`; it is never logged, recorded or part of any message.
 What the requests hold besides the inputs is `settings()`, recorded with the results.
 """
@@ -132,7 +133,7 @@ SERVED_MODELS = {
 
 class EndpointError(VideoError):
     """A request to the embeddings server failed after its retries. A `VideoError`, so that the evaluation runner
-    fails the video (or clip file) it was embedding, not the run; `path` is the server's URL, `reason` what the last
+    fails the clips and videos it was embedding, not the run; `path` is the server's URL, `reason` what the last
     attempt got."""
 
 

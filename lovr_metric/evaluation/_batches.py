@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from lovr_common.video import VideoError
+
 
 class _Pooler:
     """Sums of frame features per segment (L2-normalised first unless `pooling="raw"`), filled batch by batch."""
@@ -91,7 +93,7 @@ def run_frame_encoder(encoder, sampling, frames, order, frame_owners, segment_fr
         pooler.add(encoder.encode_frames(inputs), owners)
         work["encode"] += time.perf_counter() - start
         work["preprocess"] += seconds
-    return pooler.embeddings(), work
+    return list(pooler.embeddings()), work, {}
 
 
 def _segment_batches(frames, sampling, order, frame_owners, segment_frames) -> Iterator[tuple[list, list]]:
@@ -120,10 +122,13 @@ def _segment_batches(frames, sampling, order, frame_owners, segment_frames) -> I
 
 
 def run_video_tower(encoder, sampling, frames, order, frame_owners, segment_frames, metadata=None):
-    """A video tower's embedding of each segment from its frames, batch by batch; an encoder whose
-    `preprocess_videos` takes `metadata` also gets each segment's (`metadata[segment]`: its frames' indices in the
-    file and the file's fps, as transformers' video processors read them)."""
+    """A video tower's embedding of each segment from its frames, batch by batch: `(vectors, work, failed)`. An
+    encoder whose `preprocess_videos` takes `metadata` also gets each segment's (`metadata[segment]`: its frames'
+    indices in the file and the file's fps, as transformers' video processors read them). A batch whose model call
+    raises `VideoError` (an endpoint's request that still failed after its retries) fails its segments only:
+    `failed` maps them to the reason, their vectors stay None, and the other batches go on."""
     vectors: list[torch.Tensor | None] = [None] * len(segment_frames)
+    failed: dict[int, str] = {}
     work = {"preprocess": 0.0, "encode": 0.0}
     batches = _segment_batches(frames, sampling, order, frame_owners, segment_frames)
     preprocess = encoder.preprocess_videos
@@ -132,12 +137,17 @@ def run_video_tower(encoder, sampling, frames, order, frame_owners, segment_fram
         preprocess = _with_metadata(encoder.preprocess_videos)
     for segments, inputs, seconds in _in_order(preprocess, batches, sampling.num_workers):
         start = time.perf_counter()
-        features = torch.nn.functional.normalize(encoder.encode_videos(inputs).float(), dim=-1)
-        work["encode"] += time.perf_counter() - start
         work["preprocess"] += seconds
+        try:
+            features = torch.nn.functional.normalize(encoder.encode_videos(inputs).float(), dim=-1)
+        except VideoError as err:
+            failed.update(dict.fromkeys(segments, err.reason))
+            continue
+        finally:
+            work["encode"] += time.perf_counter() - start
         for row, segment in enumerate(segments):
             vectors[segment] = features[row]
-    return torch.stack(vectors), work
+    return vectors, work, failed
 
 
 def _with_metadata(preprocess):

@@ -329,12 +329,17 @@ def embed_job(job: VideoJob, encoder: FrameEncoder | VideoEncoder, sampling: Fra
         metadata = (
             [video_metadata(len(f), infos[0].fps, f, infos[0].num_frames) for f in segment_frames] if one else None
         )
-        vectors, work = run_video_tower(encoder, sampling, frames, order, frame_owners, segment_frames, metadata)
+        vectors, work, failed = run_video_tower(
+            encoder, sampling, frames, order, frame_owners, segment_frames, metadata
+        )
     else:
-        vectors, work = run_frame_encoder(encoder, sampling, frames, order, frame_owners, segment_frames)
+        vectors, work, failed = run_frame_encoder(encoder, sampling, frames, order, frame_owners, segment_frames)
+    # A clip whose model call failed is left out and tried again next run (a server's error may pass).
+    skipped += [{"id": job.segments[i].key, "path": str(job.path), "reason": reason, "retry": True}
+                for i, reason in failed.items()]  # fmt: skip
     wall = time.perf_counter() - started
 
-    embeddings = {segment.key: vectors[i].numpy() for i, segment in enumerate(job.segments)}
+    embeddings = {segment.key: vectors[i].numpy() for i, segment in enumerate(job.segments) if i not in failed}
     costs = _cost_by_kind(job, work, decode_seconds[0], wall, frame_owners)
     return JobResult(embeddings, costs, len(order), skipped)
 

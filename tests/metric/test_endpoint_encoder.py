@@ -5,6 +5,7 @@ protocol does (read from vLLM's source: the files and commits are in `embedding_
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import logging
@@ -324,8 +325,9 @@ def test_bad_options_are_named(options, message):
         EncoderConfig(model=SERVED, **options)
 
 
-def test_a_failing_clip_fails_its_job_through_embed_job(server, tmp_path):
-    """The runner embeds a video's segments with `frames.embed_job` and records a `VideoError` as a failed video."""
+def test_a_failing_request_fails_its_clips_not_the_job(server, tmp_path):
+    """The runner embeds a video's segments with `frames.embed_job`: a model call whose request still fails after
+    its retries leaves the segments of that call out (to be tried again on the next run), not the whole video."""
     from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, embed_job
     from lovr_standins.videos import make_synthetic_video
 
@@ -337,8 +339,15 @@ def test_a_failing_clip_fails_its_job_through_embed_job(server, tmp_path):
     result = embed_job(job, encoder, sampling)
     assert set(result.embeddings) == {"v-Scene-001", "v"} and len(server.requests) == 2
     server.inject("500", times=4)  # both segments' requests, each tried twice
-    with pytest.raises(VideoError, match="HTTP 500"):
-        embed_job(job, encoder, sampling)
+    failed = embed_job(job, encoder, sampling)
+    assert failed.embeddings == {} and [(s["id"], s["retry"]) for s in failed.skipped] == [
+        ("v-Scene-001", True), ("v", True)]  # fmt: skip
+    assert "HTTP 500" in failed.skipped[0]["reason"]
+    # The clip's frames are decoded first (0.25 s, 0.75 s; the video's 0.5 s, 1.5 s): in model calls of one segment
+    # each, only the clip's request fails.
+    server.inject("500", times=2)
+    result = embed_job(job, encoder, dataclasses.replace(sampling, batch_size=1))
+    assert list(result.embeddings) == ["v"] and [s["id"] for s in result.skipped] == ["v-Scene-001"]
 
 
 def chat(*content, role="user", **fields) -> dict:
