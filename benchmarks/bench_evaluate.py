@@ -85,7 +85,7 @@ def setup(workdir: Path, scale: float) -> None:
         items.update(zip(ids, _unit(rng, len(ids)), strict=True))
     queries = [pair for task in ev.data.queries.values() for pair in task]
     noisy = np.stack([items[item] for _, item in queries]) + TEXT_NOISE * _unit(rng, len(queries)) / np.sqrt(DIM)
-    texts = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+    texts = (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)  # as the cache holds them
     ev.text_cache.put("text", {text_key(text): vector for (text, _), vector in zip(queries, texts, strict=True)})
     for kind, ids in (("clip", ev.data.clip_ids), ("video", ev.data.video_ids)):
         ev.visual_cache.put(kind, {item: items[item] for item in ids})
