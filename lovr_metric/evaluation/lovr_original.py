@@ -17,6 +17,10 @@ normalises. Their `encode_text` blocks tokenise alike except the CLIP script's, 
 its `basic_clean` (ftfy's `fix_text`, `html.unescape` twice) and `whitespace_clean` run before the BPE, and
 transformers' CLIP tokenizer does neither (`clean_like_openai_clip` does them first).
 
+Not reproduced: the SigLIP script padded texts to the longest of each 256-text batch (`padding=True`), where the
+toolkit pads SigLIP texts to 64 tokens as the SigLIP2 script did; the MM-Embed script kept, for each clip, the frame
+most similar to its own caption (the query leaks into the gallery), and MM-Embed stays unsupported.
+
 `original_script(model, model_type)` finds the script of a registry model, or of a model outside the registry by its
 architecture (a `clip` model as the CLIP script, a `siglip` or `siglip2` one as theirs); `None` where no script
 applies, and then the frame-model scripts' common rule is followed (normalised pooling, texts as they are).
