@@ -176,6 +176,15 @@ class ClipRows:
         self.paths.setdefault(clip["video_id"], long_video)
         return long_video, Segment(clip["clip_id"], "clip", clip["start"], clip["end"])
 
+    def add_video_jobs(self, data: EvalData, by_video: dict[str, list[Segment]], job: type = VideoJob) -> None:
+        """A `job` per long video of `by_video` over its segments; a video without a `video_path` has its segments
+        listed as missing instead."""
+        for video_id, segments in by_video.items():
+            if self.paths.get(video_id) is None:
+                data.missing.extend({"id": s.key, "path": None, "reason": "no video_path"} for s in segments)
+            else:
+                data.jobs.append(job(video_id, self.paths[video_id], segments))
+
     def clip_file(self, clip: dict) -> Path | None:
         """The clip's own file, or None."""
         return self.root.join(clip["clip_path"], f"clip {clip['clip_id']!r}: clip_path")
@@ -201,9 +210,5 @@ def plan(clips: list[dict], videos: list[dict], themes: list[dict], video_root: 
             data.missing.append({"id": clip["clip_id"], "path": None, "reason": "no clip file and no time range"})
     for video_id in data.video_ids:
         by_video.setdefault(video_id, []).append(Segment(video_id, "video"))
-    for video_id, segments in by_video.items():
-        if rows.paths.get(video_id) is None:
-            data.missing.extend({"id": s.key, "path": None, "reason": "no video_path"} for s in segments)
-        else:
-            data.jobs.append(VideoJob(video_id, rows.paths[video_id], segments))
+    rows.add_video_jobs(data, by_video)
     return data

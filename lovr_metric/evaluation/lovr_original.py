@@ -289,11 +289,7 @@ def plan_from_clips(clips: list[dict], videos: list[dict], themes: list[dict], v
             by_video[video_id].append(Segment(video_id, "video"))
     for files in clip_files.values() if data.clip_ids else []:  # a video with time-range clips too: files alone
         data.jobs.extend(ClipFileJob(clip_id, path, [Segment(clip_id, "clip")]) for _, clip_id, path in files)
-    for video_id, segments in by_video.items():
-        if rows.paths.get(video_id) is None:
-            data.missing.extend({"id": s.key, "path": None, "reason": "no video_path"} for s in segments)
-        else:
-            data.jobs.append(ClipSpansJob(video_id, rows.paths[video_id], segments))
+    rows.add_video_jobs(data, by_video, ClipSpansJob)
     return data
 
 
