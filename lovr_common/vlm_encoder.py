@@ -30,7 +30,7 @@ any encoder). What differs between the models is the template and its instructio
   template with `add_generation_prompt=True`, the video's frames with their `video_metadata` and
   `do_sample_frames=False`, the state of the last attended position, normalised.
 
-A clip's frames reach the model by `visual_input` (`lovr_common.encoders.VISUAL_INPUTS`, chosen with
+A clip's frames reach the model by `visual_input` (`lovr_common.visual_inputs.VISUAL_INPUTS`, chosen with
 `EncoderOptions.video_input`):
 
 - `frames` (`VLMEmbedder`, a frame encoder): each frame as an image, through the model's PIL image processor
@@ -57,14 +57,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from lovr_common.encoders import (
+from lovr_common.encoders import EncoderConfig, UnsupportedModelError, resolve_dtype
+from lovr_common.visual_inputs import (
     DEFAULT_CLIP_FRAMES,
     VIDEO_METADATA,
-    EncoderConfig,
-    UnsupportedModelError,
     check_frames,
     choose_visual_input,
-    resolve_dtype,
     torchvision_error,
     video_metadata,
 )

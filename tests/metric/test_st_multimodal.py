@@ -19,14 +19,9 @@ import numpy as np
 import pytest
 import torch
 
-from lovr_common.encoders import (
-    VIDEO_METADATA,
-    EncoderConfig,
-    SentenceTransformersEncoder,
-    SentenceTransformersVideoEncoder,
-    VideoEncoder,
-    load_encoder,
-)
+from lovr_common.encoders import EncoderConfig, VideoEncoder, load_encoder
+from lovr_common.st_encoder import SentenceTransformersEncoder, SentenceTransformersVideoEncoder
+from lovr_common.visual_inputs import VIDEO_METADATA
 from lovr_metric.__main__ import main
 from lovr_standins.tiny_models import tiny_model_path
 from lovr_standins.videos import sample_video

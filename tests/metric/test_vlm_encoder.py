@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from lovr_common.encoders import VIDEO_METADATA, EncoderConfig, VideoEncoder, load_encoder
+from lovr_common.encoders import EncoderConfig, VideoEncoder, load_encoder
+from lovr_common.visual_inputs import VIDEO_METADATA
 from lovr_common.vlm_encoder import RECIPES, VLMClipEmbedder, VLMEmbedder, load_vlm_embedder, render
 from lovr_metric.__main__ import main
 from lovr_standins.tiny_models import tiny_model_path
