@@ -25,7 +25,6 @@ import io
 import logging
 import os
 import re
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -37,6 +36,7 @@ import torch
 from PIL import Image
 
 from lovr_common.endpoint_encoder import jpeg_base64
+from lovr_common.http_retry import Failure, post_with_retries
 from lovr_common.image_processors import (
     IMAGE_PROCESSOR_BACKENDS,
     image_processor_name,
@@ -475,8 +475,6 @@ class EndpointBackend:
     `repetition_penalty` is sent only when it differs from 1.0: vLLM accepts it, the OpenAI API does not.
     """
 
-    RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
     def __init__(
         self,
         url: str,
@@ -540,31 +538,18 @@ class EndpointBackend:
             payload = self._payload(request, params)
         except ValueError as err:
             return ChatResult(error=str(err))
-        reason = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                response = self.client.post(self.url, json=payload)
-            except httpx.TimeoutException as err:
-                reason = f"timeout after {self.client.timeout.read}s ({type(err).__name__})"
-                continue
-            except httpx.TransportError as err:
-                reason = f"connection error: {type(err).__name__}: {err}"
-                continue
-            if response.status_code in self.RETRY_STATUS:
-                reason = f"HTTP {response.status_code}: {response.text[:200]}"
-                continue
-            if response.is_error:
-                return ChatResult(error=f"HTTP {response.status_code}: {response.text[:200]}")
-            try:
-                return ChatResult(text=response.json()["choices"][0]["message"]["content"].strip())
-            except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
-                return ChatResult(
-                    error=f"malformed chat completion ({type(err).__name__}: {err}): {response.text[:200]}"
-                )
-        logger.warning("%s failed after %d attempts: %s", self.url, self.max_retries + 1, reason)
-        return ChatResult(error=f"{reason} (after {self.max_retries + 1} attempts)")
+        result = post_with_retries(
+            self.client, self.url, _chat_result, max_retries=self.max_retries, backoff=self.backoff, json=payload
+        )
+        return ChatResult(error=result.reason) if isinstance(result, Failure) else result
+
+
+def _chat_result(response) -> ChatResult:
+    """The text of a chat completion; a malformed one is an error result (not retried: the server answered)."""
+    try:
+        return ChatResult(text=response.json()["choices"][0]["message"]["content"].strip())
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
+        return ChatResult(error=f"malformed chat completion ({type(err).__name__}: {err}): {response.text[:200]}")
 
 
 def video_data_url(frames: Sequence[Any]) -> str:

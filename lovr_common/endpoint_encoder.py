@@ -63,7 +63,6 @@ import logging
 import math
 import os
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -72,6 +71,7 @@ import httpx
 import numpy as np
 import torch
 
+from lovr_common.http_retry import Failure, Unreadable, post_with_retries
 from lovr_common.video import VideoError
 
 if TYPE_CHECKING:
@@ -92,7 +92,6 @@ DEFAULT_TOKEN_ENV = "LOVR_ENDPOINT_TOKEN"
 DEFAULT_NUM_FRAMES = 8
 JPEG_QUALITY = 90
 TEXTS_PER_REQUEST = 32  # text_input="input": texts per request
-RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # How the requests are sent, not what they ask: recorded, left out of `cache_settings` (a served model's vectors
 # do not depend on the host it is reached at or on the pace of the requests).
 EXECUTION_ONLY = ("endpoint", "token_env", "concurrency", "request_timeout", "max_retries", "retry_backoff")
@@ -341,31 +340,28 @@ class EndpointEncoder:
                 future.cancel()
 
     def _post(self, body: bytes, expected: int) -> np.ndarray:
-        reason = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(self.retry_backoff * 2 ** (attempt - 1))
-            with self._lock:
-                self.requests += 1
-            try:
-                response = self._client.post(self.url, content=body)
-            except httpx.TimeoutException as err:
-                reason = f"no answer within {self.timeout}s ({type(err).__name__})"
-                continue
-            except httpx.TransportError as err:
-                reason = f"connection error: {type(err).__name__}: {err}"
-                continue
-            if response.status_code in RETRY_STATUS:
-                reason = f"HTTP {response.status_code}: {response.text[:300]}"
-                continue
-            if response.is_error:
-                raise EndpointError(self.url, f"HTTP {response.status_code}: {response.text[:300]}")
+        def read(response) -> np.ndarray:
             try:
                 return self._embeddings(response.content, expected)
             except ValueError as err:
-                reason = f"not a valid embeddings answer: {err}"
-        logger.warning("%s failed after %d attempts: %s", self.url, self.max_retries + 1, reason)
-        raise EndpointError(self.url, f"{reason} (after {self.max_retries + 1} attempts)")
+                raise Unreadable(f"not a valid embeddings answer: {err}") from err
+
+        result = post_with_retries(
+            self._client,
+            self.url,
+            read,
+            max_retries=self.max_retries,
+            backoff=self.retry_backoff,
+            on_attempt=self._count_request,
+            content=body,
+        )
+        if isinstance(result, Failure):
+            raise EndpointError(self.url, result.reason)
+        return result
+
+    def _count_request(self) -> None:
+        with self._lock:
+            self.requests += 1
 
     def _embeddings(self, content: bytes, expected: int) -> np.ndarray:
         """The `data[i].embedding` of an `EmbeddingResponse`, ordered by `index`; raises `ValueError` unless it holds
