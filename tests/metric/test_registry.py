@@ -133,7 +133,7 @@ def test_the_runner_loads_a_registry_model_by_its_routes_family():
     from lovr_metric.evaluation.runner import EvaluateConfig, _encoder_config
 
     def family(model: str, **options) -> str | None:
-        config = EvaluateConfig(dataset="d", model=model, output="o", trust_remote_code=True, **options)
+        config = EvaluateConfig(dataset="d", model=model, output="o", **options)
         return _encoder_config(config, model, None).family
 
     assert family("gme-qwen2-vl-7b") == "vlm-embedder"  # GME's repo ships no family transformers can detect
