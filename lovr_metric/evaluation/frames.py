@@ -25,6 +25,7 @@ video.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -202,11 +203,12 @@ class VideoJob:
         """The files decoded, in order."""
         return (self.path,)
 
-    @property
+    @functools.cached_property
     def signature(self) -> str:
         """What the job's embeddings depend on besides the model: the file (resolved path, size, modification
         time) and the segments cut from it. Ids alone are not enough: a new run folder can reuse
-        `<video>-Scene-001` for another time range, or replace the file behind a path."""
+        `<video>-Scene-001` for another time range, or replace the file behind a path. Computed once per job
+        object (a run's planning): the cache checks it for every job several times."""
         return digest([file_stat(self.path), [[s.key, s.kind, s.start, s.end] for s in self.segments]])
 
     def open(self) -> tuple[VideoJob, list[VideoInfo], list[dict]]:

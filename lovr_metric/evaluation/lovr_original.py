@@ -34,6 +34,7 @@ applies, and then the frame-model scripts' common rule is followed (normalised p
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 import os
 import re
@@ -191,7 +192,7 @@ class ClipFilesJob(VideoJob):
     def files(self) -> tuple[Path, ...]:
         return self.parts
 
-    @property
+    @functools.cached_property
     def signature(self) -> str:
         segments = [[s.key, s.kind, s.start, s.end, self.part_of.get(s.key)] for s in self.segments]
         return digest([[file_stat(path) for path in self.parts], segments])
