@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lovr_common.encoders import EncoderConfig, load_encoder
+from lovr_common.jsonl import JsonlError
 from lovr_metric.evaluation.embedding import EmbeddingCache
 from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 from lovr_standins.videos import make_synthetic_video
@@ -36,6 +37,18 @@ def test_round_trip_across_processes_and_merge(tmp_path):
     assert fresh.has("job", "v1") and not fresh.has("clip", "v1")
     # Other settings, other folder: nothing is shared.
     assert not EmbeddingCache(tmp_path, "org/model", {**SETTINGS, "interval": 10}).has("clip", "a")
+
+
+def test_the_merged_index_keeps_odd_keys_and_names_a_damaged_line(tmp_path):
+    cache = EmbeddingCache(tmp_path, "org/model", SETTINGS)
+    # U+2028 is a line separator to str.splitlines; json.dumps writes it as it is inside a string.
+    cache.put("clip", {"clip\u2028one": np.array([1.0, 0.0]), "two": np.array([0.0, 1.0])})
+    assert cache.merge() and not cache.merge()  # nothing new the second time: no rewrite
+    assert EmbeddingCache(tmp_path, "org/model", SETTINGS).has("clip", "clip\u2028one")
+    index = cache.folder / "index.jsonl"
+    index.write_text(index.read_text() + '{"kind": "clip", "key": "thr')  # a last line cut short
+    with pytest.raises(JsonlError, match=r"index\.jsonl:3: malformed .*\(a last line cut short"):
+        EmbeddingCache(tmp_path, "org/model", SETTINGS).records()
 
 
 def _config(model, export, videos_dir, output, cache_dir) -> EvaluateConfig:
