@@ -11,6 +11,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
@@ -75,30 +76,58 @@ def size_category(num_rows: int) -> str:
     return "n>1B"
 
 
-_OTHER_ASCII_SPACES = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"  # what `str.split` splits on in ASCII, besides " "
+_BLOCK_BYTES = 1 << 18  # of text counted at once by `word_counts`: numpy's scratch arrays stay in cache, and reused
 
 
-def word_count(text: str) -> int:
-    """`len(text.split())`, without building the list of words where the text allows.
+def word_counts(column: pa.ChunkedArray | pa.Array) -> list[int]:
+    """`len(text.split())` of each non-null string of `column`, in order, counted on the UTF-8 bytes with numpy.
 
-    LoVR's captions are ASCII words between single spaces: then the words are the spaces plus one, which `str.count`
-    finds 2x faster than `str.split` builds them (~49M words at full scale). Anything else (other whitespace, doubled,
-    leading or trailing spaces, non-ASCII text with its Unicode spaces) is counted by `str.split` itself."""
-    if (
-        text.isascii()
-        and text[:1] != " "
-        and text[-1:] != " "
-        and "  " not in text
-        and not any(space in text for space in _OTHER_ASCII_SPACES)
-    ):
-        return text.count(" ") + 1 if text else 0
-    return len(text.split())
-
-
-def _word_counts(column: pa.ChunkedArray | pa.Array) -> list[int]:
-    """The words of each non-null string of `column`, as `str.split` counts them, one chunk at a time."""
+    A word starts at each byte that is not ASCII whitespace and follows whitespace or opens its string: that is
+    `str.split` exactly for ASCII text. A string holding any byte beyond ASCII (and so perhaps a Unicode space) is
+    counted by `str.split` itself, and so is every string of a column whose type is neither `string` nor
+    `large_string`. At full scale (~49M words) this takes 0.1 CPU s, against 0.6 s for `str.split`-like counting of
+    each caption in Python, and builds no Python string."""
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    return [word_count(text) for chunk in chunks for text in chunk.to_pylist() if text is not None]
+    return [count for chunk in chunks for count in _chunk_word_counts(chunk)]
+
+
+def _chunk_word_counts(chunk: pa.Array) -> list[int]:
+    if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)) or len(chunk) == 0:
+        return [len(text.split()) for text in chunk.to_pylist() if text is not None]
+    _, offsets_buffer, data_buffer = chunk.buffers()
+    offset_type = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+    offsets = np.frombuffer(offsets_buffer, offset_type)[chunk.offset : chunk.offset + len(chunk) + 1]
+    data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.empty(0, np.uint8)
+    counts = []
+    first = 0
+    while first < len(chunk):  # the strings from `first` that hold _BLOCK_BYTES at most (or one longer string)
+        last = max(first + 1, int(np.searchsorted(offsets, offsets[first] + _BLOCK_BYTES, side="right")) - 1)
+        counts += _ascii_word_counts(data[offsets[first] : offsets[last]], offsets[first : last + 1] - offsets[first])
+        first = last
+    text = data[offsets[0] : offsets[-1]]
+    if len(text) and text.max() >= 0x80:
+        non_ascii = np.flatnonzero(text >= 0x80) + offsets[0]
+        for index in np.unique(np.searchsorted(offsets, non_ascii, side="right") - 1).tolist():
+            string = chunk[index].as_py()
+            counts[index] = 0 if string is None else len(string.split())
+    if chunk.null_count:
+        return [count for count, valid in zip(counts, chunk.is_valid().to_pylist(), strict=True) if valid]
+    return counts
+
+
+def _ascii_word_counts(data: np.ndarray, bounds: np.ndarray) -> list[int]:
+    """The words of each string `data[bounds[i]:bounds[i + 1]]`, split at ASCII whitespace."""
+    whitespace = data == ord(" ")
+    if len(data) and data.min() < ord(" "):  # control characters, whitespace or not: rare, so looked for only then
+        # str.split's other ASCII whitespace (CPython's `_Py_ascii_whitespace`): tab, line feed, vertical tab, form
+        # feed, carriage return (0x09-0x0D) and the information separators 0x1C-0x1F; uint8 wraps below 0 to 0xF7+.
+        whitespace |= (data - np.uint8(0x09) < 5) | (data - np.uint8(0x1C) < 4)
+    word_starts = np.empty_like(whitespace)  # a byte that is no space, after a space or opening its string
+    np.greater(whitespace[:-1], whitespace[1:], out=word_starts[1:])
+    opening = bounds[:-1][bounds[:-1] < len(data)]
+    word_starts[opening] = ~whitespace[opening]
+    ends = bounds.tolist()
+    return [np.count_nonzero(word_starts[start:end]) for start, end in zip(ends[:-1], ends[1:], strict=True)]
 
 
 def _durations(table: pa.Table) -> list[float]:
@@ -152,13 +181,13 @@ class StatisticsAccumulator:
         table = _first_rows(table, "clip_id", self._clip_ids)
         self._clips_per_video.update(table["video_id"].to_pylist())
         self._clip_durations += _durations(table)
-        self._clip_words += _word_counts(table["caption"])
+        self._clip_words += word_counts(table["caption"])
 
     def add_videos(self, table: pa.Table) -> None:
         _require_columns(table, ["video_id", "caption", "duration"], "videos")
         table = _first_rows(table, "video_id", self._video_ids)
         self._video_durations += pc.drop_null(table["duration"]).to_pylist()
-        self._video_words += _word_counts(table["caption"])
+        self._video_words += word_counts(table["caption"])
 
     def add_themes(self, table: pa.Table) -> None:
         _require_columns(table, ["clip_id", "theme"], "themes")

@@ -4,12 +4,13 @@ import pyarrow as pa
 import pytest
 from datasets import Dataset
 
+from model_cards import stats
 from model_cards.stats import (
     Distribution,
     StatisticsAccumulator,
     compute_statistics,
     size_category,
-    word_count,
+    word_counts,
 )
 
 from .conftest import CLIPS, VIDEOS
@@ -71,33 +72,6 @@ def test_size_category_rejects_negative():
         size_category(-1)
 
 
-def test_word_count_equals_str_split_on_any_text():
-    # The fast path (ASCII words between single spaces) and every way out of it: other whitespace, doubled, leading
-    # and trailing spaces, Unicode spaces, empty text.
-    alphabet = [
-        "a",
-        "b",
-        " ",
-        " ",
-        "\t",
-        "\n",
-        "\x0b",
-        "\x0c",
-        "\r",
-        "\x1c",
-        "\x1f",
-        "\x85",
-        "\xa0",
-        "\u2003",
-        "é",
-        ".",
-    ]
-    rng = random.Random(0)
-    texts = ["", " ", "a", "a b", "a  b", " a", "a ", "x\u3000y", "a\u200bb"]
-    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(12))) for _ in range(5000)]
-    assert [word_count(text) for text in texts] == [len(text.split()) for text in texts]
-
-
 def test_accumulated_statistics_equal_the_computed_ones():
     # Fed in chunks, with a clip repeated in a later chunk (counted once), as an export feeds the tables it writes.
     clips = {k: v + v[:1] for k, v in CLIPS.items()}
@@ -137,3 +111,58 @@ def test_caption_words_of_arrow_chunks_equal_str_split(chunk_rows):
         Dataset.from_dict(VIDEOS),
     )
     assert stats.clip_caption_words == Distribution.of([len(text.split()) for text in texts if text is not None])
+
+
+# Every ASCII character (str.split splits on 0x09-0x0D, 0x1C-0x1F and space: CPython's _Py_ascii_whitespace), the
+# Unicode spaces it splits on beyond ASCII, and non-ASCII characters that are no space (a zero-width space among them).
+TRICKY = [chr(code) for code in range(128)] + ["\x85", "\xa0", "\u1680", "\u2003", "\u2028", "\u2029", "\u3000"]
+TRICKY += ["é", "\u200b", "\U0001f600"]
+
+
+def tricky_texts(seed: int, count: int) -> list[str | None]:
+    """Hand-picked edge cases, then random texts: runs of tricky characters between words, and plain captions."""
+    rng = random.Random(seed)
+    texts = [None, "", " ", "  ", "\t", "a", "a b", "a  b", " a", "a ", " a b ", "a\tb", "a\x1cb\x1fc", "a\x1bb"]
+    texts += ["a\xa0b", "a\u2028b", "\u3000", "x\x85y", "a\x00b", "a\x7fb", "\n\r\x0b\x0c", None, "é é"]
+    texts += ["a b", "\u3000x\u2003y", "\u2028", "\xa0z\xa0"]  # non-ASCII opening a string that follows another
+    for _ in range(count):
+        if rng.random() < 0.5:
+            texts.append("".join(rng.choice([*TRICKY, "word", "w", " "]) for _ in range(rng.randrange(10))))
+        else:
+            texts.append(" ".join(rng.choice(["a", "bb", "ccc"]) for _ in range(rng.randrange(1, 12))))
+        if rng.random() < 0.05:
+            texts.append(None)
+    return texts
+
+
+@pytest.mark.parametrize("block_bytes", [1, 16, stats._BLOCK_BYTES])
+@pytest.mark.parametrize("string_type", [pa.string(), pa.large_string(), pa.string_view()])
+@pytest.mark.parametrize("chunk_rows", [1, 7, 1000, 10_000])
+def test_word_counts_equal_str_split(monkeypatch, block_bytes, string_type, chunk_rows):
+    # Chunks of every size, sliced out of one array (their buffers hold text outside the slice), counted a string, a
+    # few or all at a time, each against a naive len(str.split()) per non-null string; string_view has no offsets
+    # buffer and takes the str.split path.
+    monkeypatch.setattr(stats, "_BLOCK_BYTES", block_bytes)
+    texts = tricky_texts(seed=chunk_rows, count=3000)
+    array = pa.array(texts, string_type)
+    column = pa.chunked_array([array.slice(start, chunk_rows) for start in range(0, len(texts), chunk_rows)])
+    expected = [len(text.split()) for text in texts if text is not None]
+    assert word_counts(column) == expected
+    assert word_counts(array) == expected
+    assert word_counts(array.slice(5, 40)) == [len(text.split()) for text in texts[5:45] if text is not None]
+
+
+def test_word_counts_of_empty_all_null_and_null_slots_holding_text():
+    assert word_counts(pa.chunked_array([], pa.string())) == []
+    assert word_counts(pa.array([], pa.string())) == []
+    assert word_counts(pa.array([None, None], pa.string())) == []
+    assert word_counts(pa.array(["", ""], pa.string())) == [0, 0]
+    # A null slot may span bytes (Arrow leaves them unspecified): "x y" and "é z" under nulls count for nothing.
+    data = "a b" + "x y" + "c" + "é z"
+    offsets = [0, 3, 6, 7, 7 + len("é z".encode())]
+    validity = pa.array([True, False, True, False]).buffers()[1]
+    array = pa.Array.from_buffers(
+        pa.string(), 4, [validity, pa.array(offsets, pa.int32()).buffers()[1], pa.py_buffer(data.encode())]
+    )
+    assert array.to_pylist() == ["a b", None, "c", None]
+    assert word_counts(array) == [2, 1]
