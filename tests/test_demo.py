@@ -56,6 +56,7 @@ def test_demo_end_to_end(tmp_path):
         "README.md",
         "_retrieval_inputs.py",
         "_tiled_ranks.py",
+        "_tiled_top.py",
         "app.py",
         "lovr_retrieval.py",
         "requirements.txt",

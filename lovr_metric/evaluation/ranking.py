@@ -14,7 +14,8 @@ and direction:
                     same item: `query_ids`); item -> text: the gallery item's id
     first_rank      1-based rank of its first relevant item (what pass@k, MRR and the rank metrics use)
     relevant_ranks  the ranks of all its relevant items, ascending (recall@k and nDCG use them)
-    top_ids         the ids of its `TOP_IDS` best-scoring items, best first (ties: the earlier gallery item)
+    top_ids         the ids of its `TOP_IDS` best-scoring items, best first, by the exact score (ties: the earlier
+                    item); kept by the core's tiled pass (`retrieval_ranks(top=...)`, `_tiled_top`)
 
 `metric_values` turns the rows of one direction back into the per-query values of every metric; their mean (the
 median for `median_rank`) is the metric in `results.json`.
@@ -79,29 +80,6 @@ class DirectionRanks:
         """(query row, rank) of every relevant pair, the input of `per_query_values`."""
         lengths = [len(r) for r in self.relevant_ranks]
         return np.repeat(np.arange(len(lengths)), lengths), np.concatenate(self.relevant_ranks).astype(np.int64)
-
-
-def top_indices(queries: torch.Tensor, gallery: torch.Tensor, k: int = TOP_IDS, rows: int = 1024) -> np.ndarray:
-    """Per query row, the gallery rows of its `k` highest scores, best first, ties to the earlier gallery row (the
-    core's rule). `queries` and `gallery` are the core's normalised embeddings; scores are computed here in blocks
-    of `rows` queries, so a near tie may order as the core's tiles would not (they are other products)."""
-    k = min(k, gallery.shape[0])
-    out = [np.empty((0, k), dtype=np.int64)]
-    for start in range(0, queries.shape[0], rows):
-        out.append(_stable_top_k(queries[start : start + rows] @ gallery.T, k)[1].cpu().numpy())
-    return np.concatenate(out)
-
-
-def _stable_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row of `scores`, the values and columns of its `k` highest, best first, ties to the earlier column."""
-    values, indices = torch.topk(scores, k, dim=1)
-    # topk does not promise the tie rule: rows with a tie inside the top k, or at its edge, are sorted stably.
-    if k:
-        tied = (values[:, 1:] == values[:, :-1]).any(dim=1) | ((scores >= values[:, -1:]).sum(dim=1) > k)
-        for row in torch.nonzero(tied).flatten().tolist():
-            order = torch.sort(scores[row], descending=True, stable=True)
-            values[row], indices[row] = order.values[:k], order.indices[:k]
-    return values, indices
 
 
 def metric_values(ranks: DirectionRanks, k_values) -> dict[str, np.ndarray]:
@@ -250,7 +228,7 @@ def cutoffs(k_values, num_texts: int, num_items: int, items: str) -> list[int]:
 def rank_embeddings(name: str, directions, texts, targets: list[str], items, item_ids: list[str], ks: list[int]):
     """The metrics of `directions` and their per-query ranks, for texts (each about the item `targets[i]`) against
     the items; `ks` must not exceed the texts or items. Shared by `evaluate` and the scoring of original runs."""
-    ranked = retrieval_ranks(texts, targets, items, item_ids)
+    ranked = retrieval_ranks(texts, targets, items, item_ids, top=TOP_IDS)
     scores = {key: value for key, value in metrics_from_ranks(ranked, ks).items() if key.startswith(directions)}
     return scores, [_direction_ranks(name, d, ranked, targets, item_ids) for d in directions]
 
@@ -267,17 +245,17 @@ def query_ids(targets: list[str]) -> list[str]:
 
 def _direction_ranks(name: str, direction: str, ranked: RankedPairs, targets, gallery: list[str]) -> DirectionRanks:
     """One direction's per-query ranks and top ids: texts querying the gallery, or gallery items querying texts.
-    Each query's top ids come from one product of its row against every candidate, so candidates with equal
-    embeddings tie exactly and the earlier one wins (blocks of candidates would round differently)."""
+    The top ids are the core's (`retrieval_ranks(top=TOP_IDS)`, kept by its tiled pass): scored exactly, so
+    candidates with equal embeddings tie and the earlier one wins wherever the tiles put them."""
     text_ids = query_ids(targets)
     query, ranks = ranked.direction(direction)
-    rows = np.unique(query)  # the query rows: every text, or the gallery items with a relevant text
-    texts, items = ranked.inputs.texts, ranked.inputs.videos
-    queries, candidates = (texts, items) if direction == "text_to_video" else (items, texts)
-    query_names, candidate_names = (text_ids, gallery) if direction == "text_to_video" else (gallery, text_ids)
+    if direction == "text_to_video":
+        query_names, candidate_names, best = text_ids, gallery, ranked.text_top
+    else:
+        query_names, candidate_names, best = gallery, text_ids, ranked.video_top
     top: list[list[str]] = [[] for _ in query_names]
-    best = top_indices(queries[torch.from_numpy(rows).to(queries.device)], candidates)
-    for row, indices in zip(rows.tolist(), best, strict=True):
+    rows = np.unique(query)  # the query rows: every text, or the gallery items with a relevant text
+    for row, indices in zip(rows.tolist(), best[torch.from_numpy(rows).to(best.device)].tolist(), strict=True):
         top[row] = [candidate_names[j] for j in indices]
     return DirectionRanks.from_pairs(name, direction, query_names, query, ranks, top)
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._tiled_top import TOP_MARGIN, RunningTop, exact_top
+
 
 @dataclass(frozen=True)
 class TileShape:
@@ -76,6 +78,33 @@ def pair_ranks(
     and of the text among all texts for the video. `texts`, `videos` are normalised; pairs are sorted by text.
     Tiles hold `chunk_size` texts x `tile_videos` videos, counted `count_rows` texts at a time (by default the
     device's `tile_shape`)."""
+    ranked = rank_pass(texts, videos, pair_text, pair_video, chunk_size, tile_videos, count_rows)
+    return ranked.text_ranks, ranked.video_ranks
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """What one pass gives: the pair ranks of `pair_ranks`, and, when asked for, the top items of every text
+    (`text_top`, video rows) and of every video (`video_top`, text rows), best first (`_tiled_top`)."""
+
+    text_ranks: torch.Tensor
+    video_ranks: torch.Tensor
+    text_top: torch.Tensor | None = None
+    video_top: torch.Tensor | None = None
+
+
+def rank_pass(
+    texts,
+    videos,
+    pair_text,
+    pair_video,
+    chunk_size: int,
+    tile_videos: int | None = None,
+    count_rows: int | None = None,
+    top: int = 0,
+) -> PassResult:
+    """`pair_ranks`, and with `top > 0` the `top` best items of every text and of every video, kept by the same
+    pass over the tiles (`_tiled_top.exact_top` gives their exact order)."""
     shape = tile_shape(videos.device)
     if tile_videos is None:
         tile_videos = shape.videos or videos.shape[0]
@@ -87,13 +116,20 @@ def pair_ranks(
     with _single_threaded_ops() if workers > 1 else nullcontext():
         guess = _pair_scores(texts, videos, pair_text, pair_video, chunk_size)
         pairs = _Pairs.index(pair_text, pair_video, guess, tiling)
-        text_ahead, video_ahead, exact = _scan(texts, videos, pairs, workers)
+        keep = (min(top + TOP_MARGIN, videos.shape[0]), min(top + TOP_MARGIN, texts.shape[0])) if top else None
+        counted = _scan(texts, videos, pairs, workers, keep)
+        text_ahead, video_ahead, exact = counted.text_ahead, counted.video_ahead, counted.exact
         # Pairs counted against a score their tile did not compute: recount them against the tile's.
         stale = torch.nonzero(exact != guess).flatten()
         if stale.numel():
             pairs = _Pairs.index(pair_text[stale], pair_video[stale], exact[stale], tiling)
-            text_ahead[stale], video_ahead[stale], _ = _scan(texts, videos, pairs, workers)
-    return text_ahead.long() + 1, video_ahead.long() + 1
+            recounted = _scan(texts, videos, pairs, workers)
+            text_ahead[stale], video_ahead[stale] = recounted.text_ahead, recounted.video_ahead
+        text_top = video_top = None
+        if top:
+            text_top = exact_top(counted.text_top, texts, videos, top)
+            video_top = exact_top(counted.video_top, videos, texts, top)
+    return PassResult(text_ahead.long() + 1, video_ahead.long() + 1, text_top, video_top)
 
 
 def _pair_scores(texts, videos, pair_text, pair_video, chunk_size: int) -> torch.Tensor:
@@ -243,48 +279,69 @@ def _bounds(sorted_values: torch.Tensor, starts: list[int]) -> list[int]:
     return torch.searchsorted(sorted_values, torch.tensor(starts, device=sorted_values.device)).tolist()
 
 
-def _scan(texts, videos, pairs: _Pairs, workers: int):
-    """One pass over the tiles, text chunks split over `workers` threads. Per pair, counted against its threshold:
-    the videos ahead of its video for its text, the texts ahead of its text for its video, and the pair's score
-    as its tile computes it."""
-    scan = _TileCounter(texts, videos, pairs)
+@dataclass
+class _Counted:
+    """One pass's counts, per pair: the videos ahead of its video for its text, the texts ahead of its text for
+    its video, and its score as its tile computed it; with the top items asked for, what each text and each video
+    kept (`RunningTop`)."""
+
+    text_ahead: torch.Tensor
+    video_ahead: torch.Tensor
+    exact: torch.Tensor
+    text_top: RunningTop | None = None
+    video_top: RunningTop | None = None
+
+
+def _scan(texts, videos, pairs: _Pairs, workers: int, keep: tuple[int, int] | None = None) -> _Counted:
+    """One pass over the tiles, text chunks split over `workers` threads, counting every pair against its
+    threshold; with `keep` = (per text, per video), each text's and each video's best items are kept too."""
+    scan = _TileCounter(texts, videos, pairs, keep)
     chunks = range(len(pairs.tiling.chunk_starts))
     if workers == 1 or len(chunks) == 1:
-        video_counts = scan.chunks(chunks)
+        done = [scan.chunks(chunks)]
     else:
         # OpenMP's and MKL's thread counts are per thread: a pool thread starts at the default, and a BLAS free to
         # split a product over threads rounds some scores differently from call to call (ranks moved by one).
         with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            video_counts = sum(pool.map(scan.chunks, [chunks[i::workers] for i in range(workers)]))
-    by_video, exact = torch.empty_like(video_counts), torch.empty_like(scan.exact)
-    by_video[pairs.by_video], exact[pairs.own.order] = video_counts, scan.exact
-    return scan.text_counts, by_video, exact
+            done = list(pool.map(scan.chunks, [chunks[i::workers] for i in range(workers)]))
+    by_video, exact = torch.empty_like(scan.text_counts), torch.empty_like(scan.exact)
+    by_video[pairs.by_video], exact[pairs.own.order] = sum(work.video_counts for work in done), scan.exact
+    counted = _Counted(scan.text_counts, by_video, exact)
+    if keep:
+        counted.text_top = scan.text_top
+        counted.video_top = RunningTop.merge([work.video_top for work in done])
+    return counted
 
 
 class _TileCounter:
     """Counts of one pass: rows (text -> video) in place, shared by the workers (a text chunk is one worker's),
     columns (video -> text) per worker; and each pair's score as its tile computed it (`exact`, in tile order)."""
 
-    def __init__(self, texts, videos, pairs: _Pairs):
-        self.texts, self.videos, self.pairs = texts, videos, pairs
+    def __init__(self, texts, videos, pairs: _Pairs, keep: tuple[int, int] | None = None):
+        self.texts, self.videos, self.pairs, self.keep = texts, videos, pairs, keep
         # 0.0/1.0 floats sum several times faster than bools in torch, and exactly below 2**24.
         tiling = pairs.tiling
         self.dtype = torch.float32 if max(tiling.num_texts, tiling.num_videos) < 2**24 else torch.float64
         self.text_counts = torch.zeros(pairs.thresholds.shape[0], dtype=self.dtype, device=texts.device)
         self.exact = torch.empty_like(pairs.thresholds)
+        self.text_top = None
+        if keep:
+            self.text_top = RunningTop(tiling.num_texts, keep[0], texts.dtype, texts.device)
 
-    def chunks(self, chunks) -> torch.Tensor:
-        """Count every tile of the text chunks `chunks`; returns their column counts."""
+    def chunks(self, chunks) -> _Work:
+        """Count every tile of the text chunks `chunks`; returns what the worker added up."""
         tiling = self.pairs.tiling
         work = _Work(
             tile=torch.empty(tiling.rows * tiling.columns, dtype=self.texts.dtype, device=self.texts.device),
             scratch=_Scratch(self.dtype, self.texts.device),
             video_counts=torch.zeros_like(self.text_counts),
         )
+        if self.keep:
+            work.video_top = RunningTop(tiling.num_videos, self.keep[1], self.texts.dtype, self.texts.device)
         for i in chunks:
             for j in range(len(tiling.tile_starts)):
                 self.tile(i, j, work)
-        return work.video_counts
+        return work
 
     def tile(self, i: int, j: int, work: _Work) -> None:
         """Compute tile (i, j), take the own scores it holds, and count it slice by slice."""
@@ -292,7 +349,7 @@ class _TileCounter:
         per_chunk = tiling.slices_per_chunk
         slices = range(i * per_chunk, min((i + 1) * per_chunk, len(pairs.rows.bounds) - 1))
         rows, columns = pairs.rows.bounds, pairs.columns.bounds
-        if rows[slices[0]] == rows[slices[-1] + 1] and columns[j] == columns[j + 1]:
+        if not self.keep and rows[slices[0]] == rows[slices[-1] + 1] and columns[j] == columns[j + 1]:
             return  # a recount with no pair in this tile's rows or columns
         start, left = i * tiling.rows, j * tiling.columns
         chunk, gallery = self.texts[start : start + tiling.rows], self.videos[left : left + tiling.columns]
@@ -302,8 +359,31 @@ class _TileCounter:
         lo, hi = pairs.own.bounds[number : number + 2]
         if lo < hi:
             self.exact[lo:hi] = scores.view(-1)[pairs.own.position[lo:hi]]
+        tops = self._tops(scores, start, left, work)
         for k, top in zip(slices, range(0, shape[0], tiling.count_rows), strict=True):
-            self.slice(_Slice(scores[top : top + tiling.count_rows], k, j, start + top, left), work)
+            piece = _Slice(scores[top : top + tiling.count_rows], k, j, start + top, left)
+            self.slice(piece, work)
+            for best, transposed, found in tops:
+                first_query, first_item = (left, piece.first_text) if transposed else (piece.first_text, left)
+                found.append(best.candidates(piece.scores, first_query, first_item, transposed))
+        for best, _, found in tops:
+            best.take(found)
+
+    def _tops(self, scores, start: int, left: int, work: _Work) -> list[tuple[RunningTop, bool, list]]:
+        """Offer tile scores to the texts' and videos' `RunningTop`s: a whole tile where its queries are not yet
+        filled (the first tiles), else the candidates of each slice while it is in cache (the list returned)."""
+        if not self.keep:
+            return []
+        tops = []
+        for best, first, count, transposed in (
+            (self.text_top, start, scores.shape[0], False),
+            (work.video_top, left, scores.shape[1], True),
+        ):
+            if best.filled(first, count):
+                tops.append((best, transposed, []))
+            else:
+                best.offer(scores, first, left if not transposed else start, transposed)
+        return tops
 
     def slice(self, piece: _Slice, work: _Work) -> None:
         """Count one slice: its rows for the pairs whose text it holds, its columns for those whose video it holds."""
@@ -330,6 +410,7 @@ class _Work:
     tile: torch.Tensor
     scratch: _Scratch
     video_counts: torch.Tensor
+    video_top: RunningTop | None = None
 
 
 @dataclass(frozen=True)

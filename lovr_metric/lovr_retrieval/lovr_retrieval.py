@@ -8,9 +8,9 @@ matrices and the per-text relevant ids travel as keyword arguments, which `Evalu
 `_compute` untouched. Call `compute` once with every input: `add_batch` would only stream gallery ids.
 
 This folder is the whole metric, as the Space holds it: `evaluate.load("<org>/lovr_retrieval")` downloads this file
-and the siblings it imports relatively at the start of a line (`retrieval.py`, and `_retrieval_inputs.py` and
-`_tiled_ranks.py`, which it imports too so that the loader fetches them for `retrieval.py`); `lovr_metric`
-re-exports the same maths.
+and the siblings it imports relatively at the start of a line (`retrieval.py`, and `_retrieval_inputs.py`,
+`_tiled_ranks.py` and `_tiled_top.py`, which it imports too so that the loader fetches them for the others: it
+reads this file's imports only); `lovr_metric` re-exports the same maths.
 """
 
 import datasets
@@ -22,8 +22,9 @@ import torch
 
 from ._retrieval_inputs import from_nested_lists
 
-# Imported for the loader only (see the module docstring): retrieval.py needs this file beside it.
+# Imported for the loader only (see the module docstring): retrieval.py and _tiled_ranks.py need these beside them.
 from ._tiled_ranks import pair_ranks
+from ._tiled_top import RunningTop
 from .retrieval import retrieval_metrics
 
 _CITATION = """\

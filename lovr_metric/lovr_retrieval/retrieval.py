@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ._retrieval_inputs import RetrievalInputs, check_inputs, check_k_values
-from ._tiled_ranks import CPU_TILES, GPU_TILES, TileShape, pair_ranks, tile_shape
+from ._tiled_ranks import CPU_TILES, GPU_TILES, TileShape, pair_ranks, rank_pass, tile_shape
 
 __all__ = [
     "CPU_TILES",
@@ -41,11 +41,14 @@ NDCG_CUTOFF = 10
 class RankedPairs:
     """The checked inputs (normalised embeddings, relevant pairs; see `RetrievalInputs`) and each pair's 1-based
     rank: of its video among all videos for its text (`text_ranks`), of its text among all texts for its video
-    (`video_ranks`)."""
+    (`video_ranks`); with `retrieval_ranks(top=k)`, the k best video rows of every text (`text_top`) and text rows
+    of every video (`video_top`), best first, ties to the earlier row (`_tiled_top`)."""
 
     inputs: RetrievalInputs
     text_ranks: torch.Tensor
     video_ranks: torch.Tensor
+    text_top: torch.Tensor | None = None
+    video_top: torch.Tensor | None = None
 
     def direction(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(query row of each pair, its rank) of direction `name`: text rows for `text_to_video`, video rows for
@@ -67,12 +70,14 @@ def retrieval_ranks(
     max_block_bytes: int | None = None,
     skip_missing: bool = False,
     device: str | torch.device | None = None,
+    top: int = 0,
 ) -> RankedPairs:
-    """The ranks of every relevant pair in both directions; arguments as `retrieval_metrics`."""
+    """The ranks of every relevant pair in both directions, arguments as `retrieval_metrics`; with `top > 0`, also
+    the `top` best items of every text and of every video, kept by the same pass."""
     inputs = check_inputs(text_embeddings, text_ids, video_embeddings, video_ids, skip_missing, device)
     chunk_size = _chunk_size(chunk_size, max_block_bytes, inputs.videos)
-    text_ranks, video_ranks = pair_ranks(inputs.texts, inputs.videos, inputs.pair_text, inputs.pair_video, chunk_size)
-    return RankedPairs(inputs, text_ranks, video_ranks)
+    ranked = rank_pass(inputs.texts, inputs.videos, inputs.pair_text, inputs.pair_video, chunk_size, top=top)
+    return RankedPairs(inputs, ranked.text_ranks, ranked.video_ranks, ranked.text_top, ranked.video_top)
 
 
 def retrieval_metrics(

@@ -20,7 +20,6 @@ from lovr_metric.evaluation.ranking import (
     query_ids,
     rank_embeddings,
     read_per_query,
-    top_indices,
     write_per_query,
 )
 from lovr_metric.evaluation.tasks import DIRECTIONS, incomplete_reason
@@ -71,16 +70,6 @@ def test_per_query_file_round_trip(tmp_path):
     assert [r.tolist() for r in back.relevant_ranks] == [[1, 5], [3]]
     with pytest.raises(ValueError, match="does not exist"):
         read_per_query(tmp_path / "missing.parquet")
-
-
-def test_top_indices_follow_the_stable_tie_rule():
-    gallery = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.6, 0.8], [1.0, 0.0]])
-    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    # Query 0 ties rows 0, 2 and 4 (score 1): earlier rows first, and the third tie is cut at k=2.
-    assert top_indices(queries, gallery, k=2).tolist() == [[0, 2], [1, 3]]
-    assert top_indices(queries, gallery, k=4).tolist() == [[0, 2, 4, 3], [1, 3, 0, 2]]
-    ranks = np.argsort(-(queries @ gallery.T).numpy(), axis=1, kind="stable")[:, :4]
-    assert top_indices(queries, gallery, k=4, rows=1).tolist() == ranks.tolist()
 
 
 def test_top_ids_of_duplicate_texts_tie_whatever_the_blocks():
@@ -244,10 +233,6 @@ def test_runs_that_embedded_other_items_are_refused(tmp_path):
     b = make_run(tmp_path / "b", [1, 2], failed=["v7"])
     with pytest.raises(ValueError, match="could not embed the same items"):
         compare_runs(CompareConfig(str(a), str(b)))
-
-
-def test_top_indices_of_no_query():
-    assert top_indices(torch.zeros(0, 2), torch.eye(2), k=2).shape == (0, 2)
 
 
 def _edit_results(run, **changes):

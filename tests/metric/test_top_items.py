@@ -1,0 +1,122 @@
+"""The top items the core's tiled pass keeps (`rank_pass(top=k)`, `_tiled_top`), against an exact reference: each
+score a sum of exact products of the float32 embeddings in rational arithmetic, a stable sort by it (ties to the
+earlier item). Tiles as small as one text by one video put copies of an embedding in different products.
+
+    python -m pytest tests/metric/test_top_items.py -q
+"""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from lovr_metric.lovr_retrieval._tiled_ranks import rank_pass
+from lovr_metric.lovr_retrieval._tiled_top import TOP_MARGIN
+
+TILINGS = [(1, 1, 1), (5, 3, 2), (7, 4, 3), (64, 64, 64)]  # texts per tile, videos per tile, texts counted at a time
+
+
+def exact_top(queries: torch.Tensor, items: torch.Tensor, k: int) -> list[list[int]]:
+    """Per query, its k best items by the exact dot product, ties to the earlier item."""
+    rows = [[Fraction(x) for x in row] for row in items.double().tolist()]
+    out = []
+    for query in queries.double().tolist():
+        query = [Fraction(x) for x in query]
+        scores = [sum(a * b for a, b in zip(query, row, strict=True)) for row in rows]
+        out.append(sorted(range(len(rows)), key=lambda j: (-scores[j], j))[:k])
+    return out
+
+
+def unit(rows: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(rows, dim=1)
+
+
+def top_of(texts, videos, k, tiling=(64, 64, 64)):
+    pairs = torch.arange(texts.shape[0])
+    ranked = rank_pass(texts, videos, pairs, pairs % videos.shape[0], *tiling, top=k)
+    return ranked.text_top.tolist(), ranked.video_top.tolist()
+
+
+@pytest.mark.parametrize("tiling", TILINGS)
+@pytest.mark.parametrize("seed", range(4))
+def test_top_items_are_the_exact_ones_whatever_the_tiles(seed, tiling):
+    # Texts and videos drawn from few vectors: copies tie exactly, the earlier one first, across tiles.
+    generator = torch.Generator().manual_seed(seed)
+    text_base, video_base = unit(torch.randn(4, 6, generator=generator)), unit(torch.randn(5, 6, generator=generator))
+    texts = text_base[torch.randint(0, 4, (37,), generator=generator)]
+    videos = video_base[torch.randint(0, 5, (23,), generator=generator)] if seed % 2 else unit(torch.randn(23, 6))
+    text_top, video_top = top_of(texts, videos, 10, tiling)
+    assert text_top == exact_top(texts, videos, 10)
+    assert video_top == exact_top(videos, texts, 10)
+
+
+def test_top_items_of_distinct_embeddings_at_a_larger_scale():
+    generator = torch.Generator().manual_seed(0)
+    videos = unit(torch.randn(300, 32, generator=generator))
+    texts = unit(videos[torch.arange(260) % 300] + 0.5 * torch.randn(260, 32, generator=generator))
+    text_top, video_top = top_of(texts, videos, 10, (64, 128, 32))
+    # No two scores here lie within 1e-12 of each other: a float64 product orders them exactly.
+    scores = (texts.double() @ videos.double().T).numpy()
+    assert np.diff(np.sort(scores, axis=1), axis=1).min() > 1e-12
+    assert text_top == np.argsort(-scores, axis=1, kind="stable")[:, :10].tolist()
+    assert video_top == np.argsort(-scores.T, axis=1, kind="stable")[:, :10].tolist()
+
+
+def test_the_stable_tie_rule_on_a_hand_made_gallery():
+    videos = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.6, 0.8], [1.0, 0.0]])
+    texts = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # Text 0 ties videos 0, 2 and 4 (score 1): earlier first, and the third tie is cut at k = 2.
+    assert top_of(texts, videos, 2, (1, 2, 1))[0] == [[0, 2], [1, 3]]
+    assert top_of(texts, videos, 4, (1, 2, 1))[0] == [[0, 2, 4, 3], [1, 3, 0, 2]]
+
+
+def test_a_tie_closer_than_float32_can_resolve_is_ordered_exactly():
+    # Video 1 is video 0 nudged by one float32 step in one entry: their scores for the text differ by about 1e-8,
+    # below what a float32 product resolves (the full product ties or swaps them); the exact order holds.
+    generator = torch.Generator().manual_seed(3)
+    text = unit(torch.randn(1, 512, generator=generator))
+    video = unit(text + 0.01 * torch.randn(1, 512, generator=generator))
+    nudged = video.clone()
+    column = int(torch.argmax(text[0].abs()))
+    nudged[0, column] = torch.nextafter(nudged[0, column], nudged[0, column] * 2)
+    videos = torch.cat([nudged, video, unit(torch.randn(30, 512, generator=generator))])
+    expected = exact_top(text, videos, 10)
+    float32 = (text @ videos.T)[0]
+    assert sorted(expected[0][:2]) == [0, 1] and abs(float32[0] - float32[1]) < 1e-7
+    assert top_of(text, videos, 10, (1, 1, 1))[0] == expected
+
+
+def test_a_crowded_top_is_ranked_against_every_item():
+    # 40 copies of one video among 60: a text's kept items all tie, so they prove nothing about the others.
+    generator = torch.Generator().manual_seed(1)
+    copies = unit(torch.randn(1, 8, generator=generator)).expand(40, -1)
+    order = torch.randperm(60, generator=generator)
+    videos = torch.cat([unit(torch.randn(20, 8, generator=generator)), copies])[order]
+    texts = unit(copies[:3] + 0.01 * torch.randn(3, 8, generator=generator))
+    text_top, _ = top_of(texts, videos, 10, (2, 7, 1))
+    assert text_top == exact_top(texts, videos, 10)
+    assert 40 > 10 + TOP_MARGIN
+
+
+def test_fewer_items_than_k():
+    texts, videos = unit(torch.randn(5, 4)), unit(torch.randn(3, 4))
+    text_top, video_top = top_of(texts, videos, 10, (2, 2, 1))
+    assert text_top == exact_top(texts, videos, 10) and all(len(row) == 3 for row in text_top)
+    assert video_top == exact_top(videos, texts, 10) and all(len(row) == 5 for row in video_top)
+
+
+def test_float64_embeddings():
+    generator = torch.Generator().manual_seed(2)
+    videos = unit(torch.randn(40, 16, dtype=torch.float64, generator=generator))
+    texts = unit(videos[:30] + 0.3 * torch.randn(30, 16, dtype=torch.float64, generator=generator))
+    text_top, video_top = top_of(texts, videos, 10, (8, 16, 4))
+    assert text_top == exact_top(texts, videos, 10)
+    assert video_top == exact_top(videos, texts, 10)
+
+
+def test_without_top_the_pass_keeps_nothing():
+    texts = unit(torch.randn(6, 4))
+    ranked = rank_pass(texts, texts, torch.arange(6), torch.arange(6), 4)
+    assert ranked.text_top is None and ranked.video_top is None
+    assert np.array_equal(ranked.text_ranks.numpy(), np.ones(6))
