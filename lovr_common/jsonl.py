@@ -66,14 +66,19 @@ def read_jsonl_numbered(
 ) -> Iterator[tuple[int, dict]]:
     """As `read_jsonl`, yielding `(line number from 1, object)`: for messages that point at a line."""
     path = Path(path)
-    with open(path, "rb") as f:
+    # A 1 MiB buffer: LoVR's lines are 7-120 KB, and with the default 8 KiB one most lines are pieced together from
+    # several reads (0.14 against 0.03 CPU s to iterate the 272 MB of a full-scale release).
+    with open(path, "rb", buffering=1 << 20) as f:
         for lineno, raw in enumerate(f, start=1):
             if lineno == 1:
                 raw = raw.removeprefix(codecs.BOM_UTF8)
             if not raw.strip():
                 continue
             try:
-                record = json.loads(raw.decode("utf-8"), object_pairs_hook=refuse_repeated_keys)
+                text = raw.decode("utf-8")
+                if text.startswith("\ufeff"):  # what json.loads says of a BOM, which the decoder would not check
+                    raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+                record = _DECODER.decode(text)
                 if not isinstance(record, dict):
                     raise ValueError(f"expected a JSON object, got {type(record).__name__}")
             except (UnicodeDecodeError, ValueError) as err:
@@ -103,6 +108,10 @@ def refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict:
         repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
         raise ValueError(f"key {repeated!r} appears twice in one object")
     return record
+
+
+# One decoder for every line: `json.loads(..., object_pairs_hook=...)` builds a new one per call.
+_DECODER = json.JSONDecoder(object_pairs_hook=refuse_repeated_keys)
 
 
 def cut_torn_tail(path: str | os.PathLike) -> None:
