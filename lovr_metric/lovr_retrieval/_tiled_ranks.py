@@ -366,12 +366,12 @@ class _TileCounter:
             for best, transposed, found in tops:
                 first_query, first_item = (left, piece.first_text) if transposed else (piece.first_text, left)
                 found.append(best.candidates(piece.scores, first_query, first_item, transposed))
-        for best, _, found in tops:
+        for best, _, found in tops:  # merged once per tile: a chunk's worth at once took longer (larger sorts)
             best.take(found)
 
     def _tops(self, scores, start: int, left: int, work: _Work) -> list[tuple[RunningTop, bool, list]]:
-        """Offer tile scores to the texts' and videos' `RunningTop`s: a whole tile where its queries are not yet
-        filled (the first tiles), else the candidates of each slice while it is in cache (the list returned)."""
+        """Offer the tile's scores to the texts' and the videos' `RunningTop`s: the whole tile where its queries are
+        not yet filled (their first tile), else, returned, where each slice's candidates go while it is in cache."""
         if not self.keep:
             return []
         tops = []

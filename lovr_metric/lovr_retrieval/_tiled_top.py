@@ -81,6 +81,8 @@ class RunningTop:
 
     def take(self, found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
         """Merge the `candidates` found (each query's own) into what the queries keep."""
+        if not found:
+            return
         query, item, score = (torch.cat(parts) for parts in zip(*found, strict=True))
         if query.shape[0] == 0:
             return
