@@ -255,8 +255,9 @@ def _direction_ranks(name: str, direction: str, ranked: RankedPairs, targets, ga
         query_names, candidate_names, best = gallery, text_ids, ranked.video_top
     top: list[list[str]] = [[] for _ in query_names]
     rows = np.unique(query)  # the query rows: every text, or the gallery items with a relevant text
-    for row, indices in zip(rows.tolist(), best[torch.from_numpy(rows).to(best.device)].tolist(), strict=True):
-        top[row] = [candidate_names[j] for j in indices]
+    names = np.asarray(candidate_names, dtype=object)[best[torch.from_numpy(rows).to(best.device)].cpu().numpy()]
+    for row, ids in zip(rows.tolist(), names.tolist(), strict=True):
+        top[row] = ids
     return DirectionRanks.from_pairs(name, direction, query_names, query, ranks, top)
 
 
