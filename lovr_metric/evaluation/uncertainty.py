@@ -62,39 +62,50 @@ def resample_indices(num_queries: int, num_resamples: int, seed: int):
         yield rng.integers(0, num_queries, size=(min(_BATCH, num_resamples - start), num_queries))
 
 
-def _counts(indices: np.ndarray, num_queries: int) -> np.ndarray:
-    """How often each query is drawn in each resampled set: `(batch, num_queries)`."""
-    rows = np.arange(indices.shape[0])[:, None] * num_queries
-    return np.bincount((rows + indices).ravel(), minlength=indices.size).reshape(indices.shape)
+def _counts(indices: np.ndarray, num_groups: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """How often each query (or each group of queries, `groups[query]`) is drawn in each resampled set:
+    `(batch, num_groups)`, as floats (exact: the products with the values take them so). Counted set by set: one
+    set's counts stay in the CPU's cache, where one count over the whole batch (sets offset) scattered over all of
+    it, 3-8x slower at 40,804 queries."""
+    counts = np.empty((indices.shape[0], num_groups), dtype=np.float64)
+    for row, drawn in enumerate(indices):
+        counts[row] = np.bincount(drawn if groups is None else groups[drawn], minlength=num_groups)
+    return counts
 
 
-def _weighted_medians(sorted_values: np.ndarray, sorted_counts: np.ndarray) -> np.ndarray:
-    """Per row of draw counts (queries in ascending value order), the median of the drawn values, as `np.median`
+def _weighted_medians(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per row of draw counts of `values` (distinct, ascending), the median of the drawn values, as `np.median`
     takes it: the middle value, or the mean of the two middle ones."""
-    total = int(sorted_counts[0].sum())
-    cumulative = np.cumsum(sorted_counts, axis=1)
-    # The k-th smallest drawn value (1-based) is that of the first query whose cumulative count reaches k.
-    low = sorted_values[(cumulative >= (total + 1) // 2).argmax(axis=1)]
-    high = sorted_values[(cumulative >= total // 2 + 1).argmax(axis=1)]
+    total = int(counts[0].sum())
+    cumulative = np.cumsum(counts, axis=1)
+    # The k-th smallest drawn value (1-based) is the first value whose cumulative count reaches k.
+    low = values[(cumulative >= (total + 1) // 2).argmax(axis=1)]
+    high = values[(cumulative >= total // 2 + 1).argmax(axis=1)]
     return (low + high) / 2
 
 
 def _resampled_statistics(values: Mapping[str, np.ndarray], num_resamples: int, seed: int) -> dict[str, np.ndarray]:
     """Each metric's statistic on every resampled query set. The draws become counts per query, so that every mean
-    is one product of the counts with the values (and a median a scan of them), whatever the number of metrics."""
+    is one product of the counts with the values, and counts per distinct value, so that a median is a scan of
+    those (ranks repeat: far fewer than the queries), whatever the number of metrics."""
     num_queries = _check(values, "bootstrap")
     names = list(values)
     means = [name for name in names if statistic(name) is np.mean]
     table = np.stack([np.asarray(values[name], dtype=np.float64) for name in means], axis=1) if means else None
-    orders = {name: np.argsort(values[name], kind="stable") for name in names if name not in means}
+    # Each median metric's distinct values (ascending) and the position of each query's value among them.
+    distinct = {
+        name: np.unique(np.asarray(values[name], dtype=np.float64), return_inverse=True)
+        for name in names
+        if name not in means
+    }
     out = {name: [] for name in names}
     for indices in resample_indices(num_queries, num_resamples, seed):
-        counts = _counts(indices, num_queries)
+        for name, (sorted_values, groups) in distinct.items():
+            out[name].append(_weighted_medians(sorted_values, _counts(indices, len(sorted_values), groups)))
         if table is not None:
+            counts = _counts(indices, num_queries)
             for name, column in zip(means, (counts @ table / num_queries).T, strict=True):
                 out[name].append(column)
-        for name, order in orders.items():
-            out[name].append(_weighted_medians(np.asarray(values[name], dtype=np.float64)[order], counts[:, order]))
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
 

@@ -30,6 +30,14 @@ def test_intervals_equal_the_naive_loop(num_resamples):
         assert got[name] == pytest.approx(naive_interval(array, statistic(name), num_resamples, seed=7), abs=1e-12)
 
 
+@pytest.mark.parametrize("high", [3, 40, 10_000])  # few distinct ranks (many ties) to all distinct
+def test_median_intervals_equal_the_naive_loop_exactly(high):
+    # A median is read from draw counts per distinct value: the same middle values as np.median, so the same floats.
+    ranks = np.random.default_rng(high).integers(1, high, size=301).astype(float)
+    got = bootstrap_intervals({"x_median_rank": ranks}, num_resamples=450, seed=2)["x_median_rank"]
+    assert got == naive_interval(ranks, np.median, 450, seed=2)
+
+
 def test_interval_of_two_queries_by_hand():
     # Resampled means of [0, 1] are 0, 1/2, 1 with probabilities 1/4, 1/2, 1/4: the 2.5% and 97.5% points are 0, 1.
     (low, high) = bootstrap_intervals({"m": np.array([0.0, 1.0])}, num_resamples=4000, seed=0)["m"]
