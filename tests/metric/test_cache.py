@@ -39,6 +39,21 @@ def test_round_trip_across_processes_and_merge(tmp_path):
     assert not EmbeddingCache(tmp_path, "org/model", {**SETTINGS, "interval": 10}).has("clip", "a")
 
 
+@pytest.mark.parametrize("shards", [1, 3])
+def test_get_returns_the_vectors_of_the_keys_in_their_order(tmp_path, shards):
+    # Naive reference: each key's own vector, stacked. Keys repeated, reversed, spread over the shards.
+    vectors = {f"k{i}": np.array([i, -i, 0.5 * i], dtype=np.float32) for i in range(7)}
+    cache = EmbeddingCache(tmp_path, "org/model", SETTINGS)
+    for part in np.array_split(list(vectors), shards):
+        cache.put("clip", {key: vectors[key] for key in part})
+    keys = ["k6", "k0", "k3", "k3", "k1", "k5", "k2", "k4"]
+    got = cache.get("clip", keys)
+    assert got.dtype == np.float32 and got.flags.writeable
+    np.testing.assert_array_equal(got, np.stack([vectors[key] for key in keys]))
+    with pytest.raises(KeyError, match=r"1 clip embedding\(s\) are not cached, e.g. \['k9'\]"):
+        cache.get("clip", ["k1", "k9"])
+
+
 def test_the_merged_index_keeps_odd_keys_and_names_a_damaged_line(tmp_path):
     cache = EmbeddingCache(tmp_path, "org/model", SETTINGS)
     # U+2028 is a line separator to str.splitlines; json.dumps writes it as it is inside a string.
