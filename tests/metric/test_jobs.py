@@ -91,3 +91,15 @@ def test_an_empty_caption_is_no_query_and_is_refused(tmp_path):
     clips[0]["caption"] = None  # not known: no query, its clip still in the gallery
     data = plan(clips, videos, [], tmp_path, ["clip"])
     assert data.queries["clip"] == [] and data.clip_ids == ["v-Scene-001"]
+
+
+@pytest.mark.parametrize(
+    "clip_path", ["c.mp4", "clips/c.mp4", "clips//c.mp4", "./clips/./c.mp4", "clips/sub/../c.mp4", "clips/", ""]
+)
+def test_a_path_is_root_joined_with_it_whatever_its_spelling(tmp_path, clip_path):
+    # Folders are parsed once per plan (a cache of root / folder): the path must be the one root / clip_path gives.
+    clips, videos = _rows(clip_path, None)
+    clips.append({**clips[0], "clip_id": "v-Scene-002"})  # the second clip of a folder takes the cached one
+    data = plan(clips, videos, [], tmp_path, ["clip"])
+    assert [str(job.path) for job in data.jobs] == [str(tmp_path / clip_path)] * 2
+    assert [job.path for job in data.jobs] == [tmp_path / clip_path] * 2
