@@ -17,7 +17,9 @@ others are written (nothing is written when no granularity ranked).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import logging
 import os
 from dataclasses import dataclass, field
@@ -248,14 +250,29 @@ class Evaluation:
     video_root: Path
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause Python's cyclic garbage collector while the rows are read and planned: hundreds of thousands of rows,
+    paths, segments and jobs at LoVR's scale, none in a cycle, which the collector scanned again and again (the plan
+    took 0.66 s with it, 0.3 s without)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def prepare(config: EvaluateConfig, encoder=None, text_encoder=None) -> Evaluation:
     """Everything before embedding: the output folder checked, the dataset read and planned (a granularity without
     texts refused), the encoders loaded unless given, the frames and the caches chosen."""
     state = process_state()
     video_root = Path(config.video_root or config.dataset)
     check_output_folder(Path(config.output), Path(config.dataset), video_root)
-    rows = load_rows(config.dataset)
-    granularities, data = _plan(config, rows, video_root)
+    with _gc_paused():
+        rows = load_rows(config.dataset)
+        granularities, data = _plan(config, rows, video_root)
 
     visual_config = _encoder_config(config, config.model, config.revision)
     text_config = _encoder_config(config, config.text_model or config.model, config.text_revision)
