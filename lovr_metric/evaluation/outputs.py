@@ -250,12 +250,14 @@ def failure_summary(results: dict) -> str:
 
 def plot_pass_at_k(results: dict, path: Path) -> None:
     """Pass@k against k, one line per direction."""
-    import matplotlib
+    # A figure of its own on the Agg canvas, without pyplot: writing a file needs neither its import nor its global
+    # state, and a caller's backend and open figures are left as they were (matplotlib.use("Agg") switched them).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     for label, values in _direction_rows(results["metrics"]):
         points = sorted((int(m.group(1)), v) for key, v in values.items() if (m := re.fullmatch(r"pass@(\d+)", key)))
         if points:
@@ -270,4 +272,3 @@ def plot_pass_at_k(results: dict, path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
