@@ -127,8 +127,10 @@ def rank_pass(
             text_ahead[stale], video_ahead[stale] = recounted.text_ahead, recounted.video_ahead
         text_top = video_top = None
         if top:
-            text_top = exact_top(counted.text_top, texts, videos, top)
-            video_top = exact_top(counted.video_top, videos, texts, top)
+            with ThreadPoolExecutor(min(workers, 2), initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                texts_done = pool.submit(exact_top, counted.text_top, texts, videos, top)
+                video_top = exact_top(counted.video_top, videos, texts, top)
+                text_top = texts_done.result()
     return PassResult(text_ahead.long() + 1, video_ahead.long() + 1, text_top, video_top)
 
 
