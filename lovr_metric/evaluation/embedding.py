@@ -179,7 +179,7 @@ def encode_texts(encoder: TextEncoder, cache: EmbeddingCache, texts: list[str], 
     for each other before they split the texts."""
     state = process_state()
     cached = cache.records()
-    todo = [text for text in dict.fromkeys(texts) if ("text", text_key(text)) not in cached]
+    todo = list(dict.fromkeys(text for text in texts if ("text", text_key(text)) not in cached))
     state.wait_for_everyone()  # every rank splits the same list: none may write before all have read the cache
     with state.split_between_processes(todo) as mine:
         for start in tqdm(range(0, len(mine), batch_size), desc="texts", disable=not state.is_main_process):
