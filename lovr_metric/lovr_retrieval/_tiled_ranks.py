@@ -328,7 +328,7 @@ class _TileCounter:
         self.exact = torch.empty_like(pairs.thresholds)
         self.text_top = None
         if keep:
-            self.text_top = RunningTop(tiling.num_texts, keep[0], texts.dtype, texts.device)
+            self.text_top = RunningTop(tiling.num_texts, keep[0], texts.dtype)
 
     def chunks(self, chunks) -> _Work:
         """Count every tile of the text chunks `chunks`; returns what the worker added up."""
@@ -339,7 +339,7 @@ class _TileCounter:
             video_counts=torch.zeros_like(self.text_counts),
         )
         if self.keep:
-            work.video_top = RunningTop(tiling.num_videos, self.keep[1], self.texts.dtype, self.texts.device)
+            work.video_top = RunningTop(tiling.num_videos, self.keep[1], self.texts.dtype)
         for i in chunks:
             for j in range(len(tiling.tile_starts)):
                 self.tile(i, j, work)

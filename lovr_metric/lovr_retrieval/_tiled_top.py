@@ -31,14 +31,16 @@ _buffers = threading.local()
 
 
 class RunningTop:
-    """Per query, the `keep` highest scores offered so far and their items (`-inf` and `-1` until filled).
+    """Per query, the `keep` highest scores offered so far and their items (`-inf` and `-1` until filled), held on
+    the host as numpy arrays whatever device the tiles are on: merging a tile's few candidates is many small
+    operations, each a few microseconds in numpy against tens in torch.
 
     Invariant: an item offered to a query and not kept scored at most the query's final `keep`-th best score
     (`exact_top` relies on it)."""
 
-    def __init__(self, num_queries: int, keep: int, dtype: torch.dtype, device: torch.device):
-        self.values = torch.full((num_queries, keep), float("-inf"), dtype=dtype, device=device)
-        self.items = torch.full((num_queries, keep), -1, dtype=torch.long, device=device)
+    def __init__(self, num_queries: int, keep: int, dtype: torch.dtype):
+        self.values = np.full((num_queries, keep), -np.inf, dtype=torch.empty(0, dtype=dtype).numpy().dtype)
+        self.items = np.full((num_queries, keep), -1, dtype=np.int64)
 
     @property
     def keep(self) -> int:
@@ -46,60 +48,56 @@ class RunningTop:
 
     def filled(self, first_query: int, num_queries: int) -> bool:
         """Whether queries `first_query`, ... have `keep` scores each (candidates can then be sought sparsely)."""
-        return not torch.isinf(self.values[first_query : first_query + num_queries, -1]).any()
+        return not np.isinf(self.values[first_query : first_query + num_queries, -1]).any()
 
     def offer(self, scores: torch.Tensor, first_query: int, first_item: int, transposed: bool = False) -> None:
         """Take every score of `scores` where it beats its query's `keep`-th best: queries `first_query`, ... in its
-        rows and items `first_item`, ... in its columns, or the other way round when `transposed`."""
-        offered = scores.T if transposed else scores
-        rows = slice(first_query, first_query + offered.shape[0])
-        values, items = self.values[rows], self.items[rows]
-        best, where = torch.topk(torch.cat([values, offered], dim=1), self.keep, dim=1)
-        kept = items.gather(1, where.clamp(max=self.keep - 1))
-        self.values[rows] = best
-        self.items[rows] = torch.where(where < self.keep, kept, where - self.keep + first_item)
+        rows and items `first_item`, ... in its columns, or the other way round when `transposed`. Each query's
+        best `keep` of the block are found where the block is, and merged here."""
+        offered = scores.T.contiguous() if transposed else scores
+        best, where = torch.topk(offered, min(self.keep, offered.shape[1]), dim=1)
+        query = np.repeat(np.arange(first_query, first_query + offered.shape[0]), best.shape[1])
+        self.take([(query, where.reshape(-1).cpu().numpy() + first_item, best.reshape(-1).cpu().numpy())])
 
     def candidates(self, scores: torch.Tensor, first_query: int, first_item: int, transposed: bool = False):
         """(query, item, score) of the scores of `scores` (laid out as for `offer`) above their query's current
-        `keep`-th best, to be taken by `take`. On CPU, numpy's compare and `flatnonzero` find them in a quarter of
-        the time of torch's `nonzero`."""
+        `keep`-th best, as numpy arrays for `take`. On CPU, numpy's compare and `flatnonzero` find them in a
+        quarter of the time of torch's `nonzero`."""
         num_queries = scores.shape[1] if transposed else scores.shape[0]
-        # Contiguous: numpy compares against a strided row of floors several times slower.
-        floor = self.values[first_query : first_query + num_queries, -1].contiguous()
+        # A contiguous copy: numpy compares against a strided row of floors several times slower.
+        floor = np.ascontiguousarray(self.values[first_query : first_query + num_queries, -1])
         floor = floor[None, :] if transposed else floor[:, None]
         if scores.device.type == "cpu" and scores.is_contiguous():
             values = scores.numpy()
-            flat = np.flatnonzero(np.greater(values, floor.numpy(), out=_mask(values.shape)))
-            row, column = (torch.from_numpy(part) for part in np.divmod(flat, values.shape[1]))
-            score = torch.from_numpy(values.reshape(-1)[flat])
+            flat = np.flatnonzero(np.greater(values, floor, out=_mask(values.shape)))
+            row, column = np.divmod(flat, values.shape[1])
+            score = values.reshape(-1)[flat]
         else:
-            row, column = torch.nonzero(scores > floor).unbind(1)
-            score = scores[row, column]
+            row, column = torch.nonzero(scores > torch.from_numpy(floor).to(scores.device)).unbind(1)
+            row, column, score = (part.cpu().numpy() for part in (row, column, scores[row, column]))
         if transposed:
             return column + first_query, row + first_item, score
         return row + first_query, column + first_item, score
 
-    def take(self, found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
-        """Merge the `candidates` found (each query's own) into what the queries keep."""
+    def take(self, found: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        """Merge the (query, item, score) candidates `found` into what the queries keep."""
         if not found:
             return
-        query, item, score = (torch.cat(parts) for parts in zip(*found, strict=True))
+        query, item, score = (np.concatenate(parts) for parts in zip(*found, strict=True))
         if query.shape[0] == 0:
             return
-        order = torch.argsort(query, stable=True)
+        order = np.argsort(query, kind="stable")
         query, item, score = query[order], item[order], score[order]
         low, high = int(query[0]), int(query[-1]) + 1
         query = query - low
         # Each query's candidates go to the columns after its kept ones.
-        counts = torch.bincount(query, minlength=high - low)
-        first = torch.cumsum(counts, 0) - counts
-        slot = self.keep + torch.arange(query.shape[0], device=query.device) - first[query]
-        merged = self.values.new_full((high - low, self.keep + int(counts.max())), float("-inf"))
-        merged_items = self.items.new_full(merged.shape, -1)
+        counts = np.bincount(query, minlength=high - low)
+        slot = self.keep + np.arange(query.shape[0]) - (np.cumsum(counts) - counts)[query]
+        merged = np.full((high - low, self.keep + int(counts.max())), -np.inf, dtype=self.values.dtype)
+        merged_items = np.full(merged.shape, -1, dtype=np.int64)
         merged[:, : self.keep], merged_items[:, : self.keep] = self.values[low:high], self.items[low:high]
         merged[query, slot], merged_items[query, slot] = score, item
-        best, where = torch.topk(merged, self.keep, dim=1)
-        self.values[low:high], self.items[low:high] = best, merged_items.gather(1, where)
+        self.values[low:high], self.items[low:high] = _top_columns(merged, merged_items, self.keep)
 
     @classmethod
     def merge(cls, tops: list[RunningTop]) -> RunningTop:
@@ -107,10 +105,17 @@ class RunningTop:
         if len(tops) == 1:
             return tops[0]
         merged = cls.__new__(cls)
-        values = torch.cat([top.values for top in tops], dim=1)
-        best, where = torch.topk(values, tops[0].keep, dim=1)
-        merged.values, merged.items = best, torch.cat([top.items for top in tops], dim=1).gather(1, where)
+        values = np.concatenate([top.values for top in tops], axis=1)
+        items = np.concatenate([top.items for top in tops], axis=1)
+        merged.values, merged.items = _top_columns(values, items, tops[0].keep)
         return merged
+
+
+def _top_columns(values: np.ndarray, items: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the `keep` highest of `values`, best first, and the `items` beside them (torch's `topk`: numpy has
+    no partial sort that keeps the order)."""
+    best, where = torch.topk(torch.from_numpy(values), keep, dim=1)
+    return best.numpy(), np.take_along_axis(items, where.numpy(), axis=1)
 
 
 def _mask(shape: tuple[int, int]) -> np.ndarray:
@@ -140,19 +145,20 @@ def exact_top(top: RunningTop, queries: torch.Tensor, items: torch.Tensor, k: in
     pass over every item (see the module docstring); `(Q, min(k, len(items)))` item rows."""
     k = min(k, items.shape[0])
     bound = 2 * score_error(queries.shape[1], queries.dtype)
-    values = top.values
+    values, kept_items = torch.from_numpy(top.values), torch.from_numpy(top.items).to(queries.device)
     # Scores further apart than `bound` order alike whichever way they are computed: where the first k + 1 kept
     # are, the tile's order is the exact one.
-    out = top.items[:, :k].clone()
+    out = kept_items[:, :k].clone()
     settled = (values[:, :-1] - values[:, 1:])[:, :k].gt(bound).all(dim=1)
     if top.keep >= items.shape[0]:  # every item was kept
         whole = torch.zeros_like(settled)
     else:
         whole = values[:, k - 1] - values[:, -1] <= bound
+    settled, whole = settled.to(queries.device), whole.to(queries.device)
     rows = torch.nonzero(~settled & ~whole).flatten()
     for start in range(0, rows.shape[0], _EXACT_ROWS):
         block = rows[start : start + _EXACT_ROWS]
-        kept = top.items[block].sort(dim=1).values  # by gallery position, so a stable sort breaks ties by it
+        kept = kept_items[block].sort(dim=1).values  # by gallery position, so a stable sort breaks ties by it
         scores = exact_scores(queries[block], items[kept])
         order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
         out[block] = kept.gather(1, order)
