@@ -11,8 +11,9 @@ the scores above a query's current `keep`-th best, so after the first tiles a qu
 per tile. At the end (`exact_top`) the kept items are scored again exactly and sorted by the rule above. This
 gives the exact top `k` whenever the tile's `k`-th best and its `keep`-th best lie further apart than twice the
 error bound of a tile's score (`score_error`): an item left out then scores below every one of the first `k`
-whatever the rounding. A query where they do not (near-duplicates crowding its top) is scored exactly against
-every item instead; the result is the same either way.
+whatever the rounding. A query where they do not (near-duplicates crowding its top) is scored against every item
+in one product, and the items that can be in its top k by that product are scored exactly; the result is the
+same either way.
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ import torch
 
 # Items a query keeps beyond the `k` it returns: the room that lets `exact_top` prove the kept ones hold its top k.
 TOP_MARGIN = 6
-# Rows of queries scored exactly at a time (a block of `keep` items each), and items per block in a full rescore.
+# Rows of queries scored exactly at a time (a block of `keep` items each, or of every item where crowded).
 _EXACT_ROWS = 64
-_EXACT_ITEMS = 4096
 _buffers = threading.local()
 
 
@@ -162,12 +162,22 @@ def exact_top(top: RunningTop, queries: torch.Tensor, items: torch.Tensor, k: in
         scores = exact_scores(queries[block], items[kept])
         order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
         out[block] = kept.gather(1, order)
-    for row in torch.nonzero(whole).flatten().tolist():
-        scores = torch.cat(
-            [
-                exact_scores(queries[row : row + 1], items[None, first : first + _EXACT_ITEMS])[0]
-                for first in range(0, items.shape[0], _EXACT_ITEMS)
-            ]
-        )
-        out[row] = torch.sort(scores, descending=True, stable=True).indices[:k]
+    whole_rows = torch.nonzero(whole).flatten()
+    for start in range(0, whole_rows.shape[0], _EXACT_ROWS):
+        block = whole_rows[start : start + _EXACT_ROWS]
+        out[block] = _crowded_top(queries[block], items, k, bound)
+    return out
+
+
+def _crowded_top(queries: torch.Tensor, items: torch.Tensor, k: int, bound: float) -> torch.Tensor:
+    """The exact top `k` of queries whose kept items prove nothing (near-duplicates crowding their top): each is
+    scored against every item in one product, and the items within `bound` of its `k`-th best there (which hold
+    its exact top k, both scores being within half of `bound` of the exact ones) are scored exactly."""
+    scores = queries @ items.T
+    floors = torch.topk(scores, k, dim=1).values[:, -1] - bound
+    out = torch.empty((queries.shape[0], k), dtype=torch.long, device=queries.device)
+    for row in range(queries.shape[0]):
+        near = torch.nonzero(scores[row] >= floors[row]).flatten()  # ascending: a stable sort keeps ties in order
+        exact = exact_scores(queries[row : row + 1], items[near][None])[0]
+        out[row] = near[torch.sort(exact, descending=True, stable=True).indices[:k]]
     return out
