@@ -35,9 +35,10 @@ import torch
 from lovr_metric.evaluation.data import EvalData
 from lovr_metric.evaluation.embedding import Embedded, text_key
 from lovr_metric.evaluation.protocol import Protocol
+from lovr_metric.evaluation.rank_cache import cached_ranks
 from lovr_metric.evaluation.tasks import LOVR_TASKS, Task
 from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_intervals
-from lovr_metric.lovr_retrieval.retrieval import RankedPairs, metrics_from_ranks, per_query_values, retrieval_ranks
+from lovr_metric.lovr_retrieval.retrieval import RankedPairs, metrics_from_ranks, per_query_values
 
 PER_QUERY_FILE = "per_query.parquet"
 TOP_IDS = 10
@@ -159,14 +160,15 @@ class Ranking:
 
 @dataclass(frozen=True)
 class RankOptions:
-    """How tasks are ranked: the cut-offs, the bootstrap of the intervals (`num_resamples=0`: none), and the
-    protocol (which directions of each task)."""
+    """How tasks are ranked: the cut-offs, the bootstrap of the intervals (`num_resamples=0`: none), the protocol
+    (which directions of each task), and where ranks are kept for re-runs (`rank_cache`; `None`: not kept)."""
 
     k_values: list[int]
     num_resamples: int = DEFAULT_RESAMPLES
     confidence: float = DEFAULT_CONFIDENCE
     seed: int = DEFAULT_SEED
     protocol: Protocol = field(default_factory=Protocol)
+    cache_dir: Path | None = None
 
 
 def rank_tasks(granularities: list[str], embedded: Embedded, options: RankOptions) -> Ranking:
@@ -176,7 +178,7 @@ def rank_tasks(granularities: list[str], embedded: Embedded, options: RankOption
     for name in granularities:
         try:
             task = LOVR_TASKS[name]
-            ranked = rank_task(task, embedded, ids, options.k_values, options.protocol.directions(task))
+            ranked = rank_task(task, embedded, ids, options, options.protocol.directions(task))
         except NoMetricError as err:
             ranking.unranked[name] = str(err)
             continue
@@ -187,7 +189,7 @@ def rank_tasks(granularities: list[str], embedded: Embedded, options: RankOption
     return ranking
 
 
-def rank_task(task: Task, embedded: Embedded, ids: set[str], k_values: list[int], directions: tuple[str, ...]):
+def rank_task(task: Task, embedded: Embedded, ids: set[str], options: RankOptions, directions: tuple[str, ...]):
     """The task's metrics and per-query ranks (one `DirectionRanks` per direction of `directions`): the embedded
     items (`ids`) of its gallery ranked for its queries and back; texts whose item could not be embedded are
     skipped and counted.
@@ -202,7 +204,7 @@ def rank_task(task: Task, embedded: Embedded, ids: set[str], k_values: list[int]
             f"none of the {targets} {task.gallery}s that its {len(queries)} {task.description} are about could be "
             "embedded"
         )
-    ks = cutoffs(k_values, len(texts), len(gallery), f"{task.gallery}s")
+    ks = cutoffs(options.k_values, len(texts), len(gallery), f"{task.gallery}s")
     scores, directions = rank_embeddings(
         task.name,
         directions,
@@ -211,6 +213,7 @@ def rank_task(task: Task, embedded: Embedded, ids: set[str], k_values: list[int]
         torch.from_numpy(embedded.items.get(task.gallery, gallery)),
         gallery,
         ks,
+        options.cache_dir,
     )
     scores["num_skipped_texts"] = len(queries) - len(texts)
     return scores, directions
@@ -225,10 +228,13 @@ def cutoffs(k_values, num_texts: int, num_items: int, items: str) -> list[int]:
     return ks
 
 
-def rank_embeddings(name: str, directions, texts, targets: list[str], items, item_ids: list[str], ks: list[int]):
+def rank_embeddings(
+    name: str, directions, texts, targets: list[str], items, item_ids: list[str], ks: list[int], cache_dir=None
+):
     """The metrics of `directions` and their per-query ranks, for texts (each about the item `targets[i]`) against
-    the items; `ks` must not exceed the texts or items. Shared by `evaluate` and the scoring of original runs."""
-    ranked = retrieval_ranks(texts, targets, items, item_ids, top=TOP_IDS)
+    the items; `ks` must not exceed the texts or items. Shared by `evaluate` and the scoring of original runs. The
+    ranks are read from `cache_dir` where an earlier run on the same embeddings kept them (`rank_cache`)."""
+    ranked = cached_ranks(cache_dir, texts, targets, items, item_ids, TOP_IDS)
     scores = {key: value for key, value in metrics_from_ranks(ranked, ks).items() if key.startswith(directions)}
     return scores, [_direction_ranks(name, d, ranked, targets, item_ids) for d in directions]
 

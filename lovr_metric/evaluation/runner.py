@@ -125,7 +125,10 @@ class EvaluateConfig(EncoderOptions):
     )
     text_batch_size: int = field(default=256, metadata={"help": "Texts per model call."})
     k_values: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50, 100], metadata={"help": "Cut-offs k."})
-    cache_dir: str = field(default=str(DEFAULT_CACHE_DIR), metadata={"help": "Embedding cache folder."})
+    cache_dir: str = field(
+        default=str(DEFAULT_CACHE_DIR),
+        metadata={"help": "Embedding cache folder; it also keeps each task's ranks, so a re-run ranks nothing again."},
+    )
     bootstrap_resamples: int = field(
         default=DEFAULT_RESAMPLES, metadata={"help": "Resampled query sets of the metrics' intervals (0: none)."}
     )
@@ -336,6 +339,7 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
         config.confidence,
         config.bootstrap_seed,
         PROTOCOLS[config.protocol],
+        Path(config.cache_dir),
     )
     ranking = rank_tasks(ev.granularities, embedded, options)
     if not ranking.metrics:  # an earlier run's results in the same folder are worth more than empty ones
