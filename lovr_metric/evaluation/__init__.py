@@ -11,6 +11,7 @@
                      _batches.py      those batches through the model: worker-thread preprocessing, pooling
                      embedding.py     each process's share embedded into the on-disk cache, read back (`Embedded`)
     ranking          ranking.py       each task's metrics and per-query ranks, or why it has none (`rank_tasks`)
+                     rank_cache.py    each task's ranks kept for re-runs on the same embeddings
                      uncertainty.py   bootstrap intervals over queries, paired comparisons
     outputs          outputs.py       results.json, per_query.parquet, results.md, pass_at_k.png, the summary
 
