@@ -17,9 +17,7 @@ others are written (nothing is written when no granularity ranked).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import logging
 import os
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lovr_common.encoders import FAMILIES, EncoderConfig, EncoderOptions, TextEncoder, load_encoder
+from lovr_common.gc_pause import gc_paused
 from lovr_common.image_processors import image_processor_name
 from lovr_common.processes import process_state
 from lovr_metric.evaluation.data import EvalData, LoVRRows, dataset_fingerprint, load_rows, plan_queries
@@ -253,27 +252,13 @@ class Evaluation:
     video_root: Path
 
 
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause Python's cyclic garbage collector while the rows are read and planned: hundreds of thousands of rows,
-    paths, segments and jobs at LoVR's scale, none in a cycle, which the collector scanned again and again (the plan
-    took 0.66 s with it, 0.3 s without)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def prepare(config: EvaluateConfig, encoder=None, text_encoder=None) -> Evaluation:
     """Everything before embedding: the output folder checked, the dataset read and planned (a granularity without
     texts refused), the encoders loaded unless given, the frames and the caches chosen."""
     state = process_state()
     video_root = Path(config.video_root or config.dataset)
     check_output_folder(Path(config.output), Path(config.dataset), video_root)
-    with _gc_paused():
+    with gc_paused():
         rows = load_rows(config.dataset)
         granularities, data = _plan(config, rows, video_root)
 
