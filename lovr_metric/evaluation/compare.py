@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lovr_metric.evaluation.data import FINGERPRINT_SCHEME
 from lovr_metric.evaluation.ranking import PER_QUERY_FILE, DirectionRanks, metric_values, read_per_query
 from lovr_metric.evaluation.tasks import incomplete_reason
 from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, paired_comparison
@@ -113,7 +114,20 @@ def check_comparable(runs: dict[str, dict]) -> None:
         values = {folder: json.dumps(results[name], sort_keys=True) for folder, results in runs.items()}
         if len(set(values.values())) > 1:
             listed = "; ".join(f"{folder}: {value}" for folder, value in values.items())
-            raise ValueError(f"runs with different {name} are not comparable ({listed})")
+            message = f"runs with different {name} are not comparable ({listed})"
+            older = [folder for folder, results in runs.items() if _older_fingerprint(results)]
+            if name == "dataset_fingerprint" and 0 < len(older) < len(runs):  # schemes mixed
+                message += (
+                    f"; {', '.join(older)} hashed the rows as toolkits before 2026-12-07 did: evaluate it again (its "
+                    "embeddings are cached) to compare it"
+                )
+            raise ValueError(message)
+
+
+def _older_fingerprint(results: dict) -> bool:
+    """Whether a run's dataset fingerprint lacks the scheme of today's `dataset_fingerprint` (an earlier toolkit's,
+    or `score-original`'s own hash of ids)."""
+    return not str(results["dataset_fingerprint"]).startswith(FINGERPRINT_SCHEME)
 
 
 def _common_ks(results_a: dict, results_b: dict, granularity: str, direction: str) -> list[int]:

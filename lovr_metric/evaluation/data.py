@@ -58,11 +58,16 @@ def load_rows(dataset: str | os.PathLike, cache_dir: str | None = None) -> LoVRR
     return LoVRRows(rows("clips"), rows("videos"), rows("themes") if "themes" in names else [])
 
 
+# The prefix of `dataset_fingerprint`'s values: fingerprints without it were computed by toolkits before 2026-12-07.
+FINGERPRINT_SCHEME = "2-"
+
+
 def dataset_fingerprint(rows: LoVRRows) -> str:
     """A hash of every value of the clips, videos and themes configs (column by column, rows in order): two runs
     with the same fingerprint ranked the same queries against the same galleries. A column's texts are hashed as
     their lengths and their UTF-8 bytes, one after the other: JSON-encoding every row took 1-1.5 s at LoVR's scale
-    (290 MB of captions), this 0.35-0.6 s."""
+    (290 MB of captions), this 0.35-0.6 s. The value starts with `FINGERPRINT_SCHEME`: an earlier toolkit hashed
+    the same rows another way, and `compare` says so rather than calling the rows different."""
     digest = hashlib.sha256()
     for name, part in zip(LoVRRows._fields, rows, strict=True):
         columns = sorted({key for row in part for key in row})
@@ -77,7 +82,7 @@ def dataset_fingerprint(rows: LoVRRows) -> str:
             for value in values:
                 if isinstance(value, str):
                     digest.update(value.encode())
-    return digest.hexdigest()[:16]
+    return f"{FINGERPRINT_SCHEME}{digest.hexdigest()[:16]}"
 
 
 @dataclass

@@ -25,7 +25,7 @@ from lovr_metric.evaluation.ranking import (
 from lovr_metric.evaluation.tasks import DIRECTIONS, incomplete_reason
 
 
-def make_run(folder, first_ranks, *, model="m", fingerprint="rows-1", protocol="default", intervals=None, failed=()):
+def make_run(folder, first_ranks, *, model="m", fingerprint="2-rows-1", protocol="default", intervals=None, failed=()):
     """A run folder holding results.json and per_query.parquet for one direction whose queries q0, q1, ... have
     their one relevant item at `first_ranks`; the video ids in `failed` failed to decode."""
     folder.mkdir(parents=True)
@@ -113,7 +113,7 @@ def test_compare_pairs_queries_by_id(tmp_path):
     assert direction["metrics"]["mrr"]["delta"] == 0.0
 
 
-@pytest.mark.parametrize("field, value", [("fingerprint", "rows-2"), ("protocol", "lovr-original")])
+@pytest.mark.parametrize("field, value", [("fingerprint", "2-rows-2"), ("protocol", "lovr-original")])
 def test_runs_of_other_rows_or_protocol_are_refused(tmp_path, field, value):
     a = make_run(tmp_path / "a", [1, 2])
     b = make_run(tmp_path / "b", [1, 2], **{field: value})
@@ -122,6 +122,17 @@ def test_runs_of_other_rows_or_protocol_are_refused(tmp_path, field, value):
         compare_runs(CompareConfig(str(a), str(b)))
     with pytest.raises(ValueError, match="not comparable"):
         load_entries([str(a), str(b)])
+
+
+def test_a_fingerprint_of_an_earlier_toolkit_is_named_as_such(tmp_path):
+    a = make_run(tmp_path / "a", [1, 2])
+    b = make_run(tmp_path / "b", [1, 2], fingerprint="0123456789abcdef")  # the scheme before 2026-12-07
+    with pytest.raises(ValueError, match=r"b hashed the rows as toolkits before 2026-12-07 did: evaluate it again"):
+        compare_runs(CompareConfig(str(a), str(b)))
+    # Two fingerprints of the same older scheme: different rows, nothing more to say.
+    c = make_run(tmp_path / "c", [1, 2], fingerprint="fedcba9876543210")
+    with pytest.raises(ValueError, match=r"not comparable \([^;]*; [^;]*\)$"):
+        compare_runs(CompareConfig(str(b), str(c)))
 
 
 def test_a_folder_that_is_no_run_is_named(tmp_path):

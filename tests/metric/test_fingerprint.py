@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from lovr_metric.evaluation.data import LoVRRows, dataset_fingerprint
+from lovr_metric.evaluation.data import FINGERPRINT_SCHEME, LoVRRows, dataset_fingerprint
 
 
 def _rows() -> LoVRRows:
@@ -30,7 +30,7 @@ def test_the_same_rows_give_the_same_fingerprint_whatever_the_key_order():
     rows = _rows()
     reordered = LoVRRows([dict(reversed(row.items())) for row in rows.clips], rows.videos, rows.themes)
     assert dataset_fingerprint(rows) == dataset_fingerprint(copy.deepcopy(rows)) == dataset_fingerprint(reordered)
-    assert len(dataset_fingerprint(rows)) == 16
+    assert len(dataset_fingerprint(rows)) == 18 and dataset_fingerprint(rows).startswith(FINGERPRINT_SCHEME)
 
 
 @pytest.mark.parametrize(
