@@ -113,7 +113,7 @@ def rank_pass(
     # On CPU, threads scan whole text chunks with single-threaded ops: the small counting ops that follow each
     # product then never wait on a thread-pool barrier, which costs more than the ops themselves.
     workers = torch.get_num_threads() if texts.device.type == "cpu" else 1
-    with _single_threaded_ops() if workers > 1 else nullcontext():
+    with _single_threaded_ops() if workers > 1 else nullcontext(), _full_precision_matmul():
         guess = _pair_scores(texts, videos, pair_text, pair_video, chunk_size)
         pairs = _Pairs.index(pair_text, pair_video, guess, tiling)
         keep = (min(top + TOP_MARGIN, videos.shape[0]), min(top + TOP_MARGIN, texts.shape[0])) if top else None
@@ -453,6 +453,32 @@ def _split(rows, own_score, position, at_least, scratch: _Scratch) -> torch.Tens
         equal = rows.index_select(0, tied) == own_score[tied]
         above[tied] += (equal & (index < position[tied, None])).sum(1).to(above.dtype)
     return above
+
+
+@contextmanager
+def _full_precision_matmul():
+    """Full float32 products for the pass, whatever the caller set (TF32 on CUDA, bfloat16 in oneDNN on CPU: far
+    outside the error bound the top items' proof assumes), restored afterwards. The setting is the process's: another
+    thread's products during the pass run in full precision too. torch's newer per-backend setting where it has one
+    (mixing it with the older ones is an error there), else the older global one."""
+    backends = [getattr(getattr(torch.backends, name, None), "matmul", None) for name in ("cuda", "mkldnn")]
+    backends = [backend for backend in backends if backend is not None and hasattr(backend, "fp32_precision")]
+    if not backends:
+        precision = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        try:
+            yield
+        finally:
+            torch.set_float32_matmul_precision(precision)
+        return
+    saved = [backend.fp32_precision for backend in backends]
+    for backend in backends:
+        backend.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        for backend, precision in zip(backends, saved, strict=True):
+            backend.fp32_precision = precision
 
 
 @contextmanager

@@ -2,18 +2,20 @@
 metric Space: plain torch, nothing of the toolkit).
 
 A query's top items are the `k` of highest score, best first, ties to the item earlier in the gallery, the
-scores being dot products of the normalised embeddings computed in float64, one query and one item at a time
+scores being dot products of the normalised embeddings computed in float64, every pair summed the same way
 (`exact_scores`): identical embeddings tie exactly wherever they lie, which no blocked float32 product promises
-(two copies of a text in different tiles can round apart).
+(two copies of a text in different tiles can round apart). Two scores closer than float64's rounding (about 1e-13
+for d = 512) order as that rounding makes them.
 
 During the pass each query keeps its `keep = k + TOP_MARGIN` best tile scores (`RunningTop`): a tile offers only
 the scores above a query's current `keep`-th best, so after the first tiles a query takes a handful of candidates
-per tile. At the end (`exact_top`) the kept items are scored again exactly and sorted by the rule above. This
-gives the exact top `k` whenever the tile's `k`-th best and its `keep`-th best lie further apart than twice the
-error bound of a tile's score (`score_error`): an item left out then scores below every one of the first `k`
-whatever the rounding. A query where they do not (near-duplicates crowding its top) is scored against every item
-in one product, and the items that can be in its top k by that product are scored exactly; the result is the
-same either way.
+per tile. At the end (`exact_top`) the kept items are scored again in float64 and sorted by the rule above. This
+gives the top `k` of that rule whenever the tile's `k`-th best and its `keep`-th best lie further apart than twice
+the error bound of a tile's score (`score_error`, which assumes full float32 products: `_tiled_ranks` turns
+TF32 and reduced-precision matmul off for the pass): an item left out then scores below every one of the first
+`k` whatever the rounding. A query where they do not (near-duplicates crowding its top) is scored against every
+item in one product, and the items that can be in its top k by that product are scored in float64; the result is
+the same either way.
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ def score_error(dim: int, dtype: torch.dtype) -> float:
 
 def exact_scores(queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """Dot products of each query row with its own rows of items (`(Q, d)` with `(Q, n, d)` -> `(Q, n)`), in float64,
-    each one summed the same way wherever it lies, so identical embeddings score exactly alike."""
+    each one summed the same way wherever it lies, so identical embeddings score exactly alike (float32 entries'
+    products are exact in float64; their sum rounds, by at most about 1e-13 for d = 512)."""
     return (items.to(torch.float64) * queries.to(torch.float64)[:, None, :]).sum(dim=-1)
 
 

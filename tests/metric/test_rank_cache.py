@@ -112,3 +112,27 @@ def test_an_evaluate_rerun_with_other_cutoffs_and_bootstrap_ranks_nothing(
         assert again["metrics"][granularity]["text_to_video_pass@1"] == metrics["text_to_video_pass@1"]
         assert "text_to_video_pass@2" in again["metrics"][granularity]
     assert again["intervals"] != first["intervals"]
+
+
+def test_an_empty_file_is_ranked_again(tmp_path, task):
+    first = cached_ranks(tmp_path, *task, top=10)
+    (path,) = (tmp_path / RANKS_FOLDER).glob("*.npz")
+    path.write_bytes(b"")  # what a crash between the write and its flush can leave
+    assert_same(cached_ranks(tmp_path, *task, top=10), first)
+    assert path.stat().st_size > 0
+
+
+def test_a_cache_that_cannot_be_written_costs_only_the_next_ranking(tmp_path, task, caplog):
+    (tmp_path / RANKS_FOLDER).write_text("a file where the folder goes")
+    with caplog.at_level(logging.WARNING):
+        ranked = cached_ranks(tmp_path, *task, top=10)
+    assert "the ranks could not be kept" in caplog.text
+    assert_same(ranked, retrieval_ranks(*task, top=10))
+
+
+def test_ranks_without_top_items_are_kept_too(tmp_path, task, monkeypatch):
+    first = cached_ranks(tmp_path, *task, top=0)
+    calls = count_rankings(monkeypatch)
+    again = cached_ranks(tmp_path, *task, top=0)
+    assert calls == [] and again.text_top is None and again.video_top is None
+    assert torch.equal(again.text_ranks, first.text_ranks) and torch.equal(again.video_ranks, first.video_ranks)

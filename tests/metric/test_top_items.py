@@ -1,6 +1,8 @@
 """The top items the core's tiled pass keeps (`rank_pass(top=k)`, `_tiled_top`), against an exact reference: each
-score a sum of exact products of the float32 embeddings in rational arithmetic, a stable sort by it (ties to the
-earlier item). Tiles as small as one text by one video put copies of an embedding in different products.
+score a sum of exact products of the embeddings in rational arithmetic, a stable sort by it (ties to the earlier
+item). The core scores in float64, which agrees wherever no two scores lie within float64's rounding (about 1e-13),
+as in every case here; the near ties below sit about 1e-10 apart, far below what float32 resolves. Tiles as small
+as one text by one video put copies of an embedding in different products.
 
     python -m pytest tests/metric/test_top_items.py -q
 """
@@ -71,20 +73,42 @@ def test_the_stable_tie_rule_on_a_hand_made_gallery():
     assert top_of(texts, videos, 4, (1, 2, 1))[0] == [[0, 2, 4, 3], [1, 3, 0, 2]]
 
 
+def nudged_up(text: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+    """`video` with one entry moved one float32 step the way that raises its score with `text`: about 1e-10 higher,
+    far below what a float32 product resolves."""
+    nudged = video.clone()
+    column = int(torch.argmax(text[0].abs() * (video[0].abs() > 0.01)))
+    direction = torch.sign(text[0, column]) * 2 * nudged[0, column].abs() + nudged[0, column]
+    nudged[0, column] = torch.nextafter(nudged[0, column], direction)
+    return nudged
+
+
 def test_a_tie_closer_than_float32_can_resolve_is_ordered_exactly():
-    # Video 1 is video 0 nudged by one float32 step in one entry: their scores for the text differ by about 1e-8,
-    # below what a float32 product resolves (the full product ties or swaps them); the exact order holds.
+    # The nudged copy comes second: float32 ties the two (or swaps them), the exact order puts it first.
     generator = torch.Generator().manual_seed(3)
     text = unit(torch.randn(1, 512, generator=generator))
     video = unit(text + 0.01 * torch.randn(1, 512, generator=generator))
-    nudged = video.clone()
-    column = int(torch.argmax(text[0].abs()))
-    nudged[0, column] = torch.nextafter(nudged[0, column], nudged[0, column] * 2)
-    videos = torch.cat([nudged, video, unit(torch.randn(30, 512, generator=generator))])
+    videos = torch.cat([video, nudged_up(text, video), unit(torch.randn(30, 512, generator=generator))])
     expected = exact_top(text, videos, 10)
     float32 = (text @ videos.T)[0]
-    assert sorted(expected[0][:2]) == [0, 1] and abs(float32[0] - float32[1]) < 1e-7
+    assert expected[0][:2] == [1, 0] and float32[1] <= float32[0]
     assert top_of(text, videos, 10, (1, 1, 1))[0] == expected
+    assert top_of(text, videos, 10)[0] == expected
+
+
+def test_a_near_tie_at_the_edge_of_the_top_k_is_settled_exactly():
+    # Nine clearly best videos, then two whose scores differ by about 1e-10 for 10th place, the better one later in
+    # the gallery: only an exact look at the 10th and 11th decides which one is in.
+    generator = torch.Generator().manual_seed(5)
+    text = unit(torch.randn(1, 512, generator=generator))
+    best = unit(text + 0.05 * torch.randn(9, 512, generator=generator))
+    edge = unit(text + 0.15 * torch.randn(1, 512, generator=generator))
+    rest = unit(torch.randn(20, 512, generator=generator))
+    videos = torch.cat([edge, best, nudged_up(text, edge), rest])
+    expected = exact_top(text, videos, 10)
+    assert 10 in expected[0] and 0 not in expected[0]
+    assert top_of(text, videos, 10)[0] == expected
+    assert top_of(text, videos, 10, (1, 4, 1))[0] == expected
 
 
 def test_a_crowded_top_is_ranked_against_every_item():
