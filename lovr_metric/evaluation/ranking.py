@@ -14,7 +14,7 @@ and direction:
                     same item: `query_ids`); item -> text: the gallery item's id
     first_rank      1-based rank of its first relevant item (what pass@k, MRR and the rank metrics use)
     relevant_ranks  the ranks of all its relevant items, ascending (recall@k and nDCG use them)
-    top_ids         the ids of its `TOP_IDS` best-scoring items, best first, by the exact score (ties: the earlier
+    top_ids         the ids of its `TOP_IDS` best-scoring items, best first, by their float64 score (ties: the earlier
                     item); kept by the core's tiled pass (`retrieval_ranks(top=...)`, `_tiled_top`)
 
 `metric_values` turns the rows of one direction back into the per-query values of every metric; their mean (the
@@ -251,7 +251,7 @@ def query_ids(targets: list[str]) -> list[str]:
 
 def _direction_ranks(name: str, direction: str, ranked: RankedPairs, targets, gallery: list[str]) -> DirectionRanks:
     """One direction's per-query ranks and top ids: texts querying the gallery, or gallery items querying texts.
-    The top ids are the core's (`retrieval_ranks(top=TOP_IDS)`, kept by its tiled pass): scored exactly, so
+    The top ids are the core's (`retrieval_ranks(top=TOP_IDS)`, kept by its tiled pass): scored in float64, so
     candidates with equal embeddings tie and the earlier one wins wherever the tiles put them."""
     text_ids = query_ids(targets)
     query, ranks = ranked.direction(direction)

@@ -27,7 +27,7 @@ import torch
 
 # Items a query keeps beyond the `k` it returns: the room that lets `exact_top` prove the kept ones hold its top k.
 TOP_MARGIN = 6
-# Rows of queries scored exactly at a time (a block of `keep` items each, or of every item where crowded).
+# Rows of queries scored in float64 at a time (a block of `keep` items each, or of every item where crowded).
 _EXACT_ROWS = 64
 _buffers = threading.local()
 
@@ -175,7 +175,7 @@ def exact_top(top: RunningTop, queries: torch.Tensor, items: torch.Tensor, k: in
 def _crowded_top(queries: torch.Tensor, items: torch.Tensor, k: int, bound: float) -> torch.Tensor:
     """The exact top `k` of queries whose kept items prove nothing (near-duplicates crowding their top): each is
     scored against every item in one product, and the items within `bound` of its `k`-th best there (which hold
-    its exact top k, both scores being within half of `bound` of the exact ones) are scored exactly."""
+    its top k, both scores being within half of `bound` of the exact ones) are scored in float64."""
     scores = queries @ items.T
     floors = torch.topk(scores, k, dim=1).values[:, -1] - bound
     out = torch.empty((queries.shape[0], k), dtype=torch.long, device=queries.device)
