@@ -3,7 +3,7 @@
 A run folder (`generation`'s layout) with two synthetic long videos cut into virtual clips and one video file that
 is corrupt, exported with `lovr_dataset`'s own export, so the runner reads it through `load_dataset` like any user.
 The fixtures built from it (`lovr_export`, `official_export`, `tiny_models`) live in this folder's conftest.py;
-test modules import only its constants (`SCENES`, `FPS`, `BROKEN`) from here.
+test modules import its constants (`SCENES`, `FPS`, `BROKEN`) and the command line `evaluate_args` from here.
 """
 
 from __future__ import annotations
@@ -18,6 +18,13 @@ SCENES = [1.0, 1.2, 0.8]  # seconds; each scene is one clip
 FPS = 25
 VIDEOS = ("alpha", "beta")
 BROKEN = "gamma"  # listed with clips, but its file does not decode
+
+
+def evaluate_args(model, export, videos_dir, cache, *options) -> list[str]:
+    """The `lovr_metric evaluate` command line on an export (`--video-root` left out when `videos_dir` is None),
+    followed by `options`."""
+    root = [] if videos_dir is None else ["--video-root", str(videos_dir)]
+    return ["evaluate", "--dataset", str(export), *root, "--model", str(model), "--cache-dir", str(cache), *options]
 
 
 def _segments(video_id: str, videos_dir: Path) -> dict:

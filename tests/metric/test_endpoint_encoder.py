@@ -27,6 +27,7 @@ from lovr_common.endpoint_encoder import (
 from lovr_common.video import VideoError
 
 from .embedding_server import EmbeddingServer, SchemaError, embedding_of, load_data_url, parse_request
+from .encode_data import evaluate_args
 
 SERVED = "served/embedder"
 TOKEN = "tok-5ecret-7f3a9b"
@@ -392,29 +393,9 @@ def test_evaluate_against_an_endpoint_end_to_end(server, tmp_path, lovr_export):
     from lovr_metric.__main__ import main
 
     export, videos_dir = lovr_export
-    args = [
-        "evaluate",
-        "--dataset",
-        str(export),
-        "--video-root",
-        str(videos_dir),
-        "--model",
-        SERVED,
-        "--endpoint",
-        server.url,
-        "--retry-backoff",
-        "0",
-        "--max-retries",
-        "0",
-        "--cache-dir",
-        str(tmp_path / "c"),
-        "--k-values",
-        "1",
-        "--bootstrap-resamples",
-        "0",
-        "--output",
-        str(tmp_path / "out"),
-    ]
+    endpoint = ("--endpoint", server.url, "--retry-backoff", "0", "--max-retries", "0")
+    options = ("--k-values", "1", "--bootstrap-resamples", "0", "--output", str(tmp_path / "out"))
+    args = evaluate_args(SERVED, export, videos_dir, tmp_path / "c", *endpoint, *options)
     assert main(args) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     encoder = results["settings"]["encoder"]

@@ -14,6 +14,8 @@ import torch
 from lovr_common.encoders import EncoderConfig, load_encoder
 from lovr_metric.__main__ import main
 
+from .encode_data import evaluate_args
+
 TEXTS = ["A man rides a bicycle down a hill.", "Two dogs play in the snow, then rest."]
 PROMPTS = {"query": "query: ", "document": "passage: "}
 
@@ -61,23 +63,8 @@ def prompted_clip(tmp_path_factory, tiny_models):
 
 def test_the_prompts_applied_are_recorded_and_key_the_cache(tmp_path, prompted_clip, lovr_export):
     export, videos_dir = lovr_export
-    base = [
-        "evaluate",
-        "--dataset",
-        str(export),
-        "--video-root",
-        str(videos_dir),
-        "--model",
-        str(prompted_clip),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--k-values",
-        "1",
-        "--bootstrap-resamples",
-        "0",
-        "--granularity",
-        "video",
-    ]
+    options = ("--k-values", "1", "--bootstrap-resamples", "0", "--granularity", "video")
+    base = evaluate_args(prompted_clip, export, videos_dir, tmp_path / "cache", *options)
     assert main([*base, "--output", str(tmp_path / "own")]) == 0
     own = json.loads((tmp_path / "own" / "results.json").read_text())
     assert own["settings"]["text_encoder"]["query_prompt"] == "query: "

@@ -21,7 +21,7 @@ from lovr_metric.evaluation.ranking import read_per_query
 from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
 from tests.conftest import accelerate_launch
 
-from .encode_data import BROKEN
+from .encode_data import BROKEN, evaluate_args
 
 TOP_KEYS = {
     "model",
@@ -49,24 +49,9 @@ COST_KEYS = {"decode", "preprocess", "encode", "total_with_io", "total_without_i
 
 
 def _args(model, export, videos_dir, out, cache) -> list[str]:
-    root = [] if videos_dir is None else ["--video-root", str(videos_dir)]
-    return [
-        "evaluate",
-        "--dataset",
-        str(export),
-        *root,
-        "--model",
-        str(model),
-        "--output",
-        str(out),
-        "--cache-dir",
-        str(cache),
-        "--interval",
-        "4",
-        "--k-values",
-        "1",
-        "2",
-    ]
+    return evaluate_args(
+        model, export, videos_dir, cache, "--output", str(out), "--interval", "4", "--k-values", "1", "2"
+    )
 
 
 def test_evaluate_writes_results_table_and_plot(tmp_path, lovr_export, tiny_models, capsys):

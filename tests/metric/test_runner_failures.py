@@ -14,27 +14,13 @@ import torch
 from lovr_metric.__main__ import main
 from lovr_metric.evaluation.outputs import results_markdown
 
-from .encode_data import BROKEN
+from .encode_data import BROKEN, evaluate_args
 
 
 def _args(model, export, out, cache, *extra) -> list[str]:
-    return [
-        "evaluate",
-        "--dataset",
-        str(export),
-        "--model",
-        str(model),
-        "--output",
-        str(out),
-        "--cache-dir",
-        str(cache),
-        "--interval",
-        "4",
-        "--k-values",
-        "1",
-        "2",
-        *extra,
-    ]
+    return evaluate_args(
+        model, export, None, cache, "--output", str(out), "--interval", "4", "--k-values", "1", "2", *extra
+    )
 
 
 def test_no_video_root_every_video_unreadable_exits_1(tmp_path, lovr_export, tiny_models, capsys):

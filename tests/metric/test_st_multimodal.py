@@ -26,6 +26,8 @@ from lovr_metric.__main__ import main
 from lovr_standins.tiny_models import tiny_model_path
 from lovr_standins.videos import sample_video
 
+from .encode_data import evaluate_args
+
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 NEEDS_TORCHVISION = pytest.mark.skipif(
     not HAS_TORCHVISION, reason="transformers' video processors (Qwen2-VL's) need torchvision: the gpu extra"
@@ -169,16 +171,7 @@ def test_a_video_model_embeds_each_clip_as_one_video(qwen2_vl_st):
 
 def test_the_visual_input_is_recorded_and_keys_the_cache(tmp_path, st_clip, lovr_export):
     export, videos_dir = lovr_export
-    base = [
-        "evaluate",
-        "--dataset",
-        str(export),
-        "--video-root",
-        str(videos_dir),
-        "--model",
-        str(st_clip),
-        "--cache-dir",
-        str(tmp_path / "cache"),
+    options = (
         "--k-values",
         "1",
         "--bootstrap-resamples",
@@ -187,7 +180,8 @@ def test_the_visual_input_is_recorded_and_keys_the_cache(tmp_path, st_clip, lovr
         "video",
         "--output",
         str(tmp_path / "out"),
-    ]
+    )
+    base = evaluate_args(st_clip, export, videos_dir, tmp_path / "cache", *options)
     assert main(base) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["random_weights"] is True

@@ -22,6 +22,8 @@ from lovr_common.vlm_encoder import RECIPES, VLMClipEmbedder, VLMEmbedder, load_
 from lovr_metric.__main__ import main
 from lovr_standins.tiny_models import tiny_model_path
 
+from .encode_data import evaluate_args
+
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 NEEDS_TORCHVISION = pytest.mark.skipif(
     not HAS_TORCHVISION, reason="transformers' video processors (Qwen2-VL's) need torchvision: the gpu extra"
@@ -193,29 +195,9 @@ def test_the_video_route_where_torchvision_is_installed(qwen2_vl):
 
 def test_the_family_runs_through_the_evaluation_and_is_recorded(tmp_path, qwen2_vl, lovr_export):
     export, videos_dir = lovr_export
-    args = [
-        "evaluate",
-        "--dataset",
-        str(export),
-        "--video-root",
-        str(videos_dir),
-        "--model",
-        str(qwen2_vl),
-        "--family",
-        "vlm-embedder",
-        "--output",
-        str(tmp_path / "out"),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--granularity",
-        "video",
-        "--interval",
-        "60",
-        "--k-values",
-        "1",
-        "--bootstrap-resamples",
-        "0",
-    ]
+    options = ("--family", "vlm-embedder", "--output", str(tmp_path / "out"), "--granularity", "video")
+    options += ("--interval", "60", "--k-values", "1", "--bootstrap-resamples", "0")
+    args = evaluate_args(qwen2_vl, export, videos_dir, tmp_path / "cache", *options)
     assert main(args) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["random_weights"] is True
