@@ -16,7 +16,7 @@ from lovr_common.image_processors import image_processor_name
 from lovr_common.st_encoder import SentenceTransformersEncoder
 from lovr_common.video import decode_frames_at, interval_times, uniform_times
 from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, embed_job
-from lovr_metric.evaluation.registry import check_servable, get_baseline
+from lovr_metric.evaluation.registry import get_baseline
 from lovr_standins.videos import sample_video
 
 from .encode_data import FPS
@@ -160,11 +160,9 @@ def test_unknown_model_family_lists_the_supported_ones(tmp_path):
         EncoderConfig(model=MINILM, family="clip-ish")
 
 
-def test_registry_settings_and_refusals():
+def test_registry_settings():
     siglip = get_baseline("google/siglip-base-patch16-224")
     assert (siglip.family, siglip.text_max_length, siglip.frame_interval) == ("dual", 64, 10)
     assert get_baseline("clip-vit-b-32").text_max_length == 77
     assert get_baseline("xclip-base-p32").num_frames == 8
     assert get_baseline("my-own/model") is None
-    with pytest.raises(ValueError, match="not supported: ships as a custom package"):
-        check_servable(get_baseline("languagebind-video"), trust_remote_code=True)
