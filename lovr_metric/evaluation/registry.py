@@ -157,6 +157,17 @@ _QWEN3_VL_EMB_SOURCE = (
     "integration (text, image, video, lasttoken pooling, Normalize); vLLM --runner pooling; prompts from vLLM's "
     "examples/pooling/embed/vision_embedding_online.py (lovr_common.endpoint_encoder.SERVED_MODELS)"
 )
+# Both sizes of Qwen3-VL-Embedding load the same way through sentence-transformers.
+_QWEN3_VL_EMBEDDING_ST = Route(
+    "sentence-transformers",
+    "video",
+    "8 uniform frames as one video (video_metadata)",
+    query_prompt=QWEN3_VL_EMBEDDING_PROMPT,
+    document_prompt=QWEN3_VL_EMBEDDING_PROMPT,
+    needs_torchvision=True,
+    standin="qwen2-vl-st",
+    source=_QWEN3_VL_EMB_SOURCE,
+)
 
 BASELINES = [
     Baseline("clip-vit-b-32", "openai/clip-vit-base-patch32", _dual(source=_CLIP_SOURCE), original_script=CLIP_SCRIPT),
@@ -348,16 +359,7 @@ BASELINES = [
     Baseline(
         "qwen3-vl-embedding-2b",
         "Qwen/Qwen3-VL-Embedding-2B",
-        Route(
-            "sentence-transformers",
-            "video",
-            "8 uniform frames as one video (video_metadata)",
-            query_prompt=QWEN3_VL_EMBEDDING_PROMPT,
-            document_prompt=QWEN3_VL_EMBEDDING_PROMPT,
-            needs_torchvision=True,
-            standin="qwen2-vl-st",
-            source=_QWEN3_VL_EMB_SOURCE,
-        ),
+        _QWEN3_VL_EMBEDDING_ST,
         text_max_length=None,
         frame_interval=None,
         num_frames=8,
@@ -366,16 +368,7 @@ BASELINES = [
     Baseline(
         "qwen3-vl-embedding-8b",
         "Qwen/Qwen3-VL-Embedding-8B",
-        Route(
-            "sentence-transformers",
-            "video",
-            "8 uniform frames as one video (video_metadata)",
-            query_prompt=QWEN3_VL_EMBEDDING_PROMPT,
-            document_prompt=QWEN3_VL_EMBEDDING_PROMPT,
-            needs_torchvision=True,
-            standin="qwen2-vl-st",
-            source=_QWEN3_VL_EMB_SOURCE,
-        ),
+        _QWEN3_VL_EMBEDDING_ST,
         text_max_length=None,
         frame_interval=None,
         num_frames=8,
