@@ -3,8 +3,9 @@ import pytest
 from generation.run import RunConfig, main, stage_configs
 from generation.stage import parse_job
 from lovr_common.jsonl import read_jsonl
-from lovr_standins.tiny_models import tiny_model_path
 from lovr_standins.videos import make_synthetic_video
+
+from .pipeline_args import run_args
 
 
 def _config(videos, workdir, model, **options) -> RunConfig:
@@ -22,21 +23,7 @@ def test_pipeline_end_to_end_on_a_tiny_video_then_a_rerun_does_nothing(tmp_path,
     cuts = make_synthetic_video(videos / "set1" / "tiny.mp4", scene_seconds=[5, 6], fps=10, size=(64, 48))
     (videos / "broken.mp4").write_bytes(b"")  # fails in segment, recorded, the rest goes on
     workdir = tmp_path / "run"
-    args = [
-        "--videos",
-        str(videos),
-        "--workdir",
-        str(workdir),
-        "--model",
-        str(tiny_model_path("vlm")),
-        "--scorer_model",
-        str(tiny_model_path("clip")),
-        "--threshold",
-        "2.0",
-        "--max_new_tokens",
-        "4",
-        "--recursive",
-    ]
+    args = run_args(videos, workdir, "--recursive")
     assert main(args) == 1  # the broken video failed
     out = capsys.readouterr().out
     assert "segment: some items failed" in out and "fuse: ok" in out
@@ -65,19 +52,9 @@ def test_sampling_settings_reach_every_stage_and_are_recorded(tmp_path):
     videos = tmp_path / "videos"
     make_synthetic_video(videos / "tiny.mp4", scene_seconds=[5, 6], fps=10, size=(64, 48))
     workdir = tmp_path / "run"
-    args = [
-        "--videos",
-        str(videos),
-        "--workdir",
-        str(workdir),
-        "--model",
-        str(tiny_model_path("vlm")),
-        "--scorer_model",
-        str(tiny_model_path("clip")),
-        "--threshold",
-        "2.0",
-        "--max_new_tokens",
-        "4",
+    args = run_args(
+        videos,
+        workdir,
         "--do_sample",
         "false",
         "--temperature",
@@ -90,7 +67,7 @@ def test_sampling_settings_reach_every_stage_and_are_recorded(tmp_path):
         "5",
         "--fuse_temperature",
         "0.3",
-    ]
+    )
     assert main(args) == 0
     sampling = ("temperature", "top_p", "repetition_penalty", "seed", "do_sample")
     for record in read_jsonl(workdir / "captions.jsonl"):

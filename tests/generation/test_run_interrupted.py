@@ -21,8 +21,9 @@ import pytest
 
 from generation.run import main
 from lovr_common.run_folder import LOCK_FILE
-from lovr_standins.tiny_models import tiny_model_path
 from lovr_standins.videos import make_synthetic_video
+
+from .pipeline_args import run_args
 
 SEED = 11
 KILLS = 4
@@ -33,22 +34,7 @@ LIMIT_S = 60
 
 
 def _args(videos: Path, workdir: Path) -> list[str]:
-    return [
-        "--videos",
-        str(videos),
-        "--workdir",
-        str(workdir),
-        "--model",
-        str(tiny_model_path("vlm")),
-        "--scorer_model",
-        str(tiny_model_path("clip")),
-        "--threshold",
-        "2.0",
-        "--max_new_tokens",
-        "4",
-        "--batch_size",
-        "2",
-    ]
+    return run_args(videos, workdir, "--batch_size", "2")
 
 
 def _folder(workdir: Path) -> dict[str, bytes | set[bytes]]:
