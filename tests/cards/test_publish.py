@@ -197,20 +197,7 @@ def test_dry_run_on_a_real_lovr_dataset_export(tmp_path, run_dir, hf_cache, caps
 
     exported = export(run_dir, tmp_path / "lovr", cache_dir=hf_cache, num_queries=1)
     out = tmp_path / "staged"
-    main(
-        [
-            "publish",
-            "--org",
-            "org",
-            "--dataset",
-            str(exported),
-            "--workdir",
-            str(run_dir),
-            "--dry-run",
-            "--out",
-            str(out),
-        ]
-    )
+    _stage_dataset(exported, run_dir, out)
     parquet = sorted(p for p in _files(exported) if p.endswith(".parquet"))
     assert _files(out / "dataset") == sorted(["README.md", *parquet])
     card = DatasetCard.load(out / "dataset" / "README.md")
@@ -229,20 +216,7 @@ def test_the_export_writes_the_full_card_that_publish_uploads(tmp_path, run_dir,
 
     exported = export(run_dir, tmp_path / "lovr", cache_dir=hf_cache, num_queries=1, repo_id="org/LoVR")
     out = tmp_path / "staged"
-    main(
-        [
-            "publish",
-            "--org",
-            "org",
-            "--dataset",
-            str(exported),
-            "--workdir",
-            str(run_dir),
-            "--dry-run",
-            "--out",
-            str(out),
-        ]
-    )
+    _stage_dataset(exported, run_dir, out)
     written = (exported / "README.md").read_text(encoding="utf-8")
     assert (out / "dataset" / "README.md").read_text(encoding="utf-8") == written
     card = DatasetCard.load(exported / "README.md")
@@ -284,6 +258,24 @@ def test_staged_files_are_copies_not_links_of_their_sources(tmp_path, export_dir
     with staged.open("r+b") as file:  # in place, as an editor that keeps the inode would
         file.write(b"# edited in the staging folder\n")
     assert source.read_bytes() == before
+
+
+def _stage_dataset(exported: Path, run_dir: Path, out: Path) -> None:
+    """`publish --dry-run` of an export and its run folder, staged in `out`."""
+    main(
+        [
+            "publish",
+            "--org",
+            "org",
+            "--dataset",
+            str(exported),
+            "--workdir",
+            str(run_dir),
+            "--dry-run",
+            "--out",
+            str(out),
+        ]
+    )
 
 
 def _publish_cli(*args: str) -> subprocess.CompletedProcess:
