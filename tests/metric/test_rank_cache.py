@@ -6,6 +6,7 @@ depend on makes another key, and a damaged file is ranked again.
 
 import logging
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -136,3 +137,16 @@ def test_ranks_without_top_items_are_kept_too(tmp_path, task, monkeypatch):
     again = cached_ranks(tmp_path, *task, top=0)
     assert calls == [] and again.text_top is None and again.video_top is None
     assert torch.equal(again.text_ranks, first.text_ranks) and torch.equal(again.video_ranks, first.video_ranks)
+
+
+def test_a_file_lacking_a_field_is_ranked_again(tmp_path, task, caplog):
+    first = cached_ranks(tmp_path, *task, top=10)
+    (path,) = (tmp_path / RANKS_FOLDER).glob("*.npz")
+    with np.load(path) as stored:
+        kept = {name: stored[name] for name in stored.files if name != "video_ranks"}
+    with open(path, "wb") as file:  # np.savez on a path would add a second ".npz"
+        np.savez(file, **kept)
+    with caplog.at_level(logging.WARNING):
+        again = cached_ranks(tmp_path, *task, top=10)
+    assert "lacks ['video_ranks']" in caplog.text
+    assert_same(again, first)
