@@ -51,12 +51,11 @@ VISUAL_INPUTS = {
     "video": "a clip as one video: the processor's videos= with the frames' metadata, or one video_url part",
     "images": "a clip's frames as separate images",
 }
-# Model types whose transformers processor takes a clip as one video with its frame timing (transformers 5.25:
-# processing_qwen2_vl.py, frames merged in temporal patches of 2; processing_qwen2_5_vl.py, the time between patches
-# from the metadata's sampled fps; processing_qwen3_vl.py, a "<t seconds>" timestamp per patch from the metadata's
-# fps and frames_indices). Loaded locally, a model takes video when its processor has a video processor.
-VIDEO_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
-# The same families by the names servers know them by (an endpoint does not say what its model takes).
+# Loaded locally, a model takes a clip as one video with its frame timing when its processor has a video processor
+# (transformers 5.25: processing_qwen2_vl.py, frames merged in temporal patches of 2; processing_qwen2_5_vl.py, the
+# time between patches from the metadata's sampled fps; processing_qwen3_vl.py, a "<t seconds>" timestamp per patch
+# from the metadata's fps and frames_indices). At an endpoint, which does not say what its model takes, the same
+# families are known by their names:
 VIDEO_MODEL_NAME = re.compile(r"qwen(2|2\.5|2_5|3)[-_]?vl", re.IGNORECASE)
 
 
