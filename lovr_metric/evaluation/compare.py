@@ -118,7 +118,7 @@ def check_comparable(runs: dict[str, dict]) -> None:
             older = [folder for folder, results in runs.items() if _older_fingerprint(results)]
             if name == "dataset_fingerprint" and 0 < len(older) < len(runs):  # schemes mixed
                 message += (
-                    f"; {', '.join(older)} hashed the rows as toolkits before 2026-12-07 did: evaluate it again (its "
+                    f"; {', '.join(older)} hashed the rows as an earlier toolkit did: evaluate it again (its "
                     "embeddings are cached) to compare it"
                 )
             raise ValueError(message)

@@ -13,6 +13,7 @@ import torch
 
 from lovr_metric.__main__ import main
 from lovr_metric.evaluation.compare import CompareConfig, compare_runs, comparison_markdown
+from lovr_metric.evaluation.data import FINGERPRINT_SCHEME
 from lovr_metric.evaluation.leaderboard import LeaderboardConfig, leaderboard_markdown, load_entries, write_leaderboard
 from lovr_metric.evaluation.ranking import (
     DirectionRanks,
@@ -25,7 +26,16 @@ from lovr_metric.evaluation.ranking import (
 from lovr_metric.evaluation.tasks import DIRECTIONS, incomplete_reason
 
 
-def make_run(folder, first_ranks, *, model="m", fingerprint="2-rows-1", protocol="default", intervals=None, failed=()):
+def make_run(
+    folder,
+    first_ranks,
+    *,
+    model="m",
+    fingerprint=f"{FINGERPRINT_SCHEME}rows-1",
+    protocol="default",
+    intervals=None,
+    failed=(),
+):
     """A run folder holding results.json and per_query.parquet for one direction whose queries q0, q1, ... have
     their one relevant item at `first_ranks`; the video ids in `failed` failed to decode."""
     folder.mkdir(parents=True)
@@ -113,7 +123,9 @@ def test_compare_pairs_queries_by_id(tmp_path):
     assert direction["metrics"]["mrr"]["delta"] == 0.0
 
 
-@pytest.mark.parametrize("field, value", [("fingerprint", "2-rows-2"), ("protocol", "lovr-original")])
+@pytest.mark.parametrize(
+    "field, value", [("fingerprint", f"{FINGERPRINT_SCHEME}rows-2"), ("protocol", "lovr-original")]
+)
 def test_runs_of_other_rows_or_protocol_are_refused(tmp_path, field, value):
     a = make_run(tmp_path / "a", [1, 2])
     b = make_run(tmp_path / "b", [1, 2], **{field: value})
@@ -127,8 +139,11 @@ def test_runs_of_other_rows_or_protocol_are_refused(tmp_path, field, value):
 def test_a_fingerprint_of_an_earlier_toolkit_is_named_as_such(tmp_path):
     a = make_run(tmp_path / "a", [1, 2])
     b = make_run(tmp_path / "b", [1, 2], fingerprint="0123456789abcdef")  # the scheme before 2026-12-07
-    with pytest.raises(ValueError, match=r"b hashed the rows as toolkits before 2026-12-07 did: evaluate it again"):
+    with pytest.raises(ValueError, match=r"b hashed the rows as an earlier toolkit did: evaluate it again"):
         compare_runs(CompareConfig(str(a), str(b)))
+    d = make_run(tmp_path / "d", [1, 2], fingerprint="2-0123456789abcdef")  # SHA-256, the scheme before XXH3
+    with pytest.raises(ValueError, match=r"d hashed the rows as an earlier toolkit did"):
+        compare_runs(CompareConfig(str(a), str(d)))
     # Two fingerprints of the same older scheme: different rows, nothing more to say.
     c = make_run(tmp_path / "c", [1, 2], fingerprint="fedcba9876543210")
     with pytest.raises(ValueError, match=r"not comparable \([^;]*; [^;]*\)$"):

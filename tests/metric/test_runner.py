@@ -16,6 +16,7 @@ import torch
 from datasets import load_dataset
 
 from lovr_metric.__main__ import main
+from lovr_metric.evaluation.data import FINGERPRINT_SCHEME
 from lovr_metric.evaluation.outputs import RANDOM_WEIGHTS_WARNING
 from lovr_metric.evaluation.ranking import read_per_query
 from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
@@ -86,7 +87,7 @@ def test_evaluate_writes_results_table_and_plot(tmp_path, lovr_export, tiny_mode
         assert 0.0 <= values["text_to_video_pass@1"] <= values["text_to_video_pass@2"] <= 1.0
 
     # Every metric has its bootstrap interval, which holds it; every query is in per_query.parquet.
-    assert results["protocol"] == "default" and results["dataset_fingerprint"].startswith("2-")
+    assert results["protocol"] == "default" and results["dataset_fingerprint"].startswith(FINGERPRINT_SCHEME)
     assert results["protocol_settings"] == {
         "name": "default",
         "frames": "RGB",
