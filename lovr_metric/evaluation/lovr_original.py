@@ -34,7 +34,6 @@ applies, and then the frame-model scripts' common rule is followed (normalised p
 from __future__ import annotations
 
 import dataclasses
-import functools
 import html
 import os
 import re
@@ -47,7 +46,7 @@ import numpy as np
 from lovr_common.encoders import VideoEncoder
 from lovr_common.video import VideoError, VideoInfo, frame_span, iter_frames_at, probe
 from lovr_metric.evaluation.data import ClipRows, EvalData, plan_queries
-from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, clamp_span, digest, file_stat
+from lovr_metric.evaluation.frames import FrameSampling, Segment, VideoJob, clamp_span, digest
 from lovr_metric.evaluation.protocol import Protocol
 from lovr_metric.evaluation.registry import get_baseline
 from lovr_metric.evaluation.tasks import DIRECTIONS
@@ -192,10 +191,10 @@ class ClipFilesJob(VideoJob):
     def files(self) -> tuple[Path, ...]:
         return self.parts
 
-    @functools.cached_property
-    def signature(self) -> str:
+    def sign(self, stat) -> str:
+        """Every clip file's `stat` and the segments, each with the index of its file."""
         segments = [[s.key, s.kind, s.start, s.end, self.part_of.get(s.key)] for s in self.segments]
-        return digest([[file_stat(path) for path in self.parts], segments])
+        return digest([[stat(path) for path in self.parts], segments])
 
     def open(self) -> tuple[VideoJob, list[VideoInfo], list[dict]]:
         """This job without the clip files that cannot be opened (the original's reader skipped such a clip and

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 import torch
 
 from lovr_metric.evaluation.data import EvalData
-from lovr_metric.evaluation.embedding import Embedded, text_key
+from lovr_metric.evaluation.embedding import Embedded
 from lovr_metric.evaluation.protocol import Protocol
 from lovr_metric.evaluation.rank_cache import cached_ranks
 from lovr_metric.evaluation.tasks import LOVR_TASKS, Task
@@ -197,25 +197,29 @@ def rank_task(task: Task, embedded: Embedded, ids: set[str], options: RankOption
     refuses that before embedding anything)."""
     queries = embedded.data.queries[task.name]
     gallery = [key for key in embedded.data.gallery(task) if key in ids]
-    texts = [(text, target) for text, target in queries if target in ids]
-    if not texts:
+    kept = [
+        (key, target)
+        for key, (_, target) in zip(embedded.query_keys(task.name), queries, strict=True)
+        if target in ids
+    ]
+    if not kept:
         targets = len({target for _, target in queries})
         raise NoMetricError(
             f"none of the {targets} {task.gallery}s that its {len(queries)} {task.description} are about could be "
             "embedded"
         )
-    ks = cutoffs(options.k_values, len(texts), len(gallery), f"{task.gallery}s")
+    ks = cutoffs(options.k_values, len(kept), len(gallery), f"{task.gallery}s")
     scores, directions = rank_embeddings(
         task.name,
         directions,
-        torch.from_numpy(embedded.texts.get("text", [text_key(text) for text, _ in texts])),
-        [target for _, target in texts],
+        torch.from_numpy(embedded.texts.get("text", [key for key, _ in kept])),
+        [target for _, target in kept],
         torch.from_numpy(embedded.items.get(task.gallery, gallery)),
         gallery,
         ks,
         options.cache_dir,
     )
-    scores["num_skipped_texts"] = len(queries) - len(texts)
+    scores["num_skipped_texts"] = len(queries) - len(kept)
     return scores, directions
 
 

@@ -35,6 +35,7 @@ from lovr_metric.evaluation.embedding import (
     encode_texts,
     encode_videos,
     folder_fingerprint,
+    query_keys,
     sync,
 )
 from lovr_metric.evaluation.frames import FrameSampling
@@ -250,6 +251,12 @@ class Evaluation:
     text_cache: EmbeddingCache
     visual_cache: EmbeddingCache
     video_root: Path
+    query_keys: dict[str, list[str]]  # per task, the cache key (`text_key`) of each query text, in query order
+
+    @property
+    def text_keys(self) -> list[str]:
+        """The cache key of each of `texts`."""
+        return [key for keys in self.query_keys.values() for key in keys]
 
 
 def prepare(config: EvaluateConfig, encoder=None, text_encoder=None) -> Evaluation:
@@ -294,7 +301,18 @@ def prepare(config: EvaluateConfig, encoder=None, text_encoder=None) -> Evaluati
     visual_cache = EmbeddingCache(root, visual_config.model, {**run.visual, **sampling.settings()}, rank)
     text_cache = EmbeddingCache(root, text_config.model, {**run.text, "kind": "text"}, rank)
     return Evaluation(
-        config, granularities, data, encoder, text_encoder, sampling, run, texts, text_cache, visual_cache, video_root
+        config,
+        granularities,
+        data,
+        encoder,
+        text_encoder,
+        sampling,
+        run,
+        texts,
+        text_cache,
+        visual_cache,
+        video_root,
+        query_keys(data),
     )
 
 
@@ -310,14 +328,14 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
     if state.is_main_process and state.num_processes > 1:
         logger.info("%d processes share the texts and video files to embed", state.num_processes)
     ev = prepare(config, encoder, text_encoder)
-    encode_texts(ev.text_encoder, ev.text_cache, ev.texts, config.text_batch_size)
+    encode_texts(ev.text_encoder, ev.text_cache, ev.texts, config.text_batch_size, ev.text_keys)
     sync(ev.text_cache)
     encode_videos(ev.encoder, ev.visual_cache, ev.data, ev.sampling)
     sync(ev.visual_cache)
     if not state.is_main_process:
         return None
 
-    embedded = Embedded(texts=ev.text_cache, items=ev.visual_cache, data=ev.data)
+    embedded = Embedded(texts=ev.text_cache, items=ev.visual_cache, data=ev.data, keys=ev.query_keys)
     options = RankOptions(
         config.k_values,
         config.bootstrap_resamples,
@@ -326,11 +344,14 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
         PROTOCOLS[config.protocol],
         Path(config.cache_dir),
     )
-    ranking = rank_tasks(ev.granularities, embedded, options)
-    if not ranking.metrics:  # an earlier run's results in the same folder are worth more than empty ones
-        raise NoMetricError(ranking.no_metric_message(ev.data, ev.video_root, written=None))
-    results = results_record(ev.run, ranking, embedded)
-    write_outputs(results, ranking.per_query, Path(config.output))
+    # The collector paused from here to the outputs (seconds, not the hours of embedding): the ranks, top ids and
+    # rows of per-query values are many small objects, none in a cycle.
+    with gc_paused():
+        ranking = rank_tasks(ev.granularities, embedded, options)
+        if not ranking.metrics:  # an earlier run's results in the same folder are worth more than empty ones
+            raise NoMetricError(ranking.no_metric_message(ev.data, ev.video_root, written=None))
+        results = results_record(ev.run, ranking, embedded)
+        write_outputs(results, ranking.per_query, Path(config.output))
     if ranking.unranked:
         raise NoMetricError(ranking.no_metric_message(ev.data, ev.video_root, Path(config.output) / "results.json"))
     return results

@@ -3,9 +3,12 @@ the video root (real files and real symlinks in `tmp_path`)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from lovr_metric.evaluation.data import plan
+from lovr_metric.evaluation.frames import FileStats, Segment, VideoJob, file_stat, sign_jobs
 
 
 def _rows(clip_path: str | None, video_path: str | None, start=None, end=None):
@@ -103,3 +106,18 @@ def test_a_path_is_root_joined_with_it_whatever_its_spelling(tmp_path, clip_path
     data = plan(clips, videos, [], tmp_path, ["clip"])
     assert [str(job.path) for job in data.jobs] == [str(tmp_path / clip_path)] * 2
     assert [job.path for job in data.jobs] == [tmp_path / clip_path] * 2
+
+
+def test_signing_many_jobs_at_once_gives_each_job_its_own_signature(root, tmp_path):
+    # `sign_jobs` resolves each folder once (`FileStats`); what it computes must be what each job computes alone,
+    # for a plain file, links to files inside and outside, a file reached through a linked folder, a '..' that
+    # comes back, a missing file and a dangling link.
+    (root / "dangling.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    paths = ["clips/c.mp4", "inner.mp4", "outer.mp4", "away/c.mp4", "clips/../clips/c.mp4", "gone.mp4", "dangling.mp4"]
+    jobs = [VideoJob(f"job{i}", root / path, [Segment(f"c{i}", "clip")]) for i, path in enumerate(paths)]
+    alone = [dataclasses.replace(job).signature for job in jobs]
+    sign_jobs(jobs)
+    assert [job.signature for job in jobs] == alone
+    stats = FileStats()
+    assert [stats(root / path) for path in paths] == [file_stat(root / path) for path in paths]
+    assert stats(root / "away/c.mp4")[0] == str(tmp_path / "elsewhere" / "c.mp4")
