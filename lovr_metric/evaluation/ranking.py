@@ -37,7 +37,12 @@ from lovr_metric.evaluation.embedding import Embedded
 from lovr_metric.evaluation.protocol import Protocol
 from lovr_metric.evaluation.rank_cache import cached_ranks
 from lovr_metric.evaluation.tasks import LOVR_TASKS, Task
-from lovr_metric.evaluation.uncertainty import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, bootstrap_intervals
+from lovr_metric.evaluation.uncertainty import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    bootstrap_intervals_of,
+)
 from lovr_metric.lovr_retrieval.retrieval import RankedPairs, metrics_from_ranks, per_query_values
 
 PER_QUERY_FILE = "per_query.parquet"
@@ -275,12 +280,15 @@ def direction_intervals(
     directions: list[DirectionRanks], metrics: dict, options: RankOptions
 ) -> dict[str, list[float]]:
     """The bootstrap interval of every metric of one task (the ks it computed), keyed as in its metrics."""
-    out = {}
+    value_sets = []
     for d in directions:
         ks = sorted({int(key.rsplit("@", 1)[1]) for key in metrics if key.startswith(f"{d.direction}_pass@")})
-        values = metric_values(d, ks)
-        found = bootstrap_intervals(
-            values, num_resamples=options.num_resamples, confidence=options.confidence, seed=options.seed
-        )
-        out.update({f"{d.direction}_{name}": list(interval) for name, interval in found.items()})
-    return out
+        value_sets.append(metric_values(d, ks))
+    found = bootstrap_intervals_of(
+        value_sets, num_resamples=options.num_resamples, confidence=options.confidence, seed=options.seed
+    )
+    return {
+        f"{d.direction}_{name}": list(interval)
+        for d, intervals in zip(directions, found, strict=True)
+        for name, interval in intervals.items()
+    }

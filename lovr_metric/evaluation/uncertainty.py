@@ -5,7 +5,8 @@ pass@k indicators, recall fractions, reciprocal ranks, nDCG gains, first-relevan
 uncertainty here is that of the query sample: resample the queries with replacement, recompute the statistic.
 
 - `bootstrap_intervals`: percentile intervals of each metric (one resample set shared by all metrics of a
-  direction, so the intervals are those of the same resampled query sets).
+  direction, so the intervals are those of the same resampled query sets); `bootstrap_intervals_of` several
+  directions at once, those of as many queries sharing the draws.
 - `paired_comparison`: two runs on the same queries. The delta's interval resamples the queries of both runs
   together (paired bootstrap); its p-value is that of a paired permutation test: under "no difference" each
   query's two values are exchangeable, so they are swapped at random and the delta recomputed
@@ -84,29 +85,53 @@ def _weighted_medians(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return (low + high) / 2
 
 
-def _resampled_statistics(values: Mapping[str, np.ndarray], num_resamples: int, seed: int) -> dict[str, np.ndarray]:
-    """Each metric's statistic on every resampled query set. The draws become counts per query, so that every mean
+def _resampled_statistics(value_sets: list[Mapping[str, np.ndarray]], num_resamples: int, seed: int) -> list[dict]:
+    """Each metric's statistic on every resampled query set, for each of `value_sets` (metrics of the same queries,
+    or of as many: one draw of query sets serves them all). The draws become counts per query, so that every mean
     is one product of the counts with the values, and counts per distinct value, so that a median is a scan of
     those (ranks repeat: far fewer than the queries), whatever the number of metrics."""
-    num_queries = _check(values, "bootstrap")
-    names = list(values)
-    means = [name for name in names if statistic(name) is np.mean]
-    table = np.stack([np.asarray(values[name], dtype=np.float64) for name in means], axis=1) if means else None
-    # Each median metric's distinct values (ascending) and the position of each query's value among them.
-    distinct = {
-        name: np.unique(np.asarray(values[name], dtype=np.float64), return_inverse=True)
-        for name in names
-        if name not in means
-    }
-    out = {name: [] for name in names}
-    for indices in resample_indices(num_queries, num_resamples, seed):
-        for name, (sorted_values, groups) in distinct.items():
-            out[name].append(_weighted_medians(sorted_values, _counts(indices, len(sorted_values), groups)))
-        if table is not None:
-            counts = _counts(indices, num_queries)
-            for name, column in zip(means, (counts @ table / num_queries).T, strict=True):
-                out[name].append(column)
-    return {name: np.concatenate(parts) for name, parts in out.items()}
+    num_queries = {_check(values, "bootstrap") for values in value_sets}
+    if len(num_queries) != 1:
+        raise ValueError(f"bootstrap: value sets of {sorted(num_queries)} queries; expected one number of queries")
+    plans = [_StatisticsPlan(values) for values in value_sets]
+    query_counts = None
+    for indices in resample_indices(num_queries.pop(), num_resamples, seed):
+        if any(plan.table is not None for plan in plans):
+            query_counts = _counts(indices, indices.shape[1])
+        for plan in plans:
+            plan.add(indices, query_counts)
+    return [plan.result() for plan in plans]
+
+
+class _StatisticsPlan:
+    """The statistics of one set of metrics over the resampled query sets, gathered batch by batch."""
+
+    def __init__(self, values: Mapping[str, np.ndarray]):
+        self.names = list(values)
+        self.means = [name for name in self.names if statistic(name) is np.mean]
+        self.table = (
+            np.stack([np.asarray(values[name], dtype=np.float64) for name in self.means], axis=1)
+            if self.means
+            else None
+        )
+        # Each median metric's distinct values (ascending) and the position of each query's value among them.
+        self.distinct = {
+            name: np.unique(np.asarray(values[name], dtype=np.float64), return_inverse=True)
+            for name in self.names
+            if name not in self.means
+        }
+        self.parts: dict[str, list[np.ndarray]] = {name: [] for name in self.names}
+
+    def add(self, indices: np.ndarray, query_counts: np.ndarray | None) -> None:
+        """The statistics of one batch of resampled sets (`query_counts`: how often each query is drawn in each)."""
+        for name, (sorted_values, groups) in self.distinct.items():
+            self.parts[name].append(_weighted_medians(sorted_values, _counts(indices, len(sorted_values), groups)))
+        if self.table is not None:
+            for name, column in zip(self.means, (query_counts @ self.table / indices.shape[1]).T, strict=True):
+                self.parts[name].append(column)
+
+    def result(self) -> dict[str, np.ndarray]:
+        return {name: np.concatenate(parts) for name, parts in self.parts.items()}
 
 
 def bootstrap_intervals(
@@ -117,12 +142,33 @@ def bootstrap_intervals(
     seed: int = DEFAULT_SEED,
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap interval of each metric, from its per-query values (`{metric: (num_queries,)}`)."""
+    return bootstrap_intervals_of([values], num_resamples=num_resamples, confidence=confidence, seed=seed)[0]
+
+
+def bootstrap_intervals_of(
+    value_sets: list[Mapping[str, np.ndarray]],
+    *,
+    num_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+) -> list[dict[str, tuple[float, float]]]:
+    """`bootstrap_intervals` of each of `value_sets`, each the same as alone. Sets of as many queries share the
+    draws (the same seed draws the same query sets for them anyway), counted once: a task's two directions over
+    LoVR's 40,804 clips and captions."""
     _check_settings(num_resamples, confidence)
     tail = (1 - confidence) / 2
-    return {
-        name: (float(np.quantile(stats, tail)), float(np.quantile(stats, 1 - tail)))
-        for name, stats in _resampled_statistics(values, num_resamples, seed).items()
-    }
+    out: list[dict] = [{} for _ in value_sets]
+    by_size: dict[int, list[int]] = {}
+    for position, values in enumerate(value_sets):
+        by_size.setdefault(_check(values, "bootstrap"), []).append(position)
+    for positions in by_size.values():
+        found = _resampled_statistics([value_sets[p] for p in positions], num_resamples, seed)
+        for position, statistics in zip(positions, found, strict=True):
+            out[position] = {
+                name: (float(np.quantile(stats, tail)), float(np.quantile(stats, 1 - tail)))
+                for name, stats in statistics.items()
+            }
+    return out
 
 
 def paired_comparison(

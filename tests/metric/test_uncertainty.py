@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from lovr_metric.evaluation.uncertainty import bootstrap_intervals, paired_comparison, statistic
+from lovr_metric.evaluation.uncertainty import (
+    bootstrap_intervals,
+    bootstrap_intervals_of,
+    paired_comparison,
+    statistic,
+)
 
 
 def naive_interval(values, stat, num_resamples, seed, confidence=0.95):
@@ -36,6 +41,20 @@ def test_median_intervals_equal_the_naive_loop_exactly(high):
     ranks = np.random.default_rng(high).integers(1, high, size=301).astype(float)
     got = bootstrap_intervals({"x_median_rank": ranks}, num_resamples=450, seed=2)["x_median_rank"]
     assert got == naive_interval(ranks, np.median, 450, seed=2)
+
+
+def test_several_directions_at_once_give_each_its_own_intervals_bit_for_bit():
+    # A task's two directions over as many queries share one draw of query sets (the same seed draws the same
+    # sets anyway); another number of queries draws its own. Each set's intervals are those it has alone.
+    rng = np.random.default_rng(4)
+
+    def direction(num_queries, high):
+        first = rng.integers(1, high, size=num_queries).astype(float)
+        return {"x_pass@5": (first <= 5).astype(float), "x_mrr": 1 / first, "x_median_rank": first}
+
+    sets = [direction(301, 40), direction(57, 9), direction(301, 1000), {"x_median_rank": direction(301, 7)["x_mrr"]}]
+    alone = [bootstrap_intervals(values, num_resamples=450, seed=3) for values in sets]
+    assert bootstrap_intervals_of(sets, num_resamples=450, seed=3) == alone
 
 
 def test_interval_of_two_queries_by_hand():
