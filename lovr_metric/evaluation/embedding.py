@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -153,7 +154,12 @@ class EmbeddingCache:
         codes = np.array([shards.setdefault(record["shard"], len(shards)) for record in found], dtype=np.intp)
         rows = np.array([record["row"] for record in found], dtype=np.intp)
         if len(shards) == 1:  # the usual case of a cache written in one go: no scatter
-            return load_file(str(self.folder / found[0]["shard"]))["embeddings"][rows].astype(np.float32, copy=False)
+            path = str(self.folder / found[0]["shard"])
+            first = int(rows[0])
+            if np.array_equal(rows, np.arange(first, first + len(rows))):  # in the shard's order: read just them
+                with safe_open(path, framework="np") as shard:
+                    return shard.get_slice("embeddings")[first : first + len(rows)].astype(np.float32, copy=False)
+            return load_file(path)["embeddings"][rows].astype(np.float32, copy=False)
         order = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[order], np.arange(len(shards) + 1))
         out = None

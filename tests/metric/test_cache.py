@@ -46,10 +46,11 @@ def test_get_returns_the_vectors_of_the_keys_in_their_order(tmp_path, shards):
     cache = EmbeddingCache(tmp_path, "org/model", SETTINGS)
     for part in np.array_split(list(vectors), shards):
         cache.put("clip", {key: vectors[key] for key in part})
-    keys = ["k6", "k0", "k3", "k3", "k1", "k5", "k2", "k4"]
-    got = cache.get("clip", keys)
-    assert got.dtype == np.float32 and got.flags.writeable
-    np.testing.assert_array_equal(got, np.stack([vectors[key] for key in keys]))
+    # Scattered, a run in a shard's order (read as a slice of the shard), the whole shard, one key.
+    for keys in (["k6", "k0", "k3", "k3", "k1", "k5", "k2", "k4"], ["k1", "k2", "k3"], list(vectors), ["k4"]):
+        got = cache.get("clip", keys)
+        assert got.dtype == np.float32 and got.flags.writeable
+        np.testing.assert_array_equal(got, np.stack([vectors[key] for key in keys]))
     with pytest.raises(KeyError, match=r"1 clip embedding\(s\) are not cached, e.g. \['k9'\]"):
         cache.get("clip", ["k1", "k9"])
 
