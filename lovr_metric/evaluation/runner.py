@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lovr_common.encoders import FAMILIES, EncoderConfig, EncoderOptions, TextEncoder, load_encoder
-from lovr_common.gc_pause import gc_paused
+from lovr_common.gc_pause import frozen_heap, gc_paused
 from lovr_common.image_processors import image_processor_name
 from lovr_common.processes import process_state
 from lovr_metric.evaluation.data import EvalData, LoVRRows, dataset_fingerprint, load_rows, plan_queries
@@ -327,31 +327,35 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
     state = process_state()
     if state.is_main_process and state.num_processes > 1:
         logger.info("%d processes share the texts and video files to embed", state.num_processes)
-    ev = prepare(config, encoder, text_encoder)
-    encode_texts(ev.text_encoder, ev.text_cache, ev.texts, config.text_batch_size, ev.text_keys)
-    sync(ev.text_cache)
-    encode_videos(ev.encoder, ev.visual_cache, ev.data, ev.sampling)
-    sync(ev.visual_cache)
-    if not state.is_main_process:
-        return None
+    with frozen_heap() as freeze:
+        with gc_paused():
+            ev = prepare(config, encoder, text_encoder)
+            ev.text_cache.records(), ev.visual_cache.records()  # read now, kept to the end like the rows and plan
+            freeze()  # out of the collections of the embedding and ranking that follow
+        encode_texts(ev.text_encoder, ev.text_cache, ev.texts, config.text_batch_size, ev.text_keys)
+        sync(ev.text_cache)
+        encode_videos(ev.encoder, ev.visual_cache, ev.data, ev.sampling)
+        sync(ev.visual_cache)
+        if not state.is_main_process:
+            return None
 
-    embedded = Embedded(texts=ev.text_cache, items=ev.visual_cache, data=ev.data, keys=ev.query_keys)
-    options = RankOptions(
-        config.k_values,
-        config.bootstrap_resamples,
-        config.confidence,
-        config.bootstrap_seed,
-        PROTOCOLS[config.protocol],
-        Path(config.cache_dir),
-    )
-    # The collector paused from here to the outputs (seconds, not the hours of embedding): the ranks, top ids and
-    # rows of per-query values are many small objects, none in a cycle.
-    with gc_paused():
-        ranking = rank_tasks(ev.granularities, embedded, options)
-        if not ranking.metrics:  # an earlier run's results in the same folder are worth more than empty ones
-            raise NoMetricError(ranking.no_metric_message(ev.data, ev.video_root, written=None))
-        results = results_record(ev.run, ranking, embedded)
-        write_outputs(results, ranking.per_query, Path(config.output))
+        embedded = Embedded(texts=ev.text_cache, items=ev.visual_cache, data=ev.data, keys=ev.query_keys)
+        options = RankOptions(
+            config.k_values,
+            config.bootstrap_resamples,
+            config.confidence,
+            config.bootstrap_seed,
+            PROTOCOLS[config.protocol],
+            Path(config.cache_dir),
+        )
+        # The collector paused from here to the outputs (seconds, not the hours of embedding): the ranks, top ids
+        # and rows of per-query values are many small objects, none in a cycle.
+        with gc_paused():
+            ranking = rank_tasks(ev.granularities, embedded, options)
+            if not ranking.metrics:  # an earlier run's results in the same folder are worth more than empty ones
+                raise NoMetricError(ranking.no_metric_message(ev.data, ev.video_root, written=None))
+            results = results_record(ev.run, ranking, embedded)
+            write_outputs(results, ranking.per_query, Path(config.output))
     if ranking.unranked:
         raise NoMetricError(ranking.no_metric_message(ev.data, ev.video_root, Path(config.output) / "results.json"))
     return results
