@@ -23,6 +23,7 @@ median for `median_rank`) is the metric in `results.json`.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,8 @@ class DirectionRanks:
         pair_query, pair_ranks = np.asarray(pair_query), np.asarray(pair_ranks)
         order = np.lexsort((pair_ranks, pair_query))
         rows, starts = np.unique(pair_query[order], return_index=True)
-        ranks = np.split(pair_ranks[order], starts[1:])
+        bounds, ordered = [*starts.tolist(), len(order)], pair_ranks[order]
+        ranks = [ordered[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]  # np.split: 4x slower
         return cls(granularity, direction, [query_ids[r] for r in rows], ranks, [top_ids[r] for r in rows])
 
     @property
@@ -94,16 +96,37 @@ def metric_values(ranks: DirectionRanks, k_values) -> dict[str, np.ndarray]:
 
 
 def write_per_query(path: str | os.PathLike, directions: list[DirectionRanks]) -> None:
-    """Write every direction's queries to one Parquet file (`SCHEMA`)."""
-    columns = {name: [] for name in SCHEMA.names}
+    """Write every direction's queries to one Parquet file (`SCHEMA`). The list columns are built from flat
+    arrays and offsets: a Python list per query took 0.15 s of the 0.3 s of a full-scale clip task."""
+    names, ranks, top = {"granularity": [], "direction": [], "query_id": []}, [], []
     for d in directions:
-        columns["granularity"] += [d.granularity] * len(d.query_ids)
-        columns["direction"] += [d.direction] * len(d.query_ids)
-        columns["query_id"] += d.query_ids
-        columns["first_rank"] += [int(r[0]) for r in d.relevant_ranks]
-        columns["relevant_ranks"] += [r.tolist() for r in d.relevant_ranks]
-        columns["top_ids"] += d.top_ids
+        names["granularity"] += [d.granularity] * len(d.query_ids)
+        names["direction"] += [d.direction] * len(d.query_ids)
+        names["query_id"] += d.query_ids
+        ranks += d.relevant_ranks
+        top += d.top_ids
+    rank_values = np.concatenate(ranks).astype(np.int64) if ranks else np.empty(0, dtype=np.int64)
+    rank_offsets = _offsets(ranks)
+    empty = np.flatnonzero(np.diff(rank_offsets) == 0)
+    if empty.size:
+        raise ValueError(
+            f"query {names['query_id'][empty[0]]!r} of {path} has no relevant rank: expected each query's ranks of "
+            "its relevant items, at least one"
+        )
+    columns = {
+        **names,
+        "first_rank": rank_values[rank_offsets[:-1]],
+        "relevant_ranks": pa.ListArray.from_arrays(rank_offsets, rank_values),
+        "top_ids": pa.ListArray.from_arrays(
+            _offsets(top), pa.array(list(itertools.chain.from_iterable(top)), type=pa.string())
+        ),
+    }
     pq.write_table(pa.table(columns, schema=SCHEMA), path)
+
+
+def _offsets(lists) -> np.ndarray:
+    """Where each of `lists` starts in their concatenation, and where the last ends (Arrow's list offsets)."""
+    return np.concatenate([[0], np.cumsum([len(part) for part in lists], dtype=np.int64)]).astype(np.int32)
 
 
 def read_per_query(path: str | os.PathLike) -> dict[tuple[str, str], DirectionRanks]:

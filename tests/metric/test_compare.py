@@ -80,6 +80,10 @@ def test_per_query_file_round_trip(tmp_path):
     assert [r.tolist() for r in back.relevant_ranks] == [[1, 5], [3]]
     with pytest.raises(ValueError, match="does not exist"):
         read_per_query(tmp_path / "missing.parquet")
+    # A query without a relevant rank has no first rank: refused, not given its neighbour's.
+    ranks.relevant_ranks[0] = np.array([], dtype=np.int64)
+    with pytest.raises(ValueError, match=r"query 'q1' of .*p2\.parquet has no relevant rank"):
+        write_per_query(tmp_path / "p2.parquet", [ranks])
 
 
 def test_top_ids_of_duplicate_texts_tie_whatever_the_blocks():
