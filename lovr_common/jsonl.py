@@ -9,18 +9,26 @@ way: its readers pass `tolerate_torn_tail=False`, and a damaged last line is an 
 Read as strict JSON for a benchmark's sake, with one leniency: a UTF-8 byte order mark opening the file (what some
 Windows editors write) is skipped. An object holding one key twice is malformed (`json.loads` would keep the last
 value without a word): the error names the file, line and key.
+
+Big files written whole can also be parsed by pyarrow's multithreaded reader (`read_jsonl_arrow`), which vouches
+for a file only when its table is exactly what the strict reader would give, and else leaves it to that reader.
 """
 
 from __future__ import annotations
 
 import codecs
+import io
 import json
 import logging
 import os
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +120,159 @@ def refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict:
 
 # One decoder for every line: `json.loads(..., object_pairs_hook=...)` builds a new one per call.
 _DECODER = json.JSONDecoder(object_pairs_hook=refuse_repeated_keys)
+
+# pyarrow parses a file in blocks of this many bytes, several at once.
+ARROW_BLOCK_BYTES = 1 << 22
+# The deepest nesting of a value outside the schema that `read_jsonl_arrow` vouches for: Python's decoder recurses
+# once per level and fails near the recursion limit (1000), pyarrow's parser does not.
+_ARROW_MAX_DEPTH = 64
+_OPEN, _CLOSE, _NEWLINE = ord("{"), ord("}"), ord("\n")
+
+
+def read_jsonl_arrow(path: str | os.PathLike, schema: pa.Schema) -> pa.Table | None:
+    """The objects of the file `path` as an Arrow table with the columns of `schema`, row i from line i + 1, when
+    that is what `read_jsonl_numbered(path, tolerate_torn_tail=False)` reads; None when pyarrow cannot vouch for it,
+    and the caller reads the file line by line (which names what is wrong, if anything is).
+
+    pyarrow's reader parses on every core into Arrow columns, several times faster than `json` into Python objects
+    (0.2-0.3 against 0.6 s for a full-scale release's 240 MB of clip captions). A field outside `schema` is parsed,
+    checked and dropped. A column is null where a line holds null or lacks the field: pyarrow does not tell the two
+    apart. A value of another type than its column's fails the parse (None).
+
+    pyarrow's reader is laxer than the strict one, so its table counts only when the file also passes checks made on
+    the very bytes it parses (`_ShapeCheckedFile`): every line is one object and nothing else (pyarrow takes two
+    objects on one line, one object over two lines, blank lines, `\\r` line ends), the bytes are UTF-8 (pyarrow does
+    not check strings), and a field outside `schema` holds no infinite or NaN number (pyarrow takes `Inf`, `-Inf`
+    and `-NaN`, which `json` refuses) and nests no deeper than `_ARROW_MAX_DEPTH`. What pyarrow refuses and `json`
+    takes (a number beyond the float range, a lone surrogate escape, a field whose type changes from line to line,
+    a line over more than two blocks of `ARROW_BLOCK_BYTES`) is left to the strict reader too. Both refuse an object
+    holding a key twice, at any depth.
+    """
+    # Imported here, not with the module: the pipeline's stages read and write JSON Lines without pyarrow.
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    read_options = pj.ReadOptions(block_size=ARROW_BLOCK_BYTES)
+    parse_options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+    with pa.OSFile(str(path)) as raw:
+        source = _ShapeCheckedFile(raw)
+        try:
+            table = pj.read_json(source, read_options=read_options, parse_options=parse_options)
+        except pa.ArrowException as err:
+            logger.debug("%s: left to the line-by-line reader, as pyarrow refuses it (%s)", path, err)
+            return None
+        if not source.complete() or table.num_rows != source.lines:
+            logger.debug("%s: left to the line-by-line reader: not one JSON object per line, or not UTF-8", path)
+            return None
+    extras = [name for name in table.column_names if name not in schema.names]
+    if not all(_json_takes_alike(chunk, depth=1) for name in extras for chunk in table.column(name).chunks):
+        logger.debug(
+            "%s: left to the line-by-line reader: a field outside %s holds Inf or NaN, or nests", path, schema
+        )
+        return None
+    return table.select(schema.names)
+
+
+class _ShapeCheckedFile(io.RawIOBase):
+    """A JSON Lines file as pyarrow's reader reads it, checked on the way: that each line opens with `{` and closes
+    with `}`, that the bytes are UTF-8, and how many lines there are. A UTF-8 byte order mark opening the file is
+    passed over, as the strict reader does. Once a check fails, the file reads as ended, so that pyarrow stops.
+
+    A line end between `}` and `{` lies between two top-level values (no JSON string holds a raw line end, and inside
+    an object or array the two would need a comma between them), so in a file that pyarrow parses, each line holds
+    whole objects, one at least: as many rows as lines means one object per line.
+
+    The bytes are read as Arrow buffers (from pyarrow's memory pool, which reuses them) and scanned with numpy:
+    reading them as Python bytes allocated each 4 MiB block afresh, 30,000-45,000 page faults at full scale.
+    """
+
+    def __init__(self, raw: pa.NativeFile):
+        self.raw = raw
+        self.lines = 0  # line ends handed on
+        self.usual = True
+        self.previous: int | None = None  # the last byte handed on
+        self.unfinished = b""  # the bytes after the last line end handed on, not yet checked as UTF-8
+        self.newlines = None  # scratch: which bytes of a block are line ends
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> pa.Buffer | bytes:
+        if not self.usual:
+            return b""
+        data = self.raw.read_buffer(size)
+        if self.previous is None and data.size >= 3 and data[:3].to_pybytes() == codecs.BOM_UTF8:
+            data = data.slice(3)
+        if data.size:
+            self.usual = self._check(data)
+        return data if self.usual else b""
+
+    def complete(self) -> bool:
+        """Whether the whole file was read and passed, its last line included (counted here when it lacks its
+        line end, as the strict reader takes it)."""
+        if not self.usual or self.raw.read_buffer(1).size:
+            return False
+        if self.previous not in (None, _NEWLINE):
+            if self.previous != _CLOSE or not _is_utf8(self.unfinished):
+                return False
+            self.lines += 1
+        return True
+
+    def _check(self, data: pa.Buffer) -> bool:
+        import numpy as np
+
+        bytes_ = np.frombuffer(data, np.uint8)
+        if self.newlines is None or len(self.newlines) < len(bytes_):
+            self.newlines = np.empty(len(bytes_), np.bool_)
+        ends = np.flatnonzero(np.equal(bytes_, _NEWLINE, out=self.newlines[: len(bytes_)]))
+        previous, self.previous = self.previous, int(bytes_[-1])
+        self.lines += len(ends)
+        if previous in (None, _NEWLINE) and bytes_[0] != _OPEN:
+            return False
+        if not len(ends):
+            self.unfinished += data.to_pybytes()
+            return True
+        if (bytes_[ends[ends > 0] - 1] != _CLOSE).any() or (ends[0] == 0 and previous != _CLOSE):
+            return False
+        if (bytes_[ends[ends + 1 < len(bytes_)] + 1] != _OPEN).any():
+            return False
+        # UTF-8 up to the last line end (a line end never falls inside a UTF-8 sequence); the rest waits.
+        view = memoryview(data)
+        first_end, last_end = int(ends[0]) + 1, int(ends[-1]) + 1
+        usual = _is_utf8(self.unfinished + view[:first_end]) and _is_utf8(view[first_end:last_end])
+        self.unfinished = bytes(view[last_end:])
+        return usual
+
+
+def _is_utf8(data: bytes | memoryview) -> bool:
+    """Whether `data` is UTF-8 as `bytes.decode("utf-8")` takes it (no surrogates, no overlong forms), checked by
+    pyarrow's validator without making a string (some ten times faster than decoding)."""
+    import pyarrow as pa
+
+    buffer = pa.py_buffer(data)
+    offsets = pa.py_buffer(struct.pack("=qq", 0, buffer.size))
+    try:
+        pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, buffer]).validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _json_takes_alike(array: pa.Array, depth: int) -> bool:
+    """Whether `json` takes the values that pyarrow parsed into `array` (a column outside the schema, or a part of
+    one, at nesting `depth`) as pyarrow did: no infinite or NaN float, no nesting deeper than `_ARROW_MAX_DEPTH`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if depth > _ARROW_MAX_DEPTH:
+        return False
+    if pa.types.is_floating(array.type):
+        return pc.all(pc.is_finite(array)).as_py() is not False
+    if pa.types.is_struct(array.type):
+        return all(_json_takes_alike(array.field(index), depth + 1) for index in range(array.type.num_fields))
+    if pa.types.is_list(array.type):
+        return _json_takes_alike(array.flatten(), depth + 1)
+    return True
 
 
 def cut_torn_tail(path: str | os.PathLike) -> None:
