@@ -35,7 +35,7 @@ import datasets
 import pyarrow as pa
 from datasets.builder import Key
 
-from .records import OTHER_SPLIT, QUERY_SPLIT, ReadOptions, SourceData
+from .records import OTHER_SPLIT, QUERY_SPLIT, ReadOptions, Rows, SourceData
 from .sources import fingerprint, read_source
 
 logger = logging.getLogger(__name__)
@@ -100,27 +100,27 @@ def config_info(name: str) -> datasets.DatasetInfo:
     )
 
 
-def config_splits(data: SourceData, name: str) -> dict[str, list[dict]]:
+def config_splits(data: SourceData, name: str) -> dict[str, Rows]:
     """The rows of config `name` by split, splits without rows left out: `clips` has `train` (the rest of the
     gallery) and `test` (the queries), `videos` and `themes` only `test`."""
     if name == "clips":
+        splits = data.clips.column("split")
         splits = {
-            split: [clip for clip in data.clips if clip["split"] == split] for split in (OTHER_SPLIT, QUERY_SPLIT)
+            split: data.clips.select([value == split for value in splits]) for split in (OTHER_SPLIT, QUERY_SPLIT)
         }
     else:
         splits = {QUERY_SPLIT: getattr(data, name)}
-    return {split: rows for split, rows in splits.items() if rows}
+    return {split: rows for split, rows in splits.items() if len(rows)}
 
 
-def arrow_tables(rows: list[dict], features: datasets.Features) -> Iterator[pa.Table]:
+def arrow_tables(rows: Rows, features: datasets.Features) -> Iterator[pa.Table]:
     """`rows` as Arrow tables of `TABLE_ROWS` rows with the schema of `features`: what the builder hands to
     `datasets` and what the export writes.
 
     Whole Arrow tables rather than one dict per row: LoVR's captions are long, and per-row encoding through
-    `Features.encode_example` costs more than the Parquet writing itself."""
-    schema = features.arrow_schema
-    for start in range(0, len(rows), TABLE_ROWS):
-        yield pa.Table.from_pylist(rows[start : start + TABLE_ROWS], schema=schema)
+    `Features.encode_example` costs more than the Parquet writing itself. Texts a reader left in Arrow
+    (`records.ArrowText`) are copied Arrow to Arrow (`records.Rows.tables`)."""
+    return rows.tables(features.arrow_schema, TABLE_ROWS)
 
 
 @dataclass
@@ -188,9 +188,8 @@ class LoVR(datasets.ArrowBasedBuilder):
         # The source is read here, not in `_generate_examples`, so that bad input raises its own ValueError
         # rather than one wrapped in DatasetGenerationError.
         data = read_source(self.config.data_dir, self.config.read_options())
-        # A tuple, not a list: datasets would take a list in gen_kwargs for a list of shards.
         return [
-            datasets.SplitGenerator(name=name, gen_kwargs={"rows": tuple(rows)})
+            datasets.SplitGenerator(name=name, gen_kwargs={"rows": rows})
             for name, rows in config_splits(data, self.config.name).items()
         ]
 

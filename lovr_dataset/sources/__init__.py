@@ -65,7 +65,8 @@ def _source_files(root: Path):
 
 
 def read_source(data_dir: str | os.PathLike, options: ReadOptions, *, cached: bool = True) -> SourceData:
-    """The rows of every config from the source in `data_dir`.
+    """The rows of every config from the source in `data_dir` (`SourceData`; `data.clips.to_pylist()` gives the
+    clips as dicts).
 
     With `cached`, the last read is kept (keyed by the source's `fingerprint`): building the three configs reads the
     same source three times in a row. The export reads once and passes `cached=False`, so as not to hold the rows

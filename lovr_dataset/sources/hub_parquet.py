@@ -14,7 +14,17 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ..records import SCENE_MARK, ReadOptions, SourceData, SourceReport, finish, safe_relpath, unique_by
+from ..records import (
+    CLIP_COLUMNS,
+    SCENE_MARK,
+    ReadOptions,
+    SourceData,
+    SourceReport,
+    columns_of,
+    finish,
+    safe_relpath,
+    unique_by,
+)
 from . import official
 
 SPLIT_FILES = {"train": "caption_data/clip_train.parquet", "test": "caption_data/clip_test.parquet"}
@@ -67,7 +77,7 @@ def read(root: Path, options: ReadOptions) -> SourceData:
                 row = official.clip_row(clip_id, where, caption=caption, split=split)
                 row["clip_path"] = f"{official.CLIP_DIR}/{row['video_id']}/{clip_id}.mp4"
                 rows.append((where, row))
-    clips = {clip_id: row for clip_id, (_, row) in unique_by(rows, "clip_id").items()}
-    clips = official.merge_clip_files(root, clips, options, report)
+    clips = [row for _, row in unique_by(rows, "clip_id").values()]
+    clips = official.merge_clip_files(root, columns_of(clips, CLIP_COLUMNS), options, report)
     video_captions = official.read_video_captions(root, options, report)
     return finish(clips, video_captions, official.read_themes(root, options, report), options, report)

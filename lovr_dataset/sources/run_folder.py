@@ -35,11 +35,13 @@ from lovr_common.run_folder.layout import (
 )
 
 from ..records import (
+    CLIP_COLUMNS,
     ReadOptions,
     SourceData,
     SourceReport,
     apply_missing_clip_policy,
     check_id,
+    columns_of,
     finish,
     read_records,
     safe_relpath,
@@ -151,6 +153,6 @@ def read(root: Path, options: ReadOptions) -> SourceData:
     by_id = unique_by([(f"{SEGMENTS.path(root)}, video {clip['video_id']!r}", clip) for clip in clips], "clip_id")
     captions = _ok_records(root, CAPTIONS, options, report, known=set(by_id))
     _add_captions({clip_id: clip for clip_id, (_, clip) in by_id.items()}, captions)
-    clips = apply_missing_clip_policy(clips, sorted(missing), options, report)
+    clips = apply_missing_clip_policy(columns_of(clips, CLIP_COLUMNS), sorted(missing), options, report)
     video_captions = _video_captions(_ok_records(root, VIDEOS, options, report, known=set(segments)), segments)
     return finish(clips, video_captions, [], options, report)

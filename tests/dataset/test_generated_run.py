@@ -35,12 +35,14 @@ def test_dataset_reader_sees_every_segmented_clip(segmented):
     data = read_source(workdir, ReadOptions())
     # bikes.mp4 holds five hard cuts -> six clips, in time order, none captioned yet
     clip_ids = [f"bikes-Scene-{n:03d}" for n in range(1, 7)]
-    assert [clip["clip_id"] for clip in data.clips] == clip_ids
-    assert [(clip["start"], clip["end"]) for clip in data.clips] == [(c["start"], c["end"]) for c in record["clips"]]
-    assert {(clip["video_path"], clip["clip_path"], clip["caption"]) for clip in data.clips} == {
+    assert [clip["clip_id"] for clip in data.clips.to_pylist()] == clip_ids
+    assert [(clip["start"], clip["end"]) for clip in data.clips.to_pylist()] == [
+        (c["start"], c["end"]) for c in record["clips"]
+    ]
+    assert {(clip["video_path"], clip["clip_path"], clip["caption"]) for clip in data.clips.to_pylist()} == {
         ("bikes.mp4", None, None)
     }
-    assert data.videos == [
+    assert data.videos.to_pylist() == [
         {
             "video_id": "bikes",
             "caption": None,

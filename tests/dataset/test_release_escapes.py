@@ -70,7 +70,9 @@ def test_symlinks_that_stay_inside_the_release_are_read(official):
         official / "video_data/long_video_clip/-dash/-dash-Scene-001.mp4"
     )
     data = read_source(official, ReadOptions())
-    assert {video["video_id"]: video["video_path"] for video in data.videos}["-dash"] == "video_data/merged/-dash.mp4"
+    assert {video["video_id"]: video["video_path"] for video in data.videos.to_pylist()}[
+        "-dash"
+    ] == "video_data/merged/-dash.mp4"
 
 
 def test_a_recorded_clip_path_through_a_link_outside_is_refused(official, outside):
@@ -85,7 +87,7 @@ def test_a_clip_found_on_disk_takes_the_path_found_not_the_one_recorded(official
     # bikes-Scene-003 has a file of its own and, until now, no record; its new record points through a link.
     (official / "video_data/long_video_clip/bikes/x").symlink_to(outside, target_is_directory=True)
     append_line(official / "caption_data/all_clip.jsonl", {"path": "bikes/x/bikes-Scene-003.mp4", "cap": "Third."})
-    clips = {clip["clip_id"]: clip for clip in read_source(official, ReadOptions()).clips}
+    clips = {clip["clip_id"]: clip for clip in read_source(official, ReadOptions()).clips.to_pylist()}
     assert clips["bikes-Scene-003"]["clip_path"] == "video_data/long_video_clip/bikes/bikes-Scene-003.mp4"
     assert clips["bikes-Scene-003"]["caption"] == "Third."
 
@@ -130,13 +132,15 @@ def test_a_theme_of_an_unknown_clip_fails_or_is_counted_and_left_out(official):
         read_source(official, ReadOptions())
     data = read_source(official, ReadOptions(skip_orphan_themes=True))
     assert data.report.orphan_themes == ["ghost-Scene-001"]
-    assert [theme["clip_id"] for theme in data.themes] == ["-dash-Scene-001", "bikes-Scene-002"]
+    assert [theme["clip_id"] for theme in data.themes.to_pylist()] == ["-dash-Scene-001", "bikes-Scene-002"]
 
 
 def test_a_theme_of_a_dropped_clip_is_an_orphan_too(official):
     # -dash-Scene-002 is listed but has no file; 'drop' removes it, so its theme has no clip to point at.
     write_jsonl(official / "caption_data/clip_cap_theme.jsonl", [{"vid": "-dash-Scene-002", "cap": "t"}])
-    assert [theme["clip_id"] for theme in read_source(official, ReadOptions()).themes] == ["-dash-Scene-002"]
+    assert [theme["clip_id"] for theme in read_source(official, ReadOptions()).themes.to_pylist()] == [
+        "-dash-Scene-002"
+    ]
     with pytest.raises(ValueError, match=r"clip_cap_theme\.jsonl, line 1: theme of clip '-dash-Scene-002'"):
         read_source(official, ReadOptions(missing_clip_files="drop"))
 

@@ -59,7 +59,7 @@ def test_bad_clip_times_are_refused_with_file_line_and_clip(run, values, message
 
 def test_a_clip_ending_at_the_video_end_is_kept(run):
     set_bikes_clip_3(run, end=10.0)
-    clips = {clip["clip_id"]: clip for clip in read_source(run, ReadOptions()).clips}
+    clips = {clip["clip_id"]: clip for clip in read_source(run, ReadOptions()).clips.to_pylist()}
     assert (clips["bikes-Scene-003"]["start"], clips["bikes-Scene-003"]["end"]) == (2.0, 10.0)
 
 
@@ -125,4 +125,4 @@ def test_a_failed_record_of_an_unknown_id_carries_no_data_and_is_only_counted(ru
     edit_lines(run / "videos.jsonl", lambda records: records.append({"video_id": "ghost", "status": "failed"}))
     data = read_source(run, ReadOptions())
     assert data.report.failed_records == 3  # the failed video and caption of make_run, and this one
-    assert [video["video_id"] for video in data.videos] == ["bikes", "other"]
+    assert [video["video_id"] for video in data.videos.to_pylist()] == ["bikes", "other"]
