@@ -14,9 +14,13 @@ file, clip folder, recorded clip path or merged video that resolves through a sy
 release. A theme of a clip that is not among the clips fails, or is counted and left out with `skip_orphan_themes`.
 The release records no clip times: `start` and `end` are null. Its JSON Lines are read strictly
 (`lovr_common.jsonl`), with one leniency: a UTF-8 byte order mark opening a file (as Windows editors save) is
-skipped; an object holding one key twice is malformed, named by file, line and key. pyarrow parses each file first
-(`records.read_records`), and the captions stay Arrow (`ArrowText`); a file it cannot vouch for, or whose records
-lack a field read here (`vid` included), is read line by line, with the same checks and messages.
+skipped; an object holding one key twice is malformed, named by file, line and key.
+
+`all_clip.jsonl` and `all_video.jsonl` (290 MB at full scale) are parsed by pyarrow first (`_clips_arrow`,
+`_video_captions_arrow`): the captions stay Arrow (`records.ArrowText`), and each record is checked by the same
+functions as when read line by line. That fast path only tells whether all is well: where pyarrow cannot vouch for
+a file (`lovr_common.jsonl.read_jsonl_arrow`), a record lacks a field read here (`vid` included) or any check
+fails, the file is read line by line, and that read names what is wrong by file and line.
 """
 
 from __future__ import annotations
