@@ -380,7 +380,7 @@ def finish(
     row) pairs."""
     keys = list(zip(clips["video_id"], clips["clip_index"], clips["clip_id"], strict=True))
     order = sorted(range(len(keys)), key=keys.__getitem__)
-    clips = {name: [values[i] for i in order] for name, values in clips.items()}
+    clips = {name: list(_gather(values, order)) for name, values in clips.items()}
     assign_splits(clips, options)
     theme_rows = sorted(themes_of_known_clips(themes, clips["clip_id"], options, report), key=itemgetter("clip_id"))
     return SourceData(
