@@ -95,6 +95,11 @@ class Rows:
         picked = [position for position, kept in zip(positions, keep, strict=True) if kept]
         return Rows(self.columns, picked, self.texts)
 
+    def slice(self, start: int, stop: int) -> Rows:
+        """Rows `start` to `stop` (not included), in order."""
+        positions = range(len(self)) if self.index is None else self.index
+        return Rows(self.columns, list(positions[start:stop]), self.texts)
+
     def to_pylist(self) -> list[dict]:
         """The rows as dicts, texts as Python strings."""
         names = list(self.columns)

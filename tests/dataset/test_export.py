@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
@@ -12,6 +13,8 @@ import yaml
 
 from lovr_dataset import LoVR, card_yaml, export, upload_plan
 from model_cards.dataset import dataset_card
+
+export_module = importlib.import_module("lovr_dataset.export")  # `lovr_dataset.export` is also the function
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +135,33 @@ def test_the_export_writes_what_download_and_prepare_writes(exported, official_r
         assert pq.read_table(ours).equals(pq.read_table(built), check_metadata=True)
         assert pq.read_metadata(ours).metadata == pq.read_metadata(built).metadata
     assert (exported / "README.md").read_text().count(f"num_bytes: {builder.info.splits['train'].num_bytes}") == 1
+
+
+def test_a_split_cut_into_parts_holds_the_same_rows_and_card(exported, official_root, tmp_path, monkeypatch):
+    # Parts of at most 2 rows, written at once: the clips train split's 2 rows stay one file, the 3 query rows
+    # become 2 files (numbered across the parts); the rows, their order, the counts and the card's statistics are
+    # those of the export in one part each.
+    monkeypatch.setattr(export_module, "PART_ROWS", 2)
+    parted = export(official_root, tmp_path / "lovr", num_queries=3, query_seed=1)
+    assert sorted(path.name for path in (parted / "clips").glob("*.parquet")) == [
+        "test-00000-of-00002.parquet",
+        "test-00001-of-00002.parquet",
+        "train-00000-of-00001.parquet",
+    ]
+    assert [pq.read_metadata(path).num_rows for path in sorted((parted / "clips").glob("test-*"))] == [2, 1]
+    for config in ("clips", "videos", "themes"):
+        ours = datasets.load_dataset(str(parted), config, cache_dir=str(tmp_path / f"p-{config}"))
+        whole = datasets.load_dataset(str(exported), config, cache_dir=str(tmp_path / f"w-{config}"))
+        assert {split: ours[split].to_list() for split in ours} == {split: whole[split].to_list() for split in whole}
+    infos = {name: yaml.safe_load(p.read_text().split("---")[1])["dataset_info"] for name, p in [
+        ("parted", parted / "README.md"), ("whole", exported / "README.md")]}  # fmt: skip
+    for config_parted, config_whole in zip(infos["parted"], infos["whole"], strict=True):
+        splits = {split["name"]: split for split in config_parted["splits"]}
+        for split in config_whole["splits"]:
+            # num_bytes, Arrow's buffer sizes, moves by a few bytes with the tables' cut (validity bitmaps).
+            assert splits[split["name"]]["num_examples"] == split["num_examples"]
+    body = (parted / "README.md").read_text().split("---", 2)[2]
+    assert body == (exported / "README.md").read_text().split("---", 2)[2]
 
 
 def test_export_refuses_an_unknown_option_before_writing(official_root, tmp_path):
