@@ -75,9 +75,10 @@ def reshard(export_dir: Path, out: Path, shards: int) -> None:
     import pyarrow.parquet as pq
 
     shutil.copytree(export_dir, out)
-    (train,) = (out / "clips").glob("train-*.parquet")
-    table = pq.read_table(train)
-    train.unlink()
+    parts = sorted((out / "clips").glob("train-*.parquet"))  # the export's own parts, in order
+    table = pq.read_table(parts)
+    for part in parts:
+        part.unlink()
     bounds = np.linspace(0, table.num_rows, shards + 1).astype(int)
     for index, (start, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
         pq.write_table(table.slice(start, end - start), out / "clips" / f"train-{index:05d}-of-{shards:05d}.parquet")
