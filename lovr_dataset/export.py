@@ -4,7 +4,7 @@ README.md that is the full dataset card (YAML declaring the configs, features, s
     python -m lovr_dataset export DATA_DIR OUT_DIR [--num_queries 1000] [--query_seed 0] [--overwrite]
 
     OUT_DIR/README.md
-    OUT_DIR/clips/train-00000-of-00001.parquet (more shards for big splits), OUT_DIR/clips/test-00000-of-00001.parquet
+    OUT_DIR/clips/train-00000-of-00002.parquet (a file per PART_ROWS rows), OUT_DIR/clips/test-00000-of-00001.parquet
     OUT_DIR/videos/test-00000-of-00001.parquet, OUT_DIR/themes/test-00000-of-00001.parquet (when themes exist)
 
 `datasets.load_dataset(OUT_DIR, "clips")` then returns the builder's rows and features, and the query split is
