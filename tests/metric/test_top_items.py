@@ -53,6 +53,19 @@ def test_top_items_are_the_exact_ones_whatever_the_tiles(seed, tiling):
     assert video_top == exact_top(videos, texts, 10)
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_first_tiles_offered_from_their_block_maxima_keep_the_exact_top(seed):
+    # Tiles of 143 x 143: a query's first tile is offered from the bound its 71 blocks' maxima give (one item past the
+    # last block), texts and videos alike, and the last tile is narrower; copies tie within and across blocks.
+    generator = torch.Generator().manual_seed(seed)
+    text_base, video_base = unit(torch.randn(7, 6, generator=generator)), unit(torch.randn(9, 6, generator=generator))
+    texts = text_base[torch.randint(0, 7, (200,), generator=generator)]
+    videos = video_base[torch.randint(0, 9, (190,), generator=generator)] if seed else unit(torch.randn(190, 6))
+    text_top, video_top = top_of(texts, videos, 10, (143, 143, 50))
+    assert text_top == exact_top(texts, videos, 10)
+    assert video_top == exact_top(videos, texts, 10)
+
+
 def test_top_items_of_distinct_embeddings_at_a_larger_scale():
     generator = torch.Generator().manual_seed(0)
     videos = unit(torch.randn(300, 32, generator=generator))
