@@ -72,13 +72,15 @@ class RunningTop:
             self.take([(query, where.reshape(-1).cpu().numpy() + first_item, best.reshape(-1).cpu().numpy())])
             return
         blocks = offered.shape[1] // size
-        if transposed:  # the items are the rows of `scores`: blocks of rows, kept contiguous
-            maxima = scores[: blocks * size].view(blocks, size, scores.shape[1]).amax(dim=1).T
+        if transposed:  # the items are the rows of `scores`: blocks of rows
+            maxima = scores[: blocks * size].reshape(blocks, size, scores.shape[1]).amax(dim=1).T
         else:
             maxima = scores[:, : blocks * size].reshape(scores.shape[0], blocks, size).amax(dim=2)
         bound = torch.topk(maxima, self.keep, dim=1).values[:, -1]
-        # `candidates` takes the scores above the floor: the float below the bound offers those equal to it too.
+        # `candidates` takes the scores above the floor: the float below the bound offers those equal to it too. With
+        # denormals flushed (`torch.set_flush_denormal`) the float below 0 compares as 0: the least normal one then.
         below = torch.nextafter(bound, torch.tensor(-np.inf, dtype=bound.dtype, device=bound.device))
+        below = torch.where(below < bound, below, torch.full_like(bound, -torch.finfo(bound.dtype).tiny))
         kept = torch.from_numpy(self.values[first_query : first_query + offered.shape[0], -1]).to(below.device)
         floor = torch.maximum(below, kept).cpu().numpy()
         self.take([self.candidates(scores, first_query, first_item, transposed, floor=floor)])

@@ -66,6 +66,24 @@ def test_first_tiles_offered_from_their_block_maxima_keep_the_exact_top(seed):
     assert video_top == exact_top(videos, texts, 10)
 
 
+@pytest.mark.parametrize("flush_denormal", [False, True])
+def test_a_first_tile_bounded_at_zero_keeps_its_zeros(flush_denormal):
+    # The first tile of each text holds one video scoring 1 and 142 scoring exactly 0, so its bound is 0; the second
+    # tile's 47 videos all score below 0. The float offered from (just below the bound) must not compare as 0 when
+    # denormals are flushed, or the zeros of the top would be lost to the negatives.
+    axes = torch.eye(4)
+    below = torch.stack([unit((-(0.1 + 0.01 * j) * axes[0] + axes[2])[None])[0] for j in range(47)])
+    videos = torch.cat([axes[0:1], axes[1].repeat(142, 1), below])
+    texts = axes[0].repeat(3, 1)
+    if flush_denormal and not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    try:
+        text_top, _ = top_of(texts, videos, 10, (143, 143, 50))
+    finally:
+        torch.set_flush_denormal(False)  # torch's default; it offers no way to read the setting back
+    assert text_top == exact_top(texts, videos, 10) == [list(range(10))] * 3
+
+
 def test_top_items_of_distinct_embeddings_at_a_larger_scale():
     generator = torch.Generator().manual_seed(0)
     videos = unit(torch.randn(300, 32, generator=generator))
