@@ -210,10 +210,11 @@ class FileStats:
 
 
 def sign_jobs(jobs: list[VideoJob]) -> None:
-    """Compute the `signature` of every job of one planning not yet signed, the jobs sharing one `FileStats`."""
+    """Compute the `signature` of every job of one planning not yet signed, the jobs sharing one `FileStats`. A job
+    whose class replaces `signature` itself (rather than `sign`) is left to it."""
     stats = FileStats()
     for job in jobs:
-        if "signature" not in vars(job):
+        if "signature" not in vars(job) and type(job).signature is VideoJob.signature:
             vars(job)["signature"] = job.sign(stats)  # where the cached property keeps its value
 
 
@@ -225,7 +226,7 @@ def digest(value) -> str:
 @dataclass
 class VideoJob:
     """One file to decode once and the segments to embed from it. A protocol may plan jobs of another kind: a
-    subclass overriding `files`, `signature`, `open`, `segment_frames` and `decode`."""
+    subclass overriding `files`, `sign`, `open`, `segment_frames` and `decode`."""
 
     job_id: str
     path: Path

@@ -120,4 +120,13 @@ def test_signing_many_jobs_at_once_gives_each_job_its_own_signature(root, tmp_pa
     assert [job.signature for job in jobs] == alone
     stats = FileStats()
     assert [stats(root / path) for path in paths] == [file_stat(root / path) for path in paths]
+
+    class OwnSignature(VideoJob):  # a protocol's job that replaces `signature` itself is left to it
+        @property
+        def signature(self) -> str:
+            return "its own"
+
+    own = OwnSignature("own", root / "clips/c.mp4", [Segment("c", "clip")])
+    sign_jobs([own])
+    assert own.signature == "its own"
     assert stats(root / "away/c.mp4")[0] == str(tmp_path / "elsewhere" / "c.mp4")
