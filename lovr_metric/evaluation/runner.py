@@ -259,15 +259,18 @@ class Evaluation:
         return [key for keys in self.query_keys.values() for key in keys]
 
 
-def prepare(config: EvaluateConfig, encoder=None, text_encoder=None) -> Evaluation:
+def prepare(config: EvaluateConfig, encoder=None, text_encoder=None, planned=None) -> Evaluation:
     """Everything before embedding: the output folder checked, the dataset read and planned (a granularity without
-    texts refused), the encoders loaded unless given, the frames and the caches chosen."""
+    texts refused), the encoders loaded unless given, the frames and the caches chosen. `planned` is called once
+    the rows and the plan are built, before the encoders load (`evaluate_model` freezes them there)."""
     state = process_state()
     video_root = Path(config.video_root or config.dataset)
     check_output_folder(Path(config.output), Path(config.dataset), video_root)
     with gc_paused():
         rows = load_rows(config.dataset)
         granularities, data = _plan(config, rows, video_root)
+        if planned is not None:
+            planned()
 
     visual_config = _encoder_config(config, config.model, config.revision)
     text_config = _encoder_config(config, config.text_model or config.model, config.text_revision)
@@ -327,11 +330,13 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
     state = process_state()
     if state.is_main_process and state.num_processes > 1:
         logger.info("%d processes share the texts and video files to embed", state.num_processes)
+    # The rows, the plan and the cache records are frozen out of the collections of the embedding and ranking that
+    # follow, each as soon as it is built; the encoders load in between, the collector on (their garbage is theirs).
     with frozen_heap() as freeze:
+        ev = prepare(config, encoder, text_encoder, planned=freeze)
         with gc_paused():
-            ev = prepare(config, encoder, text_encoder)
             ev.text_cache.records(), ev.visual_cache.records()  # read now, kept to the end like the rows and plan
-            freeze()  # out of the collections of the embedding and ranking that follow
+            freeze()
         encode_texts(ev.text_encoder, ev.text_cache, ev.texts, config.text_batch_size, ev.text_keys)
         sync(ev.text_cache)
         encode_videos(ev.encoder, ev.visual_cache, ev.data, ev.sampling)
