@@ -222,22 +222,25 @@ def _read_options(config_kwargs: dict) -> ReadOptions:
 def _write_configs(data, staging: Path) -> tuple[dict[str, datasets.DatasetInfo], DatasetStatistics]:
     """Write every config that has rows to `staging/<config>/`; return their infos and the card's statistics."""
     statistics = StatisticsAccumulator()
-    names = [name for name in CONFIG_NAMES if config_splits(data, name)]
+    configs = {name: splits for name in CONFIG_NAMES if (splits := config_splits(data, name))}
     # A thread per config, each with a writer thread per part of a split (`_write_split`): Parquet encoding releases
     # the GIL, so the videos (56 MB of captions at full scale) are written while the clips are, rather than after.
-    with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="lovr-export-config") as pool:
-        futures = {name: pool.submit(_write_config, data, name, staging, statistics) for name in names}
+    with ThreadPoolExecutor(max_workers=len(configs), thread_name_prefix="lovr-export-config") as pool:
+        futures = {
+            name: pool.submit(_write_config, name, splits, staging, statistics) for name, splits in configs.items()
+        }
         return {name: future.result() for name, future in futures.items()}, statistics.result()
 
 
-def _write_config(data, name: str, staging: Path, statistics: StatisticsAccumulator) -> datasets.DatasetInfo:
-    """Write the splits of config `name` to `staging/<name>/`, adding its rows to `statistics`; return its info."""
+def _write_config(name: str, splits: dict, staging: Path, statistics: StatisticsAccumulator) -> datasets.DatasetInfo:
+    """Write the `splits` (split -> rows) of config `name` to `staging/<name>/`, adding its rows to `statistics`;
+    return its info."""
     observe = {"clips": statistics.add_clips, "videos": statistics.add_videos, "themes": statistics.add_themes}[name]
     (staging / name).mkdir()
     info = config_info(name)
     info.config_name = name
     info.splits = datasets.SplitDict(dataset_name=DATASET_NAME)
-    for split, rows in config_splits(data, name).items():
+    for split, rows in splits.items():
         info.splits.add(_write_split(rows, split, FEATURES[name], staging / name, observe))
     info.dataset_size = sum(split.num_bytes for split in info.splits.values())
     return info

@@ -104,9 +104,9 @@ def config_splits(data: SourceData, name: str) -> dict[str, Rows]:
     """The rows of config `name` by split, splits without rows left out: `clips` has `train` (the rest of the
     gallery) and `test` (the queries), `videos` and `themes` only `test`."""
     if name == "clips":
-        splits = data.clips.column("split")
+        split_of = data.clips.column("split")
         splits = {
-            split: data.clips.select([value == split for value in splits]) for split in (OTHER_SPLIT, QUERY_SPLIT)
+            split: data.clips.select([value == split for value in split_of]) for split in (OTHER_SPLIT, QUERY_SPLIT)
         }
     else:
         splits = {QUERY_SPLIT: getattr(data, name)}
