@@ -290,14 +290,7 @@ class Embedded:
     texts: EmbeddingCache
     items: EmbeddingCache
     data: EvalData
-    # Per task, the `text_key` of each of its queries, in `data.queries` order (`query_keys`; computed when not given).
-    keys: dict[str, list[str]] | None = None
-
-    def query_keys(self, task: str) -> list[str]:
-        """The `text_key` of each query of `task`: hashing LoVR's 40,804 captions takes 0.1 s, done once a run."""
-        if self.keys is None:
-            self.keys = query_keys(self.data)
-        return self.keys[task]
+    keys: dict[str, list[str]]  # per task, the `text_key` of each of its queries, in query order (`query_keys`)
 
     @functools.cached_property
     def _records(self) -> list[dict]:

@@ -225,11 +225,7 @@ def rank_task(task: Task, embedded: Embedded, ids: set[str], options: RankOption
     refuses that before embedding anything)."""
     queries = embedded.data.queries[task.name]
     gallery = [key for key in embedded.data.gallery(task) if key in ids]
-    kept = [
-        (key, target)
-        for key, (_, target) in zip(embedded.query_keys(task.name), queries, strict=True)
-        if target in ids
-    ]
+    kept = [(key, target) for key, (_, target) in zip(embedded.keys[task.name], queries, strict=True) if target in ids]
     if not kept:
         targets = len({target for _, target in queries})
         raise NoMetricError(
