@@ -154,3 +154,52 @@ def test_the_export_command_line_takes_skip_orphan_themes(official, tmp_path):
     subprocess.run([*command, "--skip-orphan-themes"], check=True, capture_output=True, env=env)
     # 2 of the 3 theme lines have a clip
     assert pq.read_metadata(tmp_path / "out/themes/test-00000-of-00001.parquet").num_rows == 2
+
+
+def test_clip_file_names_are_read_as_pathlib_reads_them(tmp_path):
+    """`list_clip_files` takes file names apart as strings: the same clips, ids and paths as a `Path` per file
+    gives, whatever the dots and case of the names."""
+    from pathlib import Path
+
+    from lovr_dataset.records import VIDEO_EXTENSIONS, split_clip_id
+    from lovr_dataset.sources.official import CLIP_DIR, list_clip_files
+
+    root = tmp_path / "release"
+    names = {
+        "v": [
+            "v-Scene-001.mp4",
+            "v-Scene-002.MKV",
+            "v.x-Scene-003.mov",
+            "notes.txt",
+            ".mp4",
+            "v-Scene-004.",
+            "v-Scene-5",
+        ],
+        "v.x": ["v.x-Scene-001.webm", "v.x-Scene-002.mp4.part"],
+    }
+    for folder, files in names.items():
+        (root / CLIP_DIR / folder).mkdir(parents=True)
+        for name in files:
+            (root / CLIP_DIR / folder / name).touch()
+    names["v"].remove("v.x-Scene-003.mov")  # another video's clip in v/: refused below, then taken out
+    (root / CLIP_DIR / "v" / "v.x-Scene-003.mov").unlink()
+    expected = {}
+    for folder, files in names.items():
+        for name in files:
+            path = root / CLIP_DIR / folder / name
+            if path.suffix.lower() in VIDEO_EXTENSIONS:
+                assert split_clip_id(path.stem, str(path))[0] == folder
+                expected[path.stem] = path.relative_to(root).as_posix()
+    assert list_clip_files(root.resolve()) == expected
+    assert sorted(expected) == ["v-Scene-001", "v-Scene-002", "v.x-Scene-001"]
+
+    (root / CLIP_DIR / "v" / "v.x-Scene-003.mov").touch()
+    with pytest.raises(
+        ValueError, match=r"v/v\.x-Scene-003\.mov: clip 'v\.x-Scene-003' lies in the folder of another"
+    ):
+        list_clip_files(root.resolve())
+    (root / CLIP_DIR / "v" / "v.x-Scene-003.mov").unlink()
+    bad = os.path.join(os.fsencode(root / CLIP_DIR / "v"), b"v-Scene-\xff9.mp4")
+    open(bad, "wb").close()
+    with pytest.raises(ValueError, match="file name is not valid UTF-8"):
+        list_clip_files(Path(root).resolve())
