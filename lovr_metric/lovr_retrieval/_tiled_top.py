@@ -116,10 +116,12 @@ class RunningTop:
         query, item, score = (np.concatenate(parts) for parts in zip(*found, strict=True))
         if query.shape[0] == 0:
             return
-        order = np.argsort(query, kind="stable")
-        query, item, score = query[order], item[order], score[order]
-        low, high = int(query[0]), int(query[-1]) + 1
+        low, high = int(query.min()), int(query.max()) + 1
         query = query - low
+        # Grouped by query, in the order offered. A tile's queries span a few thousand: as 16-bit keys numpy's stable
+        # sort is a radix sort, a tenth of the time of its merge sort on 64-bit ones (the merges' largest part).
+        order = np.argsort(query.astype(np.uint16) if high - low <= 2**16 else query, kind="stable")
+        query, item, score = query[order], item[order], score[order]
         # Each query's candidates go to the columns after its kept ones.
         counts = np.bincount(query, minlength=high - low)
         slot = self.keep + np.arange(query.shape[0]) - (np.cumsum(counts) - counts)[query]
