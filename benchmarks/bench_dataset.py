@@ -2,8 +2,9 @@
 
     nice -n 5 python benchmarks/bench_dataset.py [--scale 1.0] [--repeats 3] [--workdir /tmp/lovr-bench]
 
-Synthetic official release (caption_data/all_clip.jsonl, all_video.jsonl; no video files): 40,804 clips with
-~1,000-word captions and 467 videos with ~17,000-word captions. Every measured step runs in a process of its own,
+Synthetic official release in the release's layout: caption_data/all_clip.jsonl and all_video.jsonl, 40,804 clips
+with ~1,000-word captions and 467 videos with ~17,000-word captions, and an empty file in video_data/ for every clip
+and video (an export lists the release's clip files; nothing here decodes them). Every measured step runs in a process of its own,
 so its peak memory (max RSS) is its own, and the steps take turns, `--repeats` times; the table gives medians.
 - floor:  pyarrow reads the two JSON Lines files and writes the same Parquet (pyarrow.json + pq.write_table);
 - export: `lovr_dataset.export` (the builder, every config, Parquet, README);
@@ -64,6 +65,15 @@ def make_source(root: Path, scale: float, seed: int = 0) -> None:
     with open(root / "caption_data/all_video.jsonl", "w") as f:
         for index in range(num_videos):
             f.write(json.dumps({"vid": f"vid{index:04d}", "cap": text(VIDEO_WORDS)}) + "\n")
+    # The release's video files, empty: listing them is part of exporting the release, decoding them is not.
+    (root / "video_data/merged").mkdir(parents=True)
+    for index in range(num_videos):
+        vid = f"vid{index:04d}"
+        (root / "video_data/merged" / f"{vid}.mp4").touch()
+        (root / "video_data/long_video_clip" / vid).mkdir(parents=True)
+    for index in range(num_clips):
+        vid = f"vid{index % num_videos:04d}"
+        (root / "video_data/long_video_clip" / vid / f"{vid}-Scene-{index // num_videos + 1:03d}.mp4").touch()
 
 
 def clip_parquet(export_dir: Path) -> list[Path]:

@@ -5,10 +5,10 @@ same embeddings, at full LoVR scale.
 
 Researchers re-run `evaluate` to change `--k_values`, the bootstrap or the report with every embedding cached: that
 run should cost what its ranking costs. The data: `bench_dataset.make_source`'s synthetic official release (40,804
-clips with ~1,000-word captions, 467 videos with ~17,000-word captions; no video files), exported with every clip a
-query (40,804 texts x 40,804 clips, 467 x 467), and synthetic d = 512 embeddings (each text its item's plus noise,
-as in `bench_metric`) put into the evaluation's own caches, as a first run would have left them. Each case runs in a
-process of its own, imports untimed:
+clips with ~1,000-word captions, 467 videos with ~17,000-word captions, an empty file for each clip and video, never
+decoded), exported with every clip a query (40,804 texts x 40,804 clips, 467 x 467), and synthetic d = 512
+embeddings (each text its item's plus noise, as in `bench_metric`) put into the evaluation's own caches, as a first
+run would have left them. Each case runs in a process of its own, imports untimed:
 (a) core: `retrieval_metrics` on the clip and on the video embeddings (read from .npy files);
 (b) evaluate: `evaluate_model` on the cached embeddings (its encoder is never called), no ranks kept from an earlier
 run (the ranks folder of the cache is emptied first), bootstrap 1000, every output written (results.json,
@@ -75,11 +75,7 @@ def setup(workdir: Path, scale: float) -> None:
     from lovr_metric.evaluation.frames import COST_PARTS
     from lovr_metric.evaluation.runner import prepare
 
-    make_source(workdir / "release", scale)
-    merged = workdir / "release/video_data/merged"  # the videos' own files, never decoded: their paths are enough
-    merged.mkdir(parents=True)
-    for line in (workdir / "release/caption_data/all_video.jsonl").read_text().splitlines():
-        (merged / f"{json.loads(line)['vid']}.mp4").touch()
+    make_source(workdir / "release", scale)  # its video files are empty: the jobs are signed, never decoded
     export(workdir / "release", workdir / "lovr", num_queries=round(NUM_CLIPS * scale), cache_dir=str(workdir / "hf"))
     ev = prepare(config(workdir, "setup-out"), encoder=CachedOnly(), text_encoder=CachedOnly())
     rng = np.random.default_rng(0)
