@@ -65,10 +65,11 @@ def test_the_merged_index_keeps_odd_keys_and_names_a_damaged_line(tmp_path):
     index.write_text(index.read_text() + '{"kind": "clip", "key": "thr')  # a last line cut short
     with pytest.raises(JsonlError, match=r"index\.jsonl:3: malformed .*\(a last line cut short"):
         EmbeddingCache(tmp_path, "org/model", SETTINGS).records()
-    first, second = index.read_text().split("\n")[:2]  # not splitlines: the first key holds U+2028
-    index.write_text(f"{first}\n{second},{second}\n")  # two records on one line: not one per line
-    with pytest.raises(JsonlError, match=r"index\.jsonl:2: malformed"):
-        EmbeddingCache(tmp_path, "org/model", SETTINGS).records()
+    first, second = index.read_bytes().split(b"\n")[:2]  # the first key holds U+2028, a line break to splitlines
+    for damaged, line in ((second + b"," + second, 2), (second + b"\r" + second, 2), ("\u2028".encode(), 2)):
+        index.write_bytes(first + b"\n" + damaged + b"\n")  # two records on a line; a line of U+2028 alone
+        with pytest.raises(JsonlError, match=rf"index\.jsonl:{line}: malformed"):
+            EmbeddingCache(tmp_path, "org/model", SETTINGS).records()
 
 
 def _config(model, export, videos_dir, output, cache_dir) -> EvaluateConfig:
