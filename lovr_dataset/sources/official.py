@@ -91,8 +91,9 @@ def list_clip_files(root: Path) -> dict[str, str]:
 
 
 def _stem_suffix(name: str) -> tuple[str, str]:
-    """`(PurePath(name).stem, PurePath(name).suffix)` for a file name: the suffix from the last dot, unless that dot
-    opens or ends the name."""
+    """A file name's stem and suffix as `PurePath` takes them apart on Python 3.11-3.13: the suffix from the last dot,
+    unless that dot opens or ends the name (3.14 gives a name ending in a dot the suffix ".", no video extension
+    either way)."""
     dot = name.rfind(".")
     if 0 < dot < len(name) - 1:
         return name[:dot], name[dot:]
