@@ -4,8 +4,9 @@
 
 Synthetic official release in the release's layout: caption_data/all_clip.jsonl and all_video.jsonl, 40,804 clips
 with ~1,000-word captions and 467 videos with ~17,000-word captions, and an empty file in video_data/ for every clip
-and video (an export lists the release's clip files; nothing here decodes them). Every measured step runs in a process of its own,
-so its peak memory (max RSS) is its own, and the steps take turns, `--repeats` times; the table gives medians.
+and video (an export lists the release's clip files; nothing here decodes them). Every measured step runs in a
+process of its own, so its peak memory (max RSS) is its own, and the steps take turns, `--repeats` times; the table
+gives medians.
 - floor:  pyarrow reads the two JSON Lines files and writes the same Parquet (pyarrow.json + pq.write_table);
 - export: `lovr_dataset.export` (the builder, every config, Parquet, README);
 - pyarrow read: pq.read_table of the exported clips Parquet;
@@ -42,11 +43,19 @@ EXPORT_TARGET, EXPORT_MEMORY_TARGET = 1.5, 1.3  # build + export against the flo
 
 
 def make_source(root: Path, scale: float, seed: int = 0) -> None:
+    """The synthetic release in `root`, with an empty file for each clip (where its record's `path` puts it) and
+    video: listing them is part of exporting the release, decoding them is not."""
+    from lovr_dataset.sources.official import CLIP_DIR, MERGED_DIR
+
     rng = np.random.default_rng(seed)
     vocabulary = np.array([f"w{index}" for index in range(5_000)])
     num_videos = max(1, round(NUM_VIDEOS * scale))
     num_clips = max(num_videos, round(NUM_CLIPS * scale))
     (root / "caption_data").mkdir(parents=True)
+    (root / MERGED_DIR).mkdir(parents=True)
+    for index in range(num_videos):
+        (root / MERGED_DIR / f"vid{index:04d}.mp4").touch()
+        (root / CLIP_DIR / f"vid{index:04d}").mkdir(parents=True)
 
     def text(words: int) -> str:
         return " ".join(vocabulary[rng.integers(0, len(vocabulary), words)])
@@ -62,18 +71,10 @@ def make_source(root: Path, scale: float, seed: int = 0) -> None:
                 "cap": text(CLIP_WORDS),
             }
             f.write(json.dumps(record) + "\n")
+            (root / CLIP_DIR / record["path"]).touch()
     with open(root / "caption_data/all_video.jsonl", "w") as f:
         for index in range(num_videos):
             f.write(json.dumps({"vid": f"vid{index:04d}", "cap": text(VIDEO_WORDS)}) + "\n")
-    # The release's video files, empty: listing them is part of exporting the release, decoding them is not.
-    (root / "video_data/merged").mkdir(parents=True)
-    for index in range(num_videos):
-        vid = f"vid{index:04d}"
-        (root / "video_data/merged" / f"{vid}.mp4").touch()
-        (root / "video_data/long_video_clip" / vid).mkdir(parents=True)
-    for index in range(num_clips):
-        vid = f"vid{index % num_videos:04d}"
-        (root / "video_data/long_video_clip" / vid / f"{vid}-Scene-{index // num_videos + 1:03d}.mp4").touch()
 
 
 def clip_parquet(export_dir: Path) -> list[Path]:

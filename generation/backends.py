@@ -54,8 +54,8 @@ VISUAL_INPUTS = {
 # Loaded locally, a model takes a clip as one video with its frame timing when its processor has a video processor
 # (transformers 5.25: processing_qwen2_vl.py, frames merged in temporal patches of 2; processing_qwen2_5_vl.py, the
 # time between patches from the metadata's sampled fps; processing_qwen3_vl.py, a "<t seconds>" timestamp per patch
-# from the metadata's fps and frames_indices). At an endpoint, which does not say what its model takes, the same
-# families are known by their names:
+# from the metadata's fps and frames_indices). At an endpoint, which does not say what its model takes, those
+# Qwen2-VL, Qwen2.5-VL and Qwen3-VL families are known by their names:
 VIDEO_MODEL_NAME = re.compile(r"qwen(2|2\.5|2_5|3)[-_]?vl", re.IGNORECASE)
 
 
