@@ -76,34 +76,30 @@ class RunningTop:
             maxima = scores[: blocks * size].reshape(blocks, size, scores.shape[1]).amax(dim=1).T
         else:
             maxima = scores[:, : blocks * size].reshape(scores.shape[0], blocks, size).amax(dim=2)
-        bound = torch.topk(maxima, self.keep, dim=1).values[:, -1]
-        # `candidates` takes the scores above the floor: the float below the bound offers those equal to it too. With
-        # denormals flushed (`torch.set_flush_denormal`) the float below 0 compares as 0: the least normal one then.
-        below = torch.nextafter(bound, torch.tensor(-np.inf, dtype=bound.dtype, device=bound.device))
-        below = torch.where(below < bound, below, torch.full_like(bound, -torch.finfo(bound.dtype).tiny))
-        kept = torch.from_numpy(self.values[first_query : first_query + offered.shape[0], -1]).to(below.device)
-        floor = torch.maximum(below, kept).cpu().numpy()
-        self.take([self.candidates(scores, first_query, first_item, transposed, floor=floor)])
+        bound = torch.topk(maxima, self.keep, dim=1).values[:, -1].cpu().numpy()
+        kept = self.values[first_query : first_query + offered.shape[0], -1]
+        self.take([self.candidates(scores, first_query, first_item, transposed, at_least=np.maximum(bound, kept))])
 
     def candidates(
-        self, scores: torch.Tensor, first_query: int, first_item: int, transposed: bool = False, floor=None
+        self, scores: torch.Tensor, first_query: int, first_item: int, transposed: bool = False, at_least=None
     ):
         """(query, item, score) of the scores of `scores` (laid out as for `offer`) above their query's current
-        `keep`-th best (or above `floor`, one per query, where given), as numpy arrays for `take`. On CPU, numpy's
-        compare and `flatnonzero` find them in a quarter of the time of torch's `nonzero`."""
+        `keep`-th best (or at or above `at_least`, one per query, where given), as numpy arrays for `take`. On CPU,
+        numpy's compare and `flatnonzero` find them in a quarter of the time of torch's `nonzero`."""
         num_queries = scores.shape[1] if transposed else scores.shape[0]
-        if floor is None:
-            floor = self.values[first_query : first_query + num_queries, -1]
+        floor = self.values[first_query : first_query + num_queries, -1] if at_least is None else at_least
         # A contiguous copy: numpy compares against a strided row of floors several times slower.
         floor = np.ascontiguousarray(floor, dtype=self.values.dtype)
         floor = floor[None, :] if transposed else floor[:, None]
         if scores.device.type == "cpu" and scores.is_contiguous():
             values = scores.numpy()
-            flat = np.flatnonzero(np.greater(values, floor, out=_mask(values.shape)))
+            compare = np.greater if at_least is None else np.greater_equal
+            flat = np.flatnonzero(compare(values, floor, out=_mask(values.shape)))
             row, column = np.divmod(flat, values.shape[1])
             score = values.reshape(-1)[flat]
         else:
-            row, column = torch.nonzero(scores > torch.from_numpy(floor).to(scores.device)).unbind(1)
+            compare = torch.gt if at_least is None else torch.ge
+            row, column = torch.nonzero(compare(scores, torch.from_numpy(floor).to(scores.device))).unbind(1)
             row, column, score = (part.cpu().numpy() for part in (row, column, scores[row, column]))
         if transposed:
             return column + first_query, row + first_item, score

@@ -69,8 +69,8 @@ def test_first_tiles_offered_from_their_block_maxima_keep_the_exact_top(seed):
 @pytest.mark.parametrize("flush_denormal", [False, True])
 def test_a_first_tile_bounded_at_zero_keeps_its_zeros(flush_denormal):
     # The first tile of each text holds one video scoring 1 and 142 scoring exactly 0, so its bound is 0; the second
-    # tile's 47 videos all score below 0. The float offered from (just below the bound) must not compare as 0 when
-    # denormals are flushed, or the zeros of the top would be lost to the negatives.
+    # tile's 47 videos all score below 0. The scores equal to the bound are offered too, denormals flushed or not,
+    # or the zeros of the top would be lost to the negatives.
     axes = torch.eye(4)
     below = torch.stack([unit((-(0.1 + 0.01 * j) * axes[0] + axes[2])[None])[0] for j in range(47)])
     videos = torch.cat([axes[0:1], axes[1].repeat(142, 1), below])
