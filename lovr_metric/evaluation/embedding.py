@@ -278,13 +278,14 @@ def _retry(record: dict) -> bool:
 
 
 def sync(cache: EmbeddingCache) -> None:
-    """Wait for every process, merge their index files (main process), and reread the merged cache (the main
-    process only when something was merged: its records are those of the index otherwise)."""
+    """Wait for every process, merge their index files (main process: the merge reads every record anew, so its
+    records are the merged ones), and have the other processes reread the merged index."""
     state = process_state()
     state.wait_for_everyone()
-    merged = cache.merge() if state.is_main_process else True
+    if state.is_main_process:
+        cache.merge()
     state.wait_for_everyone()
-    if merged:
+    if not state.is_main_process:
         cache.reload()
 
 

@@ -332,11 +332,12 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
         logger.info("%d processes share the texts and video files to embed", state.num_processes)
     # The rows, the plan and the cache records are frozen out of the collections of the embedding and ranking that
     # follow, each as soon as it is built; the encoders load in between, the collector on (their garbage is theirs).
+    # A run that embeds reads the records anew when it merges them (`sync`); the collector is paused from the ranking
+    # to the outputs anyway.
     with frozen_heap() as freeze:
         ev = prepare(config, encoder, text_encoder, planned=freeze)
-        with gc_paused():
-            ev.text_cache.records(), ev.visual_cache.records()  # read now, kept to the end like the rows and plan
-            freeze()
+        ev.text_cache.records(), ev.visual_cache.records()  # read now (the collector paused as they are)
+        freeze()
         encode_texts(ev.text_encoder, ev.text_cache, ev.texts, config.text_batch_size, ev.text_keys)
         sync(ev.text_cache)
         encode_videos(ev.encoder, ev.visual_cache, ev.data, ev.sampling)
