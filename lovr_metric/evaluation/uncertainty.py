@@ -85,17 +85,16 @@ def _weighted_medians(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return (low + high) / 2
 
 
-def _resampled_statistics(value_sets: list[Mapping[str, np.ndarray]], num_resamples: int, seed: int) -> list[dict]:
-    """Each metric's statistic on every resampled query set, for each of `value_sets` (metrics of the same queries,
-    or of as many: one draw of query sets serves them all). The draws become counts per query, so that every mean
+def _resampled_statistics(
+    value_sets: list[Mapping[str, np.ndarray]], num_queries: int, num_resamples: int, seed: int
+) -> list[dict]:
+    """Each metric's statistic on every resampled query set, for each of `value_sets` (metrics of `num_queries`
+    queries each: one draw of query sets serves them all). The draws become counts per query, so that every mean
     is one product of the counts with the values, and counts per distinct value, so that a median is a scan of
     those (ranks repeat: far fewer than the queries), whatever the number of metrics."""
-    num_queries = {_check(values, "bootstrap") for values in value_sets}
-    if len(num_queries) != 1:
-        raise ValueError(f"bootstrap: value sets of {sorted(num_queries)} queries; expected one number of queries")
     plans = [_StatisticsPlan(values) for values in value_sets]
     query_counts = None
-    for indices in resample_indices(num_queries.pop(), num_resamples, seed):
+    for indices in resample_indices(num_queries, num_resamples, seed):
         if any(plan.table is not None for plan in plans):
             query_counts = _counts(indices, indices.shape[1])
         for plan in plans:
@@ -161,8 +160,8 @@ def bootstrap_intervals_of(
     by_size: dict[int, list[int]] = {}
     for position, values in enumerate(value_sets):
         by_size.setdefault(_check(values, "bootstrap"), []).append(position)
-    for positions in by_size.values():
-        found = _resampled_statistics([value_sets[p] for p in positions], num_resamples, seed)
+    for num_queries, positions in by_size.items():
+        found = _resampled_statistics([value_sets[p] for p in positions], num_queries, num_resamples, seed)
         for position, statistics in zip(positions, found, strict=True):
             out[position] = {
                 name: (float(np.quantile(stats, tail)), float(np.quantile(stats, 1 - tail)))
