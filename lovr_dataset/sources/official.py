@@ -63,8 +63,8 @@ def matches(root: Path) -> bool:
 def list_clip_files(root: Path) -> dict[str, str]:
     """Clip id -> file path relative to `root`, for every video file under `video_data/long_video_clip/<vid>/`.
 
-    Names are taken apart as strings (`_stem_suffix`), as pathlib would: a `Path` and its `relative_to` per file were
-    a fifth of a full-scale export's time (40,804 clip files)."""
+    Names are taken apart as strings (`stem`), as pathlib would: a `Path` and its `relative_to` per file were a fifth
+    of a full-scale export's time (40,804 clip files)."""
     found: dict[str, str] = {}
     clip_dir = root / CLIP_DIR
     if not clip_dir.is_dir():
@@ -73,8 +73,8 @@ def list_clip_files(root: Path) -> dict[str, str]:
         if not folder.is_dir():
             continue
         for entry in _entries_inside(root, Path(folder.path)):
-            stem, suffix = _stem_suffix(entry.name)
-            if suffix.lower() not in VIDEO_EXTENSIONS:
+            clip_id = stem(entry.name)
+            if entry.name[len(clip_id) :].lower() not in VIDEO_EXTENSIONS:  # the suffix
                 continue
             if entry.is_symlink():
                 check_inside(root, entry.path)
@@ -83,21 +83,11 @@ def list_clip_files(root: Path) -> dict[str, str]:
                 relpath.encode("utf-8")
             except UnicodeEncodeError as err:
                 raise ValueError(f"{Path(entry.path)!r}: file name is not valid UTF-8; rename it") from err
-            video_id, _ = split_clip_id(stem, entry.path)
+            video_id, _ = split_clip_id(clip_id, entry.path)
             if video_id != folder.name:
-                raise ValueError(f"{entry.path}: clip {stem!r} lies in the folder of another video {folder.name!r}")
-            found[stem] = relpath
+                raise ValueError(f"{entry.path}: clip {clip_id!r} lies in the folder of another video {folder.name!r}")
+            found[clip_id] = relpath
     return found
-
-
-def _stem_suffix(name: str) -> tuple[str, str]:
-    """A file name's stem and suffix as `PurePath` takes them apart on Python 3.11-3.13: the suffix from the last dot,
-    unless that dot opens or ends the name (3.14 gives a name ending in a dot the suffix ".", no video extension
-    either way)."""
-    dot = name.rfind(".")
-    if 0 < dot < len(name) - 1:
-        return name[:dot], name[dot:]
-    return name, ""
 
 
 def _entries_inside(root: Path, folder: Path) -> list[os.DirEntry]:
@@ -305,7 +295,9 @@ def _read_videos_and_themes(root: Path, options: ReadOptions, report: SourceRepo
 
 
 def stem(relpath: str) -> str:
-    """`PurePosixPath(relpath).stem` of a path `safe_relpath` normalised, without pathlib's cost per clip."""
+    """`PurePosixPath(relpath).stem` of a path `safe_relpath` normalised (or of a file name), without pathlib's cost
+    per clip: the name up to its last dot, unless that dot opens or ends it (on Python 3.11-3.13; 3.14 also cuts a
+    name ending in a dot there, which changes no video file's stem)."""
     if relpath == ".":
         return ""
     name = relpath.rpartition("/")[2]
