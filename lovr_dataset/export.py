@@ -35,7 +35,7 @@ import secrets
 import shutil
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import datasets
@@ -274,9 +274,8 @@ def _write_split(
                 waiting.popleft().result()
         return _Shards.finish_all(parts)
     finally:
-        for pool, waiting in zip(pools, pending, strict=True):
-            wait(waiting)
-            pool.shutdown()
+        for pool in pools:
+            pool.shutdown()  # waits for the writes still running
         for part in parts:
             part.close()
 

@@ -305,8 +305,8 @@ def stem(relpath: str) -> str:
     return name[:dot] if 0 < dot < len(name) - 1 else name
 
 
-def _text_field(record: dict, name: str, where: str) -> str | ArrowText:
+def _text_field(record: dict, name: str, where: str) -> str:
     value = record.get(name)
-    if not isinstance(value, (str, ArrowText)):
+    if not isinstance(value, str):
         raise ValueError(f"{where}: field {name!r} is {value!r}, expected a string")
     return value
