@@ -15,6 +15,7 @@ from lovr_dataset import LoVR, card_yaml, export, upload_plan
 from model_cards.dataset import dataset_card
 
 export_module = importlib.import_module("lovr_dataset.export")  # `lovr_dataset.export` is also the function
+lovr_module = importlib.import_module("lovr_dataset.lovr")
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +163,40 @@ def test_a_split_cut_into_parts_holds_the_same_rows_and_card(exported, official_
             assert splits[split["name"]]["num_examples"] == split["num_examples"]
     body = (parted / "README.md").read_text().split("---", 2)[2]
     assert body == (exported / "README.md").read_text().split("---", 2)[2]
+
+
+def test_parts_of_many_tables_and_files_hold_the_same_rows(exported, official_root, tmp_path, monkeypatch):
+    # Parts of 2 rows, tables of 1 row and a new file after every table: each part hands its writer several tables in
+    # turn with the others', each part writes several files, and the files are numbered across the parts.
+    monkeypatch.setattr(export_module, "PART_ROWS", 2)
+    monkeypatch.setattr(lovr_module, "TABLE_ROWS", 1)
+    monkeypatch.setattr(export_module, "MAX_SHARD_BYTES", 0)
+    parted = export(official_root, tmp_path / "lovr", num_queries=3, query_seed=1)
+    names = sorted(path.name for path in (parted / "clips").glob("test-*.parquet"))
+    assert names == [f"test-{index:05d}-of-00003.parquet" for index in range(3)]
+    assert [pq.read_metadata(parted / "clips" / name).num_rows for name in names] == [1, 1, 1]
+    for config in ("clips", "videos", "themes"):
+        ours = datasets.load_dataset(str(parted), config, cache_dir=str(tmp_path / f"p-{config}"))
+        whole = datasets.load_dataset(str(exported), config, cache_dir=str(tmp_path / f"w-{config}"))
+        assert {split: ours[split].to_list() for split in ours} == {split: whole[split].to_list() for split in whole}
+
+
+def test_a_part_whose_writer_fails_fails_the_export_and_leaves_nothing(official_root, tmp_path, monkeypatch):
+    import threading
+
+    write = export_module._Shards.write
+
+    def failing(self, table):
+        if self.part == "00001":
+            raise OSError(28, "No space left on device")
+        write(self, table)
+
+    monkeypatch.setattr(export_module, "PART_ROWS", 2)
+    monkeypatch.setattr(export_module._Shards, "write", failing)
+    with pytest.raises(OSError, match="No space left on device"):
+        export(official_root, tmp_path / "lovr", num_queries=3, query_seed=1)
+    assert not any(tmp_path.iterdir())  # neither the export nor its staging folder
+    assert not [thread.name for thread in threading.enumerate() if thread.name.startswith("lovr-export")]
 
 
 def test_export_refuses_an_unknown_option_before_writing(official_root, tmp_path):
