@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # lovr_standins: from the source tree, never installed
+
 import numpy as np
 from scenedetect import ContentDetector, SceneManager, detect, open_video, split_video_ffmpeg
 from targets import Target, report

