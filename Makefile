@@ -63,7 +63,7 @@ style: $(STAMP)
 
 # Every benchmark, one after the other (about 15 minutes on 2 cores): each prints its table of ratios and its targets
 # with ok / MISSED, and exits 1 when one is missed. All of them run; then the command fails if any missed or failed.
-BENCHMARKS := bench_metric bench_evaluate bench_dataset bench_generation bench_caption bench_encode bench_endpoint
+BENCHMARKS := bench_metric bench_evaluate bench_token_counts bench_dataset bench_generation bench_caption bench_encode bench_endpoint
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
 	@failed=; for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; \

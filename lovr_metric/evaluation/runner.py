@@ -18,6 +18,7 @@ others are written (nothing is written when no granularity ranked).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_CACHE_DIR = Path(os.environ.get("LOVR_EMBEDDING_CACHE", ".cache/lovr-embeddings"))
 # The protocols `--protocol` names: the corrected one, and each that reproduces other code (`protocol.py`).
 PROTOCOLS = {protocol.name: protocol for protocol in (Protocol(), LoVROriginal())}
+# The kind of the record of the query texts' token counts in the text cache (`_token_counts`).
+TOKEN_COUNTS = "token_counts"
 
 
 # The integer options' lowest values, checked when the command line is parsed, and what the values mean.
@@ -283,15 +286,19 @@ def prepare(config: EvaluateConfig, encoder=None, text_encoder=None, planned=Non
     sampling = protocol.sampling(config, encoder)
 
     texts = [text for queries in data.queries.values() for text, _ in queries]
-    counts = getattr(text_encoder, "token_counts", None)
+    keys = query_keys(data)
+    visual, text = _identity(visual_config, encoder, text=False), _identity(text_config, text_encoder, text=True)
+    root, rank = Path(config.cache_dir), state.process_index
+    visual_cache = EmbeddingCache(root, visual_config.model, {**visual, **sampling.settings()}, rank)
+    text_cache = EmbeddingCache(root, text_config.model, {**text, "kind": "text"}, rank)
     run = RunSettings(
         dataset=config.dataset,
         k_values=config.k_values,
-        visual=_identity(visual_config, encoder, text=False),
-        text=_identity(text_config, text_encoder, text=True),
+        visual=visual,
+        text=text,
         sampling=sampling.settings(),
         dataset_fingerprint=dataset_fingerprint(rows),
-        text_lengths=_as_dict(counts(texts)) if counts and state.is_main_process else None,
+        text_lengths=_token_counts(text_encoder, texts, keys, text_cache) if state.is_main_process else None,
         bootstrap={
             "num_resamples": config.bootstrap_resamples,
             "confidence": config.confidence,
@@ -300,9 +307,6 @@ def prepare(config: EvaluateConfig, encoder=None, text_encoder=None, planned=Non
         },
         protocol=protocol.record(config, encoder, text_encoder),
     )
-    root, rank = Path(config.cache_dir), state.process_index
-    visual_cache = EmbeddingCache(root, visual_config.model, {**run.visual, **sampling.settings()}, rank)
-    text_cache = EmbeddingCache(root, text_config.model, {**run.text, "kind": "text"}, rank)
     return Evaluation(
         config,
         granularities,
@@ -315,8 +319,25 @@ def prepare(config: EvaluateConfig, encoder=None, text_encoder=None, planned=Non
         text_cache,
         visual_cache,
         video_root,
-        query_keys(data),
+        keys,
     )
+
+
+def _token_counts(text_encoder, texts: list[str], keys: dict[str, list[str]], cache: EmbeddingCache) -> dict | None:
+    """How the query texts compare with the text encoder's token limit (`long_text.TokenCounts` as a dict; None for
+    an encoder that cannot count them), kept in the encoder's text cache under a hash of the texts' keys (`keys`, per
+    task): a re-run on the same texts does not tokenize them again. At LoVR's scale that took about a minute with
+    CLIP's tokenizer, six times the ranking (`benchmarks/bench_token_counts.py`). The cache folder is that of the text
+    encoder's identity, its tokenizer and limit included."""
+    counts = getattr(text_encoder, "token_counts", None)
+    if counts is None:
+        return None
+    key = hashlib.sha1("\n".join(key for part in keys.values() for key in part).encode()).hexdigest()
+    record = cache.records().get((TOKEN_COUNTS, key))
+    if record is None:
+        record = {"kind": TOKEN_COUNTS, "key": key, "counts": _as_dict(counts(texts))}
+        cache.put_records([record])
+    return record["counts"]
 
 
 def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> dict | None:

@@ -110,3 +110,36 @@ def test_runner_records_the_policy_and_the_token_counts(tmp_path, lovr_export, t
     # served to the other.
     identities = [results[policy]["settings"]["text_encoder"] for policy in ("truncate", "chunk_mean")]
     assert {key for key in identities[0] if identities[0][key] != identities[1][key]} == {"long_text"}
+
+
+def test_a_rerun_reads_the_token_counts_from_the_cache(tmp_path, lovr_export, tiny_models, monkeypatch):
+    # Counting tokens is tokenizing every query text (a minute for LoVR's captions with CLIP's tokenizer): a re-run on
+    # the same texts with the same text encoder reads the counts its first run kept; other texts are counted anew.
+    export, videos_dir = lovr_export
+    counted = []
+    count = TokenCounts.of
+
+    def spy(tokenizer, texts, max_length, **kwargs):
+        counted.append(len(texts))
+        return count(tokenizer, texts, max_length, **kwargs)
+
+    monkeypatch.setattr(TokenCounts, "of", spy)
+    lengths = {}
+    for name, granularity in (("first", None), ("rerun", None), ("videos", ["video"])):
+        config = EvaluateConfig(
+            dataset=str(export),
+            model=str(tiny_models["clip"]),
+            output=str(tmp_path / name),
+            video_root=str(videos_dir),
+            interval=4,
+            k_values=[1, 2],
+            text_max_length=4,
+            granularity=granularity,
+            cache_dir=str(tmp_path / "cache"),
+            bootstrap_resamples=10,
+        )
+        evaluate_model(config)
+        lengths[name] = json.loads((tmp_path / name / "results.json").read_text())["settings"]["text_lengths"]
+    first, videos = counted  # the re-run counted nothing
+    assert lengths["rerun"] == lengths["first"] and lengths["first"]["num_texts"] == first
+    assert lengths["videos"]["num_texts"] == videos < first
