@@ -75,14 +75,15 @@ def main() -> int:
         for repeat in range(args.repeats):
             cache = EmbeddingCache(folder / "cache", "bench", {"repeat": repeat})
             started = time.perf_counter()
-            counted = _token_counts(encoder, texts, keys, cache)  # the first run: tokenized, kept
+            counted, record = _token_counts(encoder, texts, keys, cache)  # the first run: tokenized
             count.append(time.perf_counter() - started)
+            cache.put_records([record])  # kept, as evaluate keeps it
             cache.merge()
             cache = EmbeddingCache(folder / "cache", "bench", {"repeat": repeat})  # a new process's view
             started = time.perf_counter()
-            again = _token_counts(encoder, texts, keys, cache)
+            again, record = _token_counts(encoder, texts, keys, cache)
             read.append(time.perf_counter() - started)
-            if again != counted or encoder.calls != repeat + 1:
+            if again != counted or record is not None or encoder.calls != repeat + 1:
                 raise RuntimeError("the re-run did not read the counts the first run kept")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -96,7 +97,8 @@ def main() -> int:
     print(
         f"\nAt LoVR's scale ({full_words:,} words) the count takes about {min(count) * full_words / words:.0f} s here."
     )
-    return report([Target("re-run's read / count", min(read) / min(count), TARGET)], f"scale {args.scale:g}")
+    share = 100 * min(read) / min(count)
+    return report([Target("re-run's read / count", share, 100 * TARGET, unit="%")], f"scale {args.scale:g}")
 
 
 if __name__ == "__main__":

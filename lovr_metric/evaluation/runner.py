@@ -255,6 +255,8 @@ class Evaluation:
     visual_cache: EmbeddingCache
     video_root: Path
     query_keys: dict[str, list[str]]  # per task, the cache key (`text_key`) of each query text, in query order
+    # Text cache records made here (the query texts' token counts), written once every process has read the cache.
+    new_records: list[dict] = field(default_factory=list)
 
     @property
     def text_keys(self) -> list[str]:
@@ -291,6 +293,9 @@ def prepare(config: EvaluateConfig, encoder=None, text_encoder=None, planned=Non
     root, rank = Path(config.cache_dir), state.process_index
     visual_cache = EmbeddingCache(root, visual_config.model, {**visual, **sampling.settings()}, rank)
     text_cache = EmbeddingCache(root, text_config.model, {**text, "kind": "text"}, rank)
+    text_lengths, counted = (
+        _token_counts(text_encoder, texts, keys, text_cache) if state.is_main_process else (None, None)
+    )
     run = RunSettings(
         dataset=config.dataset,
         k_values=config.k_values,
@@ -298,7 +303,7 @@ def prepare(config: EvaluateConfig, encoder=None, text_encoder=None, planned=Non
         text=text,
         sampling=sampling.settings(),
         dataset_fingerprint=dataset_fingerprint(rows),
-        text_lengths=_token_counts(text_encoder, texts, keys, text_cache) if state.is_main_process else None,
+        text_lengths=text_lengths,
         bootstrap={
             "num_resamples": config.bootstrap_resamples,
             "confidence": config.confidence,
@@ -320,24 +325,26 @@ def prepare(config: EvaluateConfig, encoder=None, text_encoder=None, planned=Non
         visual_cache,
         video_root,
         keys,
+        [] if counted is None else [counted],
     )
 
 
-def _token_counts(text_encoder, texts: list[str], keys: dict[str, list[str]], cache: EmbeddingCache) -> dict | None:
+def _token_counts(text_encoder, texts: list[str], keys: dict[str, list[str]], cache: EmbeddingCache):
     """How the query texts compare with the text encoder's token limit (`long_text.TokenCounts` as a dict; None for
-    an encoder that cannot count them), kept in the encoder's text cache under a hash of the texts' keys (`keys`, per
-    task): a re-run on the same texts does not tokenize them again. At LoVR's scale that took about a minute with
-    CLIP's tokenizer, six times the ranking (`benchmarks/bench_token_counts.py`). The cache folder is that of the text
-    encoder's identity, its tokenizer and limit included."""
+    an encoder that cannot count them), and the record that keeps them in the encoder's text cache (None when the
+    cache has it), under a hash of the texts' keys (`keys`, per task): a re-run on the same texts does not tokenize
+    them again. At LoVR's scale that took about a minute with CLIP's tokenizer, six times the ranking
+    (`benchmarks/bench_token_counts.py`). The cache folder is that of the text encoder's identity, its tokenizer and
+    limit included. The caller writes the record once every process has read the cache (`Evaluation.new_records`)."""
     counts = getattr(text_encoder, "token_counts", None)
     if counts is None:
-        return None
-    key = hashlib.sha1("\n".join(key for part in keys.values() for key in part).encode()).hexdigest()
-    record = cache.records().get((TOKEN_COUNTS, key))
-    if record is None:
-        record = {"kind": TOKEN_COUNTS, "key": key, "counts": _as_dict(counts(texts))}
-        cache.put_records([record])
-    return record["counts"]
+        return None, None
+    digest = hashlib.sha1("\n".join(key for part in keys.values() for key in part).encode()).hexdigest()
+    kept = cache.records().get((TOKEN_COUNTS, digest))
+    if kept is not None:
+        return kept["counts"], None
+    found = _as_dict(counts(texts))
+    return found, {"kind": TOKEN_COUNTS, "key": digest, "counts": found}
 
 
 def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> dict | None:
@@ -360,6 +367,8 @@ def evaluate_model(config: EvaluateConfig, encoder=None, text_encoder=None) -> d
         ev.text_cache.records(), ev.visual_cache.records()  # read now (the collector paused as they are)
         freeze()
         encode_texts(ev.text_encoder, ev.text_cache, ev.texts, config.text_batch_size, ev.text_keys)
+        if ev.new_records:  # every process has read the cache by now (encode_texts waits for them)
+            ev.text_cache.put_records(ev.new_records)
         sync(ev.text_cache)
         encode_videos(ev.encoder, ev.visual_cache, ev.data, ev.sampling)
         sync(ev.visual_cache)

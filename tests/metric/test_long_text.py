@@ -114,7 +114,7 @@ def test_runner_records_the_policy_and_the_token_counts(tmp_path, lovr_export, t
 
 def test_a_rerun_reads_the_token_counts_from_the_cache(tmp_path, lovr_export, tiny_models, monkeypatch):
     # Counting tokens is tokenizing every query text (a minute for LoVR's captions with CLIP's tokenizer): a re-run on
-    # the same texts with the same text encoder reads the counts its first run kept; other texts are counted anew.
+    # the same texts with the same text encoder reads the counts its first run kept.
     export, videos_dir = lovr_export
     counted = []
     count = TokenCounts.of
@@ -125,7 +125,8 @@ def test_a_rerun_reads_the_token_counts_from_the_cache(tmp_path, lovr_export, ti
 
     monkeypatch.setattr(TokenCounts, "of", spy)
     lengths = {}
-    for name, granularity in (("first", None), ("rerun", None), ("videos", ["video"])):
+    runs = (("first", None, 4), ("rerun", None, 4), ("videos", ["video"], 4), ("longer", None, 8))
+    for name, granularity, max_length in runs:
         config = EvaluateConfig(
             dataset=str(export),
             model=str(tiny_models["clip"]),
@@ -133,13 +134,15 @@ def test_a_rerun_reads_the_token_counts_from_the_cache(tmp_path, lovr_export, ti
             video_root=str(videos_dir),
             interval=4,
             k_values=[1, 2],
-            text_max_length=4,
+            text_max_length=max_length,
             granularity=granularity,
             cache_dir=str(tmp_path / "cache"),
             bootstrap_resamples=10,
         )
         evaluate_model(config)
         lengths[name] = json.loads((tmp_path / name / "results.json").read_text())["settings"]["text_lengths"]
-    first, videos = counted  # the re-run counted nothing
+    # The re-run counted nothing; other texts, or another text encoder (its limit is part of its cache's key), did.
+    first, videos, longer = counted
     assert lengths["rerun"] == lengths["first"] and lengths["first"]["num_texts"] == first
     assert lengths["videos"]["num_texts"] == videos < first
+    assert longer == first and lengths["longer"]["max_length"] == 8 and lengths["first"]["max_length"] == 4
