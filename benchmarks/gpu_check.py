@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lovr_metric import retrieval_metrics  # noqa: E402
+from lovr_metric import retrieval_metrics
 
 NUM_CLIPS = 40_804
 DIM = 512
