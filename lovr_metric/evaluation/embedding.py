@@ -9,7 +9,8 @@ The cache (`EmbeddingCache`) is on disk, keyed by model, settings and id: a reru
 resumes.
 
     <root>/<model-slug>/<settings-hash>/settings.json   what the hash stands for (model, revision, sampling, ...)
-    <root>/<model-slug>/<settings-hash>/index.jsonl     one record per embedding or finished job (merged)
+    <root>/<model-slug>/<settings-hash>/index.jsonl     one record per embedding, finished job or set of query
+                                                        texts' token counts (a text encoder's; merged)
     <root>/<model-slug>/<settings-hash>/index-<rank>.jsonl   each process's records of the current run
     <root>/<model-slug>/<settings-hash>/shards/*.safetensors  the vectors, one tensor "embeddings" per shard
 

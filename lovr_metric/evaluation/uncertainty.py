@@ -29,7 +29,8 @@ DEFAULT_SEED = 0
 # Resampled query sets drawn (and held) at a time: bounds memory to `_BATCH x queries` values per metric. Small, so
 # that each batch's arrays (16 MB at LoVR's 40,804 queries) mostly reuse pages the previous batch freed: the first
 # 65 MB arrays of batches of 200 each cost 0.12 s of page faults after a ranking, and a full-scale evaluation's
-# bootstrap took 0.97 s where this takes 0.55 s. The draws are the same whatever the batch (`resample_indices`).
+# bootstrap took 0.97 s where this takes 0.55 s. The draws are the same whatever the batch (`resample_indices`); a
+# mean's sums over a batch round with its shape, so an interval can move in its last bit (1e-16) with `_BATCH`.
 _BATCH = 50
 # The percentiles hold every resample's statistic of every metric, 8 bytes each: at this bound, 20 metrics of a
 # direction take 16 MB.
