@@ -2,7 +2,9 @@
 
 Frames come out as RGB `uint8` arrays of shape (H, W, 3), exactly as the decoder gives them: never flipped to
 BGR (the original LoVR code did, so its baselines saw BGR images). Decoding goes through PyAV in one sequential
-pass per call: frames that are not needed are decoded (a codec cannot skip them) but never converted to RGB.
+pass per call: frames that are not needed are decoded (a codec cannot skip them) but never converted to RGB. PyAV is
+imported when a video is first opened: a command that decodes nothing (a re-run with every embedding cached) does not
+wait for its import (0.3 s).
 
 Times are seconds from the first frame of the video's first video stream (its timestamp is subtracted: containers
 such as AVI may start at a non-zero one), the clock PySceneDetect and `W/segments.jsonl` use.
@@ -25,9 +27,12 @@ import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
+
+if TYPE_CHECKING:
+    import av
 
 # LoVR's captioning rule (LOVR_REFERENCE.md, stage 2).
 LOVR_MIN_CLIP_FRAMES = 5
@@ -61,6 +66,8 @@ class VideoInfo:
 
 def _open(path: Path) -> av.container.InputContainer:
     """Open `path` for reading, turning every way this can fail into a `VideoError`."""
+    import av
+
     try:
         status = path.stat()
     except OSError as err:
@@ -93,6 +100,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     with what decodes). When the container stores no frame count (Matroska, WebM), the packets are counted: a
     demux pass, no decoding.
     """
+    import av
+
     path = Path(path)
     container = _open(path)
     with container:
@@ -118,6 +127,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 
 def _count_packets(path: Path) -> int:
+    import av
+
     with av.open(str(path)) as container:
         return sum(1 for packet in container.demux(video=0) if packet.size)
 
@@ -140,6 +151,8 @@ def iter_frames_at(
             the calling thread alone (cheaper in CPU time, when other threads need the cores). Never changes the
             frames: FFmpeg's decoders give the same pixels at any thread count.
     """
+    import av
+
     path = Path(path)
     times = np.asarray(times, dtype=np.float64)
     if times.ndim != 1 or not np.isfinite(times).all() or (times < 0).any():
@@ -198,6 +211,8 @@ def iter_frames_at(
 
 def _first_frame_time(path: Path, container: av.container.InputContainer, stream: av.VideoStream) -> float:
     """The timestamp of the first frame, in seconds; leaves the container to be sought before decoding on."""
+    import av
+
     try:
         for frame in container.decode(stream):
             if frame.pts is not None:

@@ -259,3 +259,10 @@ def test_every_text_is_embedded_when_one_rank_reads_the_cache_late(tmp_path, lat
     )
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert "missing 0 of 9" in done.stdout
+
+
+def test_pyav_is_imported_only_to_open_a_video():
+    # A re-run with every embedding cached decodes nothing: it does not wait for PyAV's import (0.3 s).
+    script = "import sys, lovr_metric.evaluation.runner, lovr_metric.__main__; print('av' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False"]
