@@ -84,24 +84,29 @@ def test_unknown_policy_is_refused():
         EncoderConfig(model="m", long_text="mean")
 
 
-def test_runner_records_the_policy_and_the_token_counts(tmp_path, lovr_export, tiny_models):
+def evaluate_tiny_clip(tmp_path, lovr_export, tiny_models, name: str, **options) -> dict:
+    """results.json of the tiny CLIP evaluated on the tiny export into `tmp_path / name`, the cache shared."""
     export, videos_dir = lovr_export
-    results = {}
-    for policy in ("truncate", "chunk_mean"):
-        config = EvaluateConfig(
-            dataset=str(export),
-            model=str(tiny_models["clip"]),
-            output=str(tmp_path / policy),
-            video_root=str(videos_dir),
-            interval=4,
-            k_values=[1, 2],
-            text_max_length=4,
-            long_text=policy,
-            cache_dir=str(tmp_path / "cache"),
-            bootstrap_resamples=10,
-        )
-        evaluate_model(config)
-        results[policy] = json.loads((tmp_path / policy / "results.json").read_text())
+    config = EvaluateConfig(
+        dataset=str(export),
+        model=str(tiny_models["clip"]),
+        output=str(tmp_path / name),
+        video_root=str(videos_dir),
+        interval=4,
+        k_values=[1, 2],
+        cache_dir=str(tmp_path / "cache"),
+        bootstrap_resamples=10,
+        **{"text_max_length": 4, **options},
+    )
+    evaluate_model(config)
+    return json.loads((tmp_path / name / "results.json").read_text())
+
+
+def test_runner_records_the_policy_and_the_token_counts(tmp_path, lovr_export, tiny_models):
+    results = {
+        policy: evaluate_tiny_clip(tmp_path, lovr_export, tiny_models, policy, long_text=policy)
+        for policy in ("truncate", "chunk_mean")
+    }
     for policy, result in results.items():
         lengths = result["settings"]["text_lengths"]
         assert result["settings"]["text_encoder"]["long_text"] == policy
@@ -115,7 +120,6 @@ def test_runner_records_the_policy_and_the_token_counts(tmp_path, lovr_export, t
 def test_a_rerun_reads_the_token_counts_from_the_cache(tmp_path, lovr_export, tiny_models, monkeypatch):
     # Counting tokens is tokenizing every query text (a minute for LoVR's captions with CLIP's tokenizer): a re-run on
     # the same texts with the same text encoder reads the counts its first run kept.
-    export, videos_dir = lovr_export
     counted = []
     count = TokenCounts.of
 
@@ -124,23 +128,11 @@ def test_a_rerun_reads_the_token_counts_from_the_cache(tmp_path, lovr_export, ti
         return count(tokenizer, texts, max_length, **kwargs)
 
     monkeypatch.setattr(TokenCounts, "of", spy)
-    lengths = {}
-    runs = (("first", None, 4), ("rerun", None, 4), ("videos", ["video"], 4), ("longer", None, 8))
-    for name, granularity, max_length in runs:
-        config = EvaluateConfig(
-            dataset=str(export),
-            model=str(tiny_models["clip"]),
-            output=str(tmp_path / name),
-            video_root=str(videos_dir),
-            interval=4,
-            k_values=[1, 2],
-            text_max_length=max_length,
-            granularity=granularity,
-            cache_dir=str(tmp_path / "cache"),
-            bootstrap_resamples=10,
-        )
-        evaluate_model(config)
-        lengths[name] = json.loads((tmp_path / name / "results.json").read_text())["settings"]["text_lengths"]
+    runs = {"first": {}, "rerun": {}, "videos": {"granularity": ["video"]}, "longer": {"text_max_length": 8}}
+    lengths = {
+        name: evaluate_tiny_clip(tmp_path, lovr_export, tiny_models, name, **options)["settings"]["text_lengths"]
+        for name, options in runs.items()
+    }
     # The re-run counted nothing; other texts, or another text encoder (its limit is part of its cache's key), did.
     first, videos, longer = counted
     assert lengths["rerun"] == lengths["first"] and lengths["first"]["num_texts"] == first
