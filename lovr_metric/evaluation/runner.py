@@ -18,7 +18,6 @@ others are written (nothing is written when no granularity ranked).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from lovr_metric.evaluation.embedding import (
     folder_fingerprint,
     query_keys,
     sync,
+    text_key,
 )
 from lovr_metric.evaluation.frames import FrameSampling
 from lovr_metric.evaluation.lovr_original import LoVROriginal
@@ -339,7 +339,7 @@ def _token_counts(text_encoder, texts: list[str], keys: dict[str, list[str]], ca
     counts = getattr(text_encoder, "token_counts", None)
     if counts is None:
         return None, None
-    digest = hashlib.sha1("\n".join(key for part in keys.values() for key in part).encode()).hexdigest()
+    digest = text_key("\n".join(key for part in keys.values() for key in part))  # the texts' keys, as one text
     kept = cache.records().get((TOKEN_COUNTS, digest))
     if kept is not None:
         return kept["counts"], None
