@@ -189,24 +189,26 @@ class FileStats:
     """`file_stat` of many files, each folder resolved once: resolving a path costs a system call per part of it
     (0.8 s for 40,804 clip files), and the clips of a release share a few folders. A file that is not a symlink
     resolves to its folder's resolved path and its name, and its own `lstat` is its `stat`; a symlink is resolved
-    whole. Meant for one planning's jobs (`sign_jobs`): a folder moved afterwards is not seen."""
+    whole. Meant for one planning's jobs (`sign_jobs`): a folder moved afterwards is not seen. The path is split as
+    text: pathlib's `parent` and `name` took a third of the 0.39 s that 41,271 files cost."""
 
     def __init__(self):
         self._folders: dict[str, str] = {}
 
     def __call__(self, path: Path) -> list:
-        if path.name in ("", ".", ".."):
+        text = os.fspath(path)
+        folder, name = os.path.split(text)
+        if name in ("", ".", ".."):
             return file_stat(path)
         try:
-            stat = os.lstat(path)
+            stat = os.lstat(text)
             if S_ISLNK(stat.st_mode):
                 return file_stat(path)
         except OSError:
-            return [str(path)]
-        folder = str(path.parent)
+            return [text]
         if folder not in self._folders:
-            self._folders[folder] = os.path.realpath(folder)
-        return [os.path.join(self._folders[folder], path.name), stat.st_size, stat.st_mtime_ns]
+            self._folders[folder] = os.path.realpath(folder or os.curdir)
+        return [os.path.join(self._folders[folder], name), stat.st_size, stat.st_mtime_ns]
 
 
 def sign_jobs(jobs: list[VideoJob]) -> None:

@@ -4,6 +4,7 @@ the video root (real files and real symlinks in `tmp_path`)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -108,7 +109,7 @@ def test_a_path_is_root_joined_with_it_whatever_its_spelling(tmp_path, clip_path
     assert [job.path for job in data.jobs] == [tmp_path / clip_path] * 2
 
 
-def test_signing_many_jobs_at_once_gives_each_job_its_own_signature(root, tmp_path):
+def test_signing_many_jobs_at_once_gives_each_job_its_own_signature(root, tmp_path, monkeypatch):
     # `sign_jobs` resolves each folder once (`FileStats`); what it computes must be what each job computes alone,
     # for a plain file, links to files inside and outside, a file reached through a linked folder, a '..' that
     # comes back, a missing file and a dangling link.
@@ -120,6 +121,8 @@ def test_signing_many_jobs_at_once_gives_each_job_its_own_signature(root, tmp_pa
     assert [job.signature for job in jobs] == alone
     stats = FileStats()
     assert [stats(root / path) for path in paths] == [file_stat(root / path) for path in paths]
+    monkeypatch.chdir(root)  # relative paths: a file of the working folder has no folder in its text
+    assert [stats(Path(path)) for path in paths] == [file_stat(Path(path)) for path in paths]
 
     class OwnSignature(VideoJob):  # a protocol's job that replaces `signature` itself is left to it
         @property
