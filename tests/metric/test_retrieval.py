@@ -330,3 +330,19 @@ def test_few_queries_off_first_place_match_reference():
     text_ids[5], text_ids[17], text_ids[11] = "v9", ["v2", "v30"], "v3"
     results = retrieval_metrics(videos.copy(), text_ids, videos, video_ids, k_values=(1, 5), chunk_size=20)
     assert_same(results, naive_metrics(videos, text_ids, videos, video_ids, (1, 5)))
+
+
+def test_pair_scores_split_over_threads_are_those_of_one_thread():
+    # The pair scores that precede the pass are computed block by block on several threads at once (as the pass
+    # splits its chunks): every block must write its own pairs, whichever thread runs it, with the same numbers.
+    import lovr_metric.lovr_retrieval._tiled_ranks as retrieval
+
+    rng = np.random.default_rng(11)
+    texts = torch.nn.functional.normalize(torch.tensor(rng.standard_normal((1500, 64)), dtype=torch.float32), dim=1)
+    videos = torch.nn.functional.normalize(torch.tensor(rng.standard_normal((700, 64)), dtype=torch.float32), dim=1)
+    pair_text = torch.sort(torch.tensor(rng.integers(1500, size=2000))).values
+    pair_video = torch.tensor(rng.integers(700, size=2000))
+    alone = retrieval._pair_scores(texts, videos, pair_text, pair_video, 256, workers=1)
+    split = retrieval._pair_scores(texts, videos, pair_text, pair_video, 256, workers=3)
+    assert torch.equal(split, alone)
+    assert torch.allclose(alone, (texts[pair_text] * videos[pair_video]).sum(1), atol=1e-5)
