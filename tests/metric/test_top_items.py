@@ -175,3 +175,24 @@ def test_without_top_the_pass_keeps_nothing():
     ranked = rank_pass(texts, texts, torch.arange(6), torch.arange(6), 4)
     assert ranked.text_top is None and ranked.video_top is None
     assert np.array_equal(ranked.text_ranks.numpy(), np.ones(6))
+
+
+@pytest.mark.parametrize("tiling", TILINGS)
+def test_several_runs_of_near_ties_in_one_top_are_each_ordered_exactly(tiling):
+    # One text's top holds a run of three near-tied videos (each about 1e-10 above the last, the better ones later in
+    # the gallery), clearly better and clearly worse videos around it, and a near-tied pair at the edge of its top 10:
+    # only those five are scored again, each run sorted apart, and the items between them keep their places.
+    generator = torch.Generator().manual_seed(8)
+    text = unit(torch.randn(1, 512, generator=generator))
+    first = unit(text + 0.1 * torch.randn(1, 512, generator=generator))
+    run = [first, nudged_up(text, first)]
+    run.append(nudged_up(text, run[1]))
+    edge = unit(text + 0.15 * torch.randn(1, 512, generator=generator))
+    best = unit(text + 0.05 * torch.randn(4, 512, generator=generator))
+    middle = unit(text + 0.12 * torch.randn(2, 512, generator=generator))
+    rest = unit(torch.randn(15, 512, generator=generator))
+    videos = torch.cat([*run, edge, best, middle, nudged_up(text, edge), rest])
+    expected = exact_top(text, videos, 10)
+    assert expected[0][expected[0].index(2) : expected[0].index(2) + 3] == [2, 1, 0]
+    assert 10 in expected[0] and 3 not in expected[0]
+    assert top_of(text, videos, 10, tiling)[0] == expected
