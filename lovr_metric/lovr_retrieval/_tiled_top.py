@@ -30,7 +30,7 @@ import torch
 TOP_MARGIN = 6
 # Rows of queries scored in float64 at a time where crowded (against every item), and pairs where near ties are.
 _EXACT_ROWS = 64
-_EXACT_PAIRS = 4096
+_EXACT_PAIRS = 1024
 # A query's first tile is bounded by the maxima of at least this many blocks of items per item it keeps (`offer`).
 BLOCKS_PER_KEPT = 4
 _buffers = threading.local()
