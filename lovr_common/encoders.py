@@ -28,7 +28,9 @@ An encoder is chosen by family (`FAMILIES`), detected from the model unless `Enc
 
       evaluate_model(EvaluateConfig(dataset="./lovr", model="my-model", output="runs/my"), encoder=MyAdapter())
 
-Every encoder counts its model calls in `calls`, so callers (and tests) can see that a cache hit did no work.
+Every encoder counts its model calls in `calls`, so callers (and tests) can see that a cache hit did no work. A
+transformers model's weights are read on its first call (`DeferredWeights`): a re-run whose embeddings are all
+cached never loads them.
 Outputs are float32 on the CPU and not normalised: pooling and L2 normalisation are the caller's.
 """
 
@@ -36,6 +38,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -234,8 +238,45 @@ def mean_pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> 
     return (last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
+class DeferredWeights:
+    """A transformers model whose weights are read (by `load`, which also moves them to `device`) on first use, not
+    when its encoder is built: a re-run whose embeddings are all cached embeds nothing and never reads them, which
+    for a VLM embedder of several billion parameters was most of a cached re-evaluation. What an encoder and the
+    cache key read before embedding is known without them: the model's `config` (its `_commit_hash` included), the
+    `device` and the `dtype` it is loaded in. Any other attribute, and a call, loads the weights once (from any
+    thread) and is the loaded model's."""
+
+    def __init__(self, load: Callable[[], Any], *, config, device: torch.device, dtype: torch.dtype):
+        self.config, self.device, self.dtype = config, device, dtype
+        self._load, self._model, self._lock = load, None, threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights were read."""
+        return self._model is not None
+
+    def weights(self):
+        """The loaded model, its weights read on the first call."""
+        with self._lock:
+            if self._model is None:
+                # The first call may come inside an encoder's `torch.inference_mode()`, where the model's buffers
+                # (position ids) would be made inference tensors, which nothing outside it may update.
+                with torch.inference_mode(False):
+                    self._model = self._load()
+        return self._model
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):  # this object's own state, not yet set (copies, pickling) or private
+            raise AttributeError(name)
+        return getattr(self.weights(), name)
+
+    def __call__(self, *args, **kwargs):
+        return self.weights()(*args, **kwargs)
+
+
 class TransformersEncoder:
-    """A transformers model of family `dual`, `video` or `text` with its tokenizer and image processor."""
+    """A transformers model of family `dual`, `video` or `text` with its tokenizer and image processor. The model
+    may be `DeferredWeights`."""
 
     def __init__(
         self, model, tokenizer, image_processor, *, family: str, text_max_length: int, padding, long_text="truncate"
@@ -343,15 +384,22 @@ def _load_transformers(config: EncoderConfig, device: torch.device, need: str, f
     except (OSError, ValueError, KeyError) as err:
         raise UnsupportedModelError(config.model, f"transformers cannot load its configuration ({err})") from err
     dtype = resolve_dtype(config.dtype, device)
-    model = AutoModel.from_pretrained(config.model, config=model_config, dtype=dtype, **options).to(device).eval()
-    family = family or _detect_family(model)
+
+    def load():
+        return AutoModel.from_pretrained(config.model, config=model_config, dtype=dtype, **options).to(device).eval()
+
+    # The class AutoModel builds tells the family without the weights; a model of remote code is loaded now.
+    model_class = _model_class(model_config)
+    model = load() if model_class is None else DeferredWeights(load, config=model_config, device=device, dtype=dtype)
+    model_class = model_class or type(model)
+    family = family or _detect_family(model_class, model_config)
     if family is None or (need == "visual" and family == "text"):
         what = "image or video" if family == "text" else "text, image or video"
         raise UnsupportedModelError(
-            config.model, f"{type(model).__name__} (model_type={model_config.model_type!r}) has no {what} features"
+            config.model, f"{model_class.__name__} (model_type={model_config.model_type!r}) has no {what} features"
         )
-    if need == "visual" and family == "dual" and not hasattr(model, "get_image_features"):
-        raise UnsupportedModelError(config.model, f"{type(model).__name__} has no get_image_features")
+    if need == "visual" and family == "dual" and not hasattr(model_class, "get_image_features"):
+        raise UnsupportedModelError(config.model, f"{model_class.__name__} has no get_image_features")
 
     tokenizer = AutoTokenizer.from_pretrained(config.model, **options)
     image_processor = None
@@ -389,11 +437,25 @@ def text_token_limit(config: EncoderConfig, tokenizer, ceiling: int) -> int:
     return requested
 
 
-def _detect_family(model) -> str | None:
-    if hasattr(model, "get_video_features") and hasattr(model, "get_text_features"):
+def _model_class(model_config) -> type | None:
+    """The class `AutoModel.from_pretrained` builds for `model_config`, found as it finds it, without building it;
+    None for a configuration that names remote code (`auto_map`), whose class only loading it gives."""
+    from transformers import AutoModel
+    from transformers.models.auto.auto_factory import _get_model_class
+
+    if "AutoModel" in (getattr(model_config, "auto_map", None) or {}):
+        return None
+    try:
+        return _get_model_class(model_config, AutoModel._model_mapping)
+    except KeyError:
+        return None
+
+
+def _detect_family(model_class: type, model_config) -> str | None:
+    if hasattr(model_class, "get_video_features") and hasattr(model_class, "get_text_features"):
         return "video"
-    if hasattr(model, "get_image_features") and hasattr(model, "get_text_features"):
+    if hasattr(model_class, "get_image_features") and hasattr(model_class, "get_text_features"):
         return "dual"
-    if getattr(model.config, "vision_config", None) is None:
+    if getattr(model_config, "vision_config", None) is None:
         return "text"
     return None

@@ -57,7 +57,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from lovr_common.encoders import EncoderConfig, UnsupportedModelError, resolve_dtype
+from lovr_common.encoders import DeferredWeights, EncoderConfig, UnsupportedModelError, resolve_dtype
 from lovr_common.visual_inputs import (
     DEFAULT_CLIP_FRAMES,
     VIDEO_METADATA,
@@ -377,13 +377,12 @@ def load_vlm_embedder(config: EncoderConfig, device: torch.device, need: str = "
     visual_input = (
         choose_visual_input(config.model, config.video_input, set(chosen.takes)) if need == "visual" else None
     )
-    model = (
-        AutoModel.from_pretrained(
-            config.model, config=model_config, dtype=resolve_dtype(config.dtype, device), **options
-        )
-        .to(device)
-        .eval()
-    )
+    dtype = resolve_dtype(config.dtype, device)
+
+    def load():
+        return AutoModel.from_pretrained(config.model, config=model_config, dtype=dtype, **options).to(device).eval()
+
+    model = DeferredWeights(load, config=model_config, device=device, dtype=dtype)  # read on the first call
     tokenizer = AutoTokenizer.from_pretrained(config.model, **options)
     processor = None
     if visual_input == "video":

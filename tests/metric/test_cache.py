@@ -98,6 +98,14 @@ def test_second_run_makes_no_model_call(tmp_path, lovr_export, tiny_models):
     assert encoder.calls == calls  # texts and videos all served from the cache
     assert second["metrics"] == first["metrics"]
     assert second["cost_ms"] == first["cost_ms"]  # the cost measured when the embeddings were made
+    # A re-run in a process of its own loads the encoder anew: with every embedding cached, its weights are never
+    # read, and its cache key (config, dtype, family) is the one the first run's loaded model gave.
+    fresh = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
+    third = evaluate_model(
+        _config(tiny_models["clip"], export, videos_dir, tmp_path / "three", tmp_path / "cache"), encoder=fresh
+    )
+    assert encoder.model.loaded and not fresh.model.loaded
+    assert third["metrics"] == first["metrics"] and third["settings"] == first["settings"]
 
 
 def test_a_file_changed_behind_the_same_ids_is_embedded_again(tmp_path, lovr_export, tiny_models):

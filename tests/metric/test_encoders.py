@@ -74,6 +74,26 @@ def test_video_tower_equals_direct_call(tiny_models):
     torch.testing.assert_close(encoder.encode_text(TEXTS), text)
 
 
+@pytest.mark.parametrize(("name", "family"), [("clip", "dual"), ("siglip", "dual"), ("xclip", "video")])
+def test_weights_are_read_on_first_use_as_from_pretrained_reads_them(tiny_models, name, family):
+    # The encoder is built from the configuration alone: the family is told from the class AutoModel would build
+    # (`transformers`' own lookup), and what the cache key reads (device, dtype, the config's commit) is known. The
+    # first call reads the weights: the very model `AutoModel.from_pretrained` gives.
+    encoder = load_encoder(EncoderConfig(model=str(tiny_models[name])), need="visual")
+    assert not encoder.model.loaded and encoder.family == family
+    encoder.encode_text(TEXTS)
+    loaded, model = encoder.model.weights(), AutoModel.from_pretrained(tiny_models[name])
+    assert encoder.model.loaded and type(loaded) is type(model)
+    assert (encoder.device, encoder.dtype) == (loaded.device, loaded.dtype) and not loaded.training
+    # Read inside `encode_text`'s inference mode, yet no buffer (position ids) is an inference tensor.
+    assert not any(tensor.is_inference() for tensor in [*loaded.parameters(), *loaded.buffers()])
+    commit = [getattr(config, "_commit_hash", None) for config in (encoder.model.config, loaded.config)]
+    assert commit[0] == commit[1]
+    assert all(
+        torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True)
+    )
+
+
 def test_image_processor_backend_is_chosen_and_recorded(tiny_models):
     from sentence_transformers import SentenceTransformer
 

@@ -205,3 +205,24 @@ def test_the_family_runs_through_the_evaluation_and_is_recorded(tmp_path, qwen2_
     assert encoder["family"] == "vlm-embedder" and encoder["visual_input"] == "frames"
     assert encoder["recipe"]["name"] == "gme" and encoder["image_processor"] == "Qwen2VLImageProcessorPil"
     assert encoder["document_prompt"] == text_encoder["query_prompt"] == "You are a helpful assistant."
+
+
+def test_a_cached_rerun_never_reads_the_weights(tmp_path, qwen2_vl, lovr_export):
+    # Each run loads the embedder anew, as a run in a process of its own does. The second one finds every embedding
+    # cached under the key the first one wrote: it embeds nothing, so the weights are never read.
+    from lovr_metric.evaluation.runner import EvaluateConfig, evaluate_model
+
+    export, videos_dir = lovr_export
+    runs = []
+    for name in ("first", "second"):
+        encoder = load_encoder(EncoderConfig(model=str(qwen2_vl), family="vlm-embedder"), need="visual")
+        config = EvaluateConfig(
+            dataset=str(export), video_root=str(videos_dir), model=str(qwen2_vl), family="vlm-embedder",
+            output=str(tmp_path / name), cache_dir=str(tmp_path / "cache"), granularity=["video"], interval=60,
+            k_values=[1], bootstrap_resamples=0,
+        )  # fmt: skip
+        runs.append((encoder, evaluate_model(config, encoder=encoder)))
+    (first, first_results), (second, second_results) = runs
+    assert first.model.loaded and not second.model.loaded
+    assert second_results["metrics"] == first_results["metrics"]
+    assert second_results["settings"] == first_results["settings"]
