@@ -78,6 +78,48 @@ def _counts(indices: np.ndarray, num_groups: int, groups: np.ndarray | None = No
     return counts
 
 
+# Where a median is looked for first: among the distinct values whose share of the queries at or below them lies
+# within this many standard errors of a half (a resampled set's share has a standard error of at most 0.5 / sqrt(n)),
+# when they are at most `_MEDIAN_WINDOW` values. Each batch checks that every set's median lies there, or counts.
+_MEDIAN_SIGMAS = 8.0
+_MEDIAN_WINDOW = 32
+
+
+class _Median:
+    """The median of one metric's values over each resampled query set, as `np.median` takes it: the `(n + 1) // 2`-th
+    and `n // 2 + 1`-th smallest drawn values, averaged. Those lie in a narrow window of the distinct values around
+    the sample's median (ranks repeat: at LoVR's scale a handful of values): the draws at or below each value of the
+    window are one product of the query counts with indicator columns (exact: sums of whole numbers), where counting
+    the draws of every distinct value took 4.5 ms a batch of 50 sets at 40,804 queries. A batch where some set's
+    median lies outside the window (never seen at 8 standard errors) is counted value by value."""
+
+    def __init__(self, values: np.ndarray):
+        self.distinct, self.groups = np.unique(values, return_inverse=True)
+        share = np.cumsum(np.bincount(self.groups, minlength=len(self.distinct))) / len(values)
+        spread = _MEDIAN_SIGMAS * 0.5 / np.sqrt(len(values))
+        self.first = int(np.searchsorted(share, 0.5 - spread, side="left"))  # the first at or above a half - spread
+        last = min(int(np.searchsorted(share, 0.5 + spread, side="right")), len(share) - 1)  # the first above
+        self.columns = None
+        if last - self.first < _MEDIAN_WINDOW:
+            # Draws at or below the value before the window (none before the first value), then each in it.
+            bounds = self.distinct[max(self.first - 1, 0) : last + 1]
+            self.columns = (values[:, None] <= bounds[None, :]).astype(np.float64)
+
+    def of(self, indices: np.ndarray, query_counts: np.ndarray | None) -> np.ndarray:
+        """The median of each resampled set of `indices` (`query_counts`: each query's draws in each set)."""
+        size = indices.shape[1]
+        low_rank, high_rank = (size + 1) // 2, size // 2 + 1
+        if self.columns is not None and query_counts is not None:
+            below = query_counts @ self.columns
+            before = below[:, 0] if self.first > 0 else np.zeros(len(below))
+            window = below[:, 1:] if self.first > 0 else below
+            if (before < low_rank).all() and (window[:, -1] >= high_rank).all():
+                low = self.distinct[self.first + (window >= low_rank).argmax(axis=1)]
+                high = self.distinct[self.first + (window >= high_rank).argmax(axis=1)]
+                return (low + high) / 2
+        return _weighted_medians(self.distinct, _counts(indices, len(self.distinct), self.groups))
+
+
 def _weighted_medians(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Per row of draw counts of `values` (distinct, ascending), the median of the drawn values, as `np.median`
     takes it: the middle value, or the mean of the two middle ones."""
@@ -94,12 +136,12 @@ def _resampled_statistics(
 ) -> list[dict]:
     """Each metric's statistic on every resampled query set, for each of `value_sets` (metrics of `num_queries`
     queries each: one draw of query sets serves them all). The draws become counts per query, so that every mean
-    is one product of the counts with the values, and counts per distinct value, so that a median is a scan of
-    those (ranks repeat: far fewer than the queries), whatever the number of metrics."""
+    is one product of the counts with the values, and a median one product with a few indicator columns
+    (`_Median`), whatever the number of metrics."""
     plans = [_StatisticsPlan(values) for values in value_sets]
     query_counts = None
     for indices in resample_indices(num_queries, num_resamples, seed):
-        if any(plan.table is not None for plan in plans):
+        if any(plan.uses_query_counts for plan in plans):
             query_counts = _counts(indices, indices.shape[1])
         for plan in plans:
             plan.add(indices, query_counts)
@@ -117,18 +159,16 @@ class _StatisticsPlan:
             if self.means
             else None
         )
-        # Each median metric's distinct values (ascending) and the position of each query's value among them.
-        self.distinct = {
-            name: np.unique(np.asarray(values[name], dtype=np.float64), return_inverse=True)
-            for name in self.names
-            if name not in self.means
+        self.medians = {
+            name: _Median(np.asarray(values[name], dtype=np.float64)) for name in self.names if name not in self.means
         }
+        self.uses_query_counts = self.table is not None or any(m.columns is not None for m in self.medians.values())
         self.parts: dict[str, list[np.ndarray]] = {name: [] for name in self.names}
 
     def add(self, indices: np.ndarray, query_counts: np.ndarray | None) -> None:
         """The statistics of one batch of resampled sets (`query_counts`: how often each query is drawn in each)."""
-        for name, (sorted_values, groups) in self.distinct.items():
-            self.parts[name].append(_weighted_medians(sorted_values, _counts(indices, len(sorted_values), groups)))
+        for name, median in self.medians.items():
+            self.parts[name].append(median.of(indices, query_counts))
         if self.table is not None:
             for name, column in zip(self.means, (query_counts @ self.table / indices.shape[1]).T, strict=True):
                 self.parts[name].append(column)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from lovr_metric.evaluation import uncertainty
 from lovr_metric.evaluation.uncertainty import (
     _BATCH,
     bootstrap_intervals,
@@ -38,9 +39,16 @@ def test_intervals_equal_the_naive_loop(num_resamples):
 
 
 @pytest.mark.parametrize("high", [3, 40, 10_000])  # few distinct ranks (many ties) to all distinct
-def test_median_intervals_equal_the_naive_loop_exactly(high):
-    # A median is read from draw counts per distinct value: the same middle values as np.median, so the same floats.
+@pytest.mark.parametrize("sigmas", [8.0, 0.0])  # a window of distinct values no set's median leaves, or most do
+def test_median_intervals_equal_the_naive_loop_exactly(high, sigmas, monkeypatch):
+    # A median is read from the draws at or below the distinct values of a window around the sample's median, or,
+    # in a batch where some set's median lies outside it (most, with no room: `sigmas` 0) or where the window is too
+    # wide (every rank distinct), from draw counts per distinct value: the same middle values as np.median, so the
+    # same floats.
+    monkeypatch.setattr(uncertainty, "_MEDIAN_SIGMAS", sigmas)
     ranks = np.random.default_rng(high).integers(1, high, size=301).astype(float)
+    window = uncertainty._Median(ranks)
+    assert (window.columns is None) == (high == 10_000 and sigmas > 0)
     got = bootstrap_intervals({"x_median_rank": ranks}, num_resamples=450, seed=2)["x_median_rank"]
     assert got == naive_interval(ranks, np.median, 450, seed=2)
 
