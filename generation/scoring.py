@@ -196,8 +196,9 @@ class EvqaScorer:
         self.encoder = load_encoder(config, need="visual")
         if getattr(self.encoder, "family", None) != "dual":  # a video tower (X-CLIP) or a sentence-transformers model
             model = getattr(self.encoder, "model", self.encoder)
+            model_class = getattr(model, "model_class", None) or type(model)  # its weights not read for this
             raise ValueError(
-                f"scorer model {model_name_or_path!r} ({type(model).__name__}) has no get_image_features: expected a "
+                f"scorer model {model_name_or_path!r} ({model_class.__name__}) has no get_image_features: expected a "
                 "CLIP-like dual encoder (CLIP, SigLIP, ...)"
             )
         self.num_frames = num_frames

@@ -246,8 +246,8 @@ class DeferredWeights:
     `device` and the `dtype` it is loaded in. Any other attribute, and a call, loads the weights once (from any
     thread) and is the loaded model's."""
 
-    def __init__(self, load: Callable[[], Any], *, config, device: torch.device, dtype: torch.dtype):
-        self.config, self.device, self.dtype = config, device, dtype
+    def __init__(self, load: Callable[[], Any], *, config, device: torch.device, dtype: torch.dtype, model_class=None):
+        self.config, self.device, self.dtype, self.model_class = config, device, dtype, model_class
         self._load, self._model, self._lock = load, None, threading.Lock()
 
     @property
@@ -272,6 +272,13 @@ class DeferredWeights:
 
     def __call__(self, *args, **kwargs):
         return self.weights()(*args, **kwargs)
+
+
+def read_weights(encoder) -> None:
+    """Read `encoder`'s deferred weights now (`DeferredWeights`), before a timed call would count them."""
+    model = getattr(encoder, "model", None)
+    if isinstance(model, DeferredWeights):
+        model.weights()
 
 
 class TransformersEncoder:
@@ -390,7 +397,10 @@ def _load_transformers(config: EncoderConfig, device: torch.device, need: str, f
 
     # The class AutoModel builds tells the family without the weights; a model of remote code is loaded now.
     model_class = _model_class(model_config)
-    model = load() if model_class is None else DeferredWeights(load, config=model_config, device=device, dtype=dtype)
+    if model_class is None:
+        model = load()
+    else:
+        model = DeferredWeights(load, config=model_config, device=device, dtype=dtype, model_class=model_class)
     model_class = model_class or type(model)
     family = family or _detect_family(model_class, model_config)
     if family is None or (need == "visual" and family == "text"):
@@ -439,15 +449,17 @@ def text_token_limit(config: EncoderConfig, tokenizer, ceiling: int) -> int:
 
 def _model_class(model_config) -> type | None:
     """The class `AutoModel.from_pretrained` builds for `model_config`, found as it finds it, without building it;
-    None for a configuration that names remote code (`auto_map`), whose class only loading it gives."""
-    from transformers import AutoModel
-    from transformers.models.auto.auto_factory import _get_model_class
-
+    None for a configuration that names remote code (`auto_map`), whose class only loading it gives, and wherever
+    transformers' lookup (private: `_get_model_class`, `_model_mapping`) is not there as it was in 5.x: the model is
+    then loaded at once, as before."""
     if "AutoModel" in (getattr(model_config, "auto_map", None) or {}):
         return None
     try:
+        from transformers import AutoModel
+        from transformers.models.auto.auto_factory import _get_model_class
+
         return _get_model_class(model_config, AutoModel._model_mapping)
-    except KeyError:
+    except (ImportError, AttributeError, KeyError, TypeError):
         return None
 
 

@@ -213,3 +213,22 @@ def test_frames_are_cached_apart_per_image_processor_class(tmp_path, tiny_models
     # The command line's backend reaches the encoder's configuration.
     evaluate = EvaluateConfig(dataset="d", model=config.model, output="o", image_processor_backend="torchvision")
     assert _encoder_config(evaluate, config.model, None).image_processor_backend == "torchvision"
+
+
+def test_weights_are_read_before_the_first_video_job_is_timed(tmp_path, lovr_export, tiny_models, monkeypatch):
+    # A job's seconds (its `cost_ms`) are the decoding and the model's calls: the weights, read on the model's first
+    # call, are read before the first job starts. The texts go to an encoder of their own, so the visual encoder's
+    # first call would otherwise come inside the first job.
+    import lovr_metric.evaluation.embedding as embedding
+
+    export, videos_dir = lovr_export
+    events = []
+    encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
+    read = encoder.model.weights
+    monkeypatch.setattr(encoder.model, "weights", lambda: events.append("weights") or read())
+    embed_job = embedding.embed_job
+    monkeypatch.setattr(embedding, "embed_job", lambda *args: events.append("job") or embed_job(*args))
+    text_encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="text")
+    config = _config(tiny_models["clip"], export, videos_dir, tmp_path / "out", tmp_path / "cache")
+    evaluate_model(config, encoder=encoder, text_encoder=text_encoder)
+    assert events[0] == "weights" and events.count("job") == 3 and encoder.model.loaded
