@@ -14,9 +14,9 @@ apart than twice the error bound of a tile's score order alike whichever way the
 kept items closer than that are scored again in float64 and sorted. This gives the top `k` of that rule whenever
 the tile's `k`-th best and its `keep`-th best lie further apart than twice the error bound of a tile's score
 (`score_error`, which assumes full float32 products: `_tiled_ranks` turns TF32 and reduced-precision matmul off
-for the pass): an item left out then scores below every one of the first `k` whatever the rounding. A query where they do not (near-duplicates crowding its top) is scored against every
-item in one product, and the items that can be in its top k by that product are scored in float64; the result is
-the same either way.
+for the pass): an item left out then scores below every one of the first `k` whatever the rounding. A query where
+they do not (near-duplicates crowding its top) is scored against every item in one product, and the items that can
+be in its top k by that product are scored in float64; the result is the same either way.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from lovr_metric.lovr_retrieval import _tiled_top
 from lovr_metric.lovr_retrieval._tiled_ranks import rank_pass
 from lovr_metric.lovr_retrieval._tiled_top import TOP_MARGIN
 
@@ -178,7 +179,7 @@ def test_without_top_the_pass_keeps_nothing():
 
 
 @pytest.mark.parametrize("tiling", TILINGS)
-def test_several_runs_of_near_ties_in_one_top_are_each_ordered_exactly(tiling):
+def test_several_runs_of_near_ties_in_one_top_are_each_ordered_exactly(tiling, monkeypatch):
     # One text's top holds a run of three near-tied videos (each about 1e-10 above the last, the better ones later in
     # the gallery), clearly better and clearly worse videos around it, and a near-tied pair at the edge of its top 10:
     # only those five are scored again, each run sorted apart, and the items between them keep their places.
@@ -195,4 +196,8 @@ def test_several_runs_of_near_ties_in_one_top_are_each_ordered_exactly(tiling):
     expected = exact_top(text, videos, 10)
     assert expected[0][expected[0].index(2) : expected[0].index(2) + 3] == [2, 1, 0]
     assert 10 in expected[0] and 3 not in expected[0]
+    scored = []
+    exact_scores = _tiled_top.exact_scores
+    monkeypatch.setattr(_tiled_top, "exact_scores", lambda q, i: scored.append(i.shape[:2]) or exact_scores(q, i))
     assert top_of(text, videos, 10, tiling)[0] == expected
+    assert scored == [(5, 1)]  # the three of the run and the two at the edge, each pair on its own

@@ -46,11 +46,16 @@ def test_median_intervals_equal_the_naive_loop_exactly(high, sigmas, monkeypatch
     # wide (every rank distinct), from draw counts per distinct value: the same middle values as np.median, so the
     # same floats.
     monkeypatch.setattr(uncertainty, "_MEDIAN_SIGMAS", sigmas)
+    counted = []
+    weighted_medians = uncertainty._weighted_medians
+    monkeypatch.setattr(uncertainty, "_weighted_medians", lambda *args: counted.append(1) or weighted_medians(*args))
     ranks = np.random.default_rng(high).integers(1, high, size=301).astype(float)
     window = uncertainty._Median(ranks)
     assert (window.columns is None) == (high == 10_000 and sigmas > 0)
     got = bootstrap_intervals({"x_median_rank": ranks}, num_resamples=450, seed=2)["x_median_rank"]
     assert got == naive_interval(ranks, np.median, 450, seed=2)
+    batches = -(-450 // _BATCH)
+    assert len(counted) == (0 if window.columns is not None and sigmas > 0 else batches)  # the path each batch took
 
 
 def test_several_directions_at_once_give_each_its_own_intervals_bit_for_bit():
