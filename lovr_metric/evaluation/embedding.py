@@ -37,7 +37,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from lovr_common.encoders import TextEncoder, read_weights
+from lovr_common.encoders import TextEncoder
 from lovr_common.gc_pause import gc_paused
 from lovr_common.jsonl import JsonlWriter, read_jsonl, write_jsonl_atomic
 from lovr_common.processes import process_state
@@ -232,8 +232,6 @@ def encode_videos(encoder, cache: EmbeddingCache, data: EvalData, sampling: Fram
     todo = [job for job, r in zip(data.jobs, records, strict=True) if r.get("status") != "ok" or _retry(r)]
     state.wait_for_everyone()  # as in encode_texts
     with state.split_between_processes(todo) as mine:
-        if mine:
-            read_weights(encoder)  # not in the first job's seconds
         for job in tqdm(mine, desc="videos", disable=not state.is_main_process):
             try:
                 result = embed_job(job, encoder, sampling)

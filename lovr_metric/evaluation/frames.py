@@ -39,7 +39,7 @@ from stat import S_ISLNK
 
 import numpy as np
 
-from lovr_common.encoders import FrameEncoder, VideoEncoder
+from lovr_common.encoders import FrameEncoder, VideoEncoder, read_weights
 from lovr_common.run_folder import check_clip_span
 from lovr_common.video import VideoInfo, interval_times, iter_frames_at, probe, uniform_times
 from lovr_common.visual_inputs import video_metadata
@@ -357,6 +357,11 @@ def embed_job(job: VideoJob, encoder: FrameEncoder | VideoEncoder, sampling: Fra
         frame_owners, segment_frames = plan_frames(job, sampling, infos)
     if not job.segments:
         return JobResult({}, {}, 0, skipped)
+    # A model's weights are read on its first call (`DeferredWeights`): once the first job that embeds has opened its
+    # file, and outside that job's seconds.
+    reading = time.perf_counter()
+    read_weights(encoder)
+    started += time.perf_counter() - reading
     order = sorted(frame_owners)
 
     def size_of(info: VideoInfo) -> tuple[int, int] | None:
