@@ -187,9 +187,8 @@ def exact_top(top: RunningTop, queries: torch.Tensor, items: torch.Tensor, k: in
         whole = values[:, k - 1] - values[:, -1] <= bound
     rows = torch.nonzero(~settled & ~whole).flatten()
     if rows.numel():
-        out[rows.to(queries.device)] = _near_ties_exact(
-            values[rows], kept_items[rows.to(queries.device)], queries[rows.to(queries.device)], items, k, bound
-        )
+        near = rows.to(queries.device)
+        out[near] = _near_ties_exact(values[rows], kept_items[near], queries[near], items, k, bound)
     whole = whole.to(queries.device)
     whole_rows = torch.nonzero(whole).flatten()
     for start in range(0, whole_rows.shape[0], _EXACT_ROWS):
