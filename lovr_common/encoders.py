@@ -274,6 +274,20 @@ class DeferredWeights:
         return self.weights()(*args, **kwargs)
 
 
+def deferred_auto_model(
+    model: str, model_config, device: torch.device, dtype: torch.dtype, options: dict, model_class: type | None = None
+) -> DeferredWeights:
+    """`AutoModel.from_pretrained(model)` with `model_config` and `options` (revision, trust_remote_code), in `dtype`
+    on `device` and in eval mode, its weights read on first use."""
+
+    def load():
+        from transformers import AutoModel
+
+        return AutoModel.from_pretrained(model, config=model_config, dtype=dtype, **options).to(device).eval()
+
+    return DeferredWeights(load, config=model_config, device=device, dtype=dtype, model_class=model_class)
+
+
 def read_weights(encoder) -> None:
     """Read `encoder`'s deferred weights now (`DeferredWeights`), before a timed call would count them."""
     model = getattr(encoder, "model", None)
@@ -383,7 +397,7 @@ def load_encoder(config: EncoderConfig, *, need: str = "text") -> TextEncoder:
 
 
 def _load_transformers(config: EncoderConfig, device: torch.device, need: str, family: str | None):
-    from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
 
     options = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
     try:
@@ -391,17 +405,12 @@ def _load_transformers(config: EncoderConfig, device: torch.device, need: str, f
     except (OSError, ValueError, KeyError) as err:
         raise UnsupportedModelError(config.model, f"transformers cannot load its configuration ({err})") from err
     dtype = resolve_dtype(config.dtype, device)
-
-    def load():
-        return AutoModel.from_pretrained(config.model, config=model_config, dtype=dtype, **options).to(device).eval()
-
     # The class AutoModel builds tells the family without the weights; a model of remote code is loaded now.
     model_class = _model_class(model_config)
+    model = deferred_auto_model(config.model, model_config, device, dtype, options, model_class)
     if model_class is None:
-        model = load()
-    else:
-        model = DeferredWeights(load, config=model_config, device=device, dtype=dtype, model_class=model_class)
-    model_class = model_class or type(model)
+        model = model.weights()
+        model_class = type(model)
     family = family or _detect_family(model_class, model_config)
     if family is None or (need == "visual" and family == "text"):
         what = "image or video" if family == "text" else "text, image or video"

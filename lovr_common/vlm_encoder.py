@@ -57,7 +57,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from lovr_common.encoders import DeferredWeights, EncoderConfig, UnsupportedModelError, resolve_dtype
+from lovr_common.encoders import EncoderConfig, UnsupportedModelError, deferred_auto_model, resolve_dtype
 from lovr_common.visual_inputs import (
     DEFAULT_CLIP_FRAMES,
     VIDEO_METADATA,
@@ -357,7 +357,7 @@ def load_vlm_embedder(config: EncoderConfig, device: torch.device, need: str = "
     """`config.model` as a `VLMEmbedder` (texts; frames as images) or a `VLMClipEmbedder` (a clip's frames as several
     images or one video), by `config.video_input` and what its recipe takes. Raises `UnsupportedModelError` for a
     model of another architecture, `ImportError` naming the fix when the video route needs torchvision."""
-    from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
 
     options = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
     if config.long_text != "truncate":
@@ -377,12 +377,7 @@ def load_vlm_embedder(config: EncoderConfig, device: torch.device, need: str = "
     visual_input = (
         choose_visual_input(config.model, config.video_input, set(chosen.takes)) if need == "visual" else None
     )
-    dtype = resolve_dtype(config.dtype, device)
-
-    def load():
-        return AutoModel.from_pretrained(config.model, config=model_config, dtype=dtype, **options).to(device).eval()
-
-    model = DeferredWeights(load, config=model_config, device=device, dtype=dtype)  # read on the first call
+    model = deferred_auto_model(config.model, model_config, device, resolve_dtype(config.dtype, device), options)
     tokenizer = AutoTokenizer.from_pretrained(config.model, **options)
     processor = None
     if visual_input == "video":

@@ -94,6 +94,25 @@ def test_weights_are_read_on_first_use_as_from_pretrained_reads_them(tiny_models
     )
 
 
+def test_a_model_whose_class_is_not_known_beforehand_is_read_at_once(tiny_models, monkeypatch):
+    # The family is told from the class transformers' lookup names; for a configuration of remote code (or where that
+    # private lookup is gone) no class is known, and the model is loaded as it is built, as before deferring: the
+    # same family and the same embeddings.
+    from transformers import AutoConfig
+
+    import lovr_common.encoders as encoders
+
+    config = AutoConfig.from_pretrained(tiny_models["clip"])
+    assert encoders._model_class(config).__name__ == "CLIPModel"
+    config.auto_map = {"AutoModel": "modeling_custom.CustomModel"}
+    assert encoders._model_class(config) is None  # remote code: only loading it gives its class
+    deferred = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
+    monkeypatch.setattr(encoders, "_model_class", lambda model_config: None)
+    encoder = load_encoder(EncoderConfig(model=str(tiny_models["clip"])), need="visual")
+    assert type(encoder.model).__name__ == "CLIPModel" and encoder.family == deferred.family == "dual"
+    torch.testing.assert_close(encoder.encode_text(TEXTS), deferred.encode_text(TEXTS), rtol=0, atol=0)
+
+
 def test_image_processor_backend_is_chosen_and_recorded(tiny_models):
     from sentence_transformers import SentenceTransformer
 
